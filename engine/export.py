@@ -1,0 +1,82 @@
+"""Exports of a run's changelog: `md` to read, `tsv` like Karpathy's results.tsv, `jsonl` for tools."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from engine.store import Store
+
+#: Columns of the TSV: a results.tsv user's first (commit, score, status, description), then ours.
+TSV_COLUMNS = ["commit", "score", "status", "description", "round", "id", "kind", "delta",
+               "reason", "worker", "duration_s", "cost_usd", "tokens_in", "tokens_out"]
+JSONL_FIELDS = ["id", "round", "parent", "kind", "verdict", "reason", "description", "rationale",
+                "score", "delta", "worker", "tier", "wave", "started", "finished", "duration",
+                "tokens_in", "tokens_out", "tokens_cache_write", "tokens_cache_read", "cost_usd",
+                "git_commit", "error", "diff"]
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}g}"
+
+
+def _cell(value: Any) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def export_tsv(store: Store, run: dict[str, Any]) -> Iterator[str]:
+    yield "\t".join(TSV_COLUMNS) + "\n"
+    for e in store.iter_experiments(run["id"]):
+        row = [(e["git_commit"] or "")[:7], _fmt(e["score"], 6), e["verdict"], e["description"],
+               e["round"], e["id"], e["kind"], _fmt(e["delta"], 6), e["reason"], e["worker"],
+               _fmt(e["duration"], 3), _fmt(e["cost_usd"], 4), e["tokens_in"], e["tokens_out"]]
+        yield "\t".join(_cell(v) for v in row) + "\n"
+
+
+def export_jsonl(store: Store, run: dict[str, Any]) -> Iterator[str]:
+    for e in store.iter_experiments(run["id"]):
+        record = {k: e[k] for k in JSONL_FIELDS}
+        record["run"] = run["name"]
+        record["metrics"] = json.loads(e["metrics_json"]) if e["metrics_json"] else {}
+        yield json.dumps(record) + "\n"
+
+
+def export_md(store: Store, run: dict[str, Any]) -> Iterator[str]:
+    base, best = run["baseline_score"], run["best_score"]
+    yield f"# Changelog: {run['name']}\n\n"
+    yield (f"Status **{run['status']}**"
+           + (f" ({run['stop_reason']})" if run["stop_reason"] else "")
+           + f" · baseline {_fmt(base)} → best {_fmt(best)}"
+           + f" ({run['direction']}) · {run['rounds']} rounds · ${run['cost_usd'] or 0:.4f}\n\n")
+    yield "| # | round | verdict | score | delta | what was tried | why |\n"
+    yield "|---|---|---|---|---|---|---|\n"
+    for e in store.iter_experiments(run["id"]):
+        delta = "" if e["delta"] is None else f"{e['delta']:+.4g}"
+        cells = [str(e["id"]), str(e["round"]), e["verdict"], _fmt(e["score"]), delta,
+                 e["description"] or "", e["reason"] or ""]
+        yield "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |\n"
+
+
+FORMATS = {"md": export_md, "tsv": export_tsv, "jsonl": export_jsonl}
+
+
+def status_json(store: Store) -> list[dict[str, Any]]:
+    """Every run's state: the stable machine-readable view for scripts and agents."""
+    from engine.host import engine_alive
+
+    out = []
+    for run in store.runs():
+        stats = store.run_stats(run["id"])
+        out.append({
+            "name": run["name"], "id": run["id"], "status": run["status"],
+            "engine_alive": engine_alive(store.path, run["name"]),
+            "stop_reason": run["stop_reason"], "direction": run["direction"],
+            "rounds": run["rounds"], "experiments": stats["experiments"],
+            "verdicts": stats["verdicts"], "baseline": run["baseline_score"],
+            "best": run["best_score"], "best_experiment": run["best_experiment"],
+            "target": run["target"], "cost_usd": round(run["cost_usd"] or 0, 6),
+            "elapsed_s": round(run["elapsed"] or 0, 1), "branch": run["branch"],
+            "workspace": run["workspace"],
+        })
+    return out

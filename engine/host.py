@@ -1,0 +1,216 @@
+"""The host: runs several loops concurrently in one asyncio process, applies steering commands
+from the store to them, and tells listeners when something changed.
+
+A run can be hosted by one engine at a time; an OS file lock (released even on SIGKILL)
+refuses a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from engine import spec as specs
+from engine.loop import BaselineFailed, RunLoop
+from engine.model import UserError
+from engine.store import Store
+
+#: How often the command table is read; steering applies within this (plus a store write).
+COMMAND_POLL_S = 0.2
+VERBS = ("pause", "resume", "stop", "veto", "pin", "guide")
+
+
+def lock_path(db: Path, run_name: str) -> Path:
+    return db.parent / f".{db.name}.locks" / f"{run_name}.lock"
+
+
+def take_lock(db: Path, run_name: str) -> IO[str]:
+    """Hold the run's lock for the life of the process; a second engine is refused."""
+    path = lock_path(db, run_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(f"run {run_name!r} is already being run by another engine "
+                        f"(lock {path})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def engine_alive(db: Path, run_name: str) -> bool:
+    """True when some engine holds the run's lock right now."""
+    path = lock_path(db, run_name)
+    if not path.exists():
+        return False
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+class Host:
+    """Hosts runs; one instance per engine process, used from one event loop."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.loops: dict[int, RunLoop] = {}
+        self.tasks: dict[int, asyncio.Task[str]] = {}
+        self.listeners: list[Callable[[], None]] = []
+        self.results: dict[int, str] = {}
+        self._locks: dict[int, IO[str]] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    def notify(self) -> None:
+        for listener in list(self.listeners):
+            listener()
+
+    # ------------------------------------------------------------ runs
+
+    def add(self, spec: specs.Spec) -> RunLoop:
+        """Create the run (or pick up the one with this name) and take its lock."""
+        run = self.store.get_run(spec.name)
+        spec_json = spec.model_dump_json()
+        if run is None:
+            run_id = self.store.create_run(
+                spec.name, spec_path=str(spec.path or ""), spec_json=spec_json,
+                workspace=str(spec.workspace), direction=spec.direction, target=spec.target_score)
+        else:
+            run_id = run["id"]
+            if run_id in self.loops:
+                raise UserError(f"run {spec.name!r} is already running here")
+        lock = take_lock(self.store.path, spec.name)
+        try:
+            self.store.update_run(run_id, spec_json=spec_json, spec_path=str(spec.path or ""),
+                                  workspace=str(spec.workspace), direction=spec.direction,
+                                  target=spec.target_score, engine_pid=os.getpid(),
+                                  heartbeat=time.time(), status="starting", stop_reason=None)
+            loop = RunLoop(spec, self.store, run_id, notify=self.notify)
+        except BaseException:
+            lock.close()
+            raise
+        self._locks[run_id] = lock
+        self.loops[run_id] = loop
+        return loop
+
+    def start(self, loop: RunLoop) -> asyncio.Task[str]:
+        task = asyncio.create_task(self._drive(loop), name=f"run:{loop.spec.name}")
+        self.tasks[loop.run_id] = task
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll_commands(), name="commands")
+        return task
+
+    async def _drive(self, loop: RunLoop) -> str:
+        try:
+            reason = await loop.run()
+        except BaselineFailed as exc:
+            reason = str(exc)
+            self.store.update_run(loop.run_id, status="failed", stop_reason=reason)
+        except UserError as exc:
+            reason = str(exc)
+            self.store.update_run(loop.run_id, status="failed", stop_reason=reason,
+                                  engine_pid=None)
+        finally:
+            lock = self._locks.pop(loop.run_id, None)
+            if lock:
+                lock.close()
+            self.notify()
+        self.results[loop.run_id] = reason
+        return reason
+
+    async def run_until_done(self) -> dict[int, str]:
+        """Start every added run and wait for all of them to stop."""
+        for loop in self.loops.values():
+            if loop.run_id not in self.tasks:
+                self.start(loop)
+        try:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=False)
+        finally:
+            await self.close()
+        return self.results
+
+    def stop_all(self) -> None:
+        for loop in self.loops.values():
+            self._stop(loop)
+
+    def _stop(self, loop: RunLoop) -> None:
+        loop.stopping = True
+        loop.wake()
+        loop.cancel_wave()
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+            self._poller = None
+
+    # ------------------------------------------------------------ commands
+
+    async def _poll_commands(self) -> None:
+        while True:
+            try:
+                await self.apply_commands()
+                for run_id, loop in self.loops.items():
+                    if run_id in self.tasks and not self.tasks[run_id].done():
+                        loop.flush_events()
+            except Exception as exc:  # the poller must outlive one bad command
+                self.store.add_event(None, f"command poller: {exc!r}", level="error")
+            await asyncio.sleep(COMMAND_POLL_S)
+
+    async def apply_commands(self) -> None:
+        active = [rid for rid, task in self.tasks.items() if not task.done()]
+        for command in self.store.pending_commands(active):
+            result = await self.apply(command)
+            self.store.mark_applied(command["id"], result)
+            self.store.add_event(command["run_id"], f"{command['verb']}: {result}",
+                                 source="steering")
+            self.notify()
+
+    async def apply(self, command: dict) -> str:
+        """Apply one steering command to its run; returns what happened, for the UI."""
+        verb = command["verb"]
+        targets = [self.loops[command["run_id"]]] if command["run_id"] in self.loops else (
+            list(self.loops.values()) if command["run_id"] is None else [])
+        if not targets:
+            return "no such run in this engine"
+        if verb not in VERBS:
+            return f"unknown command {verb!r}"
+        results = []
+        for loop in targets:
+            if verb == "pause":
+                loop.paused = True
+                self.store.update_run(loop.run_id, status="paused")
+                results.append("paused")
+            elif verb == "resume":
+                loop.paused = False
+                loop.wake()
+                self.store.update_run(loop.run_id, status="running")
+                results.append("resumed")
+            elif verb == "stop":
+                self._stop(loop)
+                results.append("stopping")
+            elif verb == "veto":
+                results.append(await loop.veto(command["target"]))
+            elif verb == "pin":
+                if command["target"] is None:
+                    results.append("pin needs an experiment")
+                else:
+                    results.append(await loop.pin(command["target"]))
+            elif verb == "guide":
+                results.append("guidance noted for the next proposals")
+        return "; ".join(results)

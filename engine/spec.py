@@ -1,0 +1,448 @@
+"""Specs: one YAML file defines a run. Loaded into pydantic models and validated before
+anything runs; every error names `file:line`, the field, and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.model import UserError
+
+
+class SpecError(UserError):
+    """A spec that cannot run. The message is one line: `file:line: field: problem`."""
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- target
+
+
+class Target(Strict):
+    workspace: str = "."
+    files: list[str] = Field(min_length=1)
+    protected: list[str] = []
+    #: Names skipped when a candidate copy is made (big or irrelevant folders).
+    ignore: list[str] = [".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"]
+
+
+# ---------------------------------------------------------------- mutators
+
+
+class Param(Strict):
+    type: Literal["int", "float", "choice"]
+    min: float | None = None
+    max: float | None = None
+    scale: Literal["linear", "log"] = "linear"
+    values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Param:
+        if self.type == "choice":
+            if not self.values or len(self.values) < 2:
+                raise ValueError("a choice parameter needs `values` with at least two entries")
+        else:
+            if self.min is None or self.max is None:
+                raise ValueError(f"a {self.type} parameter needs `min` and `max`")
+            if self.min >= self.max:
+                raise ValueError("`min` must be below `max`")
+            if self.scale == "log" and self.min <= 0:
+                raise ValueError("a log-scale parameter needs `min` > 0")
+        return self
+
+
+class ParamsMutator(Strict):
+    kind: Literal["params"]
+    #: The file holding the parameters (YAML, JSON, TOML, or `NAME = value` lines in Python).
+    file: str
+    params: dict[str, Param] = Field(min_length=1)
+    seed: int | None = None
+
+
+class LLMSettings(Strict):
+    model: str = "claude-sonnet-4-5"
+    max_tokens: int = Field(default=4096, gt=0)
+    temperature: float = Field(default=1.0, ge=0, le=1)
+    timeout_s: float = Field(default=120, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    #: USD per million tokens: input, output, cache_write, cache_read.
+    prices: dict[str, float] | None = None
+
+
+class LLMMutator(LLMSettings):
+    kind: Literal["llm"]
+    #: How many earlier experiments are shown whole; older ones are summarised.
+    recent: int = Field(default=20, ge=0)
+    #: Playbook files (markdown) or earlier runs' names to start from.
+    playbooks: list[str] = []
+
+
+class AgentMutator(Strict):
+    kind: Literal["agent"]
+    #: The coding-agent command, run in the candidate copy; the prompt arrives on stdin
+    #: and in the file named by $AUTORESEARCH_PROMPT.
+    command: str
+    timeout_s: float = Field(default=600, gt=0)
+    recent: int = Field(default=20, ge=0)
+
+
+Mutator = Annotated[ParamsMutator | LLMMutator | AgentMutator, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- evaluators
+
+
+class WordBounds(Strict):
+    min: int | None = None
+    max: int | None = None
+
+
+class JsonCheck(Strict):
+    #: Dotted path into the sample parsed as JSON (its last JSON line), e.g. `stats.acc`.
+    path: str
+    min: float | None = None
+    max: float | None = None
+    equals: Any = None
+
+
+class Item(Strict):
+    """One yes/no question. Exactly one check: deterministic, or a `question` for an LLM judge."""
+
+    name: str
+    question: str | None = None
+    regex: str | None = None
+    contains: str | None = None
+    not_contains: str | None = None
+    words: WordBounds | None = None
+    json_: JsonCheck | None = Field(default=None, alias="json")
+    command: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_check(self) -> Item:
+        checks = [
+            k
+            for k in ("regex", "contains", "not_contains", "words", "json_", "command")
+            if getattr(self, k) is not None
+        ]
+        if len(checks) > 1:
+            raise ValueError(f"item `{self.name}` has several checks ({', '.join(checks)}); give one")
+        if not checks and self.question is None:
+            raise ValueError(
+                f"item `{self.name}` needs a check: regex, contains, not_contains, words, json, "
+                "command, or a `question` for an LLM judge"
+            )
+        return self
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from None
+        return value
+
+
+class ProduceCommand(Strict):
+    kind: Literal["command"]
+    #: Run once per input and sample; `{input}` and `{sample}` are substituted, and the
+    #: input also arrives on stdin. Its stdout is the sample judged by the items.
+    command: str
+    timeout_s: float = Field(default=120, gt=0)
+
+
+class ProduceLLM(LLMSettings):
+    kind: Literal["llm"]
+    #: The target file used as the system prompt.
+    system_file: str | None = None
+
+
+Produce = Annotated[ProduceCommand | ProduceLLM, Field(discriminator="kind")]
+
+
+class ChecklistEval(Strict):
+    kind: Literal["checklist"]
+    produce: Produce
+    inputs: list[str] = Field(default_factory=lambda: [""], min_length=1)
+    samples: int = Field(default=1, ge=1)
+    items: list[Item] = Field(min_length=1)
+    judge: LLMSettings | None = None
+    #: Run the producing command for several inputs/samples at once.
+    concurrency: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ChecklistEval:
+        names = [i.name for i in self.items]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"item names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class MetricEval(Strict):
+    kind: Literal["metric"]
+    command: str
+    #: Read from a `METRIC name=value` line, or from the last JSON line's key `name`.
+    metric: str
+    #: Optional regex with one group that captures the value instead.
+    regex: str | None = None
+    direction: Literal["minimize", "maximize"] = "minimize"
+    timeout_s: float = Field(default=600, gt=0)
+    #: A command that must exit 0 for a candidate to be kept (e.g. the tests still pass).
+    guard: str | None = None
+
+
+class TestsEval(Strict):
+    kind: Literal["tests"]
+    #: A command that writes JUnit XML, e.g. `pytest -q --junitxml=report.xml`.
+    command: str
+    junit: str = "report.xml"
+    timeout_s: float = Field(default=600, gt=0)
+
+
+Evaluate = Annotated[ChecklistEval | MetricEval | TestsEval, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- decide / stop / workers
+
+
+class Decide(Strict):
+    rule: Literal["greater", "margin", "paired"] = "greater"
+    repeats: int = Field(default=1, ge=1)
+    aggregate: Literal["mean", "median"] = "mean"
+    min_delta: float = Field(default=0.0, ge=0)
+    z: float = Field(default=2.0, gt=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    #: Baseline evaluations used to measure the noise floor when the run starts.
+    noise_repeats: int = Field(default=1, ge=1)
+    #: Re-evaluate a would-be winner before keeping it.
+    confirm: bool = False
+    #: Re-evaluate the incumbent every K rounds (0: never).
+    reeval_every: int = Field(default=0, ge=0)
+
+
+class Stop(Strict):
+    #: Stop once the score reaches `target` this many times in a row (default 0.95 for
+    #: checklists and test suites; none for metrics).
+    target: float | None = None
+    streak: int = Field(default=3, ge=1)
+    max_rounds: int | None = Field(default=None, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    #: Stop after this many rounds without a keep.
+    plateau: int | None = Field(default=None, ge=1)
+    max_failures: int | None = Field(default=5, ge=1)
+
+
+class LocalWorker(Strict):
+    kind: Literal["local"]
+    slots: int = Field(default=1, ge=1)
+    group: str = "default"
+
+
+class SSHWorker(Strict):
+    kind: Literal["ssh"]
+    #: A `~/.ssh/config` alias or `user@host:port`.
+    host: str
+    slots: int = Field(default=1, ge=1)
+    workdir: str = "/tmp/autoresearch"
+    launcher: str = ""
+    env: dict[str, str] = {}
+    group: str = "default"
+    #: Accept a host key not in known_hosts (off by default).
+    trust_unknown_host: bool = False
+    known_hosts: str | None = None
+    identity: str | None = None
+    ssh_config: str | None = None
+
+
+Worker = Annotated[LocalWorker | SSHWorker, Field(discriminator="kind")]
+
+
+class Spec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    description: str = ""
+    target: Target
+    mutator: Mutator
+    evaluate: Evaluate
+    decide: Decide = Decide()
+    stop: Stop = Stop()
+    workers: list[Worker] = Field(default_factory=lambda: [LocalWorker(kind="local")])
+    #: Candidates proposed and evaluated at once (a wave).
+    parallel: int = Field(default=1, ge=1)
+
+    #: Set by `load_spec`: where the spec came from (not a YAML key).
+    path: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def direction(self) -> str:
+        ev = self.evaluate
+        return ev.direction if isinstance(ev, MetricEval) else "maximize"
+
+    @property
+    def target_score(self) -> float | None:
+        if self.stop.target is not None:
+            return self.stop.target
+        return None if isinstance(self.evaluate, MetricEval) else 0.95
+
+    @property
+    def workspace(self) -> Path:
+        base = self.path.parent if self.path else Path.cwd()
+        return (base / self.target.workspace).resolve()
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that remembers the line of every mapping key and sequence entry."""
+
+
+def _compose_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            _compose_lines(value_node, path + (key,), lines)
+            lines[path + (key,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, child in enumerate(node.value):
+            _compose_lines(child, path + (index,), lines)
+
+
+def _line_for(loc: tuple, data: Any, lines: dict[tuple, int]) -> tuple[int, str]:
+    """Map a pydantic error location to the YAML line and a dotted field name.
+
+    Pydantic inserts discriminator tags (`metric`, `checklist`) into locations; they are
+    skipped by following only keys that exist in the data.
+    """
+    path: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and part == "json_" and "json" in node:
+            path.append("json")
+            node = node["json"]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not any(
+            isinstance(p, str) and p in node for p in loc[loc.index(part) + 1 :]
+        ):
+            # A missing required key: name it, point at the mapping that lacks it.
+            path.append(part)
+            break
+    field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path)
+    field = field.replace(".[", "[")
+    for n in range(len(path), -1, -1):
+        if tuple(path[:n]) in lines:
+            return lines[tuple(path[:n])], field or "(top level)"
+    return 1, field or "(top level)"
+
+
+def parse_spec(text: str, filename: str = "<spec>") -> Spec:
+    """Parse and validate spec text. Raises SpecError with a one-line `file:line` message."""
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+        data = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{filename}:{line}: malformed YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{filename}:1: a spec is a mapping of keys (name, target, mutator, ...)")
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _compose_lines(node, (), lines)
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        line, field = _line_for(tuple(err["loc"]), data, lines)
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+        raise SpecError(f"{filename}:{line}: {field}: {_explain(err)}{suffix}") from None
+
+
+def _explain(err: dict) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling)"
+    if kind == "union_tag_invalid":
+        expected = err.get("ctx", {}).get("expected_tags", "")
+        return f"unknown kind; expected one of {expected}"
+    if kind == "union_tag_not_found":
+        return "needs a `kind`"
+    msg = err["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
+    """Read, parse and validate a spec file; with `check_files`, the target files must exist."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read spec: {exc}") from None
+    spec = parse_spec(text, str(path))
+    spec.path = path.resolve()
+    if check_files:
+        check_spec_files(spec, text)
+    return spec
+
+
+def check_spec_files(spec: Spec, text: str) -> None:
+    """Check what validation alone cannot: the workspace and target files exist and are confined."""
+    data = yaml.load(text, Loader=yaml.SafeLoader)
+    lines: dict[tuple, int] = {}
+    _compose_lines(yaml.compose(text, Loader=_LineLoader), (), lines)
+    where = str(spec.path)
+    ws = spec.workspace
+    if not ws.is_dir():
+        line = lines.get(("target", "workspace"), lines.get(("target",), 1))
+        raise SpecError(f"{where}:{line}: target.workspace: no such folder: {ws}")
+    for index, rel in enumerate(data["target"]["files"]):
+        line = lines.get(("target", "files", index), 1)
+        full = (ws / rel).resolve()
+        if not full.is_relative_to(ws):
+            raise SpecError(f"{where}:{line}: target.files[{index}]: {rel} is outside the workspace")
+        if not full.is_file():
+            raise SpecError(f"{where}:{line}: target.files[{index}]: no such file: {rel}")
+        if rel in spec.target.protected:
+            raise SpecError(f"{where}:{line}: target.files[{index}]: {rel} is also protected")
+    mut = spec.mutator
+    if isinstance(mut, ParamsMutator) and mut.file not in spec.target.files:
+        line = lines.get(("mutator", "file"), 1)
+        raise SpecError(f"{where}:{line}: mutator.file: {mut.file} is not one of target.files")
+
+
+def checklist_warnings(spec: Spec) -> list[str]:
+    """Advice that does not stop a run: the 3–6 item sweet spot of a checklist."""
+    ev = spec.evaluate
+    if isinstance(ev, ChecklistEval) and not 3 <= len(ev.items) <= 6:
+        return [
+            f"{spec.path}: evaluate.items: {len(ev.items)} items; 3 to 6 work best "
+            "(fewer miss dimensions of quality, more invite gaming the checklist)"
+        ]
+    return []

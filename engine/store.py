@@ -1,0 +1,410 @@
+"""The SQLite store: schema, migrations and every SQL statement of the project.
+
+One file, WAL mode, a busy timeout. The store is the single source of truth and the bus
+between the engine and any UI: the engine is the one writer of runs and experiments; a UI
+writes only small rows into `commands`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from engine.model import ADVANCING, RUNNING, UserError
+
+SCHEMA_VERSION = 1
+#: Largest text kept for one log tail, diff or evidence; longer text is cut in the middle.
+MAX_TEXT = 64_000
+
+migrations = Migrations("autoresearch")
+
+
+@migrations(transactional=False)
+def m001_wal(db: Database) -> None:
+    db.enable_wal()
+
+
+@migrations()
+def m002_schema(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            spec_path TEXT,
+            spec_json TEXT,
+            workspace TEXT,
+            direction TEXT NOT NULL DEFAULT 'maximize',
+            status TEXT NOT NULL DEFAULT 'created',
+            stop_reason TEXT,
+            best_experiment INTEGER,
+            best_score REAL,
+            baseline_score REAL,
+            target REAL,
+            rounds INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            branch TEXT,
+            noise_json TEXT,
+            prices_json TEXT,
+            engine_pid INTEGER,
+            heartbeat REAL,
+            created REAL NOT NULL,
+            started REAL,
+            finished REAL,
+            elapsed REAL NOT NULL DEFAULT 0
+        );
+        CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            round INTEGER NOT NULL,
+            parent INTEGER,
+            kind TEXT NOT NULL,
+            verdict TEXT NOT NULL DEFAULT 'running',
+            reason TEXT,
+            description TEXT NOT NULL DEFAULT '',
+            rationale TEXT,
+            diff TEXT,
+            score REAL,
+            delta REAL,
+            metrics_json TEXT,
+            worker TEXT,
+            tier TEXT,
+            wave INTEGER,
+            started REAL NOT NULL,
+            finished REAL,
+            duration REAL,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0,
+            tokens_cache_write INTEGER NOT NULL DEFAULT 0,
+            tokens_cache_read INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            git_commit TEXT,
+            error TEXT,
+            log_tail TEXT
+        );
+        CREATE INDEX experiments_run ON experiments(run_id, id);
+        CREATE TABLE versions (
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+            path TEXT NOT NULL,
+            content TEXT NOT NULL,
+            PRIMARY KEY (experiment_id, path)
+        );
+        CREATE TABLE item_results (
+            id INTEGER PRIMARY KEY,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+            item TEXT NOT NULL,
+            input TEXT,
+            sample INTEGER NOT NULL DEFAULT 0,
+            passed INTEGER,
+            evidence TEXT
+        );
+        CREATE INDEX item_results_experiment ON item_results(experiment_id);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            experiment_id INTEGER,
+            ts REAL NOT NULL,
+            level TEXT NOT NULL DEFAULT 'info',
+            source TEXT NOT NULL DEFAULT 'engine',
+            line TEXT NOT NULL
+        );
+        CREATE INDEX events_run ON events(run_id, id);
+        CREATE TABLE commands (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER,
+            verb TEXT NOT NULL,
+            target INTEGER,
+            argument TEXT,
+            created REAL NOT NULL,
+            applied REAL,
+            result TEXT
+        );
+        CREATE INDEX commands_pending ON commands(applied, run_id);
+        """
+    )
+
+
+def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
+    """Keep the head and tail of long text, marking the cut."""
+    if text is None or len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… [{len(text) - limit} characters cut] …\n{text[-half:]}"
+
+
+class Store:
+    """All reads and writes of the SQLite file. One instance per thread of use."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        try:
+            if readonly:
+                if not self.path.exists():
+                    raise UserError(f"{self.path}: no such store (run something first, or pass --db)")
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            else:
+                conn = sqlite3.connect(self.path, timeout=30)
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.db = Database(conn)
+            if not readonly:
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path}: cannot open the store: {exc}") from None
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # ------------------------------------------------------------ helpers
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        cursor = self.db.execute(sql, list(params))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
+        with self.db.conn:
+            cursor = self.db.conn.execute(sql, list(params))
+        return cursor.lastrowid or 0
+
+    # ------------------------------------------------------------ runs
+
+    def get_run(self, name_or_id: str | int) -> dict[str, Any] | None:
+        if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+            row = self._one("SELECT * FROM runs WHERE id = ?", [int(name_or_id)])
+            if row:
+                return row
+        return self._one("SELECT * FROM runs WHERE name = ?", [str(name_or_id)])
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM runs ORDER BY id")
+
+    def create_run(self, name: str, *, spec_path: str, spec_json: str, workspace: str,
+                   direction: str, target: float | None, prices: dict | None = None) -> int:
+        return self._write(
+            "INSERT INTO runs (name, spec_path, spec_json, workspace, direction, target, "
+            "prices_json, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [name, spec_path, spec_json, workspace, direction, target,
+             json.dumps(prices) if prices else None, time.time()],
+        )
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        if not fields:
+            return
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self._write(f"UPDATE runs SET {cols} WHERE id = ?", [*fields.values(), run_id])
+
+    # ------------------------------------------------------------ experiments
+
+    def start_experiment(self, run_id: int, *, round: int, kind: str, parent: int | None,
+                         description: str = "", rationale: str = "", diff: str = "",
+                         worker: str = "", tier: str | None = None, wave: int | None = None,
+                         files: dict[str, str] | None = None) -> int:
+        """Insert an experiment in flight, with the files it changes, in one transaction."""
+        with self.db.conn:
+            cursor = self.db.conn.execute(
+                "INSERT INTO experiments (run_id, round, parent, kind, verdict, description, "
+                "rationale, diff, worker, tier, wave, started) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, round, parent, kind, RUNNING, clip(description, 500), clip(rationale),
+                 clip(diff), worker, tier, wave, time.time()],
+            )
+            exp_id = cursor.lastrowid
+            if files:
+                self.db.conn.executemany(
+                    "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
+                    [(exp_id, p, c) for p, c in files.items()],
+                )
+        return exp_id
+
+    def finish_experiment(self, exp_id: int, *, verdict: str, reason: str = "",
+                          score: float | None = None, delta: float | None = None,
+                          metrics: dict | None = None, items: Iterable[Any] = (),
+                          usage: Any = None, error: str = "", log_tail: str = "",
+                          duration: float | None = None, worker: str | None = None,
+                          run_update: dict[str, Any] | None = None,
+                          best_files: dict[str, str] | None = None) -> None:
+        """Record an experiment's outcome, its item results and the run's new state atomically.
+
+        This is the "log" of log-before-reset: it commits before any file is reverted.
+        """
+        now = time.time()
+        with self.db.conn:
+            conn = self.db.conn
+            row = conn.execute("SELECT started FROM experiments WHERE id = ?", [exp_id]).fetchone()
+            started = row[0] if row else now
+            sets = {
+                "verdict": verdict, "reason": clip(reason, 2000), "score": score, "delta": delta,
+                "metrics_json": json.dumps(metrics) if metrics else None,
+                "error": clip(error, 4000), "log_tail": clip(log_tail, 8000),
+                "finished": now, "duration": duration if duration is not None else now - started,
+            }
+            if worker is not None:
+                sets["worker"] = worker
+            if usage is not None:
+                sets.update(tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
+                            tokens_cache_write=usage.tokens_cache_write,
+                            tokens_cache_read=usage.tokens_cache_read, cost_usd=usage.cost_usd)
+            cols = ", ".join(f"{k} = ?" for k in sets)
+            conn.execute(f"UPDATE experiments SET {cols} WHERE id = ?", [*sets.values(), exp_id])
+            conn.execute("DELETE FROM item_results WHERE experiment_id = ?", [exp_id])
+            conn.executemany(
+                "INSERT INTO item_results (experiment_id, item, input, sample, passed, evidence) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(exp_id, r.item, clip(r.input, 2000), r.sample,
+                  None if r.passed is None else int(r.passed), clip(r.evidence, 2000))
+                 for r in items],
+            )
+            if best_files is not None:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
+                    [(exp_id, p, c) for p, c in best_files.items()],
+                )
+            if run_update:
+                cols = ", ".join(f"{k} = ?" for k in run_update)
+                run_id = conn.execute(
+                    "SELECT run_id FROM experiments WHERE id = ?", [exp_id]).fetchone()[0]
+                conn.execute(f"UPDATE runs SET {cols} WHERE id = ?", [*run_update.values(), run_id])
+
+    def set_verdict(self, exp_id: int, verdict: str, reason: str) -> None:
+        self._write("UPDATE experiments SET verdict = ?, reason = ? WHERE id = ?",
+                    [verdict, reason, exp_id])
+
+    def set_commit(self, exp_id: int, sha: str) -> None:
+        self._write("UPDATE experiments SET git_commit = ? WHERE id = ?", [sha, exp_id])
+
+    def experiment(self, exp_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM experiments WHERE id = ?", [exp_id])
+
+    def experiments(self, run_id: int, *, after_id: int = 0, limit: int | None = None,
+                    newest_first: bool = False) -> list[dict[str, Any]]:
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT * FROM experiments WHERE run_id = ? AND id > ? ORDER BY id {order}"
+        params: list[Any] = [run_id, after_id]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._rows(sql, params)
+
+    def changed_since(self, after_id: int, finished_after: float) -> list[dict[str, Any]]:
+        """Experiments added after `after_id` or finished after a time: what a UI must redraw."""
+        return self._rows(
+            "SELECT * FROM experiments WHERE id > ? OR finished > ? ORDER BY id",
+            [after_id, finished_after],
+        )
+
+    def in_flight(self, run_id: int) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT * FROM experiments WHERE run_id = ? AND verdict = ? ORDER BY id",
+            [run_id, RUNNING])
+
+    def last_round(self, run_id: int) -> int:
+        row = self._one("SELECT MAX(round) AS r FROM experiments WHERE run_id = ?", [run_id])
+        return (row or {}).get("r") or 0
+
+    def iter_experiments(self, run_id: int) -> Iterator[dict[str, Any]]:
+        cursor = self.db.execute("SELECT * FROM experiments WHERE run_id = ? ORDER BY id", [run_id])
+        names = [d[0] for d in cursor.description]
+        for row in cursor:
+            yield dict(zip(names, row, strict=True))
+
+    def item_results(self, exp_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM item_results WHERE experiment_id = ? ORDER BY id", [exp_id])
+
+    def item_summary(self, exp_id: int) -> list[dict[str, Any]]:
+        """Pass rate per item for one experiment, in the checklist's order."""
+        return self._rows(
+            "SELECT item, SUM(passed = 1) AS passed, COUNT(*) AS total, MIN(id) AS first "
+            "FROM item_results WHERE experiment_id = ? GROUP BY item ORDER BY first", [exp_id])
+
+    def version_files(self, exp_id: int) -> dict[str, str]:
+        rows = self._rows("SELECT path, content FROM versions WHERE experiment_id = ?", [exp_id])
+        return {r["path"]: r["content"] for r in rows}
+
+    def advancing_chain(self, run_id: int) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(ADVANCING))
+        return self._rows(
+            f"SELECT * FROM experiments WHERE run_id = ? AND verdict IN ({marks}) ORDER BY id",
+            [run_id, *ADVANCING])
+
+    # ------------------------------------------------------------ events
+
+    def add_event(self, run_id: int | None, line: str, *, level: str = "info",
+                  source: str = "engine", experiment_id: int | None = None) -> None:
+        self._write(
+            "INSERT INTO events (run_id, experiment_id, ts, level, source, line) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [run_id, experiment_id, time.time(), level, source, clip(line, 2000)])
+
+    def add_events(self, rows: list[tuple[int | None, int | None, str, str, str]]) -> None:
+        """Insert many (run_id, experiment_id, level, source, line) rows in one transaction."""
+        now = time.time()
+        with self.db.conn:
+            self.db.conn.executemany(
+                "INSERT INTO events (run_id, experiment_id, ts, level, source, line) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(r, e, now, lvl, src, clip(line, 2000)) for r, e, lvl, src, line in rows])
+
+    def events(self, run_id: int | None = None, *, after_id: int = 0, limit: int = 200,
+               experiment_id: int | None = None) -> list[dict[str, Any]]:
+        if experiment_id is not None:
+            return self._rows(
+                "SELECT * FROM (SELECT * FROM events WHERE experiment_id = ? AND id > ? "
+                "ORDER BY id DESC LIMIT ?) ORDER BY id", [experiment_id, after_id, limit])
+        return self._rows(
+            "SELECT * FROM (SELECT * FROM events WHERE (? IS NULL OR run_id = ?) AND id > ? "
+            "ORDER BY id DESC LIMIT ?) ORDER BY id", [run_id, run_id, after_id, limit])
+
+    # ------------------------------------------------------------ commands
+
+    def add_command(self, run_id: int | None, verb: str, *, target: int | None = None,
+                    argument: str | None = None) -> int:
+        return self._write(
+            "INSERT INTO commands (run_id, verb, target, argument, created) VALUES (?, ?, ?, ?, ?)",
+            [run_id, verb, target, argument, time.time()])
+
+    def pending_commands(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
+        ids = list(run_ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return self._rows(
+            f"SELECT * FROM commands WHERE applied IS NULL AND (run_id IN ({marks}) "
+            "OR run_id IS NULL) ORDER BY id", ids)
+
+    def mark_applied(self, command_id: int, result: str) -> None:
+        self._write("UPDATE commands SET applied = ?, result = ? WHERE id = ?",
+                    [time.time(), result, command_id])
+
+    def command(self, command_id: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM commands WHERE id = ?", [command_id])
+
+    def commands(self, run_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT * FROM commands WHERE (? IS NULL OR run_id = ?) ORDER BY id DESC LIMIT ?",
+            [run_id, run_id, limit])
+
+    # ------------------------------------------------------------ summaries
+
+    def run_stats(self, run_id: int) -> dict[str, Any]:
+        """Counts per verdict and money spent, for status lines and `status --json`."""
+        rows = self._rows(
+            "SELECT verdict, COUNT(*) AS n, SUM(cost_usd) AS cost FROM experiments "
+            "WHERE run_id = ? GROUP BY verdict", [run_id])
+        counts = {r["verdict"]: r["n"] for r in rows}
+        return {"verdicts": counts, "experiments": sum(counts.values()),
+                "cost_usd": sum(r["cost"] or 0 for r in rows)}
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

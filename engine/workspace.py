@@ -1,0 +1,170 @@
+"""The workspace: where the target files live, isolated candidate copies, and history.
+
+The target files on disk only ever hold the best version so far; each candidate is staged
+in its own copy. In a git repository the run works on branch `autoresearch/<run>` and every
+kept mutation is a commit whose message is the mutation's description.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from engine.model import UserError
+
+GIT_IDENTITY = ["-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost"]
+
+
+class PathRefused(Exception):
+    """A mutation tried to touch a file it may not: the experiment is invalid."""
+
+
+def atomic_write(path: Path, content: str) -> None:
+    """Write through a temporary file and rename, so a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def unified_diff(before: dict[str, str], after: dict[str, str]) -> str:
+    """A unified diff of the files that differ between two versions."""
+    chunks = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path, ""), after.get(path, "")
+        if old != new:
+            chunks.extend(difflib.unified_diff(
+                old.splitlines(keepends=True), new.splitlines(keepends=True),
+                fromfile=f"a/{path}", tofile=f"b/{path}"))
+    text = "".join(chunks)
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+class Workspace:
+    """One run's view of its workspace folder."""
+
+    def __init__(self, root: Path, targets: list[str], protected: list[str], ignore: list[str],
+                 run_name: str, spec_path: Path | None = None) -> None:
+        self.root = root.resolve()
+        self.targets = list(targets)
+        self.protected = set(protected)
+        self.ignore = list(ignore)
+        self.run_name = run_name
+        self.spec_path = spec_path.resolve() if spec_path else None
+        self.branch = f"autoresearch/{run_name}"
+        self.is_git = (self.root / ".git").exists() and shutil.which("git") is not None
+
+    # ------------------------------------------------------------ reading
+
+    def read_targets(self) -> dict[str, str]:
+        return {rel: (self.root / rel).read_text(encoding="utf-8") for rel in self.targets}
+
+    # ------------------------------------------------------------ confinement
+
+    def confine(self, files: dict[str, str]) -> None:
+        """Refuse any path that is not a target file inside the workspace (invariant 4)."""
+        for rel in files:
+            if os.path.isabs(rel) or ".." in Path(rel).parts:
+                raise PathRefused(f"{rel}: paths must be relative and stay inside the workspace")
+            full = self.root / rel
+            if full.is_symlink() or not full.resolve().is_relative_to(self.root):
+                raise PathRefused(f"{rel}: leads outside the workspace")
+            if self.spec_path and full.resolve() == self.spec_path:
+                raise PathRefused(f"{rel}: the spec itself cannot be changed")
+            if rel in self.protected:
+                raise PathRefused(f"{rel}: protected file")
+            if rel not in self.targets:
+                raise PathRefused(f"{rel}: not a target file (targets: {', '.join(self.targets)})")
+
+    # ------------------------------------------------------------ candidates
+
+    def stage(self, files: dict[str, str]) -> Path:
+        """Copy the workspace to a fresh folder and write the candidate's files into it."""
+        dest = Path(tempfile.mkdtemp(prefix=f"ar-{self.run_name}-"))
+        ignore = shutil.ignore_patterns(*self.ignore)
+        shutil.copytree(self.root, dest, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+        for rel, content in files.items():
+            (dest / rel).write_text(content, encoding="utf-8")
+        return dest
+
+    @staticmethod
+    def discard(candidate: Path) -> None:
+        shutil.rmtree(candidate, ignore_errors=True)
+
+    # ------------------------------------------------------------ best version
+
+    def write_best(self, files: dict[str, str]) -> None:
+        """Make the target files on disk hold this version (atomically, file by file)."""
+        for rel, content in files.items():
+            path = self.root / rel
+            if not path.exists() or path.read_text(encoding="utf-8") != content:
+                atomic_write(path, content)
+
+    # ------------------------------------------------------------ git
+
+    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *GIT_IDENTITY, *args], cwd=self.root, text=True,
+                              capture_output=True, check=check)
+
+    def check_clean(self) -> None:
+        """Refuse to start when a target file has uncommitted changes (they would be lost)."""
+        if not self.is_git:
+            return
+        out = self._git("status", "--porcelain", "--", *self.targets).stdout
+        if out.strip():
+            dirty = ", ".join(line[3:] for line in out.splitlines())
+            raise UserError(
+                f"{self.root}: uncommitted changes to target files ({dirty}); "
+                "commit or stash them first")
+
+    def prepare_branch(self) -> str | None:
+        """Check out the run's branch, creating it from HEAD the first time."""
+        if not self.is_git:
+            return None
+        current = self._git("rev-parse", "--abbrev-ref", "HEAD", check=False).stdout.strip()
+        if current == self.branch:
+            return self.branch
+        exists = self._git("rev-parse", "--verify", "--quiet", self.branch, check=False)
+        if exists.returncode == 0:
+            self._git("checkout", "--quiet", self.branch)
+        else:
+            has_head = self._git("rev-parse", "--verify", "--quiet", "HEAD", check=False)
+            if has_head.returncode != 0:
+                raise UserError(f"{self.root}: the git repository has no commit yet; commit first")
+            self._git("checkout", "--quiet", "-b", self.branch)
+        return self.branch
+
+    def commit(self, message: str, trailer: str) -> str | None:
+        """Commit the target files on the run's branch; returns the commit id."""
+        if not self.is_git:
+            return None
+        self._git("add", "--", *self.targets)
+        staged = self._git("diff", "--cached", "--quiet", check=False)
+        if staged.returncode == 0:
+            return self.head()
+        self._git("commit", "--quiet", "--no-verify", "-m", message, "-m", trailer)
+        return self.head()
+
+    def head(self) -> str | None:
+        if not self.is_git:
+            return None
+        out = self._git("rev-parse", "HEAD", check=False)
+        return out.stdout.strip() or None
+
+    def head_message(self) -> str:
+        if not self.is_git:
+            return ""
+        return self._git("log", "-1", "--format=%B", check=False).stdout

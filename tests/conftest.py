@@ -1,0 +1,78 @@
+"""Shared test helpers: the repository root, running the real CLI in a subprocess, and
+small spec/workspace builders. No mocks of our own engine: real files, git, SQLite, processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **extra}
+    env.pop("ANTHROPIC_API_KEY", None) if "ANTHROPIC_API_KEY" not in extra else None
+    return env
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `autoresearch-tui ARGS` from this checkout, as a user would."""
+    return subprocess.run([sys.executable, "-m", "tui", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout, env=env or cli_env())
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def params_workspace(tmp_path: Path) -> Path:
+    """A workspace whose score is a deterministic function of two parameters (best: x=7, y=b)."""
+    ws = tmp_path / "ws"
+    write(ws / "params.yaml", """
+        x: 1      # the number to tune
+        y: a
+    """)
+    write(ws / "score.py", """
+        import yaml
+        p = yaml.safe_load(open("params.yaml"))
+        print(f"METRIC loss={abs(p['x'] - 7) + (0 if p['y'] == 'b' else 3)}")
+    """)
+    return ws
+
+
+def metric_spec(ws: Path, name: str = "toy", extra: str = "", **fields: str) -> Path:
+    """A params × metric spec over `params_workspace`."""
+    stop = fields.get("stop", "max_rounds: 30")
+    spec = ws.parent / f"{name}.yaml"
+    write(spec, f"""
+        name: {name}
+        target:
+          workspace: {ws.name}
+          files: [params.yaml]
+          protected: [score.py]
+        mutator:
+          kind: params
+          file: params.yaml
+          seed: 3
+          params:
+            x: {{type: int, min: 0, max: 20}}
+            y: {{type: choice, values: [a, b, c]}}
+        evaluate:
+          kind: metric
+          command: {fields.get("command", "python score.py")}
+          metric: loss
+          direction: minimize
+          timeout_s: {fields.get("timeout", "20")}
+        stop:
+          {stop}
+    """ + extra)
+    return spec

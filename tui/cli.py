@@ -1,0 +1,99 @@
+"""The `autoresearch-tui` command line: the one edge where user errors become one-line messages.
+
+Headless commands go to engine/cli.py and never import Textual; the app is imported only
+when a screen is wanted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from engine.model import UserError
+
+COMMANDS = ("check", "run", "export", "status", "demo", "attach")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoresearch-tui",
+        description="Run and steer autoresearch loops. With spec files and no command, hosts "
+                    "those runs in the app; with nothing, opens the app on the store.")
+    parser.add_argument("--db", type=Path, default=Path("autoresearch.db"),
+                        help="the SQLite store (default ./autoresearch.db)")
+    sub = parser.add_subparsers(dest="command")
+    check = sub.add_parser("check", help="validate specs")
+    check.add_argument("specs", nargs="+")
+    run = sub.add_parser("run", help="run specs")
+    run.add_argument("specs", nargs="+")
+    run.add_argument("--headless", action="store_true", help="no app: one line per experiment")
+    export = sub.add_parser("export", help="export a run's changelog")
+    export.add_argument("run")
+    export.add_argument("--format", default="md", choices=["md", "tsv", "jsonl", "playbook"])
+    export.add_argument("-o", "--output", help="write to a file instead of stdout")
+    status = sub.add_parser("status", help="every run's state")
+    status.add_argument("--json", action="store_true")
+    demo = sub.add_parser("demo", help="the offline demo: two real loops")
+    demo.add_argument("--headless", action="store_true")
+    demo.add_argument("--workdir", type=Path, help="where the demo's copies go")
+    sub.add_parser("attach", help="watch and steer a headless engine through the store")
+    for p in (check, run, export, status, demo):
+        p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    specs: list[str] = []
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        # `autoresearch-tui SPEC [SPEC ...]`: host these runs in the app.
+        while argv and not argv[0].startswith("-"):
+            specs.append(argv.pop(0))
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args, specs)
+    except UserError as exc:
+        print(f"autoresearch-tui: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
+    from engine import cli
+
+    db: Path = args.db
+    if args.command == "check":
+        return cli.cmd_check(args.specs)
+    if args.command == "export":
+        return cli.cmd_export(db, args.run, args.format, args.output)
+    if args.command == "status":
+        return cli.cmd_status(db, args.json)
+    if args.command == "run" and args.headless:
+        return asyncio.run(cli.run_headless(db, args.specs))
+    if args.command == "demo" and args.headless:
+        return cli.cmd_demo_headless(db, args.workdir)
+    return _app(args, specs)
+
+
+def _app(args: argparse.Namespace, specs: list[str]) -> int:
+    """Open the Textual app (hosting runs in-process, or attached to the store)."""
+    from engine import demo
+    from engine.spec import load_spec
+
+    try:
+        from tui.app import make_app
+    except ImportError as exc:  # the app is not built yet in this checkout
+        raise UserError(f"the app is not available: {exc}") from None
+    db: Path = args.db
+    if args.command == "run":
+        specs = args.specs
+    if args.command == "demo":
+        specs = [str(p) for p in demo.prepare(db, args.workdir)]
+    loaded = [load_spec(p) for p in specs]
+    app = make_app(db, loaded, attach=args.command == "attach" or not loaded)
+    app.run()
+    return getattr(app, "return_code", 0) or 0
