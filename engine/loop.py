@@ -11,9 +11,11 @@ target files on disk only ever hold the best version.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine import spec as specs
@@ -29,6 +31,7 @@ from engine.model import (
     KEPT,
     PINNED,
     REVERTED,
+    RUNNING,
     VETOED,
     Evaluation,
     ItemResult,
@@ -93,7 +96,13 @@ class RunLoop:
         self._wake = asyncio.Event()
         self._started = time.monotonic()
         self._elapsed_before = 0.0
+        self._changelog: list[dict[str, Any]] | None = None
+        self._failing: list[dict[str, Any]] = []
+        self._failing_for: int | None = None
+        self._max_round = 0  # highest round number started
+        self._cost = 0.0  # USD spent by this run (the run row's cost_usd)
         self._wave_task: asyncio.Task[None] | None = None
+        self._slot_dirs: dict[str, Path] = {}  # worker slot → its reusable candidate folder
         self.failed = False
         self._evaluating = False
 
@@ -120,6 +129,8 @@ class RunLoop:
         run = self.store.get_run(self.run_id)
         assert run is not None
         self._elapsed_before = run["elapsed"] or 0.0
+        self._cost = run["cost_usd"] or 0.0
+        self._max_round = self.store.last_round(self.run_id)
         for row in self.store.in_flight(self.run_id):
             self.store.finish_experiment(
                 row["id"], verdict=INTERRUPTED,
@@ -183,6 +194,8 @@ class RunLoop:
         finally:
             self.flush_events()
             await self.pool.close()
+            for folder in self._slot_dirs.values():
+                Workspace.discard(folder)
             elapsed = self._elapsed_before + time.monotonic() - self._started
             status = ("failed" if self.failed else
                       "stopped" if self.stopping and self.stop_reason in (None, "stopped") else "done")
@@ -218,7 +231,7 @@ class RunLoop:
         self.notify()
 
     async def _wave(self, wave: int) -> None:
-        round_no = self.store.last_round(self.run_id)
+        round_no = self._max_round
         parent = self.best_id
         assert parent is not None
         candidates: list[Candidate] = []
@@ -251,6 +264,7 @@ class RunLoop:
             self._wave_task.cancel()
 
     async def _propose(self, round_no: int, parent: int, wave: int) -> Candidate | None:
+        self._max_round = max(self._max_round, round_no)
         proposal = self._proposal()
         try:
             mutation = await self.mutator.propose(proposal)
@@ -278,14 +292,29 @@ class RunLoop:
         return cand
 
     def _proposal(self) -> Proposal:
-        changelog = self.store.experiments(self.run_id, newest_first=True, limit=CHANGELOG_WINDOW)
-        changelog.reverse()
-        failing = [r for r in self.store.item_results(self.best_id) if r["passed"] != 1] \
-            if self.best_id else []
+        """What the mutator sees; the changelog is read incrementally, not re-read every round."""
+        if self._changelog is None:
+            self._changelog = self.store.changelog(self.run_id, CHANGELOG_WINDOW)
+        else:
+            # Rows still running may change: keep only what came before the first of them.
+            running = [r["id"] for r in self._changelog if r["verdict"] == RUNNING]
+            settled = min(running) - 1 if running else (
+                self._changelog[-1]["id"] if self._changelog else 0)
+            kept = [r for r in self._changelog if r["id"] <= settled]
+            fresh = self.store.changelog(self.run_id, CHANGELOG_WINDOW, after_id=settled)
+            self._changelog = (kept + fresh)[-CHANGELOG_WINDOW:]
+        if self._failing_for != self.best_id:
+            self._failing = [r for r in self.store.item_results(self.best_id)
+                             if r["passed"] != 1] if self.best_id else []
+            self._failing_for = self.best_id
         guidance = [c["argument"] for c in reversed(self.store.commands(self.run_id, limit=20))
                     if c["verb"] == "guide" and c["applied"] and c["argument"]]
-        return Proposal(self.spec.name, dict(self.best_files), changelog, failing, guidance,
-                        aggregate(self.best_evals))
+        return Proposal(self.spec.name, dict(self.best_files), list(self._changelog),
+                        list(self._failing), guidance, aggregate(self.best_evals))
+
+    def forget_changelog(self) -> None:
+        """Verdicts of old experiments changed (veto, pin): read the changelog afresh."""
+        self._changelog = None
 
     async def _evaluate(self, cand: Candidate) -> None:
         files = {**self.best_files, **cand.mutation.files}
@@ -294,23 +323,22 @@ class RunLoop:
 
     async def _score(self, exp_id: int, files: dict[str, str],
                      repeats: int) -> tuple[list[Evaluation], str]:
-        """Stage a copy with these files and evaluate it `repeats` times on one worker slot."""
-        folder = await asyncio.to_thread(self.workspace.stage, files)
+        """Stage the version in a worker slot's folder and evaluate it `repeats` times there."""
         results: list[Evaluation] = []
-        try:
-            async with self.pool.slot(f"#{exp_id}") as worker:
-                async with worker.open(folder) as session:
-                    for _ in range(repeats):
-                        started = time.monotonic()
-                        evaluation = await self.evaluator.evaluate(
-                            session, lambda line: self.log(line, source=worker.name, exp_id=exp_id))
-                        evaluation.duration = evaluation.duration or time.monotonic() - started
-                        results.append(evaluation)
-                        if evaluation.status != "ok":
-                            break
-            return results, worker.name
-        finally:
-            await asyncio.to_thread(self.workspace.discard, folder)
+        async with self.pool.slot(f"#{exp_id}") as worker:
+            folder = self._slot_dirs.setdefault(worker.name, Path(tempfile.mkdtemp(
+                prefix=f"ar-{self.spec.name}-{worker.name.replace(':', '-')}-")))
+            await asyncio.to_thread(self.workspace.stage, files, folder)
+            async with worker.open(folder) as session:
+                for _ in range(repeats):
+                    started = time.monotonic()
+                    evaluation = await self.evaluator.evaluate(
+                        session, lambda line: self.log(line, source=worker.name, exp_id=exp_id))
+                    evaluation.duration = evaluation.duration or time.monotonic() - started
+                    results.append(evaluation)
+                    if evaluation.status != "ok":
+                        break
+        return results, worker.name
 
     async def _settle(self, candidates: list[Candidate]) -> None:
         """Decide every candidate of a wave, record all, then advance the best (log before reset)."""
@@ -370,9 +398,9 @@ class RunLoop:
                  f"(score {shown}; {cand.reason})", exp_id=cand.exp_id)
 
     def _run_totals(self, usage: Usage) -> dict[str, Any]:
-        run = self.store.get_run(self.run_id)
-        return {"rounds": self.store.last_round(self.run_id),
-                "cost_usd": (run["cost_usd"] or 0) + usage.cost_usd,
+        """The run row's counters after one more experiment (kept in memory, written with it)."""
+        self._cost += usage.cost_usd
+        return {"rounds": self._max_round, "cost_usd": self._cost,
                 "heartbeat": time.time(),
                 "elapsed": self._elapsed_before + time.monotonic() - self._started}
 
@@ -401,21 +429,19 @@ class RunLoop:
         if self.stopping:
             return "stopped"
         stop = self.spec.stop
-        rows = self.store.experiments(self.run_id, newest_first=True,
-                                      limit=max(stop.streak, stop.plateau or 0,
-                                                stop.max_failures or 0, 1))
+        rows = self.store.recent_outcomes(
+            self.run_id, max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1))
         scored = [r for r in rows if r["score"] is not None]
         if self.target is not None and len(scored) >= stop.streak:
             streak = scored[: stop.streak]
             if all(improvement(r["score"], self.target, self.direction) >= 0 for r in streak):
                 return f"target {self.target:g} reached {stop.streak} times in a row"
-        run = self.store.get_run(self.run_id)
-        if stop.max_rounds is not None and run["rounds"] >= stop.max_rounds:
+        if stop.max_rounds is not None and self._max_round >= stop.max_rounds:
             return f"max rounds ({stop.max_rounds}) reached"
         elapsed = self._elapsed_before + time.monotonic() - self._started
         if stop.max_minutes is not None and elapsed >= stop.max_minutes * 60:
             return f"max time ({stop.max_minutes:g} min) reached"
-        if stop.max_cost_usd is not None and (run["cost_usd"] or 0) >= stop.max_cost_usd:
+        if stop.max_cost_usd is not None and self._cost >= stop.max_cost_usd:
             return f"max cost (${stop.max_cost_usd:g}) reached"
         candidates = [r for r in rows if r["kind"] == "candidate"]
         if stop.plateau is not None and len(candidates) >= stop.plateau and not any(
@@ -437,6 +463,7 @@ class RunLoop:
             self.veto_in_flight.update(targets)
             return f"vetoed in flight: {', '.join(f'#{t}' for t in targets)}"
         async with self.best_lock:
+            self.forget_changelog()
             row = self.store.experiment(exp_id)
             if row is None or row["run_id"] != self.run_id:
                 return f"#{exp_id}: no such experiment in this run"
@@ -462,6 +489,7 @@ class RunLoop:
     async def pin(self, exp_id: int) -> str:
         """Keep an experiment whatever its score and protect it from later reverts."""
         async with self.best_lock:
+            self.forget_changelog()
             row = self.store.experiment(exp_id)
             if row is None or row["run_id"] != self.run_id:
                 return f"#{exp_id}: no such experiment in this run"

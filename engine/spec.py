@@ -327,29 +327,28 @@ def _compose_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Non
 def _line_for(loc: tuple, data: Any, lines: dict[tuple, int]) -> tuple[int, str]:
     """Map a pydantic error location to the YAML line and a dotted field name.
 
-    Pydantic inserts discriminator tags (`metric`, `checklist`) into locations; they are
-    skipped by following only keys that exist in the data.
+    Pydantic puts a discriminated union's tag (`metric`, `params`) into locations right after
+    the union's field; it is skipped when it equals that mapping's `kind`.
     """
     path: list[Any] = []
     node = data
+    tag_skipped = False
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and part == "json_" and "json" in node:
-            path.append("json")
-            node = node["json"]
+        if isinstance(node, dict) and not tag_skipped and node.get("kind") == part:
+            tag_skipped = True
+            continue
+        tag_skipped = False
+        key = "json" if part == "json_" else part
+        if isinstance(node, dict) and key in node:
+            path.append(key)
+            node = node[key]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not any(
-            isinstance(p, str) and p in node for p in loc[loc.index(part) + 1 :]
-        ):
-            # A missing required key: name it, point at the mapping that lacks it.
-            path.append(part)
+        else:
+            path.append(key)  # a missing key: name it; the line is its mapping's
             break
-    field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path)
-    field = field.replace(".[", "[")
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
     for n in range(len(path), -1, -1):
         if tuple(path[:n]) in lines:
             return lines[tuple(path[:n])], field or "(top level)"
@@ -375,7 +374,10 @@ def parse_spec(text: str, filename: str = "<spec>") -> Spec:
         return Spec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        line, field = _line_for(tuple(err["loc"]), data, lines)
+        loc = tuple(err["loc"])
+        if err["type"].startswith("union_tag"):
+            loc += ("kind",)
+        line, field = _line_for(loc, data, lines)
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
         raise SpecError(f"{filename}:{line}: {field}: {_explain(err)}{suffix}") from None

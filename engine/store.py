@@ -304,6 +304,23 @@ class Store:
             [after_id, finished_after],
         )
 
+    #: Columns a mutator's view of the changelog needs (no logs: they can be megabytes).
+    CHANGELOG_COLUMNS = ("id, round, parent, kind, verdict, reason, description, rationale, "
+                         "score, delta, metrics_json, worker, tier, cost_usd, git_commit")
+
+    def changelog(self, run_id: int, limit: int, after_id: int = 0) -> list[dict[str, Any]]:
+        """The newest `limit` experiments after `after_id`, oldest first, without logs or diffs."""
+        return self._rows(
+            f"SELECT * FROM (SELECT {self.CHANGELOG_COLUMNS} FROM experiments "
+            "WHERE run_id = ? AND id > ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            [run_id, after_id, limit])
+
+    def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
+        """The newest experiments' kind, verdict and score, newest first (for stop rules)."""
+        return self._rows(
+            "SELECT id, kind, verdict, score FROM experiments WHERE run_id = ? "
+            "ORDER BY id DESC LIMIT ?", [run_id, limit])
+
     def in_flight(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows(
             "SELECT * FROM experiments WHERE run_id = ? AND verdict = ? ORDER BY id",

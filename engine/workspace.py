@@ -8,10 +8,13 @@ kept mutation is a commit whose message is the mutation's description.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.model import UserError
@@ -53,6 +56,41 @@ def unified_diff(before: dict[str, str], after: dict[str, str]) -> str:
     return text if text.endswith("\n") or not text else text + "\n"
 
 
+def sync_tree(src: Path, dest: Path, ignored: Callable[[str], bool],
+              skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Make `dest` mirror `src` (minus ignored names), copying only files whose size or
+    modification time differ; extra files in `dest` are removed; paths in `skip` are left
+    for the caller to write."""
+    wanted = {e.name: e for e in os.scandir(src) if not ignored(e.name)}
+    for entry in os.scandir(dest):
+        source = wanted.get(entry.name)
+        same_kind = source is not None and (
+            source.is_symlink() == entry.is_symlink()
+            and source.is_dir(follow_symlinks=False) == entry.is_dir(follow_symlinks=False))
+        if not same_kind:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    for name, entry in wanted.items():
+        target = os.path.join(dest, name)
+        if entry.is_symlink():
+            if not os.path.islink(target) or os.readlink(target) != os.readlink(entry.path):
+                if os.path.lexists(target):
+                    os.unlink(target)
+                os.symlink(os.readlink(entry.path), target)
+        elif entry.is_dir():
+            os.makedirs(target, exist_ok=True)
+            sync_tree(Path(entry.path), Path(target), ignored, skip)
+        elif target in skip:
+            continue
+        else:
+            have = os.stat(target) if os.path.exists(target) else None
+            stat = entry.stat()
+            if have is None or have.st_size != stat.st_size or have.st_mtime_ns != stat.st_mtime_ns:
+                shutil.copy2(entry.path, target)
+
+
 class Workspace:
     """One run's view of its workspace folder."""
 
@@ -66,6 +104,8 @@ class Workspace:
         self.spec_path = spec_path.resolve() if spec_path else None
         self.branch = f"autoresearch/{run_name}"
         self.is_git = (self.root / ".git").exists() and shutil.which("git") is not None
+        pattern = re.compile("|".join(fnmatch.translate(p) for p in self.ignore) or "(?!)")
+        self._ignored: Callable[[str], bool] = lambda name: pattern.match(name) is not None
 
     # ------------------------------------------------------------ reading
 
@@ -91,13 +131,22 @@ class Workspace:
 
     # ------------------------------------------------------------ candidates
 
-    def stage(self, files: dict[str, str]) -> Path:
-        """Copy the workspace to a fresh folder and write the candidate's files into it."""
-        dest = Path(tempfile.mkdtemp(prefix=f"ar-{self.run_name}-"))
-        ignore = shutil.ignore_patterns(*self.ignore)
-        shutil.copytree(self.root, dest, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+    def stage(self, files: dict[str, str], into: Path | None = None) -> Path:
+        """Make `into` (or a fresh folder) an exact copy of the workspace, then write the
+        candidate's files into it.
+
+        A worker slot reuses its folder from one candidate to the next: only what differs
+        from the workspace is copied again, and whatever the last evaluation left behind is
+        deleted, so every evaluation starts from the same state as a fresh copy.
+        """
+        dest = into or Path(tempfile.mkdtemp(prefix=f"ar-{self.run_name}-"))
+        dest.mkdir(parents=True, exist_ok=True)
+        skip = {os.path.join(dest, rel) for rel in files}  # written below anyway
+        sync_tree(self.root, dest, self._ignored, skip)
         for rel, content in files.items():
-            (dest / rel).write_text(content, encoding="utf-8")
+            path = dest / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
         return dest
 
     @staticmethod

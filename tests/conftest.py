@@ -50,10 +50,11 @@ def params_workspace(tmp_path: Path) -> Path:
 
 
 def metric_spec(ws: Path, name: str = "toy", extra: str = "", **fields: str) -> Path:
-    """A params × metric spec over `params_workspace`."""
+    """A params × metric spec over `params_workspace`; `stop` is the inside of a YAML flow
+    mapping, e.g. "max_rounds: 5, plateau: 3"."""
     stop = fields.get("stop", "max_rounds: 30")
     spec = ws.parent / f"{name}.yaml"
-    write(spec, f"""
+    write(spec, textwrap.dedent(f"""
         name: {name}
         target:
           workspace: {ws.name}
@@ -72,7 +73,6 @@ def metric_spec(ws: Path, name: str = "toy", extra: str = "", **fields: str) -> 
           metric: loss
           direction: minimize
           timeout_s: {fields.get("timeout", "20")}
-        stop:
-          {stop}
-    """ + extra)
+        stop: {{{stop}}}
+    """) + extra)
     return spec

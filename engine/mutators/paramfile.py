@@ -14,6 +14,9 @@ import yaml
 
 from engine.model import MutationError
 
+# libyaml's loader when present: the params mutator reads its file every round.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def file_format(path: str) -> str:
     suffix = PurePath(path).suffix.lower()
@@ -39,7 +42,7 @@ def read_params(text: str, path: str, names: list[str]) -> dict[str, Any]:
         elif fmt == "toml":
             data = tomllib.loads(text)
         elif fmt == "yaml":
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_YAML_LOADER) or {}
         else:
             data = {}
             for name in names:

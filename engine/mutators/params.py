@@ -21,7 +21,7 @@ GROW, SHRINK = 1.6, 0.85
 TRIES = 30
 
 
-def _round_sig(value: float, digits: int = 3) -> float:
+def _round_sig(value: float, digits: int = 4) -> float:
     if value == 0:
         return 0.0
     return round(value, -int(math.floor(math.log10(abs(value)))) + digits - 1)
@@ -36,12 +36,13 @@ class ParamsMutator:
         self.weights = {name: 1.0 for name in config.params}
         self.tried: set[tuple[str, Any, Any]] = set()
 
-    def _step(self, name: str, param: specs.Param, old: Any) -> Any:
+    def _step(self, name: str, param: specs.Param, old: Any, reach: float = 1.0) -> Any:
         if param.type == "choice":
             options = [v for v in param.values or [] if v != old]
             return self.rng.choice(options)
         lo, hi = float(param.min), float(param.max)  # type: ignore[arg-type]
-        step = self.steps[name] * self.rng.choice((-1, 1)) * (0.5 + self.rng.random())
+        step = min(self.steps[name] * reach, 1.0) * self.rng.choice((-1, 1)) * (
+            0.5 + self.rng.random())
         current = min(max(float(old), lo), hi)
         if param.scale == "log":
             span = math.log(hi) - math.log(lo)
@@ -60,10 +61,11 @@ class ParamsMutator:
         text = proposal.best_files[cfg.file]
         values = read_params(text, cfg.file, list(cfg.params))
         names = list(cfg.params)
-        for _ in range(TRIES):
+        for attempt in range(TRIES):
             name = self.rng.choices(names, weights=[self.weights[n] for n in names])[0]
             old = values[name]
-            new = self._step(name, cfg.params[name], old)
+            # Each repeat of an idea already tried widens the search a little.
+            new = self._step(name, cfg.params[name], old, reach=1.2 ** attempt)
             if new == old or (name, old, new) in self.tried:
                 continue
             self.tried.add((name, old, new))

@@ -6,6 +6,7 @@ Each command runs in a new process group, so a timeout kills everything it start
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import time
@@ -17,6 +18,12 @@ from engine.model import CommandResult, LineSink
 from engine.workers.output import OutputTail
 
 READ_CHUNK = 65_536
+
+
+@functools.cache
+def _devnull() -> int:
+    """One /dev/null descriptor for every command's stdin (opening files is not free)."""
+    return os.open(os.devnull, os.O_RDONLY)
 
 
 def _kill_group(pid: int) -> None:
@@ -31,28 +38,24 @@ async def run_local(command: str, cwd: Path, *, timeout: float, stdin: str | Non
                     on_line: LineSink | None = None) -> CommandResult:
     """Run a shell command with a timeout that kills its whole process group."""
     started = time.monotonic()
-    full_env = {**os.environ, **(env or {})}
     proc = await asyncio.create_subprocess_shell(
-        command, cwd=cwd, env=full_env, start_new_session=True,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        command, cwd=cwd, env={**os.environ, **env} if env else None, start_new_session=True,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else _devnull(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     tail = OutputTail(on_line)
-
-    async def pump() -> None:
-        if stdin is not None:
-            try:
-                proc.stdin.write(stdin.encode())
-                await proc.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            proc.stdin.close()
-        while chunk := await proc.stdout.read(READ_CHUNK):
-            tail.feed(chunk.decode("utf-8", errors="replace"))
-        await proc.wait()
-
     timed_out = False
     try:
-        await asyncio.wait_for(pump(), timeout)
+        async with asyncio.timeout(timeout):
+            if stdin is not None:
+                try:
+                    proc.stdin.write(stdin.encode())
+                    await proc.stdin.drain()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                proc.stdin.close()
+            while chunk := await proc.stdout.read(READ_CHUNK):
+                tail.feed(chunk.decode("utf-8", errors="replace"))
+            await proc.wait()
     except TimeoutError:
         timed_out = True
     finally:

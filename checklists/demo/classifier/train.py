@@ -59,7 +59,7 @@ def train(p: dict, seed: int) -> dict:
             d_h = d_logits @ w2.T
             d_z = d_h * (z > 0) if act == "relu" else d_h * (1 - h ** 2)
             grads = [x.T @ d_z + l2 * w1, d_z.sum(0), h.T @ d_logits + l2 * w2, d_logits.sum(0)]
-            for q, v, g in zip(params, velocity, grads):
+            for q, v, g in zip(params, velocity, grads, strict=True):
                 v *= mom
                 v -= lr * g
                 q += v
