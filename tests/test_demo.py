@@ -1,0 +1,34 @@
+"""The offline demo end to end, headless: two real loops improve and stop by their own rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from engine import demo
+from engine.spec import load_spec
+from tests.conftest import REPO, run_cli
+
+
+def test_demo_headless_improves_both_runs_and_leaves_the_project_untouched(tmp_path):
+    db = tmp_path / "demo.db"
+    started = time.monotonic()
+    result = run_cli("--db", str(db), "demo", "--headless", "--workdir", str(tmp_path / "w"),
+                     timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert time.monotonic() - started < 200
+    runs = {r["name"]: r for r in json.loads(run_cli("--db", str(db), "status", "--json").stdout)}
+    assert set(runs) == {"demo-classifier", "demo-sqlite-load"}
+    assert all(r["status"] == "done" for r in runs.values())
+    sqlite, classifier = runs["demo-sqlite-load"], runs["demo-classifier"]
+    assert sqlite["best"] < sqlite["baseline"] / 3  # several seconds → well under a second
+    assert classifier["best"] > classifier["baseline"]
+    # The demo works on copies: the project's files are as committed.
+    status = subprocess.run(["git", "status", "--porcelain", "checklists"], cwd=REPO,
+                            capture_output=True, text=True).stdout
+    assert status == ""
+    # A second demo starts fresh runs next to the first ones, in a fresh copy.
+    specs = demo.prepare(db, tmp_path / "w")
+    assert [load_spec(p).name for p in specs] == ["demo-classifier-2", "demo-sqlite-load-2"]
+    assert specs[0].parent.name == "demo-2"
