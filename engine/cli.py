@@ -53,7 +53,14 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO = sys.stdout
         host.add(spec)
     printed: dict[int, int] = {rid: _last_finished(store, rid) for rid in host.loops}
 
+    alerts: dict[int, str | None] = {}
+
     def report() -> None:
+        for run_id, run_loop in host.loops.items():
+            if run_loop.alert != alerts.get(run_id):
+                alerts[run_id] = run_loop.alert
+                if run_loop.alert:
+                    print(f"[{run_loop.spec.name}] {run_loop.alert}", file=sys.stderr, flush=True)
         for run_id in host.loops:
             for exp in store.experiments(run_id, after_id=printed[run_id]):
                 if exp["verdict"] == "running":

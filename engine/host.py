@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from engine import spec as specs
-from engine.loop import BaselineFailed, RunLoop
+from engine.loop import BaselineFailed, RunLoop, storage_trouble
 from engine.model import UserError
 from engine.store import Store
 
@@ -155,7 +156,7 @@ class Host:
             self._poller.cancel()
             try:
                 await self._poller
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, sqlite3.Error, OSError):
                 pass
             self._poller = None
 
@@ -168,9 +169,19 @@ class Host:
                 for run_id, loop in self.loops.items():
                     if run_id in self.tasks and not self.tasks[run_id].done():
                         loop.flush_events()
+            except (sqlite3.Error, OSError) as exc:
+                if not storage_trouble(exc):
+                    self._report(f"command poller: {exc!r}")
+                # A full disk or read-only store: the runs pause and say so; keep polling.
             except Exception as exc:  # the poller must outlive one bad command
-                self.store.add_event(None, f"command poller: {exc!r}", level="error")
+                self._report(f"command poller: {exc!r}")
             await asyncio.sleep(COMMAND_POLL_S)
+
+    def _report(self, line: str) -> None:
+        try:
+            self.store.add_event(None, line, level="error")
+        except (sqlite3.Error, OSError):
+            pass
 
     async def apply_commands(self) -> None:
         active = [rid for rid, task in self.tasks.items() if not task.done()]

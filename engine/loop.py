@@ -11,6 +11,8 @@ target files on disk only ever hold the best version.
 from __future__ import annotations
 
 import asyncio
+import errno
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,8 +49,11 @@ from engine.workspace import PathRefused, Workspace, unified_diff
 
 #: Experiments shown to a mutator (the newest); older ones stay in the store.
 CHANGELOG_WINDOW = 200
+#: How often a run paused by a full disk or read-only store checks whether writes work again.
+STORAGE_PROBE_S = 5.0
 #: Event lines buffered before they are written in one transaction.
 EVENT_BATCH = 200
+MAX_PENDING_EVENTS = 5_000
 
 
 @dataclass
@@ -105,6 +110,8 @@ class RunLoop:
         self._slot_dirs: dict[str, Path] = {}  # worker slot → its reusable candidate folder
         self.failed = False
         self._evaluating = False
+        #: A problem a person must see (full disk...); None when all is well.
+        self.alert: str | None = None
 
     # ------------------------------------------------------------ events
 
@@ -116,8 +123,10 @@ class RunLoop:
 
     def flush_events(self) -> None:
         if self._events:
-            rows, self._events = self._events, []
-            self.store.add_events(rows)
+            # Keep the lines if the write fails (full disk), but never more than a bounded few.
+            self._events = self._events[-MAX_PENDING_EVENTS:]
+            self.store.add_events(self._events)
+            self._events = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -129,26 +138,35 @@ class RunLoop:
         run = self.store.get_run(self.run_id)
         assert run is not None
         self._elapsed_before = run["elapsed"] or 0.0
+        self._started = time.monotonic()
         self._cost = run["cost_usd"] or 0.0
         self._max_round = self.store.last_round(self.run_id)
         for row in self.store.in_flight(self.run_id):
             self.store.finish_experiment(
                 row["id"], verdict=INTERRUPTED,
                 reason="the engine stopped before this experiment finished")
-        self.workspace.check_clean()
+        best = self.store.experiment(run["best_experiment"]) if run["best_experiment"] else None
+        best_files = self.store.version_files(best["id"]) if best else {}
+        self.workspace.clear_stale_git_locks()
+        # Target files holding the best version are an advance a kill interrupted, not the
+        # user's edits: only other uncommitted changes are refused.
+        self.workspace.check_clean(allowed=best_files)
         branch = self.workspace.prepare_branch()
         self.store.update_run(self.run_id, branch=branch, status="running",
                               started=run["started"] or time.time())
-        if run["best_experiment"]:
-            best = self.store.experiment(run["best_experiment"])
+        if best is not None:
             self.best_id = best["id"]
-            self.best_files = self.store.version_files(best["id"])
+            self.best_files = best_files
             self.best_evals = [self._stored_evaluation(best)]
             # Finish an advance that a kill interrupted: files, then the commit.
             self.workspace.write_best(self.best_files)
-            if self.workspace.is_git and f"Experiment: {best['id']}" not in self.workspace.head_message():
-                sha = self.workspace.commit(self._commit_message(best), f"Experiment: {best['id']}")
-                if sha:
+            trailer = f"Experiment: {best['id']}"
+            if self.workspace.is_git:
+                if trailer in self.workspace.head_message():
+                    sha = self.workspace.head()
+                else:
+                    sha = self.workspace.commit(self._commit_message(best), trailer)
+                if sha and best["git_commit"] != sha:
                     self.store.set_commit(best["id"], sha)
 
     def _stored_evaluation(self, row: dict[str, Any]) -> Evaluation:
@@ -168,8 +186,6 @@ class RunLoop:
         """Run until a stop rule or a stop command; returns the stop reason."""
         try:
             self.resume()
-            if self.best_id is None:
-                await self._baseline()
             wave = 0
             while True:
                 while self.paused and not self.stopping:
@@ -179,8 +195,12 @@ class RunLoop:
                 if reason:
                     self.stop_reason = reason
                     break
-                wave += 1
-                self._wave_task = asyncio.create_task(self._wave(wave))
+                if self.best_id is None:
+                    step = self._baseline()
+                else:
+                    wave += 1
+                    step = self._wave(wave)
+                self._wave_task = asyncio.create_task(step)
                 try:
                     await self._wave_task
                 except asyncio.CancelledError:
@@ -188,21 +208,55 @@ class RunLoop:
                         raise
                     self.stop_reason = "stopped"
                     break
+                except (sqlite3.Error, OSError) as exc:
+                    if not storage_trouble(exc):
+                        raise
+                    await self._wait_for_storage(exc)
         except BaselineFailed:
             self.failed = True
             raise
         finally:
-            self.flush_events()
-            await self.pool.close()
-            for folder in self._slot_dirs.values():
-                Workspace.discard(folder)
-            elapsed = self._elapsed_before + time.monotonic() - self._started
-            status = ("failed" if self.failed else
-                      "stopped" if self.stopping and self.stop_reason in (None, "stopped") else "done")
-            self.store.update_run(self.run_id, status=status, stop_reason=self.stop_reason or "stopped",
-                                  finished=time.time(), elapsed=elapsed, engine_pid=None)
-            self.notify()
+            await self._finish()
         return self.stop_reason or "stopped"
+
+    async def _finish(self) -> None:
+        await self.pool.close()
+        for folder in self._slot_dirs.values():
+            Workspace.discard(folder)
+        elapsed = self._elapsed_before + time.monotonic() - self._started
+        status = ("failed" if self.failed else
+                  "stopped" if self.stopping and self.stop_reason in (None, "stopped") else "done")
+        try:
+            self.flush_events()
+            self.store.update_run(self.run_id, status=status,
+                                  stop_reason=self.stop_reason or "stopped",
+                                  finished=time.time(), elapsed=elapsed, engine_pid=None)
+        except (sqlite3.Error, OSError) as exc:
+            if not storage_trouble(exc):
+                raise
+            self.alert = f"could not record the stop: {exc}"
+        self.notify()
+
+    async def _wait_for_storage(self, exc: BaseException) -> None:
+        """The store or the disk refused a write: pause, probe, and pick up where the store
+        says we are once it writes again (nothing half-recorded is trusted)."""
+        self.alert = (f"paused: cannot write ({exc}); free disk space or fix permissions — "
+                      f"the run resumes by itself when writes work again")
+        self.notify()
+        while not self.stopping:
+            await asyncio.sleep(STORAGE_PROBE_S)
+            try:
+                self.store.update_run(self.run_id, heartbeat=time.time())
+                self.in_flight.clear()
+                self.resume()
+            except (sqlite3.Error, OSError) as again:
+                if not storage_trouble(again):
+                    raise
+                continue
+            self.alert = None
+            self.log(f"storage works again after: {exc}", level="warning")
+            self.notify()
+            return
 
     async def _baseline(self) -> None:
         files = self.workspace.read_targets()
@@ -517,6 +571,17 @@ class RunLoop:
         await self._write_and_commit(row["id"], message)
         self.log(message)
         self.notify()
+
+
+def storage_trouble(exc: BaseException) -> bool:
+    """A write failed for a reason outside the run: full disk, read-only file, a locked store."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(k in text for k in ("full", "readonly", "read-only", "disk i/o", "locked",
+                                       "unable to open"))
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES)
+    return False
 
 
 class BaselineFailed(Exception):

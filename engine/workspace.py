@@ -168,16 +168,30 @@ class Workspace:
         return subprocess.run(["git", *GIT_IDENTITY, *args], cwd=self.root, text=True,
                               capture_output=True, check=check)
 
-    def check_clean(self) -> None:
-        """Refuse to start when a target file has uncommitted changes (they would be lost)."""
+    def check_clean(self, allowed: dict[str, str] | None = None) -> None:
+        """Refuse to start when a target file has uncommitted changes (they would be lost),
+        unless the file holds exactly the `allowed` content (the run's own best version)."""
         if not self.is_git:
             return
         out = self._git("status", "--porcelain", "--", *self.targets).stdout
-        if out.strip():
-            dirty = ", ".join(line[3:] for line in out.splitlines())
+        dirty = [line[3:] for line in out.splitlines() if line.strip()]
+        allowed = allowed or {}
+        dirty = [rel for rel in dirty if not (
+            rel in allowed and (self.root / rel).is_file()
+            and (self.root / rel).read_text(encoding="utf-8") == allowed[rel])]
+        if dirty:
             raise UserError(
-                f"{self.root}: uncommitted changes to target files ({dirty}); "
+                f"{self.root}: uncommitted changes to target files ({', '.join(dirty)}); "
                 "commit or stash them first")
+
+    def clear_stale_git_locks(self) -> None:
+        """Remove lock files a killed `git commit` left (the caller holds the run's lock)."""
+        if not self.is_git:
+            return
+        git_dir = self.root / ".git"
+        for lock in [git_dir / "index.lock", git_dir / "HEAD.lock",
+                     git_dir / "refs" / "heads" / f"{self.branch}.lock"]:
+            lock.unlink(missing_ok=True)
 
     def prepare_branch(self) -> str | None:
         """Check out the run's branch, creating it from HEAD the first time."""
@@ -197,14 +211,15 @@ class Workspace:
         return self.branch
 
     def commit(self, message: str, trailer: str) -> str | None:
-        """Commit the target files on the run's branch; returns the commit id."""
+        """Commit the target files on the run's branch; returns the commit id.
+
+        Every advance gets its own commit (empty for a baseline that changes nothing), so the
+        branch's `Experiment:` trailers list exactly the store's advances, in order.
+        """
         if not self.is_git:
             return None
         self._git("add", "--", *self.targets)
-        staged = self._git("diff", "--cached", "--quiet", check=False)
-        if staged.returncode == 0:
-            return self.head()
-        self._git("commit", "--quiet", "--no-verify", "-m", message, "-m", trailer)
+        self._git("commit", "--quiet", "--no-verify", "--allow-empty", "-m", message, "-m", trailer)
         return self.head()
 
     def head(self) -> str | None:

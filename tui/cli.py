@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args, specs)
     except UserError as exc:
         print(f"autoresearch-tui: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"autoresearch-tui: {args.db}: the store failed: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
