@@ -17,7 +17,7 @@ from pathlib import Path
 from engine.model import CommandResult, LineSink
 from engine.workers.output import OutputTail
 
-READ_CHUNK = 65_536
+READ_CHUNK = 1 << 20  # also the pipe buffer limit: fewer, larger reads of a flood
 
 
 @functools.cache
@@ -41,7 +41,7 @@ async def run_local(command: str, cwd: Path, *, timeout: float, stdin: str | Non
     proc = await asyncio.create_subprocess_shell(
         command, cwd=cwd, env={**os.environ, **env} if env else None, start_new_session=True,
         stdin=asyncio.subprocess.PIPE if stdin is not None else _devnull(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, limit=READ_CHUNK)
     tail = OutputTail(on_line)
     timed_out = False
     try:
