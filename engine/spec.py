@@ -75,6 +75,13 @@ class LLMSettings(Strict):
     max_retries: int = Field(default=4, ge=0)
     #: USD per million tokens: input, output, cache_write, cache_read.
     prices: dict[str, float] | None = None
+    #: The Messages API endpoint; default `ANTHROPIC_BASE_URL`, else Anthropic's own.
+    base_url: str | None = None
+    #: First wait between retries in seconds, doubling each time (a `retry-after` header wins).
+    retry_backoff_s: float = Field(default=2.0, ge=0)
+    #: `anthropic-version` to send. Default: the SDK's (2026-10-21), which takes no sampling
+    #: parameters, so `temperature` is not sent; "2023-06-01" sends it (models that accept it).
+    api_version: str | None = None
 
 
 class LLMMutator(LLMSettings):
