@@ -164,16 +164,17 @@ class LLMClient:
     """`AsyncAnthropic` with our retries, backoff and accounting. One per role."""
 
     def __init__(self, settings: specs.LLMSettings, role: str) -> None:
-        import anthropic
-
+        key = api_key(role)  # before the (slow) SDK import: no key, no wait
         self.settings = settings
         self.role = role
         self.prices = prices_for(settings)
+        import anthropic
+
         headers = {"anthropic-version": settings.api_version} if settings.api_version else None
         # SDK retries are off: ours log nothing secret, back off as the spec says, and end in
         # LLMUnavailable (a paused run) instead of an exception the loop does not know.
         self.client: AsyncAnthropic = anthropic.AsyncAnthropic(
-            api_key=api_key(role), base_url=settings.base_url or None, max_retries=0,
+            api_key=key, base_url=settings.base_url or None, max_retries=0,
             timeout=settings.timeout_s, default_headers=headers)
 
     async def create(self, *, system: list[dict[str, Any]], messages: list[dict[str, Any]],

@@ -9,7 +9,9 @@ that forgot a reply fails loudly instead of hanging. Network only on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,7 +114,8 @@ class FakeAnthropic:
 
     def _next(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> Reply:
         with self._lock:
-            self.requests.append({"path": path, "headers": headers, "body": body})
+            self.requests.append({"path": path, "headers": headers, "body": body,
+                                  "at": time.monotonic()})
             if self.replies:
                 return self.replies.popleft()
         if self.responder is not None:
@@ -157,7 +160,7 @@ def page_workspace(root: Path) -> Path:
 
 def page_spec(ws: Path, name: str = "page", *, mutator: str = "", evaluate: str = "",
               stop: str = "max_rounds: 2", parallel: int = 1, extra: str = "",
-              prices: str = PRICES) -> Path:
+              prices: str = PRICES, retries: int = 1, timeout: float = 5) -> Path:
     """An llm-mutator spec over `page_workspace` (fast retries, a price table)."""
     evaluate = evaluate or """
 evaluate:
@@ -181,9 +184,9 @@ target:
 mutator:
   kind: llm
   model: claude-sonnet-test
-  max_retries: 1
+  max_retries: {retries}
   retry_backoff_s: 0.01
-  timeout_s: 5
+  timeout_s: {timeout}
   prices: {prices}
 {mutator}
 {evaluate}
@@ -209,3 +212,45 @@ async def drive(host: Any, timeout: float = 30) -> dict[int, str]:
         host.stop_all()
         await asyncio.wait_for(task, 10)
         raise AssertionError(f"the runs did not finish within {timeout}s") from None
+
+
+def judged_output(body: dict[str, Any]) -> str:
+    """The output a judge request asks about."""
+    turn = body["messages"][0]["content"]
+    found = re.search(r"<output>\n(.*)\n</output>", turn, flags=re.DOTALL)
+    return found[1] if found else ""
+
+
+def judged_items(body: dict[str, Any]) -> list[str]:
+    """The names of the questions a judge request asks."""
+    system = body["system"][0]["text"]
+    return re.findall(r"^- ([^:\n]+): ", system.split("Questions:", 1)[1], flags=re.MULTILINE)
+
+
+def answers(pairs: list[tuple[str, str, str]], **tokens: int) -> Reply:
+    """The judge's tool call: (item, answer, evidence) triples."""
+    return tool_reply("record_answers", {"answers": [
+        {"item": i, "answer": a, "evidence": e} for i, a, e in pairs]}, **tokens)
+
+
+class Router:
+    """A responder that answers by what a request asks for: a mutation (propose_change), a
+    judgement (record_answers), a playbook, or plain text (an artifact producing output)."""
+
+    def __init__(self, changes: list[Reply] = (), *,
+                 judge: Callable[[dict[str, Any]], Reply] | None = None,
+                 produce: Callable[[dict[str, Any]], Reply] | None = None) -> None:
+        self.changes: deque[Reply] = deque(changes)
+        self.judge = judge
+        self.produce = produce
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        tool = (body.get("tool_choice") or {}).get("name")
+        if tool == "propose_change" and self.changes:
+            return self.changes.popleft()
+        if tool == "record_answers" and self.judge:
+            return self.judge(body)
+        if tool is None and self.produce:
+            return self.produce(body)
+        return error_reply(500, text=f"the router has no reply for {tool or 'text'}",
+                           headers={"x-should-retry": "false"})
