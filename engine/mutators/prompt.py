@@ -71,7 +71,7 @@ def build_prompt(spec: specs.Spec, proposal: Proposal, *, recent: int = 20,
                  playbooks: list[tuple[str, str]] = (), finish: str = "") -> Prompt:
     """Assemble the prompt for one proposal. `playbooks` are (name, text) pairs; `finish` is
     the closing request (how to answer: a tool call, or editing files in place)."""
-    stable = [RULES.format(targets=", ".join(spec.target.files)), describe_evaluation(spec)]
+    stable = [RULES.format(targets=", ".join(spec.target.files)).rstrip(), describe_evaluation(spec)]
     if spec.description:
         stable.append(f"The run's purpose: {spec.description}")
     if playbooks:
