@@ -149,14 +149,21 @@ class Reply:
     def stop_reason(self) -> str | None:
         return getattr(self.message, "stop_reason", None)
 
+    @property
+    def blocks(self) -> list[Any]:
+        # A proxy or a broken reply can send any JSON; the SDK passes it through unchecked.
+        content = getattr(self.message, "content", None)
+        return content if isinstance(content, list) else []
+
     def tool_input(self, name: str) -> dict[str, Any] | None:
-        for block in self.message.content or []:
-            if getattr(block, "type", None) == "tool_use" and block.name == name:
-                return block.input if isinstance(block.input, dict) else None
+        for block in self.blocks:
+            if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == name:
+                data = getattr(block, "input", None)
+                return data if isinstance(data, dict) else None
         return None
 
     def text(self) -> str:
-        return "".join(getattr(b, "text", "") for b in self.message.content or []
+        return "".join(str(getattr(b, "text", "")) for b in self.blocks
                        if getattr(b, "type", None) == "text")
 
 
@@ -208,8 +215,10 @@ class LLMClient:
                 last = f"no reply within {s.timeout_s:g}s"
             except anthropic.APIConnectionError as exc:
                 last = f"cannot reach {self.client.base_url}: {exc.__cause__ or exc}"
+            except anthropic.APIError as exc:  # a reply the SDK could not read at all
+                raise self._unavailable(f"unreadable reply from the API: {exc}") from None
             else:
-                return Reply(message, usage_of(message.usage, self.prices))
+                return Reply(message, usage_of(getattr(message, "usage", None), self.prices))
             if attempt + 1 < attempts:
                 delay = wait if wait is not None else s.retry_backoff_s * 2 ** attempt
                 await asyncio.sleep(min(max(delay, 0.0), MAX_BACKOFF_S))

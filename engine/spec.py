@@ -68,7 +68,7 @@ class ParamsMutator(Strict):
 
 
 class LLMSettings(Strict):
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"  # 4-5 is deprecated (end of life 2026-11-30)
     max_tokens: int = Field(default=4096, gt=0)
     temperature: float = Field(default=1.0, ge=0, le=1)
     timeout_s: float = Field(default=120, gt=0)

@@ -10,6 +10,7 @@ import pytest
 from fake_anthropic import (
     TEST_KEY,
     FakeAnthropic,
+    Reply,
     change,
     drive,
     page_spec,
@@ -119,6 +120,19 @@ async def test_garbage_reply_is_invalid_and_its_tokens_are_counted(api: FakeAnth
     assert bad["cost_usd"] == pytest.approx((900 * 3 + 30 * 15) / 1e6)
     assert good["verdict"] == "kept"  # the loop went on
     assert store.get_run(run_id)["cost_usd"] >= bad["cost_usd"]
+
+
+@pytest.mark.parametrize("body", [{"type": "message"}, ["not", "a", "message"], {"content": "hi"},
+                                  {"content": [{"type": "tool_use", "name": "propose_change"}]}])
+async def test_a_malformed_reply_is_invalid_not_a_crash(api: FakeAnthropic, tmp_path: Path,
+                                                        body: object):
+    ws = page_workspace(tmp_path)
+    api.script(Reply(200, body), change("Put a number in the headline", [HEADLINE]))
+    store, run_id = await run(tmp_path, page_spec(ws))
+    bad, good = candidates(store, run_id)
+    assert bad["verdict"] == "invalid"
+    assert "without the propose_change tool: 'nothing'" in bad["reason"]
+    assert good["verdict"] == "kept"
 
 
 @pytest.mark.parametrize(("edit", "reason"), [
