@@ -199,3 +199,50 @@ evaluate:
     for path in tmp_path.glob("ar.db*"):
         assert marker.encode() not in path.read_bytes(), path
 
+
+
+def test_prices_come_from_the_spec_or_the_model_family():
+    from engine.llm import prices_for, usage_of
+    from engine.model import UserError
+    from engine.spec import LLMSettings
+
+    haiku = prices_for(LLMSettings(model="claude-haiku-4-5"))
+    assert haiku == {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.1}
+    mine = prices_for(LLMSettings(model="claude-haiku-4-5", prices={"input": 2, "output": 8}))
+    assert mine == {"input": 2, "output": 8, "cache_write": 2.5, "cache_read": 0.2}
+    with pytest.raises(UserError, match="unknown key"):
+        prices_for(LLMSettings(prices={"inptu": 3}))
+
+    class Raw:  # the API's usage block: input_tokens excludes the cached tokens
+        input_tokens, output_tokens = 10, 20
+        cache_creation_input_tokens, cache_read_input_tokens = 1000, 5000
+
+    usage = usage_of(Raw(), haiku)
+    assert usage.cost_usd == pytest.approx((10 * 1 + 20 * 5 + 1000 * 1.25 + 5000 * 0.1) / 1e6)
+
+
+async def test_a_spec_base_url_wins_over_the_environment(api: FakeAnthropic, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    ws = page_workspace(tmp_path)
+    api.script(change("Put a number in the headline", [HEADLINE]))
+    spec = page_spec(ws, stop="max_rounds: 1", mutator=f"  base_url: {api.url}")
+    store, run_id = await run_one(tmp_path, spec)
+    assert len(api.requests) == 1
+    assert store.get_run(run_id)["best_score"] > store.get_run(run_id)["baseline_score"]
+
+
+def test_check_warns_that_a_temperature_is_not_sent_under_the_new_api_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from engine.llm import llm_warnings
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+    ws = page_workspace(tmp_path)
+    warm = load_spec(page_spec(ws, "warm", mutator="  temperature: 0.7"))
+    assert any("mutator: temperature is not sent under API version 2026-10-21" in w
+               for w in llm_warnings(warm))
+    old = load_spec(page_spec(ws, "old", mutator='  temperature: 0.7\n  api_version: "2023-06-01"'))
+    assert llm_warnings(old) == []
+    unknown = load_spec(page_spec(ws, "odd", mutator="  model: claude-mythos-5",
+                                  prices="null"))
+    assert any("no `prices` for model 'claude-mythos-5'" in w for w in llm_warnings(unknown))
