@@ -23,9 +23,11 @@ from engine.store import Store
 
 
 def cmd_check(paths: list[str], out: TextIO = sys.stdout) -> int:
+    from engine.llm import llm_warnings
+
     for path in paths:
         spec = load_spec(path)
-        for warning in checklist_warnings(spec):
+        for warning in checklist_warnings(spec) + llm_warnings(spec):
             print(f"warning: {warning}", file=sys.stderr)
         print(f"{path}: ok — run {spec.name!r}, {spec.evaluate.kind} evaluator, "
               f"{spec.mutator.kind} mutator, {sum(w.slots for w in spec.workers)} worker slot(s)",

@@ -210,7 +210,7 @@ class Host:
             elif verb == "resume":
                 loop.paused = False
                 loop.wake()
-                self.store.update_run(loop.run_id, status="running")
+                self.store.update_run(loop.run_id, status="running", stop_reason=None)
                 results.append("resumed")
             elif verb == "stop":
                 self._stop(loop)

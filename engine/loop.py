@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import sqlite3
 import tempfile
 import time
@@ -23,6 +24,7 @@ from typing import Any
 from engine import spec as specs
 from engine.decide import aggregate, build_policy, improvement
 from engine.evaluators import build_evaluator
+from engine.llm import LLMUnavailable, run_prices
 from engine.model import (
     ADVANCING,
     BASELINE,
@@ -82,6 +84,8 @@ class RunLoop:
                                    spec.target.ignore, spec.name, spec.path)
         self.evaluator = build_evaluator(spec)
         self.mutator = build_mutator(spec)
+        if hasattr(self.mutator, "bind_store"):  # e.g. playbooks that name earlier runs
+            self.mutator.bind_store(store, run_id)
         self.policy = build_policy(spec.decide)
         self.pool = WorkerPool(build_workers(spec.name, spec.workers))
         self.direction = spec.direction
@@ -154,6 +158,9 @@ class RunLoop:
         branch = self.workspace.prepare_branch()
         self.store.update_run(self.run_id, branch=branch, status="running",
                               started=run["started"] or time.time())
+        prices = run_prices(self.spec)
+        if prices:  # the price table this run's costs are computed with
+            self.store.update_run(self.run_id, prices_json=json.dumps(prices))
         if best is not None:
             self.best_id = best["id"]
             self.best_files = best_files
@@ -290,6 +297,8 @@ class RunLoop:
         assert parent is not None
         candidates: list[Candidate] = []
         for k in range(self.spec.parallel):
+            if k and (self.paused or self.check_stop()):
+                break  # e.g. the cost in flight already reaches max_cost_usd
             cand = await self._propose(round_no + k + 1, parent, wave)
             if cand is not None:
                 candidates.append(cand)
@@ -333,6 +342,8 @@ class RunLoop:
             self.store.finish_experiment(exp_id, verdict=INVALID, reason=str(exc), error=str(exc),
                                          usage=usage, run_update=self._run_totals(usage))
             self.log(f"round {round_no}: invalid mutation: {exc}", level="warning", exp_id=exp_id)
+            if isinstance(exc, LLMUnavailable):
+                self.pause_for_error(str(exc))
             self.notify()
             return None
         diff = unified_diff(self.best_files, {**self.best_files, **mutation.files})
@@ -386,8 +397,12 @@ class RunLoop:
             async with worker.open(folder) as session:
                 for _ in range(repeats):
                     started = time.monotonic()
-                    evaluation = await self.evaluator.evaluate(
-                        session, lambda line: self.log(line, source=worker.name, exp_id=exp_id))
+                    try:
+                        evaluation = await self.evaluator.evaluate(
+                            session, lambda line: self.log(line, source=worker.name, exp_id=exp_id))
+                    except LLMUnavailable as exc:  # a judge or producer gave up
+                        evaluation = Evaluation(CRASHED, error=str(exc))
+                        self.pause_for_error(str(exc))
                     evaluation.duration = evaluation.duration or time.monotonic() - started
                     results.append(evaluation)
                     if evaluation.status != "ok":
@@ -495,7 +510,8 @@ class RunLoop:
         elapsed = self._elapsed_before + time.monotonic() - self._started
         if stop.max_minutes is not None and elapsed >= stop.max_minutes * 60:
             return f"max time ({stop.max_minutes:g} min) reached"
-        if stop.max_cost_usd is not None and self._cost >= stop.max_cost_usd:
+        if stop.max_cost_usd is not None and (
+                self._cost + self.in_flight_cost() >= stop.max_cost_usd):
             return f"max cost (${stop.max_cost_usd:g}) reached"
         candidates = [r for r in rows if r["kind"] == "candidate"]
         if stop.plateau is not None and len(candidates) >= stop.plateau and not any(
@@ -505,6 +521,23 @@ class RunLoop:
                 r["verdict"] in FAILURES for r in candidates[: stop.max_failures]):
             return f"{stop.max_failures} failures in a row"
         return None
+
+    def in_flight_cost(self) -> float:
+        """Money committed but not yet recorded: the in-flight candidates' mutations, plus
+        their evaluations estimated at the baseline's cost."""
+        if not self.in_flight:
+            return 0.0
+        first = self.store.experiments(self.run_id, limit=1)
+        per_eval = (first[0]["cost_usd"] or 0.0) if first else 0.0
+        return sum(c.mutation.usage.cost_usd + per_eval for c in self.in_flight.values())
+
+    def pause_for_error(self, message: str) -> None:
+        """A service the run needs failed repeatedly: pause this run (others go on), say why."""
+        self.paused = True
+        self.store.update_run(self.run_id, status="paused", stop_reason=f"paused: {message}")
+        self.log(f"paused: {message}", level="error")
+        self.flush_events()
+        self.notify()
 
     # ------------------------------------------------------------ steering
 

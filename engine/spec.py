@@ -68,13 +68,20 @@ class ParamsMutator(Strict):
 
 
 class LLMSettings(Strict):
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"  # 4-5 is deprecated (end of life 2026-11-30)
     max_tokens: int = Field(default=4096, gt=0)
     temperature: float = Field(default=1.0, ge=0, le=1)
     timeout_s: float = Field(default=120, gt=0)
     max_retries: int = Field(default=4, ge=0)
     #: USD per million tokens: input, output, cache_write, cache_read.
     prices: dict[str, float] | None = None
+    #: The Messages API endpoint; default `ANTHROPIC_BASE_URL`, else Anthropic's own.
+    base_url: str | None = None
+    #: First wait between retries in seconds, doubling each time (a `retry-after` header wins).
+    retry_backoff_s: float = Field(default=2.0, ge=0)
+    #: `anthropic-version` to send. Default: the SDK's (2026-10-21), which takes no sampling
+    #: parameters, so `temperature` is not sent; "2023-06-01" sends it (models that accept it).
+    api_version: str | None = None
 
 
 class LLMMutator(LLMSettings):

@@ -65,6 +65,9 @@ class ChecklistEvaluator:
         if self.producer is not None:
             text, cost = await self.producer.produce(session, inp, sample_no)
             usage.add(cost)
+            from engine.evaluators.produce import sample_event
+
+            log(sample_event(inp, sample_no, text))  # stored (truncated) for the detail view
             return text[:MAX_SAMPLE], None, ""
         assert isinstance(produce, specs.ProduceCommand)
         command = produce.command.replace("{input}", _shell_quote(inp)).replace(

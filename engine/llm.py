@@ -1,0 +1,259 @@
+"""The Anthropic client every LLM part shares (mutator, judge, producer, playbook): the key
+from `ANTHROPIC_API_KEY` only, retries with backoff, usage and cost from a price table.
+
+`anthropic` is imported lazily, so runs that never call a model do not pay for the import.
+The key never leaves this module: it is passed to the SDK, and every error message that
+could carry it back (a proxy echoing headers, a model repeating it) goes through `redact`.
+
+API version: SDK 2.x sends `anthropic-version: 2026-10-21`, which refuses `temperature`
+(even 1.0). A spec's `temperature` is therefore sent only with `api_version: "2023-06-01"`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine import spec as specs
+from engine.model import MutationError, Usage, UserError
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+#: USD per million tokens (input, output) by model family, as published when this was
+#: written; a spec's `prices:` overrides them. Unknown families are priced as the dearest.
+FAMILY_PRICES = {"opus": (5.0, 25.0), "sonnet": (3.0, 15.0), "haiku": (1.0, 5.0)}
+#: Cache writes (5-minute TTL) cost 1.25× input; cache reads 0.1× input.
+CACHE_WRITE_FACTOR, CACHE_READ_FACTOR = 1.25, 0.1
+PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
+#: The longest wait between two attempts, whatever `retry-after` asks for.
+MAX_BACKOFF_S = 60.0
+#: The first API version that refuses sampling parameters.
+NO_SAMPLING_VERSION = "2026-10-21"
+#: Mark a prompt block as a cache breakpoint (everything up to it is cached).
+EPHEMERAL = {"type": "ephemeral"}
+
+
+class LLMUnavailable(MutationError):
+    """The API failed after every retry, or refused the request: the run pauses with this."""
+
+    usage: Usage | None = None
+    description = "the model could not be reached"
+
+
+def redact(text: str) -> str:
+    """Remove the API key from text that may be stored or shown."""
+    key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
+    if key and len(key) >= 8:
+        text = text.replace(key, "[redacted]")
+    return text
+
+
+def api_key(role: str) -> str:
+    key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
+    if not key:
+        raise UserError(
+            f"ANTHROPIC_API_KEY is not set: the {role} calls the Anthropic API. Export the key "
+            "(export ANTHROPIC_API_KEY=sk-ant-...) or use a deterministic check / the params mutator")
+    return key
+
+
+def prices_for(settings: specs.LLMSettings) -> dict[str, float]:
+    """USD per million tokens for each kind of token: the spec's table, else the family's."""
+    given = dict(settings.prices or {})
+    unknown = sorted(set(given) - set(PRICE_KEYS))
+    if unknown:
+        raise UserError(f"prices: unknown key(s) {', '.join(unknown)}; use {', '.join(PRICE_KEYS)}")
+    family = next((f for f in FAMILY_PRICES if f in settings.model.lower()), None)
+    base_in, base_out = FAMILY_PRICES[family or "opus"]
+    price_in = given.get("input", base_in)
+    return {"input": price_in, "output": given.get("output", base_out),
+            "cache_write": given.get("cache_write", price_in * CACHE_WRITE_FACTOR),
+            "cache_read": given.get("cache_read", price_in * CACHE_READ_FACTOR)}
+
+
+def usage_of(raw: Any, prices: dict[str, float]) -> Usage:
+    """Our Usage from the API's. `input_tokens` excludes cached tokens (they are counted in
+    the two cache fields), so the four counts add up to the whole prompt and price separately."""
+    usage = Usage(tokens_in=getattr(raw, "input_tokens", 0) or 0,
+                  tokens_out=getattr(raw, "output_tokens", 0) or 0,
+                  tokens_cache_write=getattr(raw, "cache_creation_input_tokens", 0) or 0,
+                  tokens_cache_read=getattr(raw, "cache_read_input_tokens", 0) or 0)
+    usage.cost_usd = (usage.tokens_in * prices["input"] + usage.tokens_out * prices["output"]
+                      + usage.tokens_cache_write * prices["cache_write"]
+                      + usage.tokens_cache_read * prices["cache_read"]) / 1e6
+    return usage
+
+
+def llm_roles(spec: specs.Spec) -> dict[str, specs.LLMSettings]:
+    """Which parts of a spec call a model, with their settings."""
+    roles: dict[str, specs.LLMSettings] = {}
+    if isinstance(spec.mutator, specs.LLMMutator):
+        roles["mutator"] = spec.mutator
+    ev = spec.evaluate
+    if isinstance(ev, specs.ChecklistEval):
+        if any(i.question is not None and not _has_check(i) for i in ev.items):
+            roles["judge"] = ev.judge or specs.LLMSettings(temperature=0.0)
+        if isinstance(ev.produce, specs.ProduceLLM):
+            roles["produce"] = ev.produce
+    return roles
+
+
+def run_prices(spec: specs.Spec) -> dict[str, Any] | None:
+    """The price table a run uses, copied into the run when it starts."""
+    roles = llm_roles(spec)
+    if not roles:
+        return None
+    return {role: {"model": s.model, **prices_for(s)} for role, s in roles.items()}
+
+
+def llm_warnings(spec: specs.Spec) -> list[str]:
+    """Advice for `check`: a missing key, a temperature that will not be sent, guessed prices."""
+    out = []
+    roles = llm_roles(spec)
+    if roles and not os.environ.get("ANTHROPIC_API_KEY", "").strip():
+        out.append(f"{spec.path}: ANTHROPIC_API_KEY is not set; `run` will refuse this spec "
+                   f"({', '.join(roles)} call the Anthropic API)")
+    for role, s in roles.items():
+        # The default judge (no `judge:` block) asks for 0 itself; only a person's choice warns.
+        chosen = "temperature" in s.model_fields_set and not (
+            role == "judge" and getattr(spec.evaluate, "judge", None) is None)
+        if chosen and _no_sampling(s):
+            out.append(f"{spec.path}: {role}: temperature is not sent under API version "
+                       f"{NO_SAMPLING_VERSION}; set api_version: \"2023-06-01\" to send it")
+        if not s.prices and not any(f in s.model.lower() for f in FAMILY_PRICES):
+            out.append(f"{spec.path}: {role}: no `prices` for model {s.model!r}; costs are "
+                       "estimated at the dearest family's prices")
+    return out
+
+
+def _no_sampling(settings: specs.LLMSettings) -> bool:
+    return settings.api_version is None or settings.api_version >= NO_SAMPLING_VERSION
+
+
+def _has_check(item: specs.Item) -> bool:
+    return any(getattr(item, k) is not None
+               for k in ("regex", "contains", "not_contains", "words", "json_", "command"))
+
+
+@dataclass
+class Reply:
+    """One model reply and what it cost."""
+
+    message: Any  # anthropic.types.Message
+    usage: Usage
+
+    @property
+    def stop_reason(self) -> str | None:
+        return getattr(self.message, "stop_reason", None)
+
+    @property
+    def blocks(self) -> list[Any]:
+        # A proxy or a broken reply can send any JSON; the SDK passes it through unchecked.
+        content = getattr(self.message, "content", None)
+        return content if isinstance(content, list) else []
+
+    def tool_input(self, name: str) -> dict[str, Any] | None:
+        for block in self.blocks:
+            if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == name:
+                data = getattr(block, "input", None)
+                return data if isinstance(data, dict) else None
+        return None
+
+    def text(self) -> str:
+        return "".join(str(getattr(b, "text", "")) for b in self.blocks
+                       if getattr(b, "type", None) == "text")
+
+
+class LLMClient:
+    """`AsyncAnthropic` with our retries, backoff and accounting. One per role."""
+
+    def __init__(self, settings: specs.LLMSettings, role: str) -> None:
+        key = api_key(role)  # before the (slow) SDK import: no key, no wait
+        self.settings = settings
+        self.role = role
+        self.prices = prices_for(settings)
+        import anthropic
+
+        headers = {"anthropic-version": settings.api_version} if settings.api_version else None
+        # SDK retries are off: ours log nothing secret, back off as the spec says, and end in
+        # LLMUnavailable (a paused run) instead of an exception the loop does not know.
+        self.client: AsyncAnthropic = anthropic.AsyncAnthropic(
+            api_key=key, base_url=settings.base_url or None, max_retries=0,
+            timeout=settings.timeout_s, default_headers=headers)
+
+    async def create(self, *, system: list[dict[str, Any]], messages: list[dict[str, Any]],
+                     tools: list[dict[str, Any]] | None = None, tool: str | None = None,
+                     temperature: float | None = None) -> Reply:
+        """One Messages call, retried on 408/409/429/5xx/529, timeouts and lost connections."""
+        import anthropic
+
+        s = self.settings
+        kwargs: dict[str, Any] = {"model": s.model, "max_tokens": s.max_tokens,
+                                  "system": system, "messages": messages}
+        if tools:
+            kwargs["tools"] = tools
+        if tool:
+            kwargs["tool_choice"] = {"type": "tool", "name": tool}
+        if not _no_sampling(s):
+            kwargs["extra_body"] = {"temperature": s.temperature if temperature is None
+                                    else temperature}
+        attempts = s.max_retries + 1
+        last = ""
+        for attempt in range(attempts):
+            wait: float | None = None
+            try:
+                message = await self.client.messages.create(**kwargs)
+            except anthropic.APIStatusError as exc:
+                last = self._describe_status(exc)
+                if not _retryable(exc):
+                    raise self._unavailable(f"the Anthropic API refused the request: {last}") from None
+                wait = _retry_after(exc.response.headers)
+            except anthropic.APITimeoutError:
+                last = f"no reply within {s.timeout_s:g}s"
+            except anthropic.APIConnectionError as exc:
+                last = f"cannot reach {self.client.base_url}: {exc.__cause__ or exc}"
+            except anthropic.APIError as exc:  # a reply the SDK could not read at all
+                raise self._unavailable(f"unreadable reply from the API: {exc}") from None
+            else:
+                return Reply(message, usage_of(getattr(message, "usage", None), self.prices))
+            if attempt + 1 < attempts:
+                delay = wait if wait is not None else s.retry_backoff_s * 2 ** attempt
+                await asyncio.sleep(min(max(delay, 0.0), MAX_BACKOFF_S))
+        raise self._unavailable(
+            f"the Anthropic API failed {attempts} time{'s' if attempts > 1 else ''}; last: {last}")
+
+    def _unavailable(self, text: str) -> LLMUnavailable:
+        return LLMUnavailable(redact(f"{self.role}: {text}"))
+
+    @staticmethod
+    def _describe_status(exc: Any) -> str:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        kind = error.get("type") or type(exc).__name__
+        text = error.get("message") or str(exc)
+        return redact(f"{exc.status_code} {kind}: {text}")[:500]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _retryable(exc: Any) -> bool:
+    should = exc.response.headers.get("x-should-retry")
+    if should in ("true", "false"):
+        return should == "true"
+    return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asks us to wait (`retry-after-ms` or `retry-after`), if it says."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return float(value) / scale
+            except ValueError:
+                continue
+    return None

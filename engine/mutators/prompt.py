@@ -1,0 +1,247 @@
+"""The prompt the `llm` and `agent` mutators share: what to change, how it is scored, what
+failed, what was tried, what the person said.
+
+It comes in three parts, ordered from most to least stable so prompt caching pays off:
+`stable` (instructions, the checklist or metric, playbooks: fixed for the whole run),
+`artifact` (the best version's target files: fixed until a keep), and `turn` (failing
+items, the changelog, guidance: new every round).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from engine import spec as specs
+from engine.model import BASELINE, PINNED, RUNNING, VETOED, Proposal
+
+#: Longest diff shown for one recent experiment.
+DIFF_CHARS = 1500
+#: Most older experiments listed one line each; beyond this they are only counted.
+OLDER_LINES = 80
+#: Evidence quotes shown per failing item.
+EVIDENCE_PER_ITEM = 3
+#: Longest playbook text included.
+PLAYBOOK_CHARS = 8000
+
+RULES = """\
+You improve an artifact by hill climbing. Each round you propose ONE small, concrete change to
+the target files. The changed version is scored; it is kept only if the score improves,
+otherwise it is reverted and recorded in the changelog you see below.
+
+Rules:
+- One small, concrete change per round: a specific edit you can describe in one line. Several
+  changes at once make it impossible to tell which one helped.
+- Aim the change at a failing checklist item (read the judge's evidence) or at the metric.
+- Never repeat an attempt that was reverted, and never try a BANNED idea or anything like it.
+- Never undo a change marked KEEP.
+- Follow the guidance from the person steering the run, if any.
+- Edit only the target files ({targets}). Every other file is read-only; an edit to one is
+  refused and the round is wasted.
+- Leave everything else exactly as it is: no reformatting, renaming or rewriting of unrelated
+  parts.
+
+Good changes (specific, one idea each):
+- "Put the figure from the first bullet ('onboarding cut from 14 days to 3') into the headline"
+- "Move the 'Start your free trial' link from the closing paragraph to the end of the first"
+- "Replace the nested loop in find_pairs() with a set lookup"
+- "Add a rule: the subject line has at most 50 characters"
+Bad changes (vague, sprawling or untestable):
+- "Make it more engaging" or "Improve clarity" (no concrete edit)
+- "Rewrite the whole page in a better style" (many changes at once)
+- "Tweak some wording" (not specific)
+- "Add more detail everywhere" (not one idea)
+"""
+
+
+@dataclass
+class Prompt:
+    """The three parts of the mutator's prompt, most stable first."""
+
+    stable: str
+    artifact: str
+    turn: str
+
+    def whole(self) -> str:
+        return "\n\n".join((self.stable, self.artifact, self.turn))
+
+
+def build_prompt(spec: specs.Spec, proposal: Proposal, *, recent: int = 20,
+                 playbooks: list[tuple[str, str]] = (), finish: str = "") -> Prompt:
+    """Assemble the prompt for one proposal. `playbooks` are (name, text) pairs; `finish` is
+    the closing request (how to answer: a tool call, or editing files in place)."""
+    stable = [RULES.format(targets=", ".join(spec.target.files)).rstrip(), describe_evaluation(spec)]
+    if spec.description:
+        stable.append(f"The run's purpose: {spec.description}")
+    if playbooks:
+        stable.append("Lessons from earlier runs (playbooks). Prefer kinds of change that "
+                      "helped before; avoid those that never did:")
+        for name, text in playbooks:
+            stable.append(f'<playbook name="{name}">\n{_clip(text.strip(), PLAYBOOK_CHARS)}\n'
+                          "</playbook>")
+    artifact = ["The target files, as in the best version so far. Search text in an edit must "
+                "be copied exactly from here."]
+    for path in spec.target.files:
+        if path in proposal.best_files:
+            artifact.append(f'<file path="{path}">\n{proposal.best_files[path]}</file>')
+    turn = [_score_line(spec, proposal), _failing(proposal.failing_items),
+            _changelog(proposal.changelog, recent), _guidance(proposal.guidance),
+            finish or "Now propose one small, concrete change."]
+    return Prompt("\n\n".join(stable), "\n\n".join(artifact),
+                  "\n\n".join(t for t in turn if t))
+
+
+def describe_evaluation(spec: specs.Spec) -> str:
+    """How a version is scored, in words a model (or a person) can act on."""
+    ev = spec.evaluate
+    if isinstance(ev, specs.MetricEval):
+        better = "lower" if ev.direction == "minimize" else "higher"
+        text = (f"Scoring: the command `{ev.command}` is run on the changed version and the "
+                f"metric `{ev.metric}` is read from its output; {better} is better.")
+        if ev.guard:
+            text += f" The change is kept only if `{ev.guard}` still succeeds."
+        return text
+    if isinstance(ev, specs.TestsEval):
+        return (f"Scoring: the test suite `{ev.command}` is run; the score is the share of tests "
+                "that pass (each test is a yes/no item).")
+    produce = ev.produce
+    if isinstance(produce, specs.ProduceLLM):
+        how = (f"the file `{produce.system_file}` is given to a model as its system prompt, with "
+               "each input below as the user's message")
+    else:
+        how = f"the command `{produce.command}` is run for each input below"
+    lines = [f"Scoring: outputs are produced from the changed version ({how}; {ev.samples} "
+             f"sample{'s' if ev.samples > 1 else ''} per input). Each output is checked against "
+             "this checklist of yes/no items; the score is the share of yes answers:"]
+    for item in ev.items:
+        lines.append(f"- {item.name}: {describe_item(item)}")
+    shown = [i for i in ev.inputs if i][:10]
+    if shown:
+        lines.append("Inputs:")
+        lines.extend(f"- {_clip(' '.join(i.split()), 300)}" for i in shown)
+    return "\n".join(lines)
+
+
+def describe_item(item: specs.Item) -> str:
+    if item.regex is not None:
+        check = f"the output matches the regular expression /{item.regex}/"
+    elif item.contains is not None:
+        check = f"the output contains {item.contains!r}"
+    elif item.not_contains is not None:
+        check = f"the output does not contain {item.not_contains!r}"
+    elif item.words is not None:
+        lo, hi = item.words.min, item.words.max
+        check = ("the output has " + (f"at least {lo} " if lo is not None else "")
+                 + ("and " if lo is not None and hi is not None else "")
+                 + (f"at most {hi} " if hi is not None else "") + "words")
+    elif item.json_ is not None:
+        j = item.json_
+        bounds = [f"= {j.equals!r}" if j.equals is not None else "",
+                  f"≥ {j.min:g}" if j.min is not None else "",
+                  f"≤ {j.max:g}" if j.max is not None else ""]
+        check = f"the output's JSON field `{j.path}` is {' and '.join(b for b in bounds if b)}"
+    elif item.command is not None:
+        check = f"the command `{item.command}` accepts the output"
+    else:
+        return f"{item.question} (judged by a model)"
+    return f"{item.question} ({check})" if item.question else check
+
+
+def _score_line(spec: specs.Spec, proposal: Proposal) -> str:
+    if proposal.best_score is None:
+        return ""
+    direction = "lower is better" if spec.direction == "minimize" else "higher is better"
+    return f"Best score so far: {proposal.best_score:.4g} ({direction})."
+
+
+def _failing(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    by_item: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_item[row["item"]].append(row)
+    lines = ["Checklist items the best version fails, with the judge's evidence:"]
+    for item, failures in by_item.items():
+        unclear = sum(1 for r in failures if r.get("passed") is None)
+        note = f", {unclear} without a clear answer" if unclear else ""
+        lines.append(f"- {item}: failed on {len(failures)} output(s){note}")
+        for row in failures[:EVIDENCE_PER_ITEM]:
+            where = f" (input {_clip(' '.join((row.get('input') or '').split()), 80)!r})" \
+                if row.get("input") else ""
+            lines.append(f"    evidence{where}: {_clip(row.get('evidence') or '-', 300)}")
+    return "\n".join(lines)
+
+
+def _mark(row: dict[str, Any]) -> str:
+    if row["verdict"] == VETOED and not (row.get("reason") or "").startswith("built on vetoed"):
+        return " [BANNED]"
+    if row["verdict"] == PINNED:
+        return " [KEEP]"
+    return ""
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+
+def _changelog(rows: list[dict[str, Any]], recent: int) -> str:
+    if not rows:
+        return ""
+    out: list[str] = []
+    banned = [r for r in rows if _mark(r) == " [BANNED]"]
+    pinned = [r for r in rows if r["verdict"] == PINNED and r["kind"] != BASELINE]
+    if banned:
+        out.append("BANNED ideas (vetoed by the person): never try these or anything like them:")
+        out.extend(f"- #{r['id']}: {r['description']}" for r in banned)
+    if pinned:
+        out.append("KEEP (pinned by the person): never undo these:")
+        out.extend(f"- #{r['id']}: {r['description']}" for r in pinned)
+    done = [r for r in rows if r["verdict"] != RUNNING]
+    flying = [r for r in rows if r["verdict"] == RUNNING and r["kind"] != BASELINE]
+    older, newer = (done[:-recent], done[-recent:]) if recent else (done, [])
+    if older:
+        out.append(f"Older attempts ({len(older)}), one line each:")
+        skipped = max(0, len(older) - OLDER_LINES)
+        if skipped:
+            kept = sum(1 for r in older[:skipped] if r["verdict"] in ("kept", PINNED))
+            out.append(f"- … {skipped} earliest attempts not listed ({kept} of them kept)")
+        for r in older[skipped:]:
+            out.append(f"- #{r['id']} {r['verdict']}{_mark(r)} {_num(r['delta'], True)}: "
+                       f"{_clip(r['description'] or '', 140)}")
+    if newer:
+        out.append(f"Recent attempts ({len(newer)}), oldest first:")
+        for r in newer:
+            out.append(_whole(r))
+    if flying:
+        out.append("Being evaluated right now (do not propose the same):")
+        out.extend(f"- #{r['id']}: {r['description']}" for r in flying)
+    return "Changelog of this run:\n" + "\n".join(out)
+
+
+def _whole(r: dict[str, Any]) -> str:
+    head = (f"#{r['id']} round {r['round']} · {r['verdict']}{_mark(r)} · score "
+            f"{_num(r['score'])} ({_num(r['delta'], True)})")
+    if r.get("reason"):
+        head += f" · {_clip(r['reason'], 200)}"
+    lines = [head, f"    change: {r['description']}"]
+    if r.get("rationale"):
+        lines.append(f"    why: {_clip(' '.join(r['rationale'].split()), 400)}")
+    if r.get("diff"):
+        diff = _clip(r["diff"].rstrip("\n"), DIFF_CHARS)
+        lines.append("    diff:\n" + "\n".join("      " + line for line in diff.splitlines()))
+    return "\n".join(lines)
+
+
+def _guidance(notes: list[str]) -> str:
+    notes = [n.strip() for n in notes if n and n.strip()]
+    if not notes:
+        return ""
+    return ("Guidance from the person steering this run (follow it; newest last):\n"
+            + "\n".join(f"- {n}" for n in notes))
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

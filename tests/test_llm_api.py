@@ -1,0 +1,248 @@
+"""When the API misbehaves: rate limits, overload, server errors, timeouts, refusals, no key.
+Retries back off; repeated failure pauses the run (others go on) until it is resumed; the
+key never reaches the store, events or exports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli_env, metric_spec, run_cli
+from fake_anthropic import (
+    TEST_KEY,
+    FakeAnthropic,
+    Router,
+    answers,
+    change,
+    drive,
+    error_reply,
+    judged_items,
+    page_spec,
+    page_workspace,
+    text_reply,
+)
+
+from engine.host import Host
+from engine.spec import load_spec
+from engine.store import Store
+
+HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch):
+    with FakeAnthropic() as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        yield server
+
+
+async def run_one(tmp_path: Path, spec: Path) -> tuple[Store, int]:
+    store = Store(tmp_path / "ar.db")
+    host = Host(store)
+    loop = host.add(load_spec(spec))
+    await drive(host)
+    return store, loop.run_id
+
+
+async def wait_for(predicate, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_rate_limit_is_retried_after_the_wait_the_server_asks(api: FakeAnthropic,
+                                                                    tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    api.script(error_reply(429, "rate_limit_error", "slow down", {"retry-after": "0.3"}),
+               change("Put a number in the headline", [HEADLINE]))
+    store, run_id = await run_one(tmp_path, page_spec(ws, stop="max_rounds: 1"))
+
+    first, second = api.requests
+    assert second["at"] - first["at"] >= 0.3  # retry-after was honoured
+    [cand] = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
+    assert cand["verdict"] == "kept"
+    assert store.get_run(run_id)["status"] == "done"
+
+
+async def test_overload_and_server_errors_are_retried_with_backoff(api: FakeAnthropic,
+                                                                  tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    api.script(error_reply(529, "overloaded_error", "Overloaded"),
+               error_reply(500, "api_error", "Internal server error"),
+               error_reply(503, "api_error", "unavailable"),
+               change("Put a number in the headline", [HEADLINE]))
+    store, run_id = await run_one(tmp_path, page_spec(ws, stop="max_rounds: 1", retries=3))
+    assert len(api.requests) == 4
+    [cand] = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
+    assert cand["verdict"] == "kept"
+
+
+async def test_a_timeout_is_retried(api: FakeAnthropic, tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    slow = change("Too late", [HEADLINE])
+    slow.delay = 2.0
+    api.script(slow, change("Put a number in the headline", [HEADLINE]))
+    store, run_id = await run_one(tmp_path, page_spec(ws, stop="max_rounds: 1", timeout=0.5))
+    [cand] = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
+    assert cand["description"] == "Put a number in the headline"
+
+
+async def test_repeated_failure_pauses_the_run_others_go_on_and_resume_continues(
+        api: FakeAnthropic, tmp_path: Path, params_workspace: Path):
+    api.responder = lambda body: error_reply(500, "api_error", "Internal server error")
+    ws = page_workspace(tmp_path / "llm")
+    store = Store(tmp_path / "ar.db")
+    host = Host(store)
+    llm = host.add(load_spec(page_spec(ws, stop="max_rounds: 2")))
+    other = host.add(load_spec(metric_spec(params_workspace, stop="max_rounds: 3")))
+    task = asyncio.ensure_future(drive(host))
+    try:
+        await wait_for(lambda: store.get_run(llm.run_id)["status"] == "paused"
+                       and store.get_run(other.run_id)["status"] == "done")
+        run = store.get_run(llm.run_id)
+        assert run["stop_reason"].startswith("paused: llm mutator: the Anthropic API failed 2 times")
+        assert "500 api_error: Internal server error" in run["stop_reason"]
+        assert len(api.requests) == 2  # one try and one retry, then it stopped asking
+        [bad] = [e for e in store.experiments(llm.run_id) if e["kind"] == "candidate"]
+        assert bad["verdict"] == "invalid" and "500" in bad["reason"]
+        errors = [e["line"] for e in store.events(llm.run_id) if e["level"] == "error"]
+        assert any(line.startswith("paused: llm mutator") for line in errors)
+        assert store.get_run(other.run_id)["rounds"] == 3  # the other run went on
+
+        # The API is back; the person resumes; the run picks up where it paused.
+        api.responder = None
+        api.script(change("Put a number in the headline", [HEADLINE]))
+        store.add_command(llm.run_id, "resume")
+        await asyncio.wait_for(task, 20)
+    finally:
+        host.stop_all()
+        await asyncio.gather(task, return_exceptions=True)
+    run = store.get_run(llm.run_id)
+    assert run["status"] == "done" and run["stop_reason"] == "max rounds (2) reached"
+    kept = [e for e in store.experiments(llm.run_id) if e["verdict"] == "kept"]
+    assert [e["description"] for e in kept] == ["Put a number in the headline"]
+
+
+async def test_a_refused_request_pauses_at_once(api: FakeAnthropic, tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    api.script(error_reply(401, "authentication_error", "invalid x-api-key"))
+    store = Store(tmp_path / "ar.db")
+    host = Host(store)
+    loop = host.add(load_spec(page_spec(ws, retries=3)))
+    task = asyncio.ensure_future(drive(host))
+    try:
+        await wait_for(lambda: store.get_run(loop.run_id)["status"] == "paused")
+        reason = store.get_run(loop.run_id)["stop_reason"]
+    finally:
+        host.stop_all()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(api.requests) == 1  # a 401 is not retried
+    assert "refused the request: 401 authentication_error: invalid x-api-key" in reason
+
+
+def test_without_a_key_run_says_so_in_one_line(tmp_path: Path):
+    spec = page_spec(page_workspace(tmp_path))
+    result = run_cli("run", str(spec), "--headless", "--db", str(tmp_path / "ar.db"),
+                     env=cli_env())
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "ANTHROPIC_API_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+    check = run_cli("check", str(spec), env=cli_env())
+    assert check.returncode == 0
+    assert "ANTHROPIC_API_KEY is not set; `run` will refuse this spec" in check.stderr
+
+
+def test_api_key_never_reaches_store_events_or_exports(tmp_path: Path):
+    marker = "sk-ant-MARKER-7f3a9c1e5b2d4f60"
+    ws = page_workspace(tmp_path)
+    spec = page_spec(ws, evaluate="""
+evaluate:
+  kind: checklist
+  produce: {kind: command, command: cat page.md}
+  items:
+    - {name: number, regex: "^#.*[0-9]"}
+    - name: clear
+      question: Is the page clear to a first-time visitor?
+    - {name: short, words: {max: 60}}
+""", stop="max_rounds: 2")
+    # A model that repeats the key back: in a garbage reply, a description, a judge's evidence.
+    router = Router([text_reply(f"Sure! Your key is {marker}."),
+                     change(f"Put a number in the headline ({marker})", [HEADLINE],
+                            rationale=f"the key {marker} says so")],
+                    judge=lambda body: answers([(n, "yes", f"it says {marker}")
+                                                for n in judged_items(body)]))
+    with FakeAnthropic(router) as server:
+        env = cli_env(ANTHROPIC_API_KEY=marker, ANTHROPIC_BASE_URL=server.url)
+        db = tmp_path / "ar.db"
+        result = run_cli("run", str(spec), "--headless", "--db", str(db), env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        auth = {r["headers"].get("Authorization") for r in server.requests}
+    assert auth == {f"Bearer {marker}"}  # the key did reach the API (and only the API)
+    outputs = [result.stdout, result.stderr]
+    for fmt in ("md", "tsv", "jsonl"):
+        exported = run_cli("export", "page", "--format", fmt, "--db", str(db), env=env)
+        assert exported.returncode == 0, exported.stderr
+        outputs += [exported.stdout, exported.stderr]
+    store = Store(db, readonly=True)
+    events = json.dumps(store.events(limit=10_000))
+    experiments = json.dumps(list(store.iter_experiments(1)))
+    assert "[redacted]" in experiments  # the echoes were there, and were scrubbed
+    for text in [*outputs, events, experiments]:
+        assert marker not in text
+    for path in tmp_path.glob("ar.db*"):
+        assert marker.encode() not in path.read_bytes(), path
+
+
+
+def test_prices_come_from_the_spec_or_the_model_family():
+    from engine.llm import prices_for, usage_of
+    from engine.model import UserError
+    from engine.spec import LLMSettings
+
+    haiku = prices_for(LLMSettings(model="claude-haiku-4-5"))
+    assert haiku == {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.1}
+    mine = prices_for(LLMSettings(model="claude-haiku-4-5", prices={"input": 2, "output": 8}))
+    assert mine == {"input": 2, "output": 8, "cache_write": 2.5, "cache_read": 0.2}
+    with pytest.raises(UserError, match="unknown key"):
+        prices_for(LLMSettings(prices={"inptu": 3}))
+
+    class Raw:  # the API's usage block: input_tokens excludes the cached tokens
+        input_tokens, output_tokens = 10, 20
+        cache_creation_input_tokens, cache_read_input_tokens = 1000, 5000
+
+    usage = usage_of(Raw(), haiku)
+    assert usage.cost_usd == pytest.approx((10 * 1 + 20 * 5 + 1000 * 1.25 + 5000 * 0.1) / 1e6)
+
+
+async def test_a_spec_base_url_wins_over_the_environment(api: FakeAnthropic, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    ws = page_workspace(tmp_path)
+    api.script(change("Put a number in the headline", [HEADLINE]))
+    spec = page_spec(ws, stop="max_rounds: 1", mutator=f"  base_url: {api.url}")
+    store, run_id = await run_one(tmp_path, spec)
+    assert len(api.requests) == 1
+    assert store.get_run(run_id)["best_score"] > store.get_run(run_id)["baseline_score"]
+
+
+def test_check_warns_that_a_temperature_is_not_sent_under_the_new_api_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from engine.llm import llm_warnings
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+    ws = page_workspace(tmp_path)
+    warm = load_spec(page_spec(ws, "warm", mutator="  temperature: 0.7"))
+    assert any("mutator: temperature is not sent under API version 2026-10-21" in w
+               for w in llm_warnings(warm))
+    old = load_spec(page_spec(ws, "old", mutator='  temperature: 0.7\n  api_version: "2023-06-01"'))
+    assert llm_warnings(old) == []
+    unknown = load_spec(page_spec(ws, "odd", mutator="  model: claude-mythos-5",
+                                  prices="null"))
+    assert any("no `prices` for model 'claude-mythos-5'" in w for w in llm_warnings(unknown))

@@ -1,0 +1,192 @@
+"""The `llm` mutator, end to end: the real SDK talks to a local fake Messages API, the real
+loop scores with real commands, and everything lands in a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fake_anthropic import (
+    TEST_KEY,
+    FakeAnthropic,
+    Reply,
+    change,
+    drive,
+    page_spec,
+    page_workspace,
+    text_reply,
+)
+
+from engine.host import Host
+from engine.spec import load_spec
+from engine.store import Store
+
+HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
+CTA = {"file": "page.md", "search": "Contact us.", "replace": "Start your free trial today."}
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch):
+    with FakeAnthropic() as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        yield server
+
+
+async def run(tmp_path: Path, spec: Path, timeout: float = 30) -> tuple[Store, int]:
+    store = Store(tmp_path / "ar.db")
+    host = Host(store)
+    loop = host.add(load_spec(spec))
+    await drive(host, timeout)
+    return store, loop.run_id
+
+
+def candidates(store: Store, run_id: int) -> list[dict]:
+    return [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
+
+
+async def test_tool_use_edit_is_applied_kept_and_recorded(api: FakeAnthropic, tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    api.script(change("Put a number in the headline", [HEADLINE], rationale="item `number` fails",
+                      tokens_in=1000, tokens_out=200, cache_write=500, cache_read=0),
+               change("Add the free-trial call to action", [CTA],
+                      tokens_in=40, tokens_out=180, cache_write=0, cache_read=1500))
+    store, run_id = await run(tmp_path, page_spec(ws))
+
+    first, second = candidates(store, run_id)
+    assert (first["verdict"], second["verdict"]) == ("kept", "kept")
+    assert first["description"] == "Put a number in the headline"
+    assert first["rationale"] == "item `number` fails"
+    assert "-# Grow faster\n+# Grow 3x faster" in first["diff"]
+    assert (ws / "page.md").read_text() == \
+        "# Grow 3x faster\n\nOur tool helps teams ship.\n\nStart your free trial today.\n"
+    assert store.get_run(run_id)["best_score"] == 1.0
+    # Usage and cost per experiment, from the spec's price table.
+    assert (first["tokens_in"], first["tokens_out"], first["tokens_cache_write"],
+            first["tokens_cache_read"]) == (1000, 200, 500, 0)
+    assert first["cost_usd"] == pytest.approx((1000 * 3 + 200 * 15 + 500 * 3.75) / 1e6)
+    assert second["tokens_cache_read"] == 1500
+    assert second["cost_usd"] == pytest.approx((40 * 3 + 180 * 15 + 1500 * 0.3) / 1e6)
+    run_row = store.get_run(run_id)
+    assert run_row["cost_usd"] == pytest.approx(first["cost_usd"] + second["cost_usd"])
+    prices = json.loads(run_row["prices_json"])
+    assert prices["mutator"] == {"model": "claude-sonnet-test", "input": 3, "output": 15,
+                                 "cache_write": 3.75, "cache_read": 0.3}
+
+
+async def test_stable_prefix_carries_cache_control(api: FakeAnthropic, tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    api.script(change("Put a number in the headline", [HEADLINE]),
+               change("Add the free-trial call to action", [CTA]))
+    await run(tmp_path, page_spec(ws))
+
+    first, second = api.bodies
+    instructions, artifact = first["system"]
+    assert instructions["cache_control"] == {"type": "ephemeral"}
+    assert artifact["cache_control"] == {"type": "ephemeral"}
+    assert "ONE small, concrete change" in instructions["text"]
+    assert "Make it more engaging" in instructions["text"]  # a bad example, marked bad
+    assert "number: Does the headline include a number?" in instructions["text"]
+    assert '<file path="page.md">\n# Grow faster\n' in artifact["text"]
+    assert "Brand notes" not in artifact["text"]  # only targets are shown
+    # The stable prefix is byte-identical from round to round: the cache can serve it.
+    assert second["system"][0] == instructions
+    assert "cache_control" not in json.dumps(first["messages"])
+    # The reply is forced through the tool.
+    assert first["tool_choice"] == {"type": "tool", "name": "propose_change"}
+    assert first["tools"][0]["name"] == "propose_change"
+    assert first["model"] == "claude-sonnet-test"
+    assert "temperature" not in first  # API 2026-10-21 takes no sampling parameters
+    # Round two sees round one in its changelog, and the failing items' evidence.
+    turn = second["messages"][0]["content"]
+    assert "Put a number in the headline" in turn and "kept" in turn
+    assert "cta: failed on 1 output(s)" in turn
+    assert "does not contain 'Start your free trial'" in turn
+
+
+async def test_garbage_reply_is_invalid_and_its_tokens_are_counted(api: FakeAnthropic,
+                                                                    tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    api.script(text_reply("I think the page is great as it is!", tokens_in=900, tokens_out=30),
+               change("Put a number in the headline", [HEADLINE]))
+    store, run_id = await run(tmp_path, page_spec(ws))
+
+    bad, good = candidates(store, run_id)
+    assert bad["verdict"] == "invalid"
+    assert "without the propose_change tool" in bad["reason"]
+    assert "the page is great" in bad["reason"]
+    assert (bad["tokens_in"], bad["tokens_out"]) == (900, 30)
+    assert bad["cost_usd"] == pytest.approx((900 * 3 + 30 * 15) / 1e6)
+    assert good["verdict"] == "kept"  # the loop went on
+    assert store.get_run(run_id)["cost_usd"] >= bad["cost_usd"]
+
+
+@pytest.mark.parametrize("body", [{"type": "message"}, ["not", "a", "message"], {"content": "hi"},
+                                  {"content": [{"type": "tool_use", "name": "propose_change"}]}])
+async def test_a_malformed_reply_is_invalid_not_a_crash(api: FakeAnthropic, tmp_path: Path,
+                                                        body: object):
+    ws = page_workspace(tmp_path)
+    api.script(Reply(200, body), change("Put a number in the headline", [HEADLINE]))
+    store, run_id = await run(tmp_path, page_spec(ws))
+    bad, good = candidates(store, run_id)
+    assert bad["verdict"] == "invalid"
+    assert "without the propose_change tool: 'nothing'" in bad["reason"]
+    assert good["verdict"] == "kept"
+
+
+@pytest.mark.parametrize(("edit", "reason"), [
+    ({"file": "notes.md", "search": "Brand", "replace": "Bland"}, "notes.md is protected"),
+    ({"file": "other.md", "search": "x", "replace": "y"}, "other.md is not a target file"),
+    ({"file": "../page.md", "search": "x", "replace": "y"}, "outside the workspace"),
+    ({"file": "page.md", "search": "# Grow slower", "replace": "y"}, "search text not found"),
+    ({"file": "page.md", "search": "\n\n", "replace": "\n"}, "occurs 2 times"),
+])
+async def test_bad_edits_are_invalid_with_the_reason(api: FakeAnthropic, tmp_path: Path,
+                                                     edit: dict, reason: str):
+    ws = page_workspace(tmp_path)
+    api.script(change("A sneaky edit", [edit], tokens_in=123),
+               change("Put a number in the headline", [HEADLINE]))
+    store, run_id = await run(tmp_path, page_spec(ws))
+
+    bad, good = candidates(store, run_id)
+    assert bad["verdict"] == "invalid"
+    assert reason in bad["reason"]
+    assert bad["description"] == "A sneaky edit"
+    assert bad["tokens_in"] == 123
+    assert (ws / "notes.md").read_text() == "Brand notes: never change this file.\n"
+    assert good["verdict"] == "kept"
+
+
+async def test_reply_cut_off_at_max_tokens_is_invalid(api: FakeAnthropic, tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    cut = change("Put a number", [HEADLINE])
+    cut.body["stop_reason"] = "max_tokens"
+    api.script(cut, change("Put a number in the headline", [HEADLINE]))
+    store, run_id = await run(tmp_path, page_spec(ws))
+    bad, good = candidates(store, run_id)
+    assert bad["verdict"] == "invalid" and "max_tokens" in bad["reason"]
+    assert good["verdict"] == "kept"
+
+
+async def test_edit_changing_nothing_is_invalid(api: FakeAnthropic, tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    same = {"file": "page.md", "search": "Contact us.", "replace": "Contact us."}
+    api.script(change("Say the same thing", [same]), change("Number", [HEADLINE]))
+    store, run_id = await run(tmp_path, page_spec(ws))
+    bad, _ = candidates(store, run_id)
+    assert bad["verdict"] == "invalid" and "change nothing" in bad["reason"]
+
+
+async def test_max_cost_counts_the_cost_in_flight(api: FakeAnthropic, tmp_path: Path):
+    # Each proposal costs $0.01 (1,000 output tokens at $10/M). With three candidates a wave
+    # and a $0.015 budget, the second proposal brings spent + in flight to $0.02: no third.
+    ws = page_workspace(tmp_path)
+    api.script(*[change(f"Idea {n}", [HEADLINE], tokens_in=0, tokens_out=1000) for n in range(3)])
+    path = page_spec(ws, parallel=3, stop="max_cost_usd: 0.015", prices="{input: 0, output: 10}")
+    store, run_id = await run(tmp_path, path)
+
+    assert len(candidates(store, run_id)) == 2
+    run_row = store.get_run(run_id)
+    assert run_row["stop_reason"] == "max cost ($0.015) reached"
+    assert run_row["cost_usd"] == pytest.approx(0.02)
