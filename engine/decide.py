@@ -6,31 +6,34 @@ rule keeps noise. Three rules, chosen by `decide.rule` in the spec:
 - `greater`: the original autoresearch rule: a strictly better aggregate score keeps, ties revert.
 - `margin`: keep only when the gain exceeds max(min_delta, z × the standard error of the
   difference); the noise comes from the baseline evaluated several times when the run starts
-  (the noise floor), pooled with the repeats of the candidate and the best.
+  (the noise floor), pooled with every repeated evaluation since. `z` is the strictness for a
+  known noise; while the sd is estimated from few evaluations the multiplier widens to the
+  Student-t value with the same tail (the reason shows the multiplier used).
 - `paired`: compare candidate and best answer by answer (item × input × sample): an exact sign
   test (McNemar on the discordant pairs) for single yes/no answers, Wilcoxon's signed-rank test
   for graded ones (answers averaged over repeats); keep only when p < alpha.
 
 Around every rule: `repeats` evaluations aggregated by mean or median; an early stop of the
-repeats when a candidate is clearly worse (`keep_going`, consulted between repeats);
+repeats once a candidate is clearly worse, or clearly short of the bar it must clear
+(`keep_going`, a sequential test consulted between repeats);
 confirmation of a would-be winner with as many repeats again (`confirm`); a `retest` verdict
-for marginal candidates (`RetestQueue`); and re-evaluation of the incumbent (`reevaluate`).
-Every Decision carries a reason for the changelog and details (gain, se, p, repeats) for the store.
+for marginal candidates (queued by engine/noise.py); and re-evaluation of the incumbent
+(`reevaluate`). Every Decision carries a reason for the changelog and details (gain, se, p,
+repeats, scores) for the store. The math is in engine/stats.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from engine import spec as specs
 from engine import stats
-from engine.model import KEPT, REEVALUATED, RETEST, REVERTED, Decision, Evaluation, Mutation
+from engine.model import KEPT, REEVALUATED, RETEST, REVERTED, Decision, Evaluation
+from engine.noise import NoiseFloor, item_sd, ok_evaluations, scores
 
 #: Baseline evaluations that measure the noise floor when `noise_repeats` is not set.
 AUTO_NOISE_REPEATS = 3
@@ -38,12 +41,8 @@ AUTO_NOISE_REPEATS = 3
 #: below alpha times PAIRED_RETEST_FACTOR.
 MARGIN_RETEST_FRACTION = 0.5
 PAIRED_RETEST_FACTOR = 4
-#: Marginal candidates waiting for a retest, at most.
-RETEST_QUEUE = 8
-
-
-def scores(evals: Sequence[Evaluation]) -> list[float]:
-    return [e.score for e in evals if e.score is not None]
+#: A re-evaluated best keeps at most this many times `baseline_repeats` evaluations.
+INCUMBENT_MAX = 4
 
 
 def aggregate(evals: Sequence[Evaluation], how: str = "mean") -> float | None:
@@ -58,10 +57,6 @@ def improvement(candidate: float, best: float, direction: str) -> float:
     return candidate - best if direction == "maximize" else best - candidate
 
 
-def _ok(evals: Sequence[Evaluation]) -> list[Evaluation]:
-    return [e for e in evals if e.status == "ok" and e.score is not None]
-
-
 def _g(value: float) -> str:
     return f"{value:.3g}"
 
@@ -74,78 +69,6 @@ def _times(n: int) -> str:
     return f"{n} repeat{'s' if n != 1 else ''}"
 
 
-def _item_sd(evals: Sequence[Evaluation]) -> float | None:
-    """The binomial sd of a pass rate over an evaluation's answers (checklists, test suites)."""
-    variances = [e.score * (1 - e.score) / len(e.items) for e in evals
-                 if e.items and e.score is not None and 0 <= e.score <= 1]
-    return math.sqrt(statistics.fmean(variances)) if variances else None
-
-
-@dataclass
-class NoiseFloor:
-    """How much a version's score moves between evaluations: measured on the baseline when the
-    run starts, then refined by every version evaluated more than once (repeats, re-evaluations)."""
-
-    repeats: int
-    mean: float | None
-    sd: float | None
-    scores: list[float]
-    aggregate: str = "mean"
-    #: The binomial sd of one evaluation's pass rate, for checklists and test suites.
-    item_sd: float | None = None
-    #: Within-version sum of squares and degrees of freedom over every repeated evaluation.
-    ss: float = 0.0
-    df: int = 0
-
-    @classmethod
-    def measure(cls, evals: Sequence[Evaluation], how: str = "mean") -> NoiseFloor:
-        values = scores(_ok(evals))
-        mean, sd = stats.mean_sd(values) if values else (None, None)
-        floor = cls(len(values), mean, sd, values, how, _item_sd(_ok(evals)[:1]))
-        floor.learn(values)
-        return floor
-
-    def learn(self, values: Sequence[float]) -> bool:
-        """Add one version's repeated scores to the pooled estimate (True when they count)."""
-        if len(values) < 2:
-            return False
-        mean = math.fsum(values) / len(values)
-        self.ss += math.fsum((v - mean) ** 2 for v in values)
-        self.df += len(values) - 1
-        return True
-
-    @property
-    def pooled_sd(self) -> float | None:
-        return math.sqrt(self.ss / self.df) if self.df else None
-
-    def to_json(self) -> str:
-        se = None if self.sd is None else stats.se_of(self.sd, self.repeats, self.aggregate)
-        return json.dumps({"repeats": self.repeats, "mean": self.mean, "sd": self.sd, "se": se,
-                           "scores": self.scores, "aggregate": self.aggregate,
-                           "item_sd": self.item_sd, "pooled_sd": self.pooled_sd,
-                           "ss": self.ss, "df": self.df})
-
-    @classmethod
-    def from_json(cls, text: str | None) -> NoiseFloor | None:
-        if not text:
-            return None
-        data = json.loads(text)
-        floor = cls(data["repeats"], data.get("mean"), data.get("sd"),
-                    list(data.get("scores", [])), data.get("aggregate", "mean"),
-                    data.get("item_sd"), data.get("ss", 0.0), data.get("df", 0))
-        if not floor.df:
-            floor.learn(floor.scores)
-        return floor
-
-    def describe(self) -> str:
-        if self.sd is not None:
-            return (f"noise floor: sd {_g(self.sd)} over {self.repeats} baseline evaluations "
-                    f"(mean {_g(self.mean or 0)})")
-        extra = f"; binomial sd {_g(self.item_sd)} of one pass rate" if self.item_sd else ""
-        return (f"noise floor not measured: {self.repeats} baseline evaluation"
-                f" (set decide.noise_repeats of 2 or more){extra}")
-
-
 @dataclass
 class Evidence:
     """What a comparison of candidate and best found; becomes a Decision's details."""
@@ -155,6 +78,7 @@ class Evidence:
     repeats: int
     best_repeats: int
     se: float | None = None
+    sd: float | None = None  # of one evaluation's score
     df: int | None = None  # None: the sd is known (binomial) rather than estimated
     p: float | None = None  # one-sided: the candidate is no better
     p_worse: float | None = None  # one-sided: the candidate is no worse
@@ -162,7 +86,6 @@ class Evidence:
     wins: int = 0
     losses: int = 0
     pairs: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def details(self, rule: str, candidate: Sequence[Evaluation]) -> dict[str, Any]:
         out = {"rule": rule, "gain": self.gain, "delta": self.delta, "se": self.se, "p": self.p,
@@ -172,7 +95,7 @@ class Evidence:
             out["df"] = self.df
         if self.pairs:
             out.update(pairs=self.pairs, wins=self.wins, losses=self.losses)
-        return {**out, **self.extra}
+        return out
 
 
 class GreaterPolicy:
@@ -212,7 +135,7 @@ class GreaterPolicy:
     def learn(self, evals: Sequence[Evaluation]) -> bool:
         """Refine the noise estimate with one version's repeated evaluations, once they are
         decided (True when it changed: the caller stores `noise.to_json()`)."""
-        return self.noise is not None and self.noise.learn(scores(_ok(evals)))
+        return self.noise is not None and self.noise.learn(scores(ok_evaluations(evals)))
 
     # ------------------------------------------------------------ the protocol
 
@@ -221,7 +144,7 @@ class GreaterPolicy:
         """Between repeats: evaluate the candidate once more? No when it failed, when it is
         clearly worse already (a sequential test), or when its repeats (and, for a would-be
         winner under `confirm`, its confirmation) are done."""
-        cand, inc = _ok(evals), _ok(best)
+        cand, inc = ok_evaluations(evals), ok_evaluations(best)
         if not cand or len(cand) < len(evals):
             return False
         n = len(cand)
@@ -235,7 +158,7 @@ class GreaterPolicy:
 
     def decide(self, candidate: Sequence[Evaluation], best: Sequence[Evaluation],
                direction: str) -> Decision:
-        cand, inc = _ok(candidate), _ok(best)
+        cand, inc = ok_evaluations(candidate), ok_evaluations(best)
         if not cand:
             return Decision(REVERTED, "no score")
         if not inc:
@@ -253,7 +176,22 @@ class GreaterPolicy:
             confirmed = decision.verdict == KEPT
             decision.reason = ("confirmed: " if confirmed else "not confirmed: ") + decision.reason
             decision.details["confirmed"] = confirmed
+            decision.details["incumbent_scores"] = scores(self.incumbent(cand))
         return decision
+
+    def reevaluated(self, old: Sequence[Evaluation], new: Sequence[Evaluation]) -> list[Evaluation]:
+        """The best's evaluations after a re-evaluation. Under `confirm` they were fresh (not
+        chosen for winning), so the new ones add to them (the newest INCUMBENT_MAX baseline
+        counts); otherwise the fresh ones replace the lucky ones."""
+        if not self.config.confirm:
+            return ok_evaluations(new)
+        return (ok_evaluations(old) + ok_evaluations(new))[-INCUMBENT_MAX * self.baseline_repeats:]
+
+    def incumbent(self, evals: Sequence[Evaluation]) -> list[Evaluation]:
+        """The evaluations a newly kept version carries as the best. After a confirmation,
+        only the confirming ones: the first ones won a selection, so they flatter it."""
+        ok = ok_evaluations(evals)
+        return ok[self.repeats:] if len(ok) > self.repeats else ok
 
     def reevaluate(self, old: Sequence[Evaluation], new: Sequence[Evaluation],
                    direction: str) -> Decision:
@@ -262,13 +200,17 @@ class GreaterPolicy:
         before, after = aggregate(old, how), aggregate(new, how)
         if after is None or before is None:
             return Decision(REEVALUATED, "re-evaluation gave no score", {})
-        ev = self._evidence(_ok(new), _ok(old), direction)
+        ev = self._evidence(ok_evaluations(new), ok_evaluations(old), direction)
         luck = ""
         if ev.se and ev.gain < -stats.t_multiplier(self.config.z, ev.df) * ev.se:
             luck = "; its earlier score looks lucky"
-        reason = (f"re-evaluated: {_g(before)} ({_times(len(_ok(old)))}) → {_g(after)} "
-                  f"({_times(len(_ok(new)))}){luck}")
-        return Decision(REEVALUATED, reason, ev.details(self.rule, new) | {"previous": before})
+        kept = self.reevaluated(old, new)
+        now = "" if len(kept) == len(ok_evaluations(new)) else \
+            f"; best now {_g(aggregate(kept, how) or 0)} over {len(kept)}"
+        reason = (f"re-evaluated: {_g(before)} ({_times(len(ok_evaluations(old)))}) → "
+                  f"{_g(after)} ({_times(len(ok_evaluations(new)))}){now}{luck}")
+        details = ev.details(self.rule, new) | {"previous": before, "incumbent_scores": scores(kept)}
+        return Decision(REEVALUATED, reason, details)
 
     # ------------------------------------------------------------ rule hooks
 
@@ -282,14 +224,27 @@ class GreaterPolicy:
         worse = "tie" if ev.gain == 0 else f"worse by {_g(abs(ev.delta))}"
         return Decision(REVERTED, worse + where, details)
 
+    def _bar(self, se: float | None, df: int | None) -> float:
+        """The gain a candidate must beat to be kept: greater keeps anything strictly better."""
+        return 0.0
+
     def _worse(self, cand: list[Evaluation], inc: list[Evaluation], direction: str) -> str:
-        """Why the candidate is clearly worse than the best (empty when it is not)."""
+        """Why the candidate's repeats can stop now (empty when they go on): a sequential test.
+        It is clearly worse than the best, or clearly short of the bar it must beat after all
+        its repeats: even the optimistic end of its interval (gain + k×se) stays under it."""
         ev = self._evidence(cand, inc, direction)
-        if not ev.se:
+        if not ev.se or ev.sd is None:
             return ""
         k = stats.t_multiplier(self.config.z, ev.df)
         if ev.gain < -k * ev.se:
             return f"clearly worse: gain {_signed(ev.gain)} < -{k:.2g}×se {_g(ev.se)}"
+        final = self.repeats if len(cand) < self.repeats else self.max_repeats
+        how = self.config.aggregate
+        bar = self._bar(math.hypot(stats.se_of(ev.sd, final, how),
+                                   stats.se_of(ev.sd, len(inc), how)), ev.df)
+        if ev.gain + k * ev.se < bar:
+            return (f"clearly short: gain {_signed(ev.gain)} + {k:.2g}×se {_g(ev.se)} stays "
+                    f"under the {_g(bar)} needed after {_times(final)}")
         return ""
 
     # ------------------------------------------------------------ evidence
@@ -300,15 +255,17 @@ class GreaterPolicy:
         c, b = aggregate(cand, how), aggregate(inc, how)
         assert c is not None and b is not None
         ev = Evidence(improvement(c, b, direction), c - b, len(cand), len(inc))
-        ev.se, ev.df = self._se(cand, inc)
+        ev.sd, ev.df = self._sd(cand, inc)
+        if ev.sd is not None:
+            ev.se = math.hypot(stats.se_of(ev.sd, len(cand), how), stats.se_of(ev.sd, len(inc), how))
         ev.test = "t" if ev.df else "z"
         if ev.se:
             ev.p = stats.t_sf(ev.gain / ev.se, ev.df) if ev.df else stats.normal_sf(ev.gain / ev.se)
             ev.p_worse = 1 - ev.p
         return ev
 
-    def _se(self, cand: list[Evaluation], inc: list[Evaluation]) -> tuple[float | None, int | None]:
-        """Standard error of the difference of aggregates, and the sd's degrees of freedom.
+    def _sd(self, cand: list[Evaluation], inc: list[Evaluation]) -> tuple[float | None, int | None]:
+        """The sd of one evaluation's score, and its degrees of freedom (None: known).
 
         The sd is pooled over the noise estimate (which already holds the best's repeats) and
         the candidate's repeats; without any repeats, a pass rate's binomial sd stands in.
@@ -323,12 +280,8 @@ class GreaterPolicy:
         sd = math.sqrt(ss / df) if df else None
         known_df: int | None = df
         if sd is None:
-            sd, known_df = _item_sd(cand + inc), None
-        if sd is None:
-            return None, None
-        how = self.config.aggregate
-        se = math.hypot(stats.se_of(sd, len(cand), how), stats.se_of(sd, len(inc), how))
-        return se, known_df
+            sd, known_df = item_sd(cand + inc), None
+        return sd, known_df
 
 
 class MarginPolicy(GreaterPolicy):
@@ -336,13 +289,17 @@ class MarginPolicy(GreaterPolicy):
 
     rule = "margin"
 
+    def _bar(self, se: float | None, df: int | None) -> float:
+        noise = stats.t_multiplier(self.config.z, df) * se if se else 0.0
+        return max(self.config.min_delta, noise)
+
     def _test(self, cand: list[Evaluation], inc: list[Evaluation], direction: str) -> Decision:
         cfg = self.config
         ev = self._evidence(cand, inc, direction)
         details = ev.details(self.rule, cand)
         k = stats.t_multiplier(cfg.z, ev.df)
         noise = k * ev.se if ev.se else 0.0
-        threshold = max(cfg.min_delta, noise)
+        threshold = self._bar(ev.se, ev.df)
         details["threshold"] = threshold
         if noise >= cfg.min_delta:
             bar = f"{k:.2g}×se {_g(ev.se)}" if ev.se else "0 (no noise estimate)"
@@ -400,6 +357,13 @@ class PairedPolicy(MarginPolicy):
             return Decision(RETEST, f"marginal: {what} p {ev.p:.2g} ≥ {cfg.alpha:g}{tail}", details)
         return Decision(REVERTED, f"{what} p {ev.p:.2g}{small}{tail}", details)
 
+    def _bar(self, se: float | None, df: int | None) -> float:
+        # Without answers to pair, a one-sided t-test at `alpha`: its bar in units of se.
+        if not se:
+            return self.config.min_delta
+        k = stats.t_multiplier(_z_of(self.config.alpha), df)
+        return max(self.config.min_delta, k * se)
+
     def _worse(self, cand: list[Evaluation], inc: list[Evaluation], direction: str) -> str:
         ev = self._evidence(cand, inc, direction)
         if not ev.pairs:
@@ -408,6 +372,15 @@ class PairedPolicy(MarginPolicy):
             return (f"clearly worse: {ev.losses} worse, {ev.wins} better of {ev.pairs} answers, "
                     f"{ev.test} p {ev.p_worse:.2g}")
         return ""
+
+
+def _z_of(alpha: float) -> float:
+    """The normal quantile with upper tail alpha (bisection: a few lines, no scipy)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if stats.normal_sf(mid) > alpha else (lo, mid)
+    return hi
 
 
 def _answers(evals: Sequence[Evaluation]) -> dict[tuple[str, str, int], list[float]]:
@@ -425,77 +398,3 @@ POLICIES: dict[str, type[GreaterPolicy]] = {
 
 def build_policy(config: specs.Decide) -> GreaterPolicy:
     return POLICIES[config.rule](config)
-
-
-def restore_evaluations(score: float | None, decision_json: str | None,
-                        items: list[Any]) -> list[Evaluation]:
-    """The best version's evaluations rebuilt from the store after a resume: every repeat's
-    score (kept in the decision details), the item results on the first."""
-    details = json.loads(decision_json) if decision_json else {}
-    values = [v for v in details.get("scores") or [] if isinstance(v, int | float)]
-    if not values:
-        return [Evaluation("ok", score=score, items=list(items))]
-    evals = [Evaluation("ok", score=float(v)) for v in values]
-    evals[0].items = list(items)
-    return evals
-
-
-# ---------------------------------------------------------------- retests
-
-
-@dataclass
-class Retest:
-    """A marginal candidate waiting to be evaluated afresh against the same best version."""
-
-    exp_id: int  # the experiment whose verdict was `retest`
-    mutation: Mutation
-    parent: int
-    attempt: int  # retests of this mutation so far
-
-
-class RetestQueue:
-    """Marginal candidates, re-run before new proposals; bounded in length and in attempts."""
-
-    def __init__(self, limit: int, size: int = RETEST_QUEUE) -> None:
-        self.limit = limit
-        self.size = size
-        self.waiting: deque[Retest] = deque()
-
-    def __len__(self) -> int:
-        return len(self.waiting)
-
-    def offer(self, decision: Decision, exp_id: int, mutation: Mutation, parent: int,
-              attempt: int = 0, winner: int | None = None) -> Decision:
-        """Queue a marginal candidate; returns the verdict to record (retest, or reverted)."""
-        if decision.verdict != RETEST:
-            return decision
-        why = decision.reason.removeprefix("marginal: ")
-        if attempt >= self.limit:
-            s = "s" if attempt != 1 else ""
-            return Decision(REVERTED, f"still marginal after {attempt} retest{s}: {why}",
-                            decision.details)
-        if winner is not None:
-            return Decision(REVERTED, f"marginal, and #{winner} did better in this wave: {why}",
-                            decision.details)
-        if len(self.waiting) >= self.size:
-            return Decision(REVERTED, f"marginal; the retest queue is full: {why}",
-                            decision.details)
-        self.waiting.append(Retest(exp_id, mutation, parent, attempt))
-        return Decision(RETEST, f"{decision.reason}; will retest", decision.details)
-
-    def next(self, best_id: int | None) -> tuple[Retest | None, list[Retest]]:
-        """The next retest against this best version, and the ones dropped because the best
-        version changed since they were queued."""
-        stale: list[Retest] = []
-        while self.waiting:
-            entry = self.waiting.popleft()
-            if entry.parent == best_id:
-                return entry, stale
-            stale.append(entry)
-        return None, stale
-
-
-def reeval_due(every: int, candidates_since: int) -> bool:
-    """Re-evaluate the best once it has stood `every` candidates (since it won or was last
-    re-evaluated), so a lucky best does not stand forever."""
-    return every > 0 and candidates_since >= every

@@ -19,15 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import spec as specs
-from engine.decide import (
-    Retest,
-    RetestQueue,
-    aggregate,
-    build_policy,
-    improvement,
-    reeval_due,
-    restore_evaluations,
-)
+from engine.decide import aggregate, build_policy, improvement
 from engine.evaluators import build_evaluator
 from engine.model import (
     ADVANCING,
@@ -50,6 +42,7 @@ from engine.model import (
     Usage,
 )
 from engine.mutators import build_mutator
+from engine.noise import Retest, RetestQueue, reeval_due, restore_evaluations
 from engine.store import Store
 from engine.workers.pool import WorkerPool, build_workers
 from engine.workspace import PathRefused, Workspace, unified_diff
@@ -416,7 +409,7 @@ class RunLoop:
     async def _advance(self, cand: Candidate) -> None:
         """Make the kept candidate the best: files on disk, then a commit on the run's branch."""
         self.best_files = {**self.best_files, **cand.mutation.files}
-        self.best_evals = cand.evals
+        self.best_evals = self.policy.incumbent(cand.evals)
         self.best_id = cand.exp_id
         await self._write_and_commit(cand.exp_id, cand.mutation.description)
 
@@ -586,8 +579,9 @@ class RunLoop:
             if score is not None and not applied:
                 reason += "; not applied: the best version changed meanwhile"
             run_update = self._run_totals(_usage(evals))
+            incumbent = self.policy.reevaluated(self.best_evals, ok)
             if applied:
-                run_update["best_score"] = score
+                run_update["best_score"] = aggregate(incumbent, self.spec.decide.aggregate)
             self.store.finish_experiment(
                 exp_id, verdict=verdict, reason=reason, score=score,
                 delta=None if score is None or old is None else score - old,
@@ -596,7 +590,7 @@ class RunLoop:
             if details:
                 self.store.set_decision(exp_id, details)
             if applied:
-                self.best_evals = ok
+                self.best_evals = incumbent
             if self.policy.learn(ok):
                 self.store.update_run(self.run_id, noise_json=self.policy.noise.to_json())
         self.log(f"#{exp_id} {verdict}: {reason}", exp_id=exp_id)
