@@ -11,7 +11,8 @@ rule keeps noise. Three rules, chosen by `decide.rule` in the spec:
   Student-t value with the same tail (the reason shows the multiplier used).
 - `paired`: compare candidate and best answer by answer (item × input × sample): an exact sign
   test (McNemar on the discordant pairs) for single yes/no answers, Wilcoxon's signed-rank test
-  for graded ones (answers averaged over repeats); keep only when p < alpha.
+  for graded ones (pass rates over equal repeats), a Cochran–Mantel–Haenszel test when the
+  repeats differ; keep only when p < alpha.
 
 Around every rule: `repeats` evaluations aggregated by mean or median; an early stop of the
 repeats once a candidate is clearly worse, or clearly short of the bar it must clear
@@ -335,9 +336,20 @@ class PairedPolicy(MarginPolicy):
         if all(len(cand_answers[k]) == 1 and len(best_answers[k]) == 1 for k in keys):
             ev.test = "sign test"
             ev.p, ev.p_worse = stats.sign_test(ev.wins, ev.losses), stats.sign_test(ev.losses, ev.wins)
-        else:
+        elif all(len(cand_answers[k]) == len(best_answers[k]) for k in keys):
+            # Equal repeats: each answer's difference of pass rates is symmetric under the null.
             ev.test = "Wilcoxon"
             ev.p, ev.p_worse = stats.wilcoxon(diffs), stats.wilcoxon(-d for d in diffs)
+        else:
+            # Unequal repeats (the best has its noise-floor evaluations): Wilcoxon's symmetry
+            # fails, so each answer is a stratum of a Cochran–Mantel–Haenszel test.
+            ev.test = "CMH"
+            flip = direction != "maximize"
+            strata = [(int(sum(cand_answers[k])), len(cand_answers[k]),
+                       int(sum(best_answers[k])), len(best_answers[k])) for k in keys]
+            swapped = [(pb, nb, pa, na) for pa, na, pb, nb in strata]
+            ev.p, ev.p_worse = stats.cmh(swapped if flip else strata), stats.cmh(
+                strata if flip else swapped)
         return ev
 
     def _test(self, cand: list[Evaluation], inc: list[Evaluation], direction: str) -> Decision:

@@ -3,7 +3,8 @@
 Exact where it is cheap: the sign test (McNemar's test on discordant pairs is the same test)
 is an exact binomial tail, and the Wilcoxon signed-rank test is exact for small samples by
 counting sign patterns over (mid)ranks; larger samples use the normal approximation with the
-tie and continuity corrections. Every p-value here is one-sided: "the differences tend to be
+tie and continuity corrections. The Cochran–Mantel–Haenszel test pairs answers whose candidate
+and best were evaluated a different number of times. Student's t tail is an exact finite series. Every p-value here is one-sided: "the differences tend to be
 positive".
 """
 
@@ -66,17 +67,14 @@ def wilcoxon(diffs: Iterable[float]) -> float:
     ranks = midranks([abs(d) for d in nonzero])
     w_plus = sum(r for d, r in zip(nonzero, ranks, strict=True) if d > 0)
     if n <= WILCOXON_EXACT_MAX:
-        # Midranks are multiples of 1/2: count sums of doubled ranks over all 2^n sign patterns.
-        doubled = [round(2 * r) for r in ranks]
-        counts = [0] * (sum(doubled) + 1)
-        counts[0] = 1
-        top = 0
-        for r in doubled:
-            for s in range(top, -1, -1):
-                if counts[s]:
-                    counts[s + r] += counts[s]
-            top += r
-        at_least = sum(counts[round(2 * w_plus):])
+        # Count the sign patterns whose sum of doubled midranks reaches the observed one: the
+        # polynomial prod(1 + x^r) held in one big integer, a (n + 2)-bit slot per coefficient
+        # (every count is at most 2^n), so summing a tail of slots is one modulo.
+        width = n + 2
+        poly = 1
+        for r in ranks:
+            poly += poly << (width * round(2 * r))
+        at_least = (poly >> (width * round(2 * w_plus))) % ((1 << width) - 1)
         return at_least / 2**n
     ties: dict[float, int] = {}
     for r in ranks:
@@ -86,6 +84,27 @@ def wilcoxon(diffs: Iterable[float]) -> float:
     if var <= 0:
         return 1.0
     return normal_sf((w_plus - mean - 0.5) / math.sqrt(var))
+
+
+def cmh(strata: Iterable[tuple[int, int, int, int]]) -> float:
+    """One-sided Cochran–Mantel–Haenszel test that the first group passes more often.
+
+    Each stratum is (passes_a, trials_a, passes_b, trials_b), e.g. one checklist answer's
+    candidate and best over their repeats: a McNemar test stratified by answer that allows
+    unequal repeats. Under the null the pooled answers of a stratum are exchangeable, so
+    passes_a is hypergeometric; the sum over strata is compared with its normal approximation
+    (continuity-corrected).
+    """
+    excess, variance = 0.0, 0.0
+    for passes_a, trials_a, passes_b, trials_b in strata:
+        total, passes = trials_a + trials_b, passes_a + passes_b
+        if total < 2 or passes in (0, total):
+            continue
+        excess += passes_a - trials_a * passes / total
+        variance += trials_a * trials_b * passes * (total - passes) / (total**2 * (total - 1))
+    if variance <= 0:
+        return 1.0
+    return normal_sf((excess - 0.5) / math.sqrt(variance))
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
