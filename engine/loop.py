@@ -234,7 +234,8 @@ class RunLoop:
         self.notify()
 
     async def _wave(self, wave: int) -> None:
-        await self._maybe_reevaluate(wave)
+        if await self._maybe_reevaluate(wave) and self.check_stop():
+            return
         round_no = self.store.last_round(self.run_id)
         parent = self.best_id
         assert parent is not None
@@ -540,16 +541,17 @@ class RunLoop:
                                 row["rationale"] or "")
             self.retests.waiting.append(Retest(row["id"], mutation, row["parent"], attempt))
 
-    async def _maybe_reevaluate(self, wave: int) -> None:
+    async def _maybe_reevaluate(self, wave: int) -> bool:
         """Re-evaluate the best version once it has stood `reeval_every` candidates, so a
-        lucky best does not stand forever: its fresh evaluations replace the old ones."""
+        lucky best does not stand forever (the policy decides what its fresh evaluations
+        replace). True when it did: the re-evaluation used a round."""
         best_id = self.best_id
         if best_id is None or not self.spec.decide.reeval_every:
-            return
+            return False
         last = self.store.last_reeval(self.run_id, best_id)
         since = self.store.candidates_since(self.run_id, last["id"] if last else best_id)
         if not reeval_due(self.spec.decide.reeval_every, since):
-            return
+            return False
         exp_id = self.store.start_experiment(
             self.run_id, round=self.store.last_round(self.run_id) + 1, kind="reeval",
             parent=best_id, description=f"re-evaluate #{best_id}", wave=wave)
@@ -595,6 +597,7 @@ class RunLoop:
                 self.store.update_run(self.run_id, noise_json=self.policy.noise.to_json())
         self.log(f"#{exp_id} {verdict}: {reason}", exp_id=exp_id)
         self.notify()
+        return True
 
     def _take_retest(self, round_no: int, parent: int, wave: int) -> Candidate | None:
         """A marginal candidate re-run as a new experiment (before new proposals); the first
