@@ -233,7 +233,8 @@ class Decide(Strict):
     confirm: bool = False
     #: Re-evaluate the incumbent every K rounds (0: never).
     reeval_every: int = Field(default=0, ge=0)
-    #: Stop a candidate's repeats early once it is clearly worse than the best.
+    #: Stop a candidate's repeats early once it is clearly worse than the best, or clearly
+    #: short of the bar it must clear (a sequential test; saves evaluations).
     early_stop: bool = True
     #: Re-run a marginal candidate (margin, paired) up to this many times (0: never).
     retest: int = Field(default=1, ge=0)

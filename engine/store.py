@@ -431,10 +431,9 @@ class Store:
         return (row or {}).get("n") or 0
 
     def last_reeval(self, run_id: int, best_id: int) -> dict[str, Any] | None:
-        """The newest scored re-evaluation of this best version."""
+        """The newest re-evaluation of this best version (scored or not)."""
         return self._one("SELECT * FROM experiments WHERE run_id = ? AND kind = 'reeval' AND "
-                         "parent = ? AND score IS NOT NULL ORDER BY id DESC LIMIT 1",
-                         [run_id, best_id])
+                         "parent = ? ORDER BY id DESC LIMIT 1", [run_id, best_id])
 
     def pending_retests(self, run_id: int) -> list[dict[str, Any]]:
         """Experiments with verdict `retest` that no finished experiment has re-run yet."""
