@@ -18,9 +18,9 @@ from engine.store import Store
 from tests.conftest import write
 
 
-def noisy_workspace(tmp: Path, true_loss: str, noise: list[float] | float) -> Path:
+def noisy_workspace(tmp: Path, true_loss: str, noise: list[float | str] | float) -> Path:
     """params.yaml (x, y, z) and a score.py printing `METRIC loss=`; `noise` is a script of
-    per-evaluation noise (zero after it ends) or the sd of seeded Gaussian noise."""
+    per-evaluation noise (zero after it ends; "crash" exits 3) or the sd of seeded noise."""
     ws = tmp / "ws"
     write(ws / "params.yaml", "x: 1\ny: a\nz: red\n")
     (tmp / "noise.json").write_text(json.dumps(noise))
@@ -33,6 +33,8 @@ def noisy_workspace(tmp: Path, true_loss: str, noise: list[float] | float) -> Pa
         noise = json.loads(pathlib.Path({str(tmp / "noise.json")!r}).read_text())
         if isinstance(noise, list):
             e = noise[n] if n < len(noise) else 0.0
+            if e == "crash":
+                raise SystemExit(3)
         else:
             e = random.Random(1000 + n).gauss(0, noise)
         print(f"METRIC loss={{{true_loss} + e}}")
@@ -260,3 +262,19 @@ async def test_paired_rule_keeps_a_fix_and_reverts_changes_that_do_nothing(tmp_p
     nothing = [r for r in decided if r["description"].startswith("color")]
     assert nothing and all(r["verdict"] == "reverted" for r in nothing)
     assert all("0 better, 0 worse of 24 answers" in r["reason"] for r in nothing)
+
+
+# ---------------------------------------------------------------- failures
+
+
+async def test_a_crash_between_repeats_or_in_a_re_evaluation_is_recorded_not_fatal(tmp_path):
+    noisy_workspace(tmp_path, "5", [0.0, 0.1, -0.1, 0.0, "crash", "crash", 0.0, 0.0])
+    store, _ = await run(tmp_path / "a.db", spec_file(
+        tmp_path, "{rule: margin, repeats: 2, early_stop: false, reeval_every: 1}", max_rounds=3))
+    got = [(r["kind"], r["verdict"]) for r in rows(store)]
+    assert got == [("baseline", "baseline"), ("candidate", "crashed"), ("reeval", "crashed"),
+                   ("candidate", "reverted")]
+    assert "no `loss` metric in the output (exit 3)" in rows(store)[1]["reason"]
+    assert store.get_run("noisy")["status"] == "done"
+    assert store.get_run("noisy")["best_score"] == 5.0  # a failed re-evaluation changes nothing
+    assert evaluations(tmp_path) == 8  # the crashed re-evaluation is not retried every round
