@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import re
 import sqlite3
 import tempfile
 import time
@@ -34,9 +35,11 @@ from engine.model import (
     INVALID,
     KEPT,
     PINNED,
+    RETEST,
     REVERTED,
     RUNNING,
     VETOED,
+    Decision,
     Evaluation,
     ItemResult,
     Mutation,
@@ -45,6 +48,7 @@ from engine.model import (
     Usage,
 )
 from engine.mutators import build_mutator
+from engine.noise import Retest, RetestQueue, reeval_due, restore_evaluations
 from engine.store import Store
 from engine.workers.pool import WorkerPool, build_workers
 from engine.workspace import PathRefused, Workspace, unified_diff
@@ -69,6 +73,10 @@ class Candidate:
     verdict: str | None = None
     reason: str = ""
     worker: str = ""
+    #: The policy's evidence for the verdict (stored as the experiment's decision_json).
+    details: dict[str, Any] = field(default_factory=dict)
+    #: Retests of this mutation before this one (0: a fresh proposal).
+    attempt: int = 0
 
 
 class RunLoop:
@@ -87,6 +95,7 @@ class RunLoop:
         if hasattr(self.mutator, "bind_store"):  # e.g. playbooks that name earlier runs
             self.mutator.bind_store(store, run_id)
         self.policy = build_policy(spec.decide)
+        self.retests = RetestQueue(spec.decide.retest)
         self.pool = WorkerPool(build_workers(spec.name, spec.workers))
         self.direction = spec.direction
         self.target = spec.target_score
@@ -164,7 +173,7 @@ class RunLoop:
         if best is not None:
             self.best_id = best["id"]
             self.best_files = best_files
-            self.best_evals = [self._stored_evaluation(best)]
+            self.best_evals = self._best_evaluations(best)
             # Finish an advance that a kill interrupted: files, then the commit.
             self.workspace.write_best(self.best_files)
             trailer = f"Experiment: {best['id']}"
@@ -175,6 +184,7 @@ class RunLoop:
                     sha = self.workspace.commit(self._commit_message(best), trailer)
                 if sha and best["git_commit"] != sha:
                     self.store.set_commit(best["id"], sha)
+        self._resume_decisions(run)
 
     def _stored_evaluation(self, row: dict[str, Any]) -> Evaluation:
         items = [ItemResult(r["item"], None if r["passed"] is None else bool(r["passed"]),
@@ -270,7 +280,7 @@ class RunLoop:
         exp_id = self.store.start_experiment(self.run_id, round=0, kind=BASELINE, parent=None,
                                              description="baseline", files=files)
         self.log("evaluating the baseline", exp_id=exp_id)
-        evaluation, worker = await self._score(exp_id, files, self.policy.repeats)
+        evaluation, worker = await self._score(exp_id, files, self.policy.baseline_repeats)
         if evaluation[0].status != "ok":
             err = evaluation[0].error
             self.store.finish_experiment(exp_id, verdict=evaluation[0].status, reason=err,
@@ -279,12 +289,17 @@ class RunLoop:
             raise BaselineFailed(self.stop_reason)
         score = aggregate(evaluation, self.spec.decide.aggregate)
         first = evaluation[0]
+        noise = self.policy.measure_noise(evaluation)
         self.store.finish_experiment(
             exp_id, verdict=BASELINE, reason="starting point", score=score, metrics=first.metrics,
             items=first.items, usage=_usage(evaluation), log_tail=first.log_tail, worker=worker,
             best_files=files,
-            run_update={"best_experiment": exp_id, "best_score": score, "baseline_score": score})
-        self.best_id, self.best_files, self.best_evals = exp_id, files, evaluation
+            run_update={"best_experiment": exp_id, "best_score": score, "baseline_score": score,
+                        "noise_json": noise.to_json()})
+        self.store.set_decision(exp_id, {"scores": noise.scores, "repeats": noise.repeats})
+        self.log(noise.describe(), exp_id=exp_id)
+        self.best_id, self.best_files = exp_id, files
+        self.best_evals = [e for e in evaluation if e.status == "ok"]
         sha = self.workspace.commit(f"autoresearch {self.spec.name}: baseline", f"Experiment: {exp_id}")
         if sha:
             self.store.set_commit(exp_id, sha)
@@ -292,6 +307,8 @@ class RunLoop:
         self.notify()
 
     async def _wave(self, wave: int) -> None:
+        if await self._maybe_reevaluate(wave) and self.check_stop():
+            return
         round_no = self._max_round
         parent = self.best_id
         assert parent is not None
@@ -299,7 +316,8 @@ class RunLoop:
         for k in range(self.spec.parallel):
             if k and (self.paused or self.check_stop()):
                 break  # e.g. the cost in flight already reaches max_cost_usd
-            cand = await self._propose(round_no + k + 1, parent, wave)
+            cand = (self._take_retest(round_no + k + 1, parent, wave)
+                    or await self._propose(round_no + k + 1, parent, wave))
             if cand is not None:
                 candidates.append(cand)
         if not candidates:
@@ -383,12 +401,16 @@ class RunLoop:
 
     async def _evaluate(self, cand: Candidate) -> None:
         files = {**self.best_files, **cand.mutation.files}
-        evals, cand.worker = await self._score(cand.exp_id, files, self.policy.repeats)
+        evals, cand.worker = await self._score(
+            cand.exp_id, files, self.policy.max_repeats,
+            more=lambda got: self.policy.keep_going(got, self.best_evals, self.direction))
         cand.evals = evals
 
-    async def _score(self, exp_id: int, files: dict[str, str],
-                     repeats: int) -> tuple[list[Evaluation], str]:
-        """Stage the version in a worker slot's folder and evaluate it `repeats` times there."""
+    async def _score(self, exp_id: int, files: dict[str, str], repeats: int,
+                     more: Callable[[list[Evaluation]], bool] | None = None,
+                     ) -> tuple[list[Evaluation], str]:
+        """Stage the version in a worker slot's folder and evaluate it up to `repeats` times
+        there; `more` (the policy's sequential test) may end the repeats sooner."""
         results: list[Evaluation] = []
         async with self.pool.slot(f"#{exp_id}") as worker:
             folder = self._slot_dirs.setdefault(worker.name, Path(tempfile.mkdtemp(
@@ -406,6 +428,8 @@ class RunLoop:
                     evaluation.duration = evaluation.duration or time.monotonic() - started
                     results.append(evaluation)
                     if evaluation.status != "ok":
+                        break
+                    if more is not None and not more(results):
                         break
         return results, worker.name
 
@@ -429,13 +453,15 @@ class RunLoop:
                 else:
                     decision = self.policy.decide(cand.evals, self.best_evals, self.direction)
                     cand.verdict, cand.reason = decision.verdict, decision.reason
+                    cand.details.update(decision.details)
                     gain = decision.details.get("gain", 0.0)
                     if decision.verdict == KEPT and (winner is None or gain > best_gain):
                         winner, best_gain = cand, gain
             for cand in candidates:
                 if cand.verdict == KEPT and cand is not winner:
                     cand.verdict, cand.reason = REVERTED, f"#{winner.exp_id} did better in this wave"
-            best_score = aggregate(self.best_evals)
+            self._offer_retests(candidates, winner)
+            best_score = aggregate(self.best_evals, self.spec.decide.aggregate)
             for cand in candidates:
                 self._record(cand, best_score, cand is winner)
             if winner is not None:
@@ -447,7 +473,7 @@ class RunLoop:
     def _record(self, cand: Candidate, best_score: float | None, won: bool) -> None:
         evals = cand.evals or [Evaluation(CRASHED)]
         first = evals[0]
-        score = aggregate(evals) if first.status == "ok" else None
+        score = aggregate(evals, self.spec.decide.aggregate) if first.status == "ok" else None
         delta = None if score is None or best_score is None else score - best_score
         usage = _usage(evals)
         usage.add(cand.mutation.usage)
@@ -461,6 +487,10 @@ class RunLoop:
             delta=delta, metrics=first.metrics, items=first.items, usage=usage,
             error=first.error, log_tail=first.log_tail, worker=cand.worker,
             best_files=best_files, run_update=run_update)
+        if cand.details:
+            self.store.set_decision(cand.exp_id, cand.details)
+        if self.policy.learn(evals):
+            self.store.update_run(self.run_id, noise_json=self.policy.noise.to_json())
         self.flush_events()
         shown = "-" if score is None else f"{score:.4g}"
         self.log(f"#{cand.exp_id} {cand.verdict}: {cand.mutation.description} "
@@ -476,7 +506,7 @@ class RunLoop:
     async def _advance(self, cand: Candidate) -> None:
         """Make the kept candidate the best: files on disk, then a commit on the run's branch."""
         self.best_files = {**self.best_files, **cand.mutation.files}
-        self.best_evals = cand.evals
+        self.best_evals = self.policy.incumbent(cand.evals)
         self.best_id = cand.exp_id
         await self._write_and_commit(cand.exp_id, cand.mutation.description)
 
@@ -599,11 +629,130 @@ class RunLoop:
     async def _make_best(self, row: dict[str, Any], message: str) -> None:
         self.best_id = row["id"]
         self.best_files = self.store.version_files(row["id"])
-        self.best_evals = [self._stored_evaluation(row)]
+        self.best_evals = self._best_evaluations(row)
         self.store.update_run(self.run_id, best_experiment=row["id"], best_score=row["score"])
         await self._write_and_commit(row["id"], message)
         self.log(message)
         self.notify()
+
+    # ------------------------------------------------------------ noise: re-evaluations, retests
+
+    def _best_evaluations(self, row: dict[str, Any]) -> list[Evaluation]:
+        """A best version's evaluations from the store: its newest re-evaluation if any, else
+        its own repeats (their scores are in decision_json), item results on the first."""
+        reeval = self.store.last_reeval(self.run_id, row["id"])
+        source = reeval if reeval and reeval["score"] is not None else row
+        return restore_evaluations(source["score"], source.get("decision_json"),
+                                   self._stored_evaluation(source).items)
+
+    def _resume_decisions(self, run: dict[str, Any]) -> None:
+        """After any stop: the noise floor measured at the start, and the retests still due."""
+        self.policy.restore_noise(run["noise_json"])
+        for row in self.store.pending_retests(self.run_id):
+            attempt = json.loads(row["decision_json"] or "{}").get("attempt", 0)
+            description = re.sub(r"^retest of #\d+: ", "", row["description"])
+            mutation = Mutation(description, self.store.version_files(row["id"]),
+                                row["rationale"] or "")
+            self.retests.waiting.append(Retest(row["id"], mutation, row["parent"], attempt))
+
+    async def _maybe_reevaluate(self, wave: int) -> bool:
+        """Re-evaluate the best version once it has stood `reeval_every` candidates, so a
+        lucky best does not stand forever (the policy decides what its fresh evaluations
+        replace). True when it did: the re-evaluation used a round."""
+        best_id = self.best_id
+        if best_id is None or not self.spec.decide.reeval_every:
+            return False
+        last = self.store.last_reeval(self.run_id, best_id)
+        since = self.store.candidates_since(self.run_id, last["id"] if last else best_id)
+        if not reeval_due(self.spec.decide.reeval_every, since):
+            return False
+        self._max_round += 1
+        exp_id = self.store.start_experiment(
+            self.run_id, round=self._max_round, kind="reeval",
+            parent=best_id, description=f"re-evaluate #{best_id}", wave=wave)
+        self.log(f"re-evaluating the best version #{best_id}", exp_id=exp_id)
+        self.notify()
+        self._evaluating = True
+        try:
+            evals, worker = await self._score(exp_id, dict(self.best_files),
+                                              self.policy.baseline_repeats)
+        except asyncio.CancelledError:
+            self.store.finish_experiment(exp_id, verdict=INTERRUPTED,
+                                         reason="stopped before the re-evaluation finished")
+            raise
+        finally:
+            self._evaluating = False
+        async with self.best_lock:
+            ok = [e for e in evals if e.status == "ok"]
+            first = evals[0] if evals else Evaluation(CRASHED, error="no evaluation")
+            old = aggregate(self.best_evals, self.spec.decide.aggregate)
+            score = aggregate(ok, self.spec.decide.aggregate)
+            if score is None:
+                verdict, reason, details = first.status, first.error or "no score", {}
+            else:
+                decision = self.policy.reevaluate(self.best_evals, ok, self.direction)
+                verdict, reason, details = decision.verdict, decision.reason, decision.details
+            applied = score is not None and self.best_id == best_id
+            if score is not None and not applied:
+                reason += "; not applied: the best version changed meanwhile"
+            run_update = self._run_totals(_usage(evals))
+            incumbent = self.policy.reevaluated(self.best_evals, ok)
+            if applied:
+                run_update["best_score"] = aggregate(incumbent, self.spec.decide.aggregate)
+            self.store.finish_experiment(
+                exp_id, verdict=verdict, reason=reason, score=score,
+                delta=None if score is None or old is None else score - old,
+                metrics=first.metrics, items=first.items, usage=_usage(evals), error=first.error,
+                log_tail=first.log_tail, worker=worker, run_update=run_update)
+            if details:
+                self.store.set_decision(exp_id, details)
+            if applied:
+                self.best_evals = incumbent
+            if self.policy.learn(ok):
+                self.store.update_run(self.run_id, noise_json=self.policy.noise.to_json())
+        self.log(f"#{exp_id} {verdict}: {reason}", exp_id=exp_id)
+        self.notify()
+        return True
+
+    def _take_retest(self, round_no: int, parent: int, wave: int) -> Candidate | None:
+        """A marginal candidate re-run as a new experiment (before new proposals); the first
+        one keeps its `retest` verdict, the new one references it and gets its own."""
+        entry, stale = self.retests.next(parent)
+        if stale:
+            self.forget_changelog()
+        for old in stale:
+            row = self.store.experiment(old.exp_id)
+            self.store.set_verdict(old.exp_id, REVERTED, f"{(row or {}).get('reason') or ''}; "
+                                   "not retested: the best version changed")
+        if entry is None:
+            return None
+        self._max_round = max(self._max_round, round_no)
+        m = entry.mutation
+        # A fresh Mutation: the proposal's cost was counted once, with the first experiment.
+        mutation = Mutation(m.description, dict(m.files), m.rationale, dict(m.state))
+        attempt = entry.attempt + 1
+        exp_id = self.store.start_experiment(
+            self.run_id, round=round_no, kind="candidate", parent=parent,
+            description=f"retest of #{entry.exp_id}: {m.description}", rationale=m.rationale,
+            diff=unified_diff(self.best_files, {**self.best_files, **m.files}), wave=wave,
+            files=m.files)
+        self.store.set_decision(exp_id, {"retest_of": entry.exp_id, "attempt": attempt})
+        cand = Candidate(exp_id, mutation, parent, attempt=attempt)
+        cand.details.update(retest_of=entry.exp_id, attempt=attempt)
+        self.in_flight[exp_id] = cand
+        self.log(f"round {round_no}: retesting #{entry.exp_id}", exp_id=exp_id)
+        self.notify()
+        return cand
+
+    def _offer_retests(self, candidates: list[Candidate], winner: Candidate | None) -> None:
+        """Queue the wave's marginal candidates for a retest (or revert them: too many
+        attempts, a full queue, or a winner in this wave that moves the best on)."""
+        for cand in candidates:
+            if cand.verdict == RETEST:
+                decision = self.retests.offer(
+                    Decision(RETEST, cand.reason, cand.details), cand.exp_id, cand.mutation,
+                    cand.parent, cand.attempt, winner.exp_id if winner else None)
+                cand.verdict, cand.reason = decision.verdict, decision.reason
 
 
 def storage_trouble(exc: BaseException) -> bool:

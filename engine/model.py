@@ -23,6 +23,7 @@ INVALID = "invalid"
 CRASHED = "crashed"
 TIMEOUT = "timeout"
 RETEST = "retest"
+REEVALUATED = "reevaluated"  # the best version evaluated afresh (experiment kind "reeval")
 INTERRUPTED = "interrupted"  # stopped or killed mid-evaluation; recorded, never re-counted
 RUNNING = "running"
 

@@ -233,12 +233,18 @@ class Decide(Strict):
     min_delta: float = Field(default=0.0, ge=0)
     z: float = Field(default=2.0, gt=0)
     alpha: float = Field(default=0.05, gt=0, lt=1)
-    #: Baseline evaluations used to measure the noise floor when the run starts.
-    noise_repeats: int = Field(default=1, ge=1)
+    #: Baseline evaluations used to measure the noise floor when the run starts
+    #: (default: the larger of `repeats` and 3).
+    noise_repeats: int | None = Field(default=None, ge=1)
     #: Re-evaluate a would-be winner before keeping it.
     confirm: bool = False
     #: Re-evaluate the incumbent every K rounds (0: never).
     reeval_every: int = Field(default=0, ge=0)
+    #: Stop a candidate's repeats early once it is clearly worse than the best, or clearly
+    #: short of the bar it must clear (a sequential test; saves evaluations).
+    early_stop: bool = True
+    #: Re-run a marginal candidate (margin, paired) up to this many times (0: never).
+    retest: int = Field(default=1, ge=0)
 
 
 class Stop(Strict):

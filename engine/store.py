@@ -131,6 +131,12 @@ def m002_schema(db: Database) -> None:
     )
 
 
+@migrations()
+def m040_decision(db: Database) -> None:
+    """Each verdict's structured evidence (gain, se, p, repeats, scores) as JSON."""
+    db.execute("ALTER TABLE experiments ADD COLUMN decision_json TEXT")
+
+
 def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
     """Keep the head and tail of long text, marking the cut."""
     if text is None or len(text) <= limit:
@@ -425,3 +431,31 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # ------------------------------------------------------------ decisions (noise-robust)
+
+    def set_decision(self, exp_id: int, details: dict[str, Any]) -> None:
+        """Store a verdict's evidence, merged over what the experiment already holds."""
+        row = self._one("SELECT decision_json FROM experiments WHERE id = ?", [exp_id])
+        merged = {**json.loads((row or {}).get("decision_json") or "{}"), **details}
+        self._write("UPDATE experiments SET decision_json = ? WHERE id = ?",
+                    [json.dumps(merged), exp_id])
+
+    def candidates_since(self, run_id: int, after_id: int) -> int:
+        """How many candidates finished after an experiment (for re-evaluating the best)."""
+        row = self._one("SELECT COUNT(*) AS n FROM experiments WHERE run_id = ? AND id > ? "
+                        "AND kind = 'candidate' AND verdict != ?", [run_id, after_id, RUNNING])
+        return (row or {}).get("n") or 0
+
+    def last_reeval(self, run_id: int, best_id: int) -> dict[str, Any] | None:
+        """The newest re-evaluation of this best version (scored or not)."""
+        return self._one("SELECT * FROM experiments WHERE run_id = ? AND kind = 'reeval' AND "
+                         "parent = ? ORDER BY id DESC LIMIT 1", [run_id, best_id])
+
+    def pending_retests(self, run_id: int) -> list[dict[str, Any]]:
+        """Experiments with verdict `retest` that no finished experiment has re-run yet."""
+        return self._rows(
+            "SELECT * FROM experiments AS e WHERE run_id = ? AND verdict = 'retest' "
+            "AND NOT EXISTS (SELECT 1 FROM experiments AS r WHERE r.run_id = e.run_id "
+            "AND r.id > e.id AND r.verdict NOT IN ('running', 'interrupted') "
+            "AND json_extract(r.decision_json, '$.retest_of') = e.id) ORDER BY id", [run_id])

@@ -184,7 +184,9 @@ async def test_a_judge_that_keeps_failing_crashes_the_candidate_and_pauses_the_r
 
     def judge(body: dict) -> object:
         judged.append(1)
-        if len(judged) > 1:  # the baseline is judged; then the judge goes down
+        proposed = any((b.get("tool_choice") or {}).get("name") == "propose_change"
+                       for b in api.bodies)
+        if proposed:  # the baseline is judged (all its repeats); then the judge goes down
             return error_reply(529, "overloaded_error", "Overloaded")
         return answers([("cta", "no", "Contact us."), ("benefit", "no", "none")])
 
@@ -200,7 +202,8 @@ async def test_a_judge_that_keeps_failing_crashes_the_candidate_and_pauses_the_r
     try:
         deadline = time.monotonic() + 20
         while store.get_run(loop.run_id)["status"] != "paused":
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, (store.get_run(loop.run_id), [
+                (e["kind"], e["verdict"], e["reason"]) for e in store.experiments(loop.run_id)])
             await asyncio.sleep(0.05)
         run = store.get_run(loop.run_id)
         cand = store.experiments(loop.run_id)[-1]

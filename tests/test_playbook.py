@@ -79,7 +79,7 @@ def test_export_playbook_distils_the_changelog_into_markdown(api: FakeAnthropic,
     assert request["model"] == "claude-sonnet-test"  # the run's own mutator model
     changelog = request["messages"][0]["content"]
     assert "#2 kept score 0.6667 (+0.3333): Put a number in the headline" in changelog
-    assert "#3 reverted score 0.3333 (-0.3333): Pad the closing line — worse by 0.3333" \
+    assert "#3 reverted score 0.3333 (-0.3333): Pad the closing line — worse by 0.333" \
         in changelog
     assert '<file path="page.md">\n# Grow 3x faster' in changelog
     assert "Does the headline include a number?" in request["system"][0]["text"]
