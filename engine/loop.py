@@ -39,7 +39,9 @@ from engine.model import (
 )
 from engine.mutators import build_mutator
 from engine.store import Store
+from engine.waves import WaveRunner
 from engine.workers.pool import WorkerPool, build_workers
+from engine.workers.tiers import Tier
 from engine.workspace import PathRefused, Workspace, unified_diff
 
 #: Experiments shown to a mutator (the newest); older ones stay in the store.
@@ -59,6 +61,8 @@ class Candidate:
     verdict: str | None = None
     reason: str = ""
     worker: str = ""
+    #: Its score in the screen tier, in a tiered run.
+    screen_score: float | None = None
 
 
 class RunLoop:
@@ -96,6 +100,8 @@ class RunLoop:
         self._wave_task: asyncio.Task[None] | None = None
         self.failed = False
         self._evaluating = False
+        #: Waves, tiers and worker retries (engine/waves.py).
+        self.waves = WaveRunner(self)
 
     # ------------------------------------------------------------ events
 
@@ -218,31 +224,7 @@ class RunLoop:
         self.notify()
 
     async def _wave(self, wave: int) -> None:
-        round_no = self.store.last_round(self.run_id)
-        parent = self.best_id
-        assert parent is not None
-        candidates: list[Candidate] = []
-        for k in range(self.spec.parallel):
-            cand = await self._propose(round_no + k + 1, parent, wave)
-            if cand is not None:
-                candidates.append(cand)
-        if not candidates:
-            return
-        self._evaluating = True
-        try:
-            await asyncio.gather(*(self._evaluate(c) for c in candidates))
-        except asyncio.CancelledError:
-            self._evaluating = False
-            for cand in candidates:
-                self.in_flight.pop(cand.exp_id, None)
-                self.store.finish_experiment(cand.exp_id, verdict=INTERRUPTED,
-                                             reason="stopped before the evaluation finished",
-                                             usage=cand.mutation.usage,
-                                             run_update=self._run_totals(cand.mutation.usage))
-            self.notify()
-            raise
-        self._evaluating = False
-        await self._settle(candidates)
+        await self.waves.run(wave)
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations in flight (they are recorded as interrupted)."""
@@ -292,23 +274,13 @@ class RunLoop:
         evals, cand.worker = await self._score(cand.exp_id, files, self.policy.repeats)
         cand.evals = evals
 
-    async def _score(self, exp_id: int, files: dict[str, str],
-                     repeats: int) -> tuple[list[Evaluation], str]:
-        """Stage a copy with these files and evaluate it `repeats` times on one worker slot."""
+    async def _score(self, exp_id: int, files: dict[str, str], repeats: int,
+                     tier: Tier | None = None) -> tuple[list[Evaluation], str]:
+        """Stage a copy with these files and evaluate it `repeats` times on one worker slot
+        of the tier's group (the full tier by default); a failing worker hands it on."""
         folder = await asyncio.to_thread(self.workspace.stage, files)
-        results: list[Evaluation] = []
         try:
-            async with self.pool.slot(f"#{exp_id}") as worker:
-                async with worker.open(folder) as session:
-                    for _ in range(repeats):
-                        started = time.monotonic()
-                        evaluation = await self.evaluator.evaluate(
-                            session, lambda line: self.log(line, source=worker.name, exp_id=exp_id))
-                        evaluation.duration = evaluation.duration or time.monotonic() - started
-                        results.append(evaluation)
-                        if evaluation.status != "ok":
-                            break
-            return results, worker.name
+            return await self.waves.score(exp_id, folder, repeats, tier)
         finally:
             await asyncio.to_thread(self.workspace.discard, folder)
 
@@ -404,7 +376,7 @@ class RunLoop:
         rows = self.store.experiments(self.run_id, newest_first=True,
                                       limit=max(stop.streak, stop.plateau or 0,
                                                 stop.max_failures or 0, 1))
-        scored = [r for r in rows if r["score"] is not None]
+        scored = [r for r in rows if r["score"] is not None and r["tier"] != "screen"]
         if self.target is not None and len(scored) >= stop.streak:
             streak = scored[: stop.streak]
             if all(improvement(r["score"], self.target, self.direction) >= 0 for r in streak):

@@ -267,9 +267,39 @@ class SSHWorker(Strict):
     known_hosts: str | None = None
     identity: str | None = None
     ssh_config: str | None = None
+    #: Seconds between SSH keepalives; three missed ones mean the host hangs (heartbeat).
+    heartbeat_s: float = Field(default=15, gt=0)
+    connect_timeout_s: float = Field(default=15, gt=0)
+    #: First wait before a failed host is tried again (doubles with each failure).
+    backoff_s: float = Field(default=5, gt=0)
 
 
 Worker = Annotated[LocalWorker | SSHWorker, Field(discriminator="kind")]
+
+
+class Screen(Strict):
+    """A cheaper first tier: every candidate of a wave is scored here first."""
+
+    #: Worker group of the screen tier (e.g. the cheaper GPUs).
+    group: str | None = None
+    #: Checklist: samples per input, and how many of the inputs (the first N).
+    samples: int | None = Field(default=None, ge=1)
+    inputs: int | None = Field(default=None, ge=1)
+    #: The evaluation's time budget in this tier (metric/tests command, checklist producer).
+    timeout_s: float | None = Field(default=None, gt=0)
+    #: Metric/tests: a different command for screening (e.g. a shorter training run).
+    command: str | None = None
+    #: Extra environment for the screen tier's commands (AUTORESEARCH_TIER is always set).
+    env: dict[str, str] = {}
+
+
+class Promote(Strict):
+    """Which screened candidates go on to the full tier."""
+
+    #: At most this many per wave: the best screen scores that beat the best version's.
+    top_k: int = Field(default=1, ge=1)
+    #: Worker group of the full tier.
+    group: str | None = None
 
 
 class Spec(Strict):
@@ -283,6 +313,9 @@ class Spec(Strict):
     workers: list[Worker] = Field(default_factory=lambda: [LocalWorker(kind="local")])
     #: Candidates proposed and evaluated at once (a wave).
     parallel: int = Field(default=1, ge=1)
+    #: Two-tier screening: a cheap tier for every candidate, the full tier for the top_k.
+    screen: Screen | None = None
+    promote: Promote | None = None
 
     #: Set by `load_spec`: where the spec came from (not a YAML key).
     path: Path | None = Field(default=None, exclude=True)
@@ -302,6 +335,45 @@ class Spec(Strict):
     def workspace(self) -> Path:
         base = self.path.parent if self.path else Path.cwd()
         return (base / self.target.workspace).resolve()
+
+    @model_validator(mode="after")
+    def _tiers_fit_groups(self) -> Spec:
+        self.tier_groups()
+        return self
+
+    def tier_groups(self) -> tuple[str | None, str]:
+        """(screen group, full group). Scores compare only within one tier and one group
+        (faster hardware does more inside the same time budget), so each tier has one."""
+        groups = list(dict.fromkeys(w.group for w in self.workers))
+        wanted = {"screen.group": self.screen.group if self.screen else None,
+                  "promote.group": self.promote.group if self.promote else None}
+        for key, group in wanted.items():
+            if group is not None and group not in groups:
+                raise ValueError(f"{key}: no worker in group {group!r} "
+                                 f"(groups: {', '.join(groups)})")
+        if self.screen is None:
+            if self.promote is not None:
+                raise ValueError("`promote` needs a `screen` tier")
+            if len(groups) > 1:
+                raise ValueError(
+                    f"workers are in several groups ({', '.join(groups)}) but scores compare "
+                    "only within one group: use one group, or a `screen` tier with its own group")
+            return None, groups[0]
+        screen, full = wanted["screen.group"], wanted["promote.group"]
+        if full is None:
+            rest = [g for g in groups if g != screen] if screen else groups
+            if len(rest) > 1 or (not rest and len(groups) > 1):
+                raise ValueError("set `promote.group`: the worker group of the full tier")
+            full = rest[0] if rest else groups[0]
+        if screen is None:
+            rest = [g for g in groups if g != full]
+            if len(rest) > 1:
+                raise ValueError("set `screen.group`: the worker group of the screen tier")
+            screen = rest[0] if rest else full
+        unused = [g for g in groups if g not in (screen, full)]
+        if unused:
+            raise ValueError(f"workers in group {unused[0]!r} belong to no tier")
+        return screen, full
 
 
 # ---------------------------------------------------------------- loading

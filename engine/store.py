@@ -131,6 +131,27 @@ def m002_schema(db: Database) -> None:
     )
 
 
+@migrations()
+def m030_workers(db: Database) -> None:
+    """Worker slots' state (idle, busy, down) per run, for worker lanes in any UI."""
+    db.executescript(
+        """
+        CREATE TABLE workers (
+            run_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            grp TEXT,
+            status TEXT NOT NULL DEFAULT 'idle',
+            job TEXT,
+            reason TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            retry_at REAL,
+            updated REAL NOT NULL,
+            PRIMARY KEY (run_id, name)
+        );
+        """
+    )
+
+
 def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
     """Keep the head and tail of long text, marking the cut."""
     if text is None or len(text) <= limit:
@@ -408,3 +429,23 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # ------------------------------------------------------------ workers and tiers
+
+    def set_tier(self, exp_id: int, tier: str | None) -> None:
+        self._write("UPDATE experiments SET tier = ? WHERE id = ?", [tier, exp_id])
+
+    def set_worker(self, run_id: int, name: str, *, group: str, status: str, job: str = "",
+                   reason: str = "", failures: int = 0, retry_at: float | None = None) -> None:
+        """Record a worker slot's state (`retry_at` is wall-clock time); rows keep their order."""
+        self._write(
+            "INSERT INTO workers (run_id, name, grp, status, job, reason, failures, retry_at, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO UPDATE SET "
+            "grp = excluded.grp, status = excluded.status, job = excluded.job, "
+            "reason = excluded.reason, failures = excluded.failures, "
+            "retry_at = excluded.retry_at, updated = excluded.updated",
+            [run_id, name, group, status, job, clip(reason, 500), failures, retry_at,
+             time.time()])
+
+    def workers(self, run_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM workers WHERE run_id = ? ORDER BY rowid", [run_id])
