@@ -94,7 +94,8 @@ class WaveRunner:
             except NoWorker as exc:
                 reason = str(exc)
                 break
-        error = f"no worker could finish the evaluation ({len(tried)} tried): {reason}"
+        tries = f" after {len(tried)} tries" if len(tried) > 1 else ""
+        error = f"no worker could finish the evaluation{tries}: {reason}"
         return [Evaluation(CRASHED, error=error)], tried[-1] if tried else ""
 
     async def _evaluate_on(self, worker: Worker, exp_id: int, folder: Path, repeats: int,

@@ -156,6 +156,20 @@ class SSHServer:
                     todo.append(child)
         return found
 
+    def processes(self, marker: str) -> list[int]:
+        """Processes below this sshd (the "remote" jobs) whose command line starts with `marker`."""
+        found, todo = [], [self.proc.pid] if self.proc else []
+        while todo:
+            for child in _children(todo.pop()):
+                todo.append(child)
+                try:
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+                except OSError:
+                    continue
+                if cmdline.startswith(marker.encode()):
+                    found.append(child)
+        return found
+
     def connections(self) -> int:
         """Established TCP connections to this sshd (from /proc/net/tcp)."""
         count = 0

@@ -26,6 +26,7 @@ import itertools
 import re
 import secrets
 import shlex
+import signal
 import socket
 import tarfile
 import time
@@ -332,6 +333,13 @@ class SSHHost:
         task.add_done_callback(self._removals.discard)
 
 
+def _signal_number(name: str) -> int:
+    try:
+        return signal.Signals[f"SIG{name}"].value
+    except KeyError:
+        return 1
+
+
 def describe(exc: BaseException) -> str:
     """One line for a transport error, without secrets (asyncssh messages carry none)."""
     text = str(exc).strip() or type(exc).__name__
@@ -395,12 +403,12 @@ class SSHSession:
                 await self._kill(pgid)
             proc.close()
         tail.close()
-        status, signal = proc.exit_status, proc.exit_signal
-        if not timed_out and status is None and signal is None:
+        status, killed_by = proc.exit_status, proc.exit_signal
+        if not timed_out and status is None and killed_by is None:
             raise self._failed(asyncssh.ConnectionLost("Connection lost"))
-        code = None if timed_out else status if status is not None else -1
-        if signal is not None and not timed_out:
-            tail.feed(f"[the remote shell was killed by SIG{signal[0]}]\n")
+        code = None if timed_out else status if status is not None else -_signal_number(killed_by[0])
+        if killed_by is not None and not timed_out:
+            tail.feed(f"[the remote shell was killed by SIG{killed_by[0]}]\n")
             tail.close()
         return CommandResult(exit_code=code, output=tail.text(), timed_out=timed_out,
                              duration=time.monotonic() - started, truncated=tail.truncated)
