@@ -73,6 +73,7 @@ class WaveRunner:
         """Evaluate a staged folder `repeats` times on one slot of the tier's group; a slot
         that fails hands the whole evaluation to another (bounded), so one result is recorded."""
         loop, pool = self.loop, self.loop.pool
+        pool.warm_up()
         tier = tier or self.full
         tried: list[str] = []
         reason = "no worker"

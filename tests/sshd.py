@@ -274,12 +274,13 @@ PARAMS = {"x": {"type": "int", "min": 0, "max": 20}, "y": {"type": "choice", "va
 
 
 def make_spec(ws: Path, name: str, *, command: str, workers: list[dict], stop: dict | None = None,
-              timeout_s: float = 20, **top: object) -> Path:
+              timeout_s: float = 20, params: dict | None = None, **top: object) -> Path:
     """A params × metric spec over conftest's `params_workspace`, with the given workers."""
     data = {
         "name": name,
         "target": {"workspace": ws.name, "files": ["params.yaml"], "protected": ["score.py"]},
-        "mutator": {"kind": "params", "file": "params.yaml", "seed": 3, "params": PARAMS},
+        "mutator": {"kind": "params", "file": "params.yaml", "seed": 3,
+                    "params": params or PARAMS},
         "evaluate": {"kind": "metric", "command": command, "metric": "loss",
                      "direction": "minimize", "timeout_s": timeout_s},
         "stop": stop or {"max_rounds": 4},

@@ -94,6 +94,7 @@ class WorkerPool:
         #: Slot name → what it is running now (for the UI's worker lanes).
         self.busy: dict[str, str] = {}
         self._changed = asyncio.Event()
+        self._warming: asyncio.Task[None] | None = None
 
     @property
     def size(self) -> int:
@@ -180,7 +181,27 @@ class WorkerPool:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def warm_up(self) -> None:
+        """Connect every remote worker in the background (once): the first wave finds its
+        connections open, and an unreachable host is marked down before work is sent to it."""
+        if self._warming is None:
+            self._warming = asyncio.get_running_loop().create_task(self._warm())
+
+    async def _warm(self) -> None:
+        async def one(worker: Worker) -> None:
+            try:
+                await worker.warm_up()
+            except WorkerFailed as exc:
+                if self.states[worker.name].up:
+                    self._down(worker, exc)
+                    self._wake()
+
+        await asyncio.gather(*(one(w) for w in self.workers if hasattr(w, "warm_up")))
+
     async def close(self) -> None:
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
         for state in self.states.values():
             self._emit(state, "stopped")
         closed: set[int] = set()
