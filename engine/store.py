@@ -435,17 +435,21 @@ class Store:
     def set_tier(self, exp_id: int, tier: str | None) -> None:
         self._write("UPDATE experiments SET tier = ? WHERE id = ?", [tier, exp_id])
 
-    def set_worker(self, run_id: int, name: str, *, group: str, status: str, job: str = "",
-                   reason: str = "", failures: int = 0, retry_at: float | None = None) -> None:
-        """Record a worker slot's state (`retry_at` is wall-clock time); rows keep their order."""
-        self._write(
-            "INSERT INTO workers (run_id, name, grp, status, job, reason, failures, retry_at, "
-            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, name) DO UPDATE SET "
-            "grp = excluded.grp, status = excluded.status, job = excluded.job, "
-            "reason = excluded.reason, failures = excluded.failures, "
-            "retry_at = excluded.retry_at, updated = excluded.updated",
-            [run_id, name, group, status, job, clip(reason, 500), failures, retry_at,
-             time.time()])
+    def set_workers(self, run_id: int, rows: list[dict[str, Any]]) -> None:
+        """Record worker slots' states in one transaction: dicts with name, group, status,
+        job, reason, failures and retry_at (wall-clock). Rows keep their first order."""
+        now = time.time()
+        with self.db.conn:
+            self.db.conn.executemany(
+                "INSERT INTO workers (run_id, name, grp, status, job, reason, failures, "
+                "retry_at, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, name) DO UPDATE SET grp = excluded.grp, "
+                "status = excluded.status, job = excluded.job, reason = excluded.reason, "
+                "failures = excluded.failures, retry_at = excluded.retry_at, "
+                "updated = excluded.updated",
+                [(run_id, r["name"], r["group"], r["status"], r.get("job", ""),
+                  clip(r.get("reason", ""), 500), r.get("failures", 0), r.get("retry_at"), now)
+                 for r in rows])
 
     def workers(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM workers WHERE run_id = ? ORDER BY rowid", [run_id])

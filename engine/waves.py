@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: Experiment kind of the best version re-scored in the screen tier (the reference).
 REFERENCE = "reference"
+#: Seconds a slot's busy/idle change may wait before it is written to the store.
+WORKER_FLUSH_S = 0.2
 
 
 def _usage(evals: list[Evaluation], extra: Usage | None = None) -> Usage:
@@ -49,6 +51,10 @@ class WaveRunner:
         self.screen, self.full = build_tiers(loop.spec, loop.evaluator)
         #: (best experiment id, its screen-tier score) once measured.
         self.reference: tuple[int, float | None] | None = None
+        #: Worker rows waiting to be written (slots change state twice a job: written in
+        #: batches, like event lines).
+        self._dirty: dict[str, dict] = {}
+        self._flush: asyncio.TimerHandle | None = None
         loop.pool.on_change = self._worker_changed
         for state in loop.pool.states.values():
             self._worker_changed(state, "idle")
@@ -62,11 +68,27 @@ class WaveRunner:
                      f"(next try in {state.retry_in:.0f}s)", level="warning", source=state.name)
         elif change == "up":
             loop.log(f"worker {state.name} up again", level="warning", source=state.name)
-        loop.store.set_worker(
-            loop.run_id, state.name, group=state.group,
-            status="stopped" if change == "stopped" else state.status, job=state.job,
-            reason=state.reason, failures=state.failures,
-            retry_at=None if state.up else time.time() + state.retry_in)
+        self._dirty[state.name] = {
+            "name": state.name, "group": state.group,
+            "status": "stopped" if change == "stopped" else state.status, "job": state.job,
+            "reason": state.reason, "failures": state.failures,
+            "retry_at": None if state.up else time.time() + state.retry_in}
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is None or change in ("down", "up", "stopped"):
+            self.flush_workers()  # before the run starts, and news worth showing at once
+        elif self._flush is None:
+            self._flush = running.call_later(WORKER_FLUSH_S, self.flush_workers)
+
+    def flush_workers(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        if self._dirty:
+            rows, self._dirty = list(self._dirty.values()), {}
+            self.loop.store.set_workers(self.loop.run_id, rows)
 
     async def score(self, exp_id: int, folder: Path, repeats: int,
                     tier: Tier | None = None) -> tuple[list[Evaluation], str]:
@@ -148,6 +170,7 @@ class WaveRunner:
                     loop.store.set_tier(cand.exp_id, SCREEN)
                 tasks.append(asyncio.create_task(self._first_tier(cand)))
                 loop._evaluating = True
+                await asyncio.sleep(0)  # let it start while the next one is proposed
             await asyncio.gather(*tasks)
             finalists = candidates
             if self.screen is not None and candidates:

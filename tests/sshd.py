@@ -1,13 +1,17 @@
 """A real OpenSSH server for tests and benchmarks: `/usr/sbin/sshd` on 127.0.0.1 with a
 throwaway host key, an authorized throwaway user key, and a known_hosts file written for it.
 
-    keys = SSHKeys.create(tmp)                  # one client key, one host key, known_hosts
-    server = SSHServer(keys, tmp / "a").start() # one sshd (one port); several = several hosts
-    keys.ssh_config(tmp / "ssh_config", {"box": server.port})   # `Host box` aliases
-    server.kill_connections()                   # a worker dies (its connections drop)
-    server.stop()                               # the host becomes unreachable
+    lab = SSHLab(tmp)                  # keys, known_hosts, an ssh_config of `Host` aliases
+    server = lab.host("gpu")           # one sshd on its own port = one host
+    spec = make_spec(ws, "run", command=..., workers=[lab.worker("gpu", slots=4)])
+    loop = await run_loop(spec, db, during=...)   # the real engine, in this process
+    server.kill_connections()          # a worker dies: its connections drop
+    server.freeze()                    # a host hangs silently
+    server.stop()                      # the host becomes unreachable
 
-Nothing here touches the real `~/.ssh`: every path is inside the given folder.
+Test modules get a lab per test with `@pytest.fixture def lab(...): yield from open_lab(...)`.
+Nothing here touches the real `~/.ssh`: every path is inside the given folder, and the
+agent is left out. sshd needs `/run/sshd` (made here) and runs as the current user.
 """
 
 from __future__ import annotations
@@ -111,6 +115,10 @@ class SSHServer:
         self.log = folder / "sshd.log"
 
     def config(self) -> Path:
+        """sshd_config for this server. `SetEnv SHLVL=1` keeps bash from sourcing ~/.bashrc
+        for every channel (bash does so for shells started by sshd when SHLVL is unset): the
+        root bashrc here runs `pyenv init`, 0.3 s of CPU per command, which a real GPU box's
+        guarded bashrc would not."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "sshd_config"
         path.write_text(
@@ -274,15 +282,16 @@ PARAMS = {"x": {"type": "int", "min": 0, "max": 20}, "y": {"type": "choice", "va
 
 
 def make_spec(ws: Path, name: str, *, command: str, workers: list[dict], stop: dict | None = None,
-              timeout_s: float = 20, params: dict | None = None, **top: object) -> Path:
+              timeout_s: float = 20, params: dict | None = None, evaluate: dict | None = None,
+              **top: object) -> Path:
     """A params × metric spec over conftest's `params_workspace`, with the given workers."""
     data = {
         "name": name,
         "target": {"workspace": ws.name, "files": ["params.yaml"], "protected": ["score.py"]},
         "mutator": {"kind": "params", "file": "params.yaml", "seed": 3,
                     "params": params or PARAMS},
-        "evaluate": {"kind": "metric", "command": command, "metric": "loss",
-                     "direction": "minimize", "timeout_s": timeout_s},
+        "evaluate": evaluate or {"kind": "metric", "command": command, "metric": "loss",
+                                 "direction": "minimize", "timeout_s": timeout_s},
         "stop": stop or {"max_rounds": 4},
         "workers": workers,
         **top,

@@ -14,6 +14,7 @@ from engine import spec as specs
 from engine.workers.faults import WorkerFailed
 from engine.workers.pool import build_workers
 from engine.workers.ssh import SSHHost, SSHWorker, job_script, parse_target
+from tests.conftest import write
 from tests.sshd import SSHLab, make_spec, open_lab, process_alive, run_loop, until
 
 PY = sys.executable
@@ -30,7 +31,7 @@ def ssh_config(lab: SSHLab, alias: str, **extra: object) -> specs.SSHWorker:
 
 def candidate(tmp_path: Path) -> Path:
     folder = tmp_path / "candidate"
-    (folder / "data").mkdir(parents=True)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
     (folder / "train.py").write_text("print('METRIC loss=1.5')\n")
     (folder / "data" / "notes.txt").write_text("café\n")
     return folder
@@ -89,6 +90,38 @@ async def test_candidate_runs_in_a_fresh_remote_folder_that_is_removed_after(
     assert lines[:4] == ["café", "hello there", "got bird", "METRIC loss=1.5"]
     assert lines[4].startswith(str(lab.remote / "box"))  # a fresh folder under workdir
     assert lab.remote_folders() == []
+
+
+async def test_commands_started_together_wait_for_the_files_the_first_one_carries(
+        lab: SSHLab, tmp_path: Path) -> None:
+    lab.host("box")
+    worker = SSHWorker(ssh_config(lab, "box"), 1)
+    try:
+        async with worker.open(candidate(tmp_path)) as session:
+            results = await asyncio.gather(*(session.run(f"cat data/notes.txt; echo {i}",
+                                                         timeout=20) for i in range(3)))
+        async with worker.open(candidate(tmp_path)) as session:
+            first_read = await session.read_file("train.py")  # before any command
+    finally:
+        await worker.close()
+    assert [r.output for r in results] == [f"café\n{i}" for i in range(3)]
+    assert first_read == b"print('METRIC loss=1.5')\n"
+
+
+async def test_files_that_cannot_be_unpacked_are_a_worker_fault(
+        lab: SSHLab, tmp_path: Path) -> None:
+    lab.host("box")
+    worker = SSHWorker(ssh_config(lab, "box"), 1)
+    try:
+        await worker.warm_up()
+        workdir = Path(worker.host.workdir)
+        workdir.rmdir()
+        workdir.write_text("a file where the working folder was")
+        async with worker.open(candidate(tmp_path)) as session:
+            with pytest.raises(WorkerFailed, match="box: cannot unpack the candidate: tar: "):
+                await session.run("echo never", timeout=20)
+    finally:
+        await worker.close()
 
 
 async def test_launcher_prefixes_every_command(lab: SSHLab, tmp_path: Path) -> None:
@@ -241,6 +274,27 @@ async def test_a_run_evaluates_every_candidate_over_ssh_and_streams_its_output(
     assert {w["name"]: w["status"] for w in loop.store.workers(loop.run_id)} == {
         "gpu:1": "stopped", "gpu:2": "stopped"}
     assert lab.remote_folders() == []
+
+
+async def test_a_test_suite_run_reads_its_junit_report_back_from_the_host(
+        lab: SSHLab, params_workspace: Path, tmp_path: Path) -> None:
+    lab.host("ci")
+    write(params_workspace / "junit.py", """
+        import yaml
+        p = yaml.safe_load(open("params.yaml"))
+        cases = [("x_is_seven", p["x"] == 7), ("y_is_b", p["y"] == "b"), ("x_small", p["x"] < 10)]
+        body = "".join(f'<testcase classname="t" name="{n}">' +
+                       ("" if ok else '<failure message="no"/>') + "</testcase>" for n, ok in cases)
+        open("report.xml", "w").write(f"<testsuite>{body}</testsuite>")
+    """)
+    spec = make_spec(params_workspace, "suite", command="", workers=[lab.worker("ci")],
+                     evaluate={"kind": "tests", "command": f"{PY} junit.py",
+                               "junit": "report.xml"}, stop={"max_rounds": 2})
+    loop = await run_loop(spec, tmp_path / "store.db")
+    rows = loop.store.experiments(loop.run_id)
+    assert rows[0]["score"] == 1 / 3 and rows[0]["worker"] == "ci:1"
+    assert [r["item"] for r in loop.store.item_results(rows[0]["id"])] == [
+        "t::x_is_seven", "t::y_is_b", "t::x_small"]
 
 
 async def test_a_host_with_an_unknown_key_fails_the_baseline_with_that_reason(
