@@ -435,11 +435,15 @@ class Store:
     def set_tier(self, exp_id: int, tier: str | None) -> None:
         self._write("UPDATE experiments SET tier = ? WHERE id = ?", [tier, exp_id])
 
-    def set_workers(self, run_id: int, rows: list[dict[str, Any]]) -> None:
+    def set_workers(self, run_id: int, rows: list[dict[str, Any]], *,
+                    replace: bool = False) -> None:
         """Record worker slots' states in one transaction: dicts with name, group, status,
-        job, reason, failures and retry_at (wall-clock). Rows keep their first order."""
+        job, reason, failures and retry_at (wall-clock). Rows keep their first order;
+        `replace` forgets the run's other slots (its workers changed)."""
         now = time.time()
         with self.db.conn:
+            if replace:
+                self.db.conn.execute("DELETE FROM workers WHERE run_id = ?", [run_id])
             self.db.conn.executemany(
                 "INSERT INTO workers (run_id, name, grp, status, job, reason, failures, "
                 "retry_at, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "

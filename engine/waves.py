@@ -57,7 +57,8 @@ class WaveRunner:
         self._flush: asyncio.TimerHandle | None = None
         loop.pool.on_change = self._worker_changed
         for state in loop.pool.states.values():
-            self._worker_changed(state, "idle")
+            self._dirty[state.name] = self._row(state, "idle")
+        self.flush_workers(replace=True)
 
     # ------------------------------------------------------------ workers
 
@@ -68,27 +69,27 @@ class WaveRunner:
                      f"(next try in {state.retry_in:.0f}s)", level="warning", source=state.name)
         elif change == "up":
             loop.log(f"worker {state.name} up again", level="warning", source=state.name)
-        self._dirty[state.name] = {
-            "name": state.name, "group": state.group,
-            "status": "stopped" if change == "stopped" else state.status, "job": state.job,
-            "reason": state.reason, "failures": state.failures,
-            "retry_at": None if state.up else time.time() + state.retry_in}
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is None or change in ("down", "up", "stopped"):
-            self.flush_workers()  # before the run starts, and news worth showing at once
+        self._dirty[state.name] = self._row(state, change)
+        if change in ("down", "up", "stopped"):
+            self.flush_workers()  # news worth showing at once
         elif self._flush is None:
-            self._flush = running.call_later(WORKER_FLUSH_S, self.flush_workers)
+            self._flush = asyncio.get_running_loop().call_later(WORKER_FLUSH_S,
+                                                                self.flush_workers)
 
-    def flush_workers(self) -> None:
+    @staticmethod
+    def _row(state: WorkerState, change: str) -> dict:
+        return {"name": state.name, "group": state.group,
+                "status": "stopped" if change == "stopped" else state.status,
+                "job": state.job, "reason": state.reason, "failures": state.failures,
+                "retry_at": None if state.up else time.time() + state.retry_in}
+
+    def flush_workers(self, replace: bool = False) -> None:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        if self._dirty:
+        if self._dirty or replace:
             rows, self._dirty = list(self._dirty.values()), {}
-            self.loop.store.set_workers(self.loop.run_id, rows)
+            self.loop.store.set_workers(self.loop.run_id, rows, replace=replace)
 
     async def score(self, exp_id: int, folder: Path, repeats: int,
                     tier: Tier | None = None) -> tuple[list[Evaluation], str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import spec as specs
+from engine.loop import RunLoop
 from engine.workers.faults import WorkerFailed
 from engine.workers.pool import build_workers
 from engine.workers.ssh import SSHHost, SSHWorker, job_script, parse_target
@@ -260,10 +261,21 @@ async def test_wrong_identity_is_refused_as_permanent(lab: SSHLab, tmp_path: Pat
 async def test_a_run_evaluates_every_candidate_over_ssh_and_streams_its_output(
         lab: SSHLab, params_workspace: Path, tmp_path: Path) -> None:
     lab.host("gpu")
-    spec = make_spec(params_workspace, "remote", command=f"echo warming up; {PY} score.py",
+    spec = make_spec(params_workspace, "remote",
+                     command=f"echo warming up; sleep 0.3; {PY} score.py",
                      workers=[lab.worker("gpu", slots=2)], parallel=2,
                      stop={"max_rounds": 4})
-    loop = await run_loop(spec, tmp_path / "store.db")
+    lanes: list[dict] = []
+
+    async def during(loop: RunLoop) -> None:
+        def busy() -> bool:  # what an attached UI reads for its worker lanes
+            lanes[:] = [w for w in loop.store.workers(loop.run_id) if w["status"] == "busy"]
+            return bool(lanes)
+
+        await until(busy, what="a busy worker row")
+
+    loop = await run_loop(spec, tmp_path / "store.db", during=during)
+    assert lanes[0]["name"] == "gpu:1" and lanes[0]["job"] == "#1"
     rows = loop.store.experiments(loop.run_id)
     assert [r["kind"] for r in rows] == ["baseline"] + ["candidate"] * 4
     assert all(r["score"] is not None and r["worker"] in ("gpu:1", "gpu:2") for r in rows)
