@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from engine.model import UserError
 
@@ -338,42 +339,56 @@ class Spec(Strict):
 
     @model_validator(mode="after")
     def _tiers_fit_groups(self) -> Spec:
-        self.tier_groups()
+        try:
+            self.tier_groups()
+        except TierError as exc:  # reported at the field it is about, with its line
+            raise ValidationError.from_exception_data("Spec", [{
+                "type": PydanticCustomError("tiers", str(exc)), "loc": exc.loc,
+                "input": None}]) from None
         return self
 
     def tier_groups(self) -> tuple[str | None, str]:
         """(screen group, full group). Scores compare only within one tier and one group
         (faster hardware does more inside the same time budget), so each tier has one."""
         groups = list(dict.fromkeys(w.group for w in self.workers))
-        wanted = {"screen.group": self.screen.group if self.screen else None,
-                  "promote.group": self.promote.group if self.promote else None}
+        wanted = {"screen": self.screen.group if self.screen else None,
+                  "promote": self.promote.group if self.promote else None}
         for key, group in wanted.items():
             if group is not None and group not in groups:
-                raise ValueError(f"{key}: no worker in group {group!r} "
-                                 f"(groups: {', '.join(groups)})")
+                raise TierError(f"no worker in group {group!r} (groups: {', '.join(groups)})",
+                                (key, "group"))
         if self.screen is None:
             if self.promote is not None:
-                raise ValueError("`promote` needs a `screen` tier")
+                raise TierError("needs a `screen` tier", ("promote",))
             if len(groups) > 1:
-                raise ValueError(
+                raise TierError(
                     f"workers are in several groups ({', '.join(groups)}) but scores compare "
-                    "only within one group: use one group, or a `screen` tier with its own group")
+                    "only within one group: use one group, or a `screen` tier with its own "
+                    "group", ("workers",))
             return None, groups[0]
-        screen, full = wanted["screen.group"], wanted["promote.group"]
+        screen, full = wanted["screen"], wanted["promote"]
         if full is None:
             rest = [g for g in groups if g != screen] if screen else groups
             if len(rest) > 1 or (not rest and len(groups) > 1):
-                raise ValueError("set `promote.group`: the worker group of the full tier")
+                raise TierError("set the worker group of the full tier", ("promote", "group"))
             full = rest[0] if rest else groups[0]
         if screen is None:
             rest = [g for g in groups if g != full]
             if len(rest) > 1:
-                raise ValueError("set `screen.group`: the worker group of the screen tier")
+                raise TierError("set the worker group of the screen tier", ("screen", "group"))
             screen = rest[0] if rest else full
         unused = [g for g in groups if g not in (screen, full)]
         if unused:
-            raise ValueError(f"workers in group {unused[0]!r} belong to no tier")
+            raise TierError(f"workers in group {unused[0]!r} belong to no tier", ("workers",))
         return screen, full
+
+
+class TierError(ValueError):
+    """Tiers and worker groups that do not fit; `loc` is the field to point at."""
+
+    def __init__(self, message: str, loc: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 # ---------------------------------------------------------------- loading

@@ -124,13 +124,16 @@ evaluate: {kind: metric, command: "true", metric: m}
 
 @pytest.mark.parametrize("extra, message", [
     ("workers: [{kind: local, group: a}, {kind: local, group: b}]",
-     "workers are in several groups (a, b) but scores compare only within one group"),
-    ("promote: {top_k: 2}", "`promote` needs a `screen` tier"),
-    ("screen: {group: gpu}", "screen.group: no worker in group 'gpu' (groups: default)"),
+     "t.yaml:6: workers: workers are in several groups (a, b) but scores compare only within "
+     "one group"),
+    ("promote: {top_k: 2}", "t.yaml:6: promote: needs a `screen` tier"),
+    ("screen: {group: gpu}", "t.yaml:6: screen.group: no worker in group 'gpu' (groups: "
+     "default)"),
     ("workers: [{kind: local, group: a}, {kind: local, group: b}, {kind: local, group: c}]\n"
-     "screen: {group: a}", "set `promote.group`"),
+     "screen: {group: a}", "promote.group: set the worker group of the full tier"),
     ("workers: [{kind: local, group: a}, {kind: local, group: b}, {kind: local, group: c}]\n"
-     "screen: {group: a}\npromote: {group: b}", "workers in group 'c' belong to no tier"),
+     "screen: {group: a}\npromote: {group: b}",
+     "t.yaml:6: workers: workers in group 'c' belong to no tier"),
     ("screen: {samples: 0}", "screen.samples: Input should be greater than or equal to 1"),
     ("workers: [{kind: ssh, host: box, heartbeat_s: 0}]",
      "workers[0].heartbeat_s: Input should be greater than 0"),
