@@ -370,12 +370,14 @@ class Spec(Strict):
         if full is None:
             rest = [g for g in groups if g != screen] if screen else groups
             if len(rest) > 1 or (not rest and len(groups) > 1):
-                raise TierError("set the worker group of the full tier", ("promote", "group"))
+                raise TierError("add `group: NAME`, the worker group of the full tier",
+                                ("promote",))
             full = rest[0] if rest else groups[0]
         if screen is None:
             rest = [g for g in groups if g != full]
             if len(rest) > 1:
-                raise TierError("set the worker group of the screen tier", ("screen", "group"))
+                raise TierError("add `group: NAME`, the worker group of the screen tier",
+                                ("screen",))
             screen = rest[0] if rest else full
         unused = [g for g in groups if g not in (screen, full)]
         if unused:

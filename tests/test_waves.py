@@ -130,7 +130,7 @@ evaluate: {kind: metric, command: "true", metric: m}
     ("screen: {group: gpu}", "t.yaml:6: screen.group: no worker in group 'gpu' (groups: "
      "default)"),
     ("workers: [{kind: local, group: a}, {kind: local, group: b}, {kind: local, group: c}]\n"
-     "screen: {group: a}", "promote.group: set the worker group of the full tier"),
+     "screen: {group: a}", "promote: add `group: NAME`, the worker group of the full tier"),
     ("workers: [{kind: local, group: a}, {kind: local, group: b}, {kind: local, group: c}]\n"
      "screen: {group: a}\npromote: {group: b}",
      "t.yaml:6: workers: workers in group 'c' belong to no tier"),
