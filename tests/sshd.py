@@ -17,6 +17,7 @@ agent is left out. sshd needs `/run/sshd` (made here) and runs as the current us
 from __future__ import annotations
 
 import asyncio
+import atexit
 import getpass
 import os
 import shutil
@@ -140,6 +141,7 @@ class SSHServer:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
                                          stdout=log, stderr=subprocess.STDOUT)
+        atexit.register(self.stop)  # even if the test process dies without cleaning up
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
