@@ -50,7 +50,9 @@ from engine.model import (
 from engine.mutators import build_mutator
 from engine.noise import Retest, RetestQueue, reeval_due, restore_evaluations
 from engine.store import Store
+from engine.waves import WaveRunner
 from engine.workers.pool import WorkerPool, build_workers
+from engine.workers.tiers import Tier
 from engine.workspace import PathRefused, Workspace, unified_diff
 
 #: Experiments shown to a mutator (the newest); older ones stay in the store.
@@ -77,6 +79,8 @@ class Candidate:
     details: dict[str, Any] = field(default_factory=dict)
     #: Retests of this mutation before this one (0: a fresh proposal).
     attempt: int = 0
+    #: Its score in the screen tier, in a tiered run.
+    screen_score: float | None = None
 
 
 class RunLoop:
@@ -125,6 +129,8 @@ class RunLoop:
         self._evaluating = False
         #: A problem a person must see (full disk...); None when all is well.
         self.alert: str | None = None
+        #: Waves, tiers and worker retries (engine/waves.py).
+        self.waves = WaveRunner(self)
 
     # ------------------------------------------------------------ events
 
@@ -307,36 +313,7 @@ class RunLoop:
         self.notify()
 
     async def _wave(self, wave: int) -> None:
-        if await self._maybe_reevaluate(wave) and self.check_stop():
-            return
-        round_no = self._max_round
-        parent = self.best_id
-        assert parent is not None
-        candidates: list[Candidate] = []
-        for k in range(self.spec.parallel):
-            if k and (self.paused or self.check_stop()):
-                break  # e.g. the cost in flight already reaches max_cost_usd
-            cand = (self._take_retest(round_no + k + 1, parent, wave)
-                    or await self._propose(round_no + k + 1, parent, wave))
-            if cand is not None:
-                candidates.append(cand)
-        if not candidates:
-            return
-        self._evaluating = True
-        try:
-            await asyncio.gather(*(self._evaluate(c) for c in candidates))
-        except asyncio.CancelledError:
-            self._evaluating = False
-            for cand in candidates:
-                self.in_flight.pop(cand.exp_id, None)
-                self.store.finish_experiment(cand.exp_id, verdict=INTERRUPTED,
-                                             reason="stopped before the evaluation finished",
-                                             usage=cand.mutation.usage,
-                                             run_update=self._run_totals(cand.mutation.usage))
-            self.notify()
-            raise
-        self._evaluating = False
-        await self._settle(candidates)
+        await self.waves.run(wave)
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations in flight (they are recorded as interrupted)."""
@@ -408,30 +385,19 @@ class RunLoop:
 
     async def _score(self, exp_id: int, files: dict[str, str], repeats: int,
                      more: Callable[[list[Evaluation]], bool] | None = None,
-                     ) -> tuple[list[Evaluation], str]:
-        """Stage the version in a worker slot's folder and evaluate it up to `repeats` times
-        there; `more` (the policy's sequential test) may end the repeats sooner."""
-        results: list[Evaluation] = []
-        async with self.pool.slot(f"#{exp_id}") as worker:
-            folder = self._slot_dirs.setdefault(worker.name, Path(tempfile.mkdtemp(
-                prefix=f"ar-{self.spec.name}-{worker.name.replace(':', '-')}-")))
-            await asyncio.to_thread(self.workspace.stage, files, folder)
-            async with worker.open(folder) as session:
-                for _ in range(repeats):
-                    started = time.monotonic()
-                    try:
-                        evaluation = await self.evaluator.evaluate(
-                            session, lambda line: self.log(line, source=worker.name, exp_id=exp_id))
-                    except LLMUnavailable as exc:  # a judge or producer gave up
-                        evaluation = Evaluation(CRASHED, error=str(exc))
-                        self.pause_for_error(str(exc))
-                    evaluation.duration = evaluation.duration or time.monotonic() - started
-                    results.append(evaluation)
-                    if evaluation.status != "ok":
-                        break
-                    if more is not None and not more(results):
-                        break
-        return results, worker.name
+                     tier: Tier | None = None) -> tuple[list[Evaluation], str]:
+        """Evaluate this version up to `repeats` times on one worker slot of the tier's group
+        (the full tier by default), staged in that slot's own folder; `more` (the policy's
+        sequential test) may end the repeats sooner; a failing worker hands it on."""
+        return await self.waves.score(exp_id, files, repeats, tier, more)
+
+    def slot_folder(self, worker_name: str) -> Path:
+        """The reusable local folder a worker slot's candidates are staged in."""
+        folder = self._slot_dirs.get(worker_name)
+        if folder is None:
+            folder = self._slot_dirs[worker_name] = Path(tempfile.mkdtemp(
+                prefix=f"ar-{self.spec.name}-{worker_name.replace(':', '-')}-"))
+        return folder
 
     async def _settle(self, candidates: list[Candidate]) -> None:
         """Decide every candidate of a wave, record all, then advance the best (log before reset)."""
@@ -530,7 +496,7 @@ class RunLoop:
         stop = self.spec.stop
         rows = self.store.recent_outcomes(
             self.run_id, max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1))
-        scored = [r for r in rows if r["score"] is not None]
+        scored = [r for r in rows if r["score"] is not None and r["tier"] != "screen"]
         if self.target is not None and len(scored) >= stop.streak:
             streak = scored[: stop.streak]
             if all(improvement(r["score"], self.target, self.direction) >= 0 for r in streak):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from engine.model import UserError
 
@@ -280,9 +281,39 @@ class SSHWorker(Strict):
     known_hosts: str | None = None
     identity: str | None = None
     ssh_config: str | None = None
+    #: Seconds between SSH keepalives; three missed ones mean the host hangs (heartbeat).
+    heartbeat_s: float = Field(default=15, gt=0)
+    connect_timeout_s: float = Field(default=15, gt=0)
+    #: First wait before a failed host is tried again (doubles with each failure).
+    backoff_s: float = Field(default=5, gt=0)
 
 
 Worker = Annotated[LocalWorker | SSHWorker, Field(discriminator="kind")]
+
+
+class Screen(Strict):
+    """A cheaper first tier: every candidate of a wave is scored here first."""
+
+    #: Worker group of the screen tier (e.g. the cheaper GPUs).
+    group: str | None = None
+    #: Checklist: samples per input, and how many of the inputs (the first N).
+    samples: int | None = Field(default=None, ge=1)
+    inputs: int | None = Field(default=None, ge=1)
+    #: The evaluation's time budget in this tier (metric/tests command, checklist producer).
+    timeout_s: float | None = Field(default=None, gt=0)
+    #: Metric/tests: a different command for screening (e.g. a shorter training run).
+    command: str | None = None
+    #: Extra environment for the screen tier's commands (AUTORESEARCH_TIER is always set).
+    env: dict[str, str] = {}
+
+
+class Promote(Strict):
+    """Which screened candidates go on to the full tier."""
+
+    #: At most this many per wave: the best screen scores that beat the best version's.
+    top_k: int = Field(default=1, ge=1)
+    #: Worker group of the full tier.
+    group: str | None = None
 
 
 class Spec(Strict):
@@ -293,9 +324,12 @@ class Spec(Strict):
     evaluate: Evaluate
     decide: Decide = Decide()
     stop: Stop = Stop()
-    workers: list[Worker] = Field(default_factory=lambda: [LocalWorker(kind="local")])
+    workers: list[Worker] = Field(default_factory=lambda: [LocalWorker(kind="local")], min_length=1)
     #: Candidates proposed and evaluated at once (a wave).
     parallel: int = Field(default=1, ge=1)
+    #: Two-tier screening: a cheap tier for every candidate, the full tier for the top_k.
+    screen: Screen | None = None
+    promote: Promote | None = None
 
     #: Set by `load_spec`: where the spec came from (not a YAML key).
     path: Path | None = Field(default=None, exclude=True)
@@ -315,6 +349,61 @@ class Spec(Strict):
     def workspace(self) -> Path:
         base = self.path.parent if self.path else Path.cwd()
         return (base / self.target.workspace).resolve()
+
+    @model_validator(mode="after")
+    def _tiers_fit_groups(self) -> Spec:
+        try:
+            self.tier_groups()
+        except TierError as exc:  # reported at the field it is about, with its line
+            raise ValidationError.from_exception_data("Spec", [{
+                "type": PydanticCustomError("tiers", str(exc)), "loc": exc.loc,
+                "input": None}]) from None
+        return self
+
+    def tier_groups(self) -> tuple[str | None, str]:
+        """(screen group, full group). Scores compare only within one tier and one group
+        (faster hardware does more inside the same time budget), so each tier has one."""
+        groups = list(dict.fromkeys(w.group for w in self.workers))
+        wanted = {"screen": self.screen.group if self.screen else None,
+                  "promote": self.promote.group if self.promote else None}
+        for key, group in wanted.items():
+            if group is not None and group not in groups:
+                raise TierError(f"no worker in group {group!r} (groups: {', '.join(groups)})",
+                                (key, "group"))
+        if self.screen is None:
+            if self.promote is not None:
+                raise TierError("needs a `screen` tier", ("promote",))
+            if len(groups) > 1:
+                raise TierError(
+                    f"workers are in several groups ({', '.join(groups)}) but scores compare "
+                    "only within one group: use one group, or a `screen` tier with its own "
+                    "group", ("workers",))
+            return None, groups[0]
+        screen, full = wanted["screen"], wanted["promote"]
+        if full is None:
+            rest = [g for g in groups if g != screen] if screen else groups
+            if len(rest) > 1 or (not rest and len(groups) > 1):
+                raise TierError("add `group: NAME`, the worker group of the full tier",
+                                ("promote",))
+            full = rest[0] if rest else groups[0]
+        if screen is None:
+            rest = [g for g in groups if g != full]
+            if len(rest) > 1:
+                raise TierError("add `group: NAME`, the worker group of the screen tier",
+                                ("screen",))
+            screen = rest[0] if rest else full
+        unused = [g for g in groups if g not in (screen, full)]
+        if unused:
+            raise TierError(f"workers in group {unused[0]!r} belong to no tier", ("workers",))
+        return screen, full
+
+
+class TierError(ValueError):
+    """Tiers and worker groups that do not fit; `loc` is the field to point at."""
+
+    def __init__(self, message: str, loc: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 # ---------------------------------------------------------------- loading

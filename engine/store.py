@@ -137,6 +137,27 @@ def m040_decision(db: Database) -> None:
     db.execute("ALTER TABLE experiments ADD COLUMN decision_json TEXT")
 
 
+@migrations()
+def m030_workers(db: Database) -> None:
+    """Worker slots' state (idle, busy, down) per run, for worker lanes in any UI."""
+    db.executescript(
+        """
+        CREATE TABLE workers (
+            run_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            grp TEXT,
+            status TEXT NOT NULL DEFAULT 'idle',
+            job TEXT,
+            reason TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            retry_at REAL,
+            updated REAL NOT NULL,
+            PRIMARY KEY (run_id, name)
+        );
+        """
+    )
+
+
 def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
     """Keep the head and tail of long text, marking the cut."""
     if text is None or len(text) <= limit:
@@ -324,7 +345,7 @@ class Store:
     def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
         """The newest experiments' kind, verdict and score, newest first (for stop rules)."""
         return self._rows(
-            "SELECT id, kind, verdict, score FROM experiments WHERE run_id = ? "
+            "SELECT id, kind, verdict, score, tier FROM experiments WHERE run_id = ? "
             "ORDER BY id DESC LIMIT ?", [run_id, limit])
 
     def in_flight(self, run_id: int) -> list[dict[str, Any]]:
@@ -459,3 +480,31 @@ class Store:
             "AND NOT EXISTS (SELECT 1 FROM experiments AS r WHERE r.run_id = e.run_id "
             "AND r.id > e.id AND r.verdict NOT IN ('running', 'interrupted') "
             "AND json_extract(r.decision_json, '$.retest_of') = e.id) ORDER BY id", [run_id])
+
+    # ------------------------------------------------------------ workers and tiers
+
+    def set_tier(self, exp_id: int, tier: str | None) -> None:
+        self._write("UPDATE experiments SET tier = ? WHERE id = ?", [tier, exp_id])
+
+    def set_workers(self, run_id: int, rows: list[dict[str, Any]], *,
+                    replace: bool = False) -> None:
+        """Record worker slots' states in one transaction: dicts with name, group, status,
+        job, reason, failures and retry_at (wall-clock). Rows keep their first order;
+        `replace` forgets the run's other slots (its workers changed)."""
+        now = time.time()
+        with self.db.conn:
+            if replace:
+                self.db.conn.execute("DELETE FROM workers WHERE run_id = ?", [run_id])
+            self.db.conn.executemany(
+                "INSERT INTO workers (run_id, name, grp, status, job, reason, failures, "
+                "retry_at, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, name) DO UPDATE SET grp = excluded.grp, "
+                "status = excluded.status, job = excluded.job, reason = excluded.reason, "
+                "failures = excluded.failures, retry_at = excluded.retry_at, "
+                "updated = excluded.updated",
+                [(run_id, r["name"], r["group"], r["status"], r.get("job", ""),
+                  clip(r.get("reason", ""), 500), r.get("failures", 0), r.get("retry_at"), now)
+                 for r in rows])
+
+    def workers(self, run_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM workers WHERE run_id = ? ORDER BY rowid", [run_id])

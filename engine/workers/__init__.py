@@ -1,2 +1,10 @@
-"""Workers: where evaluations run. `local` slots here; `ssh` hosts in ssh.py; `pool` hands
-them out to the loop."""
+"""Workers: where evaluations run.
+
+local.py     slots on this machine
+ssh.py       slots on SSH hosts (sshhost.py: connections and host keys; remote.py: the shell
+             text that runs on the far side)
+pool.py      hands slots out by group, marks failed ones down with backoff
+tiers.py     the full tier and the cheaper screen tier an evaluation can run in
+faults.py    WorkerFailed (retry elsewhere) versus a command's own failure (a verdict)
+output.py    bounded capture of streamed output
+"""

@@ -1,57 +1,212 @@
-"""A pool of worker slots handed out to a run's evaluations, one at a time per slot."""
+"""A pool of worker slots handed out to a run's evaluations, one evaluation per slot at a time.
+
+Slots can be asked for by group (a tier runs on one group only, so its scores compare). A
+slot whose worker fails is marked down together with every slot of the same host (its
+`fault_domain`) and is handed out again only after a backoff that doubles with each failure;
+the first evaluation given to it afterwards is the probe that brings it back up.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from engine import spec as specs
 from engine.model import Worker
+from engine.workers.faults import NoWorker, WorkerFailed
 from engine.workers.local import LocalWorker
+
+#: Workers one evaluation may be tried on before it is recorded as crashed.
+MAX_TRIES = 3
+#: Default first backoff of a failed worker (SSH workers take theirs from the spec).
+BACKOFF_S = 5.0
+#: Longest backoff, and the backoff of a permanent fault (refused host key, bad host name).
+BACKOFF_MAX_S = 300.0
 
 
 def build_workers(run_name: str, configs: list[specs.Worker]) -> list[Worker]:
-    """One Worker object per slot, named `local:1`, `gpu-box:2`..."""
+    """One Worker object per slot, named `local:1`, `gpu-box:2`...; slots of one SSH host
+    share its connections."""
     workers: list[Worker] = []
+    names: set[str] = set()
     for config in configs:
-        for slot in range(1, config.slots + 1):
-            if isinstance(config, specs.LocalWorker):
-                workers.append(LocalWorker(f"local:{len(workers) + 1}", config.group))
-            else:
-                from engine.workers.ssh import SSHWorker  # asyncssh only when needed
+        host = None
+        if isinstance(config, specs.SSHWorker):
+            from engine.workers.ssh import SSHHost  # asyncssh only when needed
 
-                workers.append(SSHWorker(config, slot))
+            host = SSHHost(config)
+            while any(n.startswith(f"{host.label}:") for n in names):
+                host.label += "+"  # the same host listed twice: keep slot names apart
+        for slot in range(1, config.slots + 1):
+            if host is None:
+                worker: Worker = LocalWorker(f"local:{len(workers) + 1}", config.group)
+            else:
+                from engine.workers.ssh import SSHWorker
+
+                worker = SSHWorker(config, slot, host=host)
+            names.add(worker.name)
+            workers.append(worker)
     return workers
 
 
-class WorkerPool:
-    """Hands out free slots; waiting callers queue in order."""
+@dataclass
+class WorkerState:
+    """What a slot is doing, for the UI's worker lanes and the pool's choices."""
 
-    def __init__(self, workers: list[Worker]) -> None:
+    name: str
+    group: str
+    up: bool = True
+    #: What it runs now (`#12`), empty when idle.
+    job: str = ""
+    #: Why it is down.
+    reason: str = ""
+    failures: int = 0
+    #: When (time.monotonic) a down slot may be tried again.
+    retry_at: float = 0.0
+    permanent: bool = False
+
+    @property
+    def status(self) -> str:
+        return "down" if not self.up else "busy" if self.job else "idle"
+
+    @property
+    def retry_in(self) -> float:
+        return max(0.0, self.retry_at - time.monotonic())
+
+
+#: Called with a slot's state and what changed: "busy", "idle", "down" or "up".
+ChangeSink = Callable[[WorkerState, str], None]
+
+
+class WorkerPool:
+    """Hands out free slots, preferring healthy ones and ones an evaluation has not failed on."""
+
+    def __init__(self, workers: list[Worker], on_change: ChangeSink | None = None,
+                 max_tries: int = MAX_TRIES) -> None:
         self.workers = workers
-        self._free: asyncio.Queue[Worker] = asyncio.Queue()
-        for worker in workers:
-            self._free.put_nowait(worker)
+        self.on_change = on_change
+        self.max_tries = max_tries
+        self.states = {w.name: WorkerState(w.name, getattr(w, "group", "default"))
+                       for w in workers}
         #: Slot name → what it is running now (for the UI's worker lanes).
         self.busy: dict[str, str] = {}
+        self._changed = asyncio.Event()
+        self._warming: asyncio.Task[None] | None = None
 
     @property
     def size(self) -> int:
         return len(self.workers)
 
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(s.group for s in self.states.values()))
+
     @asynccontextmanager
-    async def slot(self, label: str = "") -> AsyncIterator[Worker]:
-        worker = await self._free.get()
-        self.busy[worker.name] = label
+    async def slot(self, label: str = "", *, group: str | None = None,
+                   avoid: Iterable[str] = ()) -> AsyncIterator[Worker]:
+        """A free slot (of `group`) for the body; a WorkerFailed leaving the body marks it down."""
+        worker = await self._acquire(group, set(avoid))
+        state = self.states[worker.name]
+        self.busy[worker.name] = state.job = label or "busy"
+        self._emit(state, "busy")
         try:
             yield worker
+        except WorkerFailed as exc:
+            self._down(worker, exc)
+            raise
+        else:
+            self._up(worker)
         finally:
             self.busy.pop(worker.name, None)
-            self._free.put_nowait(worker)
+            state.job = ""
+            self._emit(state, "idle")
+            self._wake()
+
+    async def _acquire(self, group: str | None, avoid: set[str]) -> Worker:
+        while True:
+            worker = self._pick(group, avoid)
+            if worker is not None:
+                return worker
+            members = [s for s in self.states.values() if group is None or s.group == group]
+            if not members:
+                raise NoWorker(f"no worker in group {group!r}")
+            down = [s for s in members if not s.up]
+            if len(down) == len(members) and all(s.permanent for s in down):
+                raise NoWorker("every worker is down: " + "; ".join(
+                    f"{s.name}: {s.reason}" for s in down[:3]))
+            waits = [s.retry_in for s in down if not s.job]
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), min(waits) + 0.01 if waits else None)
+            except TimeoutError:
+                pass
+
+    def _pick(self, group: str | None, avoid: set[str]) -> Worker | None:
+        now = time.monotonic()
+        ready = [(w.name in avoid, not s.up, i, w) for i, w in enumerate(self.workers)
+                 if not (s := self.states[w.name]).job and (group is None or s.group == group)
+                 and (s.up or now >= s.retry_at)]
+        return min(ready, key=lambda r: r[:3])[3] if ready else None
+
+    def _domain(self, worker: Worker) -> list[WorkerState]:
+        domain = getattr(worker, "fault_domain", worker.name)
+        return [self.states[w.name] for w in self.workers
+                if getattr(w, "fault_domain", w.name) == domain]
+
+    def _down(self, worker: Worker, exc: WorkerFailed) -> None:
+        failures = self.states[worker.name].failures + 1
+        base = getattr(worker, "backoff_s", BACKOFF_S)
+        backoff = BACKOFF_MAX_S if exc.permanent else min(base * 2 ** (failures - 1), BACKOFF_MAX_S)
+        for state in self._domain(worker):
+            was_up = state.up
+            state.up, state.reason, state.permanent = False, exc.reason, exc.permanent
+            state.failures = failures
+            state.retry_at = time.monotonic() + backoff
+            if was_up or state.name == worker.name:
+                self._emit(state, "down")
+
+    def _up(self, worker: Worker) -> None:
+        for state in self._domain(worker):
+            if not state.up:
+                state.up, state.reason, state.failures, state.permanent = True, "", 0, False
+                self._emit(state, "up")
+
+    def _emit(self, state: WorkerState, change: str) -> None:
+        if self.on_change is not None:
+            self.on_change(state, change)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def warm_up(self) -> None:
+        """Connect every remote worker in the background (once): the first wave finds its
+        connections open, and an unreachable host is marked down before work is sent to it."""
+        if self._warming is None:
+            self._warming = asyncio.get_running_loop().create_task(self._warm())
+
+    async def _warm(self) -> None:
+        async def one(worker: Worker) -> None:
+            try:
+                await worker.warm_up()
+            except WorkerFailed as exc:
+                if self.states[worker.name].up:
+                    self._down(worker, exc)
+                    self._wake()
+
+        await asyncio.gather(*(one(w) for w in self.workers if hasattr(w, "warm_up")))
 
     async def close(self) -> None:
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
+        for state in self.states.values():
+            self._emit(state, "stopped")
+        closed: set[int] = set()
         for worker in self.workers:
             close = getattr(worker, "close", None)
-            if close is not None:
+            if close is not None and id(getattr(worker, "host", worker)) not in closed:
+                closed.add(id(getattr(worker, "host", worker)))
                 await close()
