@@ -18,6 +18,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from engine.model import ADVANCING, RUNNING, UserError
+from engine.redact import make_redactor
 
 SCHEMA_VERSION = 1
 #: Largest text kept for one log tail, diff or evidence; longer text is cut in the middle.
@@ -180,6 +181,7 @@ class Store:
                 conn = sqlite3.connect(self.path, timeout=30)
             conn.execute("PRAGMA foreign_keys=ON")
             self.db = Database(conn)
+            self.redact = make_redactor()
             if not readonly:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 migrations.apply(self.db)
@@ -190,6 +192,10 @@ class Store:
         self.db.conn.close()
 
     # ------------------------------------------------------------ helpers
+
+    def _text(self, text: str | None, limit: int = MAX_TEXT) -> str | None:
+        """Text as it may be stored: secrets masked, then clipped."""
+        return clip(self.redact(text), limit)
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         cursor = self.db.execute(sql, list(params))
@@ -244,8 +250,8 @@ class Store:
                 "INSERT INTO experiments (run_id, round, parent, kind, verdict, description, "
                 "rationale, diff, worker, tier, wave, started) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, round, parent, kind, RUNNING, clip(description, 500), clip(rationale),
-                 clip(diff), worker, tier, wave, time.time()],
+                [run_id, round, parent, kind, RUNNING, self._text(description, 500), self._text(rationale),
+                 self._text(diff), worker, tier, wave, time.time()],
             )
             exp_id = cursor.lastrowid
             if files:
@@ -272,9 +278,9 @@ class Store:
             row = conn.execute("SELECT started FROM experiments WHERE id = ?", [exp_id]).fetchone()
             started = row[0] if row else now
             sets = {
-                "verdict": verdict, "reason": clip(reason, 2000), "score": score, "delta": delta,
+                "verdict": verdict, "reason": self._text(reason, 2000), "score": score, "delta": delta,
                 "metrics_json": json.dumps(metrics) if metrics else None,
-                "error": clip(error, 4000), "log_tail": clip(log_tail, 8000),
+                "error": self._text(error, 4000), "log_tail": self._text(log_tail, 8000),
                 "finished": now, "duration": duration if duration is not None else now - started,
             }
             if worker is not None:
@@ -289,8 +295,8 @@ class Store:
             conn.executemany(
                 "INSERT INTO item_results (experiment_id, item, input, sample, passed, evidence) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(exp_id, r.item, clip(r.input, 2000), r.sample,
-                  None if r.passed is None else int(r.passed), clip(r.evidence, 2000))
+                [(exp_id, r.item, self._text(r.input, 2000), r.sample,
+                  None if r.passed is None else int(r.passed), self._text(r.evidence, 2000))
                  for r in items],
             )
             if best_files is not None:
@@ -389,7 +395,7 @@ class Store:
         self._write(
             "INSERT INTO events (run_id, experiment_id, ts, level, source, line) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [run_id, experiment_id, time.time(), level, source, clip(line, 2000)])
+            [run_id, experiment_id, time.time(), level, source, self._text(line, 2000)])
 
     def add_events(self, rows: list[tuple[int | None, int | None, str, str, str]]) -> None:
         """Insert many (run_id, experiment_id, level, source, line) rows in one transaction."""
@@ -398,7 +404,7 @@ class Store:
             self.db.conn.executemany(
                 "INSERT INTO events (run_id, experiment_id, ts, level, source, line) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(r, e, now, lvl, src, clip(line, 2000)) for r, e, lvl, src, line in rows])
+                [(r, e, now, lvl, src, self._text(line, 2000)) for r, e, lvl, src, line in rows])
 
     def events(self, run_id: int | None = None, *, after_id: int = 0, limit: int = 200,
                experiment_id: int | None = None) -> list[dict[str, Any]]:
@@ -503,7 +509,7 @@ class Store:
                 "failures = excluded.failures, retry_at = excluded.retry_at, "
                 "updated = excluded.updated",
                 [(run_id, r["name"], r["group"], r["status"], r.get("job", ""),
-                  clip(r.get("reason", ""), 500), r.get("failures", 0), r.get("retry_at"), now)
+                  self._text(r.get("reason", ""), 500), r.get("failures", 0), r.get("retry_at"), now)
                  for r in rows])
 
     def workers(self, run_id: int) -> list[dict[str, Any]]:
