@@ -1,0 +1,121 @@
+"""The runs pane: one card per run — status, best score, a sparkline of its scores, rounds,
+cost and elapsed time. Moving the highlight selects the run the other panes show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Label, ListItem, ListView, Sparkline
+
+from tui.messages import RunSelected
+from tui.summary import LIVE, fmt_cost, fmt_duration, fmt_score
+
+#: A glyph per run status, so status reads without colour.
+GLYPHS = {"created": "○", "starting": "…", "running": "▶", "paused": "‖", "done": "✓",
+          "stopped": "■", "failed": "✗"}
+STYLES = {"running": "bold green", "paused": "bold yellow", "failed": "bold red",
+          "done": "bold", "stopped": "dim", "starting": "cyan"}
+
+
+def status_text(run: dict[str, Any], alive: bool | None) -> Text:
+    """A run's status as a glyph and a word; a live status with no engine says so."""
+    status = run["status"]
+    if status in LIVE and alive is False:
+        return Text("? no engine", style="bold magenta")
+    return Text(f"{GLYPHS.get(status, '·')} {status}", style=STYLES.get(status, ""))
+
+
+class RunCard(ListItem):
+    """One run, three lines high."""
+
+    DEFAULT_CSS = """
+    RunCard { height: 3; padding: 0 1; }
+    RunCard .run-title { width: 1fr; }
+    RunCard .run-best { width: auto; min-width: 12; }
+    RunCard Sparkline { width: 1fr; margin-left: 1; }
+    RunCard Horizontal { height: 1; }
+    """
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(id=f"run-{run_id}")
+        self.run_id = run_id
+        self._shown: tuple[Any, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Label(classes="run-title")
+        with Horizontal():
+            yield Label(classes="run-best")
+            yield Sparkline([], summary_function=max)
+        yield Label(classes="run-stats")
+
+    def show(self, run: dict[str, Any], spark: list[float], elapsed: float,
+             alive: bool | None) -> None:
+        """Update the card; widgets are touched only when what they show changed."""
+        title = Text(run["name"], style="bold", overflow="ellipsis", no_wrap=True)
+        title.append("  ")
+        title.append_text(status_text(run, alive))
+        best = Text(f"best {fmt_score(run['best_score'])}")
+        stats = (f"{run['rounds']} rounds · {fmt_cost(run['cost_usd'])} · "
+                 f"{fmt_duration(elapsed)}")
+        shown = (title.plain, best.plain, stats, len(spark), spark[-1] if spark else None)
+        if shown == self._shown:
+            return
+        self._shown = shown
+        self.query_one(".run-title", Label).update(title)
+        self.query_one(".run-best", Label).update(best)
+        self.query_one(".run-stats", Label).update(Text(stats, style="dim"))
+        line = self.query_one(Sparkline)
+        # A minimised score is better when lower: flip it so a rising line always means better.
+        line.data = [-s for s in spark] if run["direction"] == "minimize" else list(spark)
+
+
+class RunsPane(Vertical):
+    """Every run in the store; the highlighted one is the selected run."""
+
+    DEFAULT_CSS = """
+    RunsPane { height: 1fr; }
+    RunsPane ListView { height: 1fr; background: transparent; }
+    RunsPane .empty { color: $text-muted; padding: 1 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield ListView(id="runs-list")
+        yield Label("No runs in this store yet.\nPress n to start one.", classes="empty")
+
+    def cards(self) -> dict[int, RunCard]:
+        return {c.run_id: c for c in self.query(RunCard)}
+
+    async def show(self, runs: dict[int, dict[str, Any]], sparks: dict[int, Any], now: float,
+                   elapsed: dict[int, float], alive: dict[int, bool]) -> None:
+        cards = self.cards()
+        listing = self.query_one(ListView)
+        for run_id in runs:
+            if run_id not in cards:
+                card = RunCard(run_id)
+                await listing.append(card)
+                cards[run_id] = card
+        self.query_one(".empty").display = not runs
+        for run_id, run in runs.items():
+            cards[run_id].show(run, list(sparks.get(run_id, ())), elapsed.get(run_id, 0.0),
+                               alive.get(run_id))
+        if listing.index is None and runs:
+            listing.index = 0
+
+    def select(self, run_id: int) -> None:
+        for i, card in enumerate(self.query(RunCard)):
+            if card.run_id == run_id:
+                self.query_one(ListView).index = i
+
+    def step(self, by: int) -> None:
+        listing = self.query_one(ListView)
+        count = len(listing.children)
+        if count:
+            listing.index = ((listing.index or 0) + by) % count
+
+    def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
+        event.stop()
+        if isinstance(event.item, RunCard):
+            self.post_message(RunSelected(event.item.run_id))
