@@ -10,6 +10,7 @@ runs here). Either way the app reads state only from the store, through its own 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, ListView, Static
@@ -108,6 +110,8 @@ class AutoresearchApp(SteeringActions, App[int]):
         self._last_poll = 0.0
         self._early: Timer | None = None
         self._ticks = 0
+        #: The wall clock for what is shown (elapsed, time left); tests fix it for snapshots.
+        self.clock: Callable[[], float] = time.time
 
     # ------------------------------------------------------------ layout
 
@@ -121,6 +125,7 @@ class AutoresearchApp(SteeringActions, App[int]):
         self.board.load()
         self._apply_layout()
         await self._show_runs()
+        self._show_status()
         self.set_interval(POLL_S, self.poll)
         self.set_interval(1.0, self._tick)
         if self.specs:
@@ -203,8 +208,21 @@ class AutoresearchApp(SteeringActions, App[int]):
 
     # ------------------------------------------------------------ polling
 
+    def _ui_up(self) -> bool:
+        """False while the app is closing: timers may still fire as the widgets go away."""
+        return self.is_running and not self._exit and self.dash.is_attached
+
     async def poll(self) -> None:
         """Read what changed in the store and update only the widgets it touches."""
+        if not self._ui_up():
+            return
+        try:
+            await self._poll()
+        except NoMatches:
+            if self._ui_up():
+                raise
+
+    async def _poll(self) -> None:
         self._last_poll = time.monotonic()
         changes = self.board.poll()
         run_id = self.selected_run
@@ -212,8 +230,8 @@ class AutoresearchApp(SteeringActions, App[int]):
             await self._show_runs()
         if run_id is not None:
             mine = [r for r in changes.experiments if r["run_id"] == run_id]
-            commands = [c for c in changes.commands + changes.applied
-                        if c["run_id"] in (run_id, None)]
+            commands = list({c["id"]: c for c in changes.commands + changes.applied
+                             if c["run_id"] in (run_id, None)}.values())
             changelog = self.dash.query_one(Changelog)
             if mine or commands:
                 changelog.upsert(mine, commands)
@@ -237,6 +255,15 @@ class AutoresearchApp(SteeringActions, App[int]):
 
     async def _tick(self) -> None:
         """Once a second: clocks (elapsed, time left, how long a worker is busy)."""
+        if not self._ui_up():
+            return
+        try:
+            await self._tick_once()
+        except NoMatches:
+            if self._ui_up():
+                raise
+
+    async def _tick_once(self) -> None:
         self._ticks += 1
         if self._ticks % 2 == 1:
             self._check_engines()
@@ -322,7 +349,7 @@ class AutoresearchApp(SteeringActions, App[int]):
     # ------------------------------------------------------------ drawing
 
     async def _show_runs(self) -> None:
-        now = time.time()
+        now = self.clock()
         runs = self.board.runs
         elapsed = {rid: live_elapsed(run, now) for rid, run in runs.items()}
         await self.dash.query_one(RunsPane).show(runs, self.board.sparks, now, elapsed, self.alive)
@@ -386,17 +413,17 @@ class AutoresearchApp(SteeringActions, App[int]):
                             board.specs.get(run_id, {}).get("workers") or [{"slots": 1}])
                 if total > len(running):
                     slots.append(Slot(run["name"], f"{total - len(running)} more slot(s)"))
-        self.dash.query_one(WorkersPane).show(slots, time.time())
+        self.dash.query_one(WorkersPane).show(slots, self.clock())
 
     def _show_status(self) -> None:
         detail = self.board.detail
         if detail is None:
-            self.dash.query_one(StatusLine).update(Text(
-                f"{self.db} · no runs yet · n: start one · ?: keys", style="dim"))
+            self.dash.query_one(StatusLine).say(Text(
+                f"{self.db.name}: no runs yet · n: start one · ?: keys", style="dim"))
             return
         run = self.board.runs[detail.run_id]
         outlook = stop_outlook(run, self.board.specs.get(detail.run_id, {}), detail.recent,
-                               time.time()) if run["status"] in LIVE else []
+                               self.clock()) if run["status"] in LIVE else []
         status = status_text(run, self.alive.get(detail.run_id))
         if run["status"] not in LIVE and run["stop_reason"]:
             status.append(f" ({run['stop_reason']})", style="dim")

@@ -96,6 +96,9 @@ class Board:
         for row in self.store.running_experiments():
             self.running[row["id"]] = row
             self._seen[row["id"]] = (row["verdict"], row["finished"])
+        # Rows finished just before now are re-read by the first poll: they are not news.
+        for row in self.store.light_changes(self.last_id, now - FINISH_MARGIN_S):
+            self._seen[row["id"]] = (row["verdict"], row["finished"])
         for row in self.store.commands(None, limit=COMMANDS_POLLED):
             self.commands[row["id"]] = row
 

@@ -57,6 +57,8 @@ class ChangelogTable(DataTable[Any]):
 class Changelog(Vertical):
     """The filter box and the table."""
 
+    BINDINGS = [Binding("escape", "close_filter", "Clear filter", show=False)]
+
     DEFAULT_CSS = """
     Changelog { height: 1fr; }
     Changelog Input { display: none; height: 1; border: none; padding: 0 1; }
@@ -107,6 +109,8 @@ class Changelog(Vertical):
         """Add new rows and update changed ones; keeps the cursor on the same experiment."""
         table = self.table
         added: list[dict[str, Any]] = []
+        rows = list({r["id"]: r for r in rows}.values())
+        commands = list({c["id"]: c for c in commands}.values())
         for row in rows:
             key = str(row["id"])
             if key in table.rows:
@@ -235,6 +239,9 @@ class Changelog(Vertical):
         box = self.query_one(Input)
         box.add_class("-shown")
         box.focus()
+
+    def action_close_filter(self) -> None:
+        self.close_filter()
 
     def close_filter(self) -> None:
         box = self.query_one(Input)

@@ -1,11 +1,15 @@
 """Synthetic stores with fixed data: for snapshot tests (deterministic pictures), and for the
-benchmarks (100,000 experiments over 10 runs). Written through the Store's own methods."""
+benchmarks (100,000 experiments over 10 runs), written through the Store's own methods; and
+a bounded wait for Pilot tests."""
 
 from __future__ import annotations
 
 import json
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine.store import Store
 
@@ -102,3 +106,15 @@ def build_store(path: Path, *, runs: int = 2, experiments: int = 120, seed: int 
                          stop_reason="max rounds reached" if status == "done" else None,
                          noise_json=noise)
     return store
+
+
+async def wait_until(pilot: Any, predicate: Callable[[], Any], timeout: float = 15.0,
+                     what: str = "") -> Any:
+    """Let the app run until `predicate()` is truthy; fail after `timeout` (tests stay bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")

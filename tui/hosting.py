@@ -52,7 +52,20 @@ class EngineHost:
                 task.add_done_callback(self._report)
                 self.on_change()
         finally:
-            await self.host.close()
+            await self._shutdown()
+
+    async def _shutdown(self, grace_s: float = 10.0) -> None:
+        """The app is closing: stop the runs cleanly (bounded), then cancel what is left."""
+        assert self.host is not None
+        tasks = [t for t in self.host.tasks.values() if not t.done()]
+        if tasks:
+            self.host.stop_all()
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        await self.host.close()
 
     def _report(self, task: asyncio.Task[str]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Label, ListItem, ListView, Sparkline
 
 from tui.messages import RunSelected
@@ -43,6 +44,7 @@ class RunCard(ListItem):
         super().__init__(id=f"run-{run_id}")
         self.run_id = run_id
         self._shown: tuple[Any, ...] = ()
+        self._pending: tuple[Any, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Label(classes="run-title")
@@ -51,9 +53,23 @@ class RunCard(ListItem):
             yield Sparkline([], summary_function=max)
         yield Label(classes="run-stats")
 
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._show_pending)
+
+    def _show_pending(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.show(*pending)
+
     def show(self, run: dict[str, Any], spark: list[float], elapsed: float,
              alive: bool | None) -> None:
         """Update the card; widgets are touched only when what they show changed."""
+        try:
+            labels = [self.query_one(f".run-{k}", Label) for k in ("title", "best", "stats")]
+            line = self.query_one(Sparkline)
+        except NoMatches:  # not composed yet: shown once it is
+            self._pending = (run, spark, elapsed, alive)
+            return
         title = Text(run["name"], style="bold", overflow="ellipsis", no_wrap=True)
         title.append("  ")
         title.append_text(status_text(run, alive))
@@ -64,10 +80,9 @@ class RunCard(ListItem):
         if shown == self._shown:
             return
         self._shown = shown
-        self.query_one(".run-title", Label).update(title)
-        self.query_one(".run-best", Label).update(best)
-        self.query_one(".run-stats", Label).update(Text(stats, style="dim"))
-        line = self.query_one(Sparkline)
+        labels[0].update(title)
+        labels[1].update(best)
+        labels[2].update(Text(stats, style="dim"))
         # A minimised score is better when lower: flip it so a rising line always means better.
         line.data = [-s for s in spark] if run["direction"] == "minimize" else list(spark)
 
@@ -85,18 +100,20 @@ class RunsPane(Vertical):
         yield ListView(id="runs-list")
         yield Label("No runs in this store yet.\nPress n to start one.", classes="empty")
 
-    def cards(self) -> dict[int, RunCard]:
-        return {c.run_id: c for c in self.query(RunCard)}
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: run id → card, registered before the card is mounted (polls can overlap a mount).
+        self.cards: dict[int, RunCard] = {}
 
     async def show(self, runs: dict[int, dict[str, Any]], sparks: dict[int, Any], now: float,
                    elapsed: dict[int, float], alive: dict[int, bool]) -> None:
-        cards = self.cards()
+        cards = self.cards
         listing = self.query_one(ListView)
-        for run_id in runs:
-            if run_id not in cards:
-                card = RunCard(run_id)
-                await listing.append(card)
-                cards[run_id] = card
+        fresh = [RunCard(run_id) for run_id in runs if run_id not in cards]
+        for card in fresh:
+            cards[card.run_id] = card
+        if fresh:
+            await listing.extend(fresh)
         self.query_one(".empty").display = not runs
         for run_id, run in runs.items():
             cards[run_id].show(run, list(sparks.get(run_id, ())), elapsed.get(run_id, 0.0),
@@ -105,7 +122,7 @@ class RunsPane(Vertical):
             listing.index = 0
 
     def select(self, run_id: int) -> None:
-        for i, card in enumerate(self.query(RunCard)):
+        for i, card in enumerate(self.query_one(ListView).children):
             if card.run_id == run_id:
                 self.query_one(ListView).index = i
 

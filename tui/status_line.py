@@ -12,6 +12,8 @@ from tui.summary import Outlook
 class StatusLine(Static):
     """One line (two when narrow) above the footer."""
 
+    text = ""
+
     DEFAULT_CSS = """
     StatusLine { height: auto; max-height: 2; padding: 0 1; background: $boost; }
     """
@@ -29,4 +31,11 @@ class StatusLine(Static):
         if last_command is not None:
             text.append(" │ ", style="dim")
             text.append_text(last_command)
+        #: What is shown, as plain text (for tests and screen readers of the store).
+        self.text = text.plain
+        self.update(text)
+
+    def say(self, text: Text) -> None:
+        """A message instead of a run's state (an empty store)."""
+        self.text = text.plain
         self.update(text)

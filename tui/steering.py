@@ -267,7 +267,7 @@ class SteeringActions:
         last = getattr(self, "_quit_at", None)
         if last is not None and forced_by_repeat and now - last < FORCE_WINDOW_S:
             engine.force()
-            app.exit(130)
+            app.exit(return_code=130)
             return
         if last is None:
             self._quit_at = now
