@@ -143,6 +143,19 @@ def m010_tui_indexes(db: Database) -> None:
     )
 
 
+def _apply_migrations(db: Database, tries: int = 5) -> None:
+    """Apply migrations; another process opening a new store at the same moment (an engine and
+    an attached app) can apply or record the same step first: a clash is retried, not fatal."""
+    for attempt in range(tries):
+        try:
+            migrations.apply(db)
+            return
+        except (sqlite3.IntegrityError, sqlite3.OperationalError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
     """Keep the head and tail of long text, marking the cut."""
     if text is None or len(text) <= limit:
@@ -167,7 +180,7 @@ class Store:
             self.db = Database(conn)
             if not readonly:
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                migrations.apply(self.db)
+                _apply_migrations(self.db)
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: cannot open the store: {exc}") from None
 

@@ -423,7 +423,8 @@ class AutoresearchApp(SteeringActions, App[int]):
             return
         run = self.board.runs[detail.run_id]
         outlook = stop_outlook(run, self.board.specs.get(detail.run_id, {}), detail.recent,
-                               self.clock()) if run["status"] in LIVE else []
+                               self.clock()) \
+            if run["status"] in LIVE and self.alive.get(detail.run_id) is not False else []
         status = status_text(run, self.alive.get(detail.run_id))
         if run["status"] not in LIVE and run["stop_reason"]:
             status.append(f" ({run['stop_reason']})", style="dim")

@@ -118,6 +118,7 @@ class SteeringActions:
         if app.alive.get(run_id) is False:
             app.notify(f"No engine is running {run['name']}: the command waits in the store "
                        "until one does.", severity="warning")
+        app._show_status()
         app.call_later(app.poll)
 
     def _command_applied(self, command: dict[str, Any]) -> None:
