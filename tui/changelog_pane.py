@@ -28,7 +28,7 @@ VERDICT_STYLES = {"kept": "bold green", "baseline": "bold", "pinned": "bold blue
 #: Column widths are fixed (no measuring of every new row), the description takes the rest.
 WIDE = [("ref", 6), ("round", 4), ("verdict", 11), ("score", 7), ("delta", 9), ("worker", 10),
         ("time", 6), ("cost", 8)]
-COMPACT = [("ref", 5), ("round", 3), ("verdict", 8), ("score", 6), ("delta", 8), ("time", 5)]
+COMPACT = [("ref", 5), ("round", 3), ("verdict", 8), ("score", 6), ("delta", 9), ("time", 5)]
 LABELS = {"ref": "#", "round": "rnd", "verdict": "verdict", "score": "score", "delta": "delta",
           "worker": "worker", "time": "time", "cost": "cost"}
 #: Rows kept while following the newest; beyond this the window is reloaded smaller.

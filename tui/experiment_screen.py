@@ -43,11 +43,12 @@ class ExperimentScreen(Screen[None]):
         Binding("4", "tab('record')", "Record", show=False),
     ]
 
-    def __init__(self, store: Store, exp_id: int, direction: str) -> None:
+    def __init__(self, store: Store, exp_id: int, direction: str, run_name: str = "") -> None:
         super().__init__()
         self.store = store
         self.exp_id = exp_id
         self.direction = direction
+        self.run_name = run_name
         self.row: dict[str, Any] = store.experiment(exp_id) or {}
 
     def compose(self) -> ComposeResult:
@@ -65,7 +66,7 @@ class ExperimentScreen(Screen[None]):
                 yield Static(self._log(), classes="body")
             with TabPane("Record [4]", id="record"), VerticalScroll():
                 yield Static(self._record(), classes="body")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -84,6 +85,8 @@ class ExperimentScreen(Screen[None]):
             return Text(f"#{self.exp_id}: no such experiment", style="bold red")
         delta, better = fmt_delta(row["delta"], self.direction)
         text = Text()
+        if self.run_name:
+            text.append(f"{self.run_name} ", style="bold")
         text.append(f"#{row['id']} ", style="bold")
         text.append(f"round {row['round']} · ")
         text.append(row["verdict"], style=VERDICT_STYLES.get(row["verdict"], ""))

@@ -32,12 +32,14 @@ def spec_json(name: str, kind: str, max_rounds: int, slots: int = 1) -> str:
 
 
 def build_store(path: Path, *, runs: int = 2, experiments: int = 120, seed: int = 7,
-                status: str = "done", items_every: int | None = None) -> Store:
+                status: str = "done", items_every: int | None = None,
+                live: bool = False) -> Store:
     """A store of `runs` finished runs sharing `experiments` experiments between them.
 
     Even runs are checklist runs (maximise a pass rate), odd runs metric runs (minimise a
     load time, with a noise band). Item results are written for the best versions and the
-    last few experiments (and every `items_every`-th, if given).
+    last few experiments (and every `items_every`-th, if given). With `live`, the first run
+    is still running with two experiments in flight (hold its lock to make it look alive).
     """
     rng = random.Random(seed)
     store = Store(path)
@@ -48,7 +50,8 @@ def build_store(path: Path, *, runs: int = 2, experiments: int = 120, seed: int 
         name = f"{'classifier' if kind == 'checklist' else 'sqlite-load'}-{r + 1}"
         direction = "maximize" if kind == "checklist" else "minimize"
         run_id = store.create_run(name, spec_path=f"checklists/{name}.yaml",
-                                  spec_json=spec_json(name, kind, per_run + 10),
+                                  spec_json=spec_json(name, kind, per_run + 10,
+                                                      slots=2 if live and r == 0 else 1),
                                   workspace=f"/work/{name}", direction=direction,
                                   target=1.0 if kind == "checklist" else None)
         rows, items = [], []
@@ -61,8 +64,8 @@ def build_store(path: Path, *, runs: int = 2, experiments: int = 120, seed: int 
             if n == 0:
                 score, verdict, reason, desc = best, "baseline", "starting point", "baseline"
             else:
-                p = rng.choice(PARAMS)
-                desc = f"{p} {rng.randint(1, 99)} → {rng.randint(1, 99)}"
+                param, old, new = rng.choice(PARAMS), rng.randint(1, 99), rng.randint(1, 99)
+                desc = f"{param} {old} → {new}"
                 roll = rng.random()
                 if roll < 0.04:
                     score, verdict, reason = None, "crashed", "exit code 1"
@@ -77,19 +80,24 @@ def build_store(path: Path, *, runs: int = 2, experiments: int = 120, seed: int 
                     verdict = "kept" if score < best else "reverted"
                     reason = f"better by {best - score:.4g}" if score < best else \
                         f"worse by {score - best:.4g}"
+            in_flight = live and r == 0 and n >= per_run - 2
+            if in_flight:
+                score, verdict, reason = None, "running", None
             delta = None if score is None or n == 0 else round(score - best, 6)
+            parent = None if n == 0 else best_id
             if verdict == "kept":
                 best, best_id = score, exp_id
             duration = round(rng.uniform(0.2, 4.0), 2)
-            rows.append({"id": exp_id, "run_id": run_id, "round": n, "parent": best_id,
+            rows.append({"id": exp_id, "run_id": run_id, "round": n, "parent": parent,
                          "kind": "baseline" if n == 0 else "candidate", "verdict": verdict,
                          "reason": reason, "description": desc, "score": score, "delta": delta,
-                         "worker": f"local:{1 + n % 2}", "started": t, "finished": t + duration,
-                         "duration": duration,
+                         "worker": f"local:{1 + n % 2}", "started": t,
+                         "finished": None if in_flight else t + duration,
+                         "duration": None if in_flight else duration,
                          "metrics_json": json.dumps({"load_ms": score}) if kind == "metric"
                          and score is not None else None,
-                         "diff": f"--- a/params.yaml\n+++ b/params.yaml\n@@ -1 +1 @@\n-{desc}\n"
-                                 f"+{desc}\n" if n else ""})
+                         "diff": f"--- a/params.yaml\n+++ b/params.yaml\n@@ -1 +1 @@\n"
+                                 f"-{param}: {old}\n+{param}: {new}\n" if n else ""})
             t += duration + 0.5
             if kind == "checklist" and score is not None and (
                     verdict in ("baseline", "kept") or n >= per_run - 3
@@ -100,11 +108,14 @@ def build_store(path: Path, *, runs: int = 2, experiments: int = 120, seed: int 
                         items.append((exp_id, item, sample, passed))
         store.bulk_add_experiments(rows, items)
         noise = json.dumps({"sd": 1.5, "n": 5}) if kind == "metric" else None
-        store.update_run(run_id, status=status, best_experiment=best_id, best_score=best,
-                         baseline_score=rows[0]["score"], rounds=per_run - 1, cost_usd=0.0,
-                         started=EPOCH + r * 3600, finished=t, elapsed=t - EPOCH - r * 3600,
-                         stop_reason="max rounds reached" if status == "done" else None,
-                         noise_json=noise)
+        running = live and r == 0
+        store.update_run(run_id, status="running" if running else status, best_experiment=best_id,
+                         best_score=best, baseline_score=rows[0]["score"], rounds=per_run - 1,
+                         cost_usd=0.0123 * per_run if running else 0.0,
+                         started=EPOCH + r * 3600, finished=None if running else t,
+                         elapsed=t - EPOCH - r * 3600, heartbeat=t if running else None,
+                         stop_reason="max rounds reached" if status == "done" and not running
+                         else None, noise_json=noise)
     return store
 
 

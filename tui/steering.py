@@ -82,6 +82,8 @@ class SteeringActions:
             return True
         if isinstance(app.screen, ModalScreen):
             return False  # a dialog is open: its keys only
+        if isinstance(app.screen, ExperimentScreen) and action in ("filter", "export", "new_run"):
+            return False  # dashboard keys, hidden while one experiment is open
         if action in ("new_run", "help"):
             return True
         run = app.board.runs.get(app.selected_run) if app.selected_run is not None else None
@@ -242,7 +244,7 @@ class SteeringActions:
     def open_experiment(self, exp_id: int) -> None:
         app = self._app()
         run = app.board.runs[app.selected_run]
-        app.push_screen(ExperimentScreen(app.board.store, exp_id, run["direction"]))
+        app.push_screen(ExperimentScreen(app.board.store, exp_id, run["direction"], run["name"]))
 
     def action_step_run(self, by: int) -> None:
         from tui.runs_pane import RunsPane
