@@ -165,3 +165,13 @@ def test_chart_keeps_every_kept_point_and_thins_the_rest(tmp_path: Path) -> None
     assert series.best[1][-1] == store.get_run(1)["best_score"]
     # Steps: the best never changes without a kept point at that round.
     assert set(series.best[0]) <= set(series.kept[0]) | {series.best[0][-1]}
+
+
+def test_the_apps_improvement_rule_is_the_engines() -> None:
+    """summary.improvement restates engine.decide.improvement (to start faster): same answers."""
+    from engine.decide import improvement as engine_rule
+    from tui.summary import improvement
+
+    for a, b in [(1.0, 2.0), (2.0, 1.0), (3.0, 3.0), (-1.5, 0.25)]:
+        for direction in ("maximize", "minimize"):
+            assert improvement(a, b, direction) == engine_rule(a, b, direction)

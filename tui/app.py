@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -24,16 +24,13 @@ from textual.timer import Timer
 from textual.widgets import Footer, ListView, Static
 from textual.worker import Worker, WorkerState
 
-from engine.host import engine_alive
-from engine.spec import Spec
 from engine.store import Store
 from tui.board import Board
 from tui.breakdown_pane import Breakdown, side
 from tui.changelog_pane import PAGE, WINDOW, Changelog
+from tui.changelog_view import ChangelogView
 from tui.chart_pane import ScoreChart
-from tui.hosting import EngineHost
 from tui.messages import (
-    ChangelogStale,
     ExperimentChosen,
     FilterChanged,
     OlderRowsWanted,
@@ -43,8 +40,12 @@ from tui.messages import (
 from tui.runs_pane import RunsPane, status_text
 from tui.status_line import StatusLine
 from tui.steering import BINDINGS, SteeringActions
-from tui.summary import LIVE, chart_series, fmt_cost, live_elapsed, noise_band, stop_outlook
+from tui.summary import LIVE, ChartData, fmt_cost, live_elapsed, noise_band, stop_outlook
 from tui.workers_pane import Slot, WorkersPane
+
+if TYPE_CHECKING:  # the engine proper loads only when a run is hosted here (start-up time)
+    from engine.spec import Spec
+    from tui.hosting import EngineHost
 
 #: How often the store is polled (the in-process engine also wakes the poll early).
 POLL_S = 0.4
@@ -107,6 +108,9 @@ class AutoresearchApp(SteeringActions, App[int]):
         self._chart_dirty = False
         self._chart_drawn = 0.0
         self._breakdown_key: tuple[Any, ...] = ()
+        self._binding_state: tuple[Any, ...] = ()
+        self._chart = ChartData()
+        self._chart_key: tuple[Any, ...] = ()
         self._last_poll = 0.0
         self._early: Timer | None = None
         self._ticks = 0
@@ -153,10 +157,7 @@ class AutoresearchApp(SteeringActions, App[int]):
             bar.append(f" {i} {TITLES[pane]} ", style="reverse bold" if pane == active else "")
         self.dash.query_one("#pane-bar", Static).update(bar)
         if changed:
-            changelog = self.dash.query_one(Changelog)
-            changelog.compact = narrow
-            if self.selected_run is not None:
-                self._load_changelog()
+            self.dash.query_one(Changelog).set_compact(narrow)
 
     def action_pane(self, pane: str) -> None:
         """Show one pane (narrow terminals) or move the focus to it (wide ones)."""
@@ -174,6 +175,8 @@ class AutoresearchApp(SteeringActions, App[int]):
     def ensure_engine(self) -> EngineHost:
         """The in-process engine, created (and its one worker started) on first use."""
         if self.engine is None:
+            from tui.hosting import EngineHost
+
             self.engine = EngineHost(self.db, self.wake, self._engine_error)
             self.run_engine()
         return self.engine
@@ -249,7 +252,7 @@ class AutoresearchApp(SteeringActions, App[int]):
         if changes.experiments or changes.runs:
             self._show_workers()
             self._show_status()
-            self.refresh_bindings()
+            self._sync_bindings()
         if self._chart_dirty and time.monotonic() - self._chart_drawn >= CHART_S:
             self._draw_chart()
 
@@ -272,10 +275,13 @@ class AutoresearchApp(SteeringActions, App[int]):
         await self._show_runs()
         self._show_workers()
         self._show_status()
+        self._sync_bindings()
         if self._chart_dirty:
             self._draw_chart()
 
     def _check_engines(self) -> None:
+        from engine.host import engine_alive
+
         for run_id, run in self.board.runs.items():
             if run["status"] not in LIVE:
                 self.alive.pop(run_id, None)
@@ -313,7 +319,23 @@ class AutoresearchApp(SteeringActions, App[int]):
         self._show_breakdown()
         self._show_workers()
         self._show_status()
-        self.refresh_bindings()
+        self._sync_bindings()
+
+    def _sync_bindings(self) -> None:
+        """Refresh the footer only when what enables a key changed (a footer refresh rebuilds
+        its widgets: far too costly for every poll)."""
+        run = self.board.runs.get(self.selected_run) if self.selected_run else None
+        row = self.selected()
+        state = (self.selected_run, run and run["status"], self.alive.get(self.selected_run),
+                 row and (row["verdict"] in ("running", "baseline"), row["score"] is None),
+                 type(self.screen))
+        if state != self._binding_state:
+            self._binding_state = state
+            self.refresh_bindings()
+
+    @on(ChangelogView.Moved)
+    def _cursor_moved(self) -> None:
+        self._sync_bindings()
 
     @on(ListView.Selected, "#runs-list")
     def _run_chosen(self) -> None:
@@ -329,7 +351,6 @@ class AutoresearchApp(SteeringActions, App[int]):
         changelog.load(rows, detail.commands, run["direction"], len(rows) == PAGE)
 
     @on(FilterChanged)
-    @on(ChangelogStale)
     def _reload_changelog(self) -> None:
         self._load_changelog()
 
@@ -366,8 +387,13 @@ class AutoresearchApp(SteeringActions, App[int]):
         if detail is None:
             return
         run = self.board.runs[detail.run_id]
+        key = (detail.run_id, detail.rewrites, id(detail))
+        if key != self._chart_key:
+            self._chart_key = key
+            self._chart.reset()
+        self._chart.feed(detail.points)
         self.dash.query_one(ScoreChart).show(run["name"], run["direction"],
-                                        chart_series(detail.points), run["target"])
+                                             self._chart.series(), run["target"])
 
     def _show_breakdown(self) -> None:
         detail = self.board.detail
@@ -386,13 +412,14 @@ class AutoresearchApp(SteeringActions, App[int]):
         cand = side(latest_row, store.item_summary(latest_row["id"]) if latest_row else [])
         evaluate = self.board.specs.get(detail.run_id, {}).get("evaluate", {})
         pane = self.dash.query_one(Breakdown)
+        title = {"metric": "Metric", "tests": "Tests"}.get(evaluate.get("kind"), "Checklist")
+        if pane.border_title != title:
+            pane.border_title = title
         if evaluate.get("kind") == "metric":
-            pane.border_title = "Metric"
             band, label = noise_band(run["noise_json"])
             pane.show_metric(evaluate.get("metric", "score"), run["direction"], best, cand,
                              band, label)
         else:
-            pane.border_title = "Tests" if evaluate.get("kind") == "tests" else "Checklist"
             pane.show_checklist(best, cand)
 
     def _show_workers(self) -> None:

@@ -56,6 +56,8 @@ class RunDetail:
     recent: list[dict[str, Any]]
     #: Its newest commands, newest first.
     commands: list[dict[str, Any]]
+    #: Bumped when a finished point changes (a veto or pin rewrote it): charts start over.
+    rewrites: int = 0
 
     def latest_candidate(self) -> dict[str, Any] | None:
         """The newest finished candidate with a score: the "latest" in the breakdown."""
@@ -158,6 +160,9 @@ class Board:
             self._seen = {k: v for k, v in self._seen.items() if v[1] is None or v[1] > floor}
 
     def _apply_to_detail(self, detail: RunDetail, row: dict[str, Any]) -> None:
+        old = detail.points.get(row["id"])
+        if old is not None and old[1] != RUNNING:
+            detail.rewrites += 1
         detail.points[row["id"]] = [row["round"], row["verdict"], row["score"]]
         for i, old in enumerate(detail.recent[:50]):
             if old["id"] == row["id"]:
@@ -203,6 +208,7 @@ class Board:
                 point = detail.points.get(exp_id)
                 if point is not None and point[1] != verdict:
                     point[1] = verdict
+                    detail.rewrites += 1
                     out.append((exp_id, verdict, reason))
                     for r in detail.recent:
                         if r["id"] == exp_id:

@@ -143,6 +143,9 @@ class Breakdown(VerticalScroll):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._args: tuple[str, tuple[Any, ...]] = ("none", ())
+        self._shown = ""
+        self._spans: list[Any] = []
+        self._lines = 0
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Select a run.", style="dim"))
@@ -168,4 +171,8 @@ class Breakdown(VerticalScroll):
             body = metric_text(*args, width=width)
         else:
             return
-        self.query_one(Static).update(body)
+        lines = body.plain.count("\n") + 1
+        if body.plain != self._shown or body.spans != self._spans:
+            self._shown, self._spans = body.plain, body.spans
+            self.query_one(Static).update(body, layout=lines != self._lines)
+            self._lines = lines

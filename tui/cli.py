@@ -81,9 +81,6 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
 
 def _app(args: argparse.Namespace, specs: list[str]) -> int:
     """Open the Textual app (hosting runs in-process, or attached to the store)."""
-    from engine import demo
-    from engine.spec import load_spec
-
     try:
         from tui.app import make_app
     except ImportError as exc:  # the app is not built yet in this checkout
@@ -92,8 +89,14 @@ def _app(args: argparse.Namespace, specs: list[str]) -> int:
     if args.command == "run":
         specs = args.specs
     if args.command == "demo":
+        from engine import demo
+
         specs = [str(p) for p in demo.prepare(db, args.workdir)]
-    loaded = [load_spec(p) for p in specs]
+    loaded = []
+    if specs:  # the engine's modules load only when there is something to run here
+        from engine.spec import load_spec
+
+        loaded = [load_spec(p) for p in specs]
     app = make_app(db, loaded, attach=args.command == "attach" or not loaded)
     app.run()
     return getattr(app, "return_code", 0) or 0

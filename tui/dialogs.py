@@ -4,6 +4,7 @@ export path), and pick a spec to start a run from. All keyboard-driven; Escape c
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -14,7 +15,9 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from engine.model import UserError
-from engine.spec import Spec, load_spec
+
+if TYPE_CHECKING:
+    from engine.spec import Spec  # noqa: F401 - named in a string type argument
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
@@ -97,7 +100,7 @@ def _looks_like_spec(path: Path) -> bool:
     return "\nmutator:" in head and "\nevaluate:" in head
 
 
-class NewRunScreen(ModalScreen[Spec | None]):
+class NewRunScreen(ModalScreen["Spec | None"]):
     """Pick a spec from `checklists/` or type a path; it is validated before it is returned."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="NewRunScreen")
@@ -132,6 +135,8 @@ class NewRunScreen(ModalScreen[Spec | None]):
             self._try(Path(event.value.strip()).expanduser())
 
     def _try(self, path: Path) -> None:
+        from engine.spec import load_spec
+
         try:
             spec = load_spec(path)
         except UserError as exc:

@@ -50,9 +50,3 @@ class StoreChanged(Message):
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, StoreChanged)
 
-
-class ChangelogStale(Message):
-    """The changelog's width changed: reload it with columns that fit."""
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ChangelogStale)

@@ -34,8 +34,9 @@ class RunCard(ListItem):
 
     DEFAULT_CSS = """
     RunCard { height: 3; padding: 0 1; }
-    RunCard .run-title { width: 1fr; }
-    RunCard .run-best { width: auto; min-width: 12; }
+    RunCard Label { height: 1; }
+    RunCard .run-title, RunCard .run-stats { width: 1fr; }
+    RunCard .run-best { width: 13; }
     RunCard Sparkline { width: 1fr; margin-left: 1; }
     RunCard Horizontal { height: 1; }
     """
@@ -80,9 +81,10 @@ class RunCard(ListItem):
         if shown == self._shown:
             return
         self._shown = shown
-        labels[0].update(title)
-        labels[1].update(best)
-        labels[2].update(Text(stats, style="dim"))
+        # Fixed sizes: no layout pass needed (a layout re-renders the whole screen).
+        labels[0].update(title, layout=False)
+        labels[1].update(best, layout=False)
+        labels[2].update(Text(stats, style="dim"), layout=False)
         # A minimised score is better when lower: flip it so a rising line always means better.
         line.data = [-s for s in spark] if run["direction"] == "minimize" else list(spark)
 

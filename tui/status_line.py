@@ -15,7 +15,8 @@ class StatusLine(Static):
     text = ""
 
     DEFAULT_CSS = """
-    StatusLine { height: auto; max-height: 2; padding: 0 1; background: $boost; }
+    StatusLine { height: 1; padding: 0 1; background: $boost; }
+    Dashboard.-narrow StatusLine { height: 2; }
     """
 
     def show(self, name: str, status: Text, cost: str, outlook: list[Outlook],
@@ -31,11 +32,16 @@ class StatusLine(Static):
         if last_command is not None:
             text.append(" │ ", style="dim")
             text.append_text(last_command)
-        #: What is shown, as plain text (for tests and screen readers of the store).
-        self.text = text.plain
-        self.update(text)
+        self._set(text)
 
     def say(self, text: Text) -> None:
         """A message instead of a run's state (an empty store)."""
+        self._set(text)
+
+    def _set(self, text: Text) -> None:
+        if text.plain == self.text:
+            return
+        #: What is shown, as plain text (for tests).
         self.text = text.plain
-        self.update(text)
+        # Its height is fixed by the stylesheet (1 line, 2 when narrow): no layout pass.
+        self.update(text, layout=False)

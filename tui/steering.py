@@ -20,7 +20,6 @@ from textual.screen import ModalScreen, Screen
 
 from engine.export import FORMATS
 from engine.model import BASELINE, KEPT, PINNED, RUNNING
-from engine.spec import Spec
 from tui.changelog_pane import Changelog
 from tui.dialogs import ConfirmScreen, NewRunScreen, PromptScreen
 from tui.experiment_screen import ExperimentScreen
@@ -28,6 +27,7 @@ from tui.help_screen import HelpScreen
 from tui.summary import LIVE
 
 if TYPE_CHECKING:
+    from engine.spec import Spec
     from tui.app import AutoresearchApp
 
 #: A second Ctrl-C (or q) within this many seconds forces the engine to stop.

@@ -7,13 +7,20 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
-from engine.decide import improvement
 from engine.model import ADVANCING, BASELINE, FAILURES, RUNNING, VETOED
 
 #: Statuses in which an engine is (or should be) working on the run.
 LIVE = frozenset({"starting", "running", "paused"})
+
+
+def improvement(candidate: float, best: float, direction: str) -> float:
+    """Gain of candidate over best, positive when better: `engine.decide.improvement`, restated
+    so the app need not import the decision code (and pydantic) to start; a test keeps the
+    two equal."""
+    return candidate - best if direction == "maximize" else best - candidate
 
 
 def fmt_score(value: float | None) -> str:
@@ -156,45 +163,68 @@ class Series:
     count: int = 0
 
 
-def chart_series(points: dict[int, list[Any]], max_points: int = 600) -> Series:
-    """Split experiments into kept / reverted / vetoed points and build the best-so-far steps.
+class ChartData:
+    """Builds a run's chart series incrementally: each draw reads only the points that
+    finished since the last one (a run of 10,000 experiments must not cost 10,000 steps
+    twice a second). Points are fed oldest first; a rewritten verdict needs `reset()`."""
 
-    Kept points are all drawn; beyond `max_points` the others are thinned to the lowest and
-    highest score per bucket of rounds, so a run of 10,000 experiments draws as fast as 600.
-    """
-    series = Series()
-    others: list[tuple[int, float, bool]] = []
-    best: float | None = None
-    bx, by = series.best
-    last_round = 0
-    for rnd, verdict, score in points.values():
-        if score is None or verdict == RUNNING:
-            continue
-        series.count += 1
-        last_round = max(last_round, rnd)
-        if verdict in ADVANCING:
-            series.kept[0].append(rnd)
-            series.kept[1].append(score)
-            # Every advancing experiment became the best version when it landed (a pinned
-            # one even if worse), so the best-so-far steps to its score there.
-            if best is not None:
-                bx.append(rnd)
-                by.append(best)
-            best = score
-            bx.append(rnd)
-            by.append(score)
-        else:
-            others.append((rnd, score, verdict == VETOED))
-    if best is not None:
-        bx.append(max(last_round, bx[-1]))
-        by.append(best)
-    if len(others) > max_points:
-        others = _thin(others, max_points)
-    for rnd, score, vetoed in others:
-        target = series.vetoed if vetoed else series.reverted
-        target[0].append(rnd)
-        target[1].append(score)
-    return series
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.done = 0
+        self.count = 0
+        self.last_round = 0
+        self.best: float | None = None
+        self.kept: tuple[list[float], list[float]] = ([], [])
+        self.steps: tuple[list[float], list[float]] = ([], [])
+        self.others: list[tuple[int, float, bool]] = []
+
+    def feed(self, points: dict[int, list[Any]]) -> None:
+        """Take in the points after the ones already read, up to the first one in flight."""
+        for rnd, verdict, score in islice(points.values(), self.done, None):
+            if verdict == RUNNING:
+                break  # read again next time, once it has landed
+            self.done += 1
+            if score is None:
+                continue
+            self.count += 1
+            self.last_round = max(self.last_round, rnd)
+            if verdict in ADVANCING:
+                self.kept[0].append(rnd)
+                self.kept[1].append(score)
+                # Every advancing experiment became the best version when it landed (a
+                # pinned one even if worse), so the best-so-far steps to its score there.
+                if self.best is not None:
+                    self.steps[0].append(rnd)
+                    self.steps[1].append(self.best)
+                self.best = score
+                self.steps[0].append(rnd)
+                self.steps[1].append(score)
+            else:
+                self.others.append((rnd, score, verdict == VETOED))
+
+    def series(self, max_points: int = 600) -> Series:
+        """Kept points all drawn; beyond `max_points` the others are thinned to the lowest
+        and highest score per bucket of rounds, so 10,000 experiments draw as fast as 600."""
+        out = Series(kept=(list(self.kept[0]), list(self.kept[1])), count=self.count)
+        if self.best is not None:
+            out.best = (self.steps[0] + [max(self.last_round, self.steps[0][-1])],
+                        self.steps[1] + [self.best])
+        others = self.others if len(self.others) <= max_points else _thin(self.others,
+                                                                          max_points)
+        for rnd, score, vetoed in others:
+            target = out.vetoed if vetoed else out.reverted
+            target[0].append(rnd)
+            target[1].append(score)
+        return out
+
+
+def chart_series(points: dict[int, list[Any]], max_points: int = 600) -> Series:
+    """The chart's series from every point at once (see `ChartData` for the incremental way)."""
+    data = ChartData()
+    data.feed(points)
+    return data.series(max_points)
 
 
 def _thin(points: list[tuple[int, float, bool]], max_points: int) -> list[tuple[int, float, bool]]:

@@ -27,6 +27,9 @@ class WorkersPane(Static):
     WorkersPane { height: auto; max-height: 12; padding: 0 1; }
     """
 
+    _shown = ""
+    _lines = 0
+
     def show(self, slots: list[Slot], now: float) -> None:
         text = Text()
         if not slots:
@@ -45,4 +48,9 @@ class WorkersPane(Static):
                 text.append(f" #{slot.exp_id}", style="cyan")
                 if slot.since is not None:
                     text.append(f" {fmt_duration(now - slot.since):>6}")
-        self.update(text)
+        lines = text.plain.count("\n") + 1
+        if text.plain != self._shown:
+            self._shown = text.plain
+            # A layout pass only when the number of lines changes.
+            self.update(text, layout=lines != self._lines)
+            self._lines = lines
