@@ -467,9 +467,11 @@ class Store:
 
     def light_changes(self, after_id: int, finished_after: float) -> list[dict[str, Any]]:
         """`changed_since` without the heavy columns: what a UI polls several times a second."""
-        return self._rows(
-            f"SELECT {self.LIGHT} FROM experiments WHERE id > ? OR finished > ? ORDER BY id",
-            [after_id, finished_after])
+        # Sorted here: an ORDER BY makes SQLite walk the whole table in id order instead of
+        # using the two indexes (100 ms instead of 0.1 ms on 100,000 experiments).
+        rows = self._rows(f"SELECT {self.LIGHT} FROM experiments WHERE id > ? OR finished > ?",
+                          [after_id, finished_after])
+        return sorted(rows, key=lambda r: r["id"])
 
     def running_experiments(self) -> list[dict[str, Any]]:
         """Every experiment in flight, in every run (served by a partial index)."""

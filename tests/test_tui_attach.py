@@ -111,7 +111,7 @@ async def test_a_killed_engine_shows_as_gone_and_commands_wait(
         await wait_until(pilot, lambda: app.alive.get(app.selected_run) is False, 5)
         await wait_until(pilot, lambda: "? no engine" in status(app), 5)
         card = app.dash.query_one(RunsPane).cards[app.selected_run]
-        assert "no engine" in str(card.query_one(".run-title").render())
+        assert "no engine" in card.title.plain
         await pilot.press("p")
         await pilot.pause(0.5)
         assert any("No engine is running remote" in n.message for n in app._notifications)

@@ -110,6 +110,7 @@ class AutoresearchApp(SteeringActions, App[int]):
         self._breakdown_key: tuple[Any, ...] = ()
         self._binding_state: tuple[Any, ...] = ()
         self._chart = ChartData()
+        self._engine_alive: Callable[[Path, str], bool] | None = None
         self._chart_key: tuple[Any, ...] = ()
         self._last_poll = 0.0
         self._early: Timer | None = None
@@ -132,6 +133,8 @@ class AutoresearchApp(SteeringActions, App[int]):
         self._show_status()
         self.set_interval(POLL_S, self.poll)
         self.set_interval(1.0, self._tick)
+        # After the first screen is up (its imports would compete with it for the GIL).
+        self.set_timer(1.0, lambda: self.run_worker(self._preload, thread=True, group="preload"))
         if self.specs:
             engine = self.ensure_engine()
             for spec in self.specs:
@@ -279,9 +282,17 @@ class AutoresearchApp(SteeringActions, App[int]):
         if self._chart_dirty:
             self._draw_chart()
 
-    def _check_engines(self) -> None:
+    def _preload(self) -> None:
+        """Import the engine's host module off the UI thread: it pulls in the whole engine
+        (pydantic included), a few tenths of a second the first screen should not wait for."""
         from engine.host import engine_alive
 
+        self._engine_alive = engine_alive
+
+    def _check_engines(self) -> None:
+        engine_alive = self._engine_alive
+        if engine_alive is None:
+            return  # still loading (see _preload): checked on a later tick
         for run_id, run in self.board.runs.items():
             if run["status"] not in LIVE:
                 self.alive.pop(run_id, None)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.color import Color
+from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
-from textual.widgets import Label, ListItem, ListView, Sparkline
+from textual.containers import Vertical
+from textual.renderables.sparkline import Sparkline as SparklineRenderable
+from textual.widgets import Label, ListItem, ListView
 
 from tui.messages import RunSelected
 from tui.summary import LIVE, fmt_cost, fmt_duration, fmt_score
@@ -30,63 +33,58 @@ def status_text(run: dict[str, Any], alive: bool | None) -> Text:
 
 
 class RunCard(ListItem):
-    """One run, three lines high."""
+    """One run, three lines high, drawn as one widget (ten runs must not cost sixty widgets to
+    lay out): its name and status; its best score and a sparkline of its scores (Textual's own
+    sparkline renderer); rounds, cost and elapsed time."""
 
+    COMPONENT_CLASSES = {"runcard--spark-max", "runcard--spark-min"}
     DEFAULT_CSS = """
     RunCard { height: 3; padding: 0 1; }
-    RunCard Label { height: 1; }
-    RunCard .run-title, RunCard .run-stats { width: 1fr; }
-    RunCard .run-best { width: 13; }
-    RunCard Sparkline { width: 1fr; margin-left: 1; }
-    RunCard Horizontal { height: 1; }
+    RunCard > .runcard--spark-max { color: $primary; }
+    RunCard > .runcard--spark-min { color: $primary 30%; }
     """
 
     def __init__(self, run_id: int) -> None:
         super().__init__(id=f"run-{run_id}")
         self.run_id = run_id
+        self.title = Text()
+        self.best = Text()
+        self.stats = Text()
+        self.spark: list[float] = []
         self._shown: tuple[Any, ...] = ()
-        self._pending: tuple[Any, ...] | None = None
-
-    def compose(self) -> ComposeResult:
-        yield Label(classes="run-title")
-        with Horizontal():
-            yield Label(classes="run-best")
-            yield Sparkline([], summary_function=max)
-        yield Label(classes="run-stats")
-
-    def on_mount(self) -> None:
-        self.call_after_refresh(self._show_pending)
-
-    def _show_pending(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self.show(*pending)
 
     def show(self, run: dict[str, Any], spark: list[float], elapsed: float,
              alive: bool | None) -> None:
-        """Update the card; widgets are touched only when what they show changed."""
-        try:
-            labels = [self.query_one(f".run-{k}", Label) for k in ("title", "best", "stats")]
-            line = self.query_one(Sparkline)
-        except NoMatches:  # not composed yet: shown once it is
-            self._pending = (run, spark, elapsed, alive)
-            return
+        """Update the card; it is repainted only when what it shows changed."""
         title = Text(run["name"], style="bold", overflow="ellipsis", no_wrap=True)
         title.append("  ")
         title.append_text(status_text(run, alive))
-        best = Text(f"best {fmt_score(run['best_score'])}")
+        best = f"best {fmt_score(run['best_score'])}"
         stats = (f"{run['rounds']} rounds · {fmt_cost(run['cost_usd'])} · "
                  f"{fmt_duration(elapsed)}")
-        shown = (title.plain, best.plain, stats, len(spark), spark[-1] if spark else None)
+        shown = (title.plain, best, stats, len(spark), spark[-1] if spark else None)
         if shown == self._shown:
             return
         self._shown = shown
-        # Fixed sizes: no layout pass needed (a layout re-renders the whole screen).
-        labels[0].update(title, layout=False)
-        labels[1].update(best, layout=False)
-        labels[2].update(Text(stats, style="dim"), layout=False)
+        self.title, self.best, self.stats = title, Text(best), Text(stats, style="dim")
         # A minimised score is better when lower: flip it so a rising line always means better.
-        line.data = [-s for s in spark] if run["direction"] == "minimize" else list(spark)
+        self.spark = [-v for v in spark] if run["direction"] == "minimize" else list(spark)
+        self.refresh()
+
+    def render(self) -> RenderableType:
+        middle = Table.grid(expand=True)
+        middle.add_column(width=13, no_wrap=True)
+        middle.add_column(ratio=1)
+        line: RenderableType = Text("")
+        if self.spark:
+            line = SparklineRenderable(
+                self.spark, width=None, summary_function=max,
+                min_color=self.get_component_rich_style("runcard--spark-min").color
+                or Color.default(),
+                max_color=self.get_component_rich_style("runcard--spark-max").color
+                or Color.default())
+        middle.add_row(self.best, line)
+        return Group(self.title, middle, self.stats)
 
 
 class RunsPane(Vertical):

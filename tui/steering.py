@@ -1,5 +1,6 @@
 """The keys: steering (pause, veto, pin, stop, guidance) and the rest (new run, export, filter,
-details, help, quit), with the same actions in the command palette.
+details, help, quit), with the same actions in the command palette. Screens and dialogs are
+imported when first opened (the first screen comes up sooner).
 
 Every steering action writes a command row to the store, whether the engine runs in this
 process or headless elsewhere; the engine applies it and records the result, which the
@@ -21,9 +22,6 @@ from textual.screen import ModalScreen, Screen
 from engine.export import FORMATS
 from engine.model import BASELINE, KEPT, PINNED, RUNNING
 from tui.changelog_pane import Changelog
-from tui.dialogs import ConfirmScreen, NewRunScreen, PromptScreen
-from tui.experiment_screen import ExperimentScreen
-from tui.help_screen import HelpScreen
 from tui.summary import LIVE
 
 if TYPE_CHECKING:
@@ -82,7 +80,8 @@ class SteeringActions:
             return True
         if isinstance(app.screen, ModalScreen):
             return False  # a dialog is open: its keys only
-        if isinstance(app.screen, ExperimentScreen) and action in ("filter", "export", "new_run"):
+        one_experiment = getattr(app.screen, "exp_id", None) is not None
+        if one_experiment and action in ("filter", "export", "new_run"):
             return False  # dashboard keys, hidden while one experiment is open
         if action in ("new_run", "help"):
             return True
@@ -97,7 +96,7 @@ class SteeringActions:
         if action in ("stop_run", "guide"):
             return True if live else None
         if action in ("veto", "pin"):
-            if not isinstance(app.screen, ExperimentScreen):
+            if not one_experiment:
                 row = self.selected()
                 if row is None or row["verdict"] == BASELINE and action == "veto":
                     return None
@@ -150,6 +149,8 @@ class SteeringActions:
 
     def steer_experiment(self, verb: str, exp_id: int) -> None:
         """Veto or pin one experiment; reverting a kept one asks first."""
+        from tui.dialogs import ConfirmScreen
+
         app = self._app()
         detail = app.board.detail
         point = detail.points.get(exp_id) if detail else None
@@ -168,6 +169,8 @@ class SteeringActions:
         self.send(verb, exp_id)
 
     def action_stop_run(self) -> None:
+        from tui.dialogs import ConfirmScreen
+
         app = self._app()
         run = app.board.runs[app.selected_run]
 
@@ -180,6 +183,8 @@ class SteeringActions:
                                       "running the spec again resumes."), answered)
 
     def action_guide(self) -> None:
+        from tui.dialogs import PromptScreen
+
         app = self._app()
 
         def answered(text: str | None) -> None:
@@ -199,6 +204,8 @@ class SteeringActions:
         app.dash.query_one(Changelog).open_filter()
 
     def action_export(self) -> None:
+        from tui.dialogs import PromptScreen
+
         app = self._app()
         run = app.board.runs[app.selected_run]
         default = f"{run['name']}-changelog.md"
@@ -228,6 +235,8 @@ class SteeringActions:
         app.notify(f"wrote {path}", title="export")
 
     def action_new_run(self) -> None:
+        from tui.dialogs import NewRunScreen
+
         app = self._app()
 
         def chosen(spec: Spec | None) -> None:
@@ -239,9 +248,13 @@ class SteeringActions:
         app.push_screen(NewRunScreen(Path.cwd()), chosen)
 
     def action_help(self) -> None:
+        from tui.help_screen import HelpScreen
+
         self._app().push_screen(HelpScreen())
 
     def open_experiment(self, exp_id: int) -> None:
+        from tui.experiment_screen import ExperimentScreen
+
         app = self._app()
         run = app.board.runs[app.selected_run]
         app.push_screen(ExperimentScreen(app.board.store, exp_id, run["direction"], run["name"]))
