@@ -429,7 +429,7 @@ class AutoresearchApp(SteeringActions, App[int]):
         if evaluate.get("kind") == "metric":
             band, label = noise_band(run["noise_json"])
             pane.show_metric(evaluate.get("metric", "score"), run["direction"], best, cand,
-                             band, label)
+                             band, label, run["baseline_score"])
         else:
             pane.show_checklist(best, cand)
 

@@ -79,16 +79,24 @@ def _rate(text: Text, rate: float | None, width: int, style: str) -> None:
 
 
 def metric_text(metric: str, direction: str, best: Side, latest: Side,
-                band: float | None, band_label: str, width: int) -> Text:
+                band: float | None, band_label: str, width: int,
+                baseline: float | None = None) -> Text:
     text = Text()
     arrow = "lower is better" if direction == "minimize" else "higher is better"
     text.append(f"{metric}", style="bold")
     text.append(f"  ({arrow})\n", style="dim")
     vb = best.metrics.get(metric, best.score)
     vc = latest.metrics.get(metric, latest.score)
-    text.append(f"best   {_label('', best.exp_id)[1:]:<8} {fmt_score(vb):>10}\n", style="green")
+    if baseline is not None:
+        text.append(f"{'baseline':<15} {fmt_score(baseline):>10}\n", style="dim")
+    text.append(f"best   {_label('', best.exp_id)[1:]:<8} {fmt_score(vb):>10}", style="green")
+    if baseline and vb is not None:
+        text.append(f"  {(vb - baseline) / abs(baseline):+.1%} vs baseline", style="dim")
+    text.append("\n")
     text.append(f"latest {_label('', latest.exp_id)[1:]:<8} {fmt_score(vc):>10}", style="cyan")
-    if vb is not None and vc is not None:
+    if latest.exp_id is not None and latest.exp_id == best.exp_id:
+        text.append("  (the best)", style="dim")
+    elif vb is not None and vc is not None:
         delta, better = fmt_delta(vc - vb, direction)
         text.append(f"  {delta}", style="bold green" if better else "bold red" if better is False
                     else "")
@@ -146,6 +154,7 @@ class Breakdown(VerticalScroll):
         self._shown = ""
         self._spans: list[Any] = []
         self._lines = 0
+        self._baseline: float | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Select a run.", style="dim"))
@@ -155,8 +164,9 @@ class Breakdown(VerticalScroll):
         self._draw()
 
     def show_metric(self, metric: str, direction: str, best: Side, latest: Side,
-                    band: float | None, band_label: str) -> None:
+                    band: float | None, band_label: str, baseline: float | None = None) -> None:
         self._args = ("metric", (metric, direction, best, latest, band, band_label))
+        self._baseline = baseline
         self._draw()
 
     def on_resize(self) -> None:
@@ -168,7 +178,7 @@ class Breakdown(VerticalScroll):
         if kind == "checklist":
             body = checklist_text(*args, width=width)
         elif kind == "metric":
-            body = metric_text(*args, width=width)
+            body = metric_text(*args, width=width, baseline=self._baseline)
         else:
             return
         lines = body.plain.count("\n") + 1

@@ -29,7 +29,7 @@ class ScoreChart(PlotextPlot):
         plt.title(f"{name} ({arrow}) · {'  '.join(legend)}")
         ys = series.kept[1] + series.reverted[1] + series.vetoed[1]
         # Metrics such as a load time fall by orders of magnitude: a log axis keeps them readable.
-        if min(ys) > 0 and max(ys) / min(ys) > 50:
+        if min(ys) > 0 and max(ys) / min(ys) > 20:
             plt.yscale("log")
         xs = series.kept[0] + series.reverted[0] + series.vetoed[0]
         lo, hi = min(xs), max(xs)

@@ -10,13 +10,12 @@ from tui.summary import Outlook
 
 
 class StatusLine(Static):
-    """One line (two when narrow) above the footer."""
+    """One line (two when narrow: see app.tcss) above the footer."""
 
     text = ""
 
     DEFAULT_CSS = """
     StatusLine { height: 1; padding: 0 1; background: $boost; }
-    Dashboard.-narrow StatusLine { height: 2; }
     """
 
     def show(self, name: str, status: Text, cost: str, outlook: list[Outlook],
