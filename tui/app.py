@@ -336,6 +336,8 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
     def _sync_bindings(self) -> None:
         """Refresh the footer only when what enables a key changed (a footer refresh rebuilds
         its widgets: far too costly for every poll)."""
+        if not self._ui_up():
+            return
         run = self.board.runs.get(self.selected_run) if self.selected_run else None
         row = self.selected()
         state = (self.selected_run, run and run["status"], self.alive.get(self.selected_run),

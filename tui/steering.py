@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.app import SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 
 from engine.export import FORMATS
@@ -65,7 +66,10 @@ class SteeringActions:
     def selected(self) -> dict[str, Any] | None:
         """The changelog's selected experiment (light row), if the cursor is on one."""
         app = self._app()
-        exp_id = app.dash.query_one(Changelog).selected_experiment()
+        try:
+            exp_id = app.dash.query_one(Changelog).selected_experiment()
+        except NoMatches:  # the app is closing: its widgets are going
+            return None
         detail = app.board.detail
         if exp_id is None or detail is None:
             return None
