@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
 from engine.host import take_lock
 from tests.conftest import REPO
 from tui.app import AutoresearchApp, make_app
-from tui.fixtures import EPOCH, build_store
+from tui.fixtures import EPOCH, build_store, wait_until
 
 SMALL, LARGE = (80, 24), (160, 48)
 SCREENSHOTS = REPO / "screenshots"
@@ -48,10 +49,22 @@ CASES = {
 }
 
 
+async def settle(pilot: Pilot, keys: list[str]) -> None:
+    """Press the keys, then wait until the footer has rebuilt its keys (it does so after
+    focus and binding changes), so the picture never catches it half-built."""
+    await pilot.press(*keys)
+    await pilot.pause(0.5)
+    app = pilot.app
+    with_footer = app.screen if app.screen.query("Footer") else app.dash  # dialogs have none
+    await wait_until(pilot, lambda: len(with_footer.query("FooterKey")) >= 2, 5, "the footer")
+    await pilot.pause(0.1)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_screen_looks_as_approved(case: str, store: Path, snap_compare) -> None:
     size, keys = CASES[case]
-    assert snap_compare(fixed_app(store), press=keys, terminal_size=size)
+    assert snap_compare(fixed_app(store), terminal_size=size,
+                        run_before=lambda pilot: settle(pilot, keys))
 
 
 README_SHOTS = {
@@ -67,8 +80,7 @@ async def test_readme_screenshot(name: str, store: Path) -> None:
     size, keys = README_SHOTS[name]
     app = fixed_app(store)
     async with app.run_test(size=size) as pilot:
-        await pilot.press(*keys)
-        await pilot.pause(0.2)
+        await settle(pilot, keys)
         SCREENSHOTS.mkdir(exist_ok=True)
         saved = Path(app.save_screenshot(filename=name, path=str(SCREENSHOTS)))
     text = saved.read_text()

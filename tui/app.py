@@ -340,7 +340,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
             return
         run = self.board.runs.get(self.selected_run) if self.selected_run else None
         row = self.selected()
-        state = (self.selected_run, run and run["status"], self.alive.get(self.selected_run),
+        state = (self.selected_run, run and run["status"],
                  row and (row["verdict"] in ("running", "baseline"), row["score"] is None),
                  type(self.screen))
         if state != self._binding_state:
