@@ -159,6 +159,31 @@ def m030_workers(db: Database) -> None:
     )
 
 
+@migrations()
+def m010_tui_indexes(db: Database) -> None:
+    """Indexes for a UI's cheap polls: what finished lately, and what is in flight."""
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS experiments_finished ON experiments(finished);
+        CREATE INDEX IF NOT EXISTS experiments_running ON experiments(verdict)
+            WHERE verdict = 'running';
+        """
+    )
+
+
+def _apply_migrations(db: Database, tries: int = 5) -> None:
+    """Apply migrations; another process opening a new store at the same moment (an engine and
+    an attached app) can apply or record the same step first: a clash is retried, not fatal."""
+    for attempt in range(tries):
+        try:
+            migrations.apply(db)
+            return
+        except (sqlite3.IntegrityError, sqlite3.OperationalError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
     """Keep the head and tail of long text, marking the cut."""
     if text is None or len(text) <= limit:
@@ -184,7 +209,7 @@ class Store:
             self.redact = make_redactor()
             if not readonly:
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                migrations.apply(self.db)
+                _apply_migrations(self.db)
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: cannot open the store: {exc}") from None
 
@@ -514,3 +539,74 @@ class Store:
 
     def workers(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM workers WHERE run_id = ? ORDER BY rowid", [run_id])
+
+    # ------------------------------------------------------------ light reads for a UI
+
+    #: The columns a changelog row needs (no diff, log or rationale: those can be 64 KB each).
+    LIGHT = ("id, run_id, round, parent, kind, verdict, reason, description, score, delta, "
+             "worker, started, finished, duration, cost_usd")
+
+    def changelog_page(self, run_id: int, *, before_id: int | None = None, limit: int = 200,
+                       text: str | None = None) -> list[dict[str, Any]]:
+        """A page of a run's changelog, newest first, optionally only rows mentioning `text`."""
+        sql = f"SELECT {self.LIGHT} FROM experiments WHERE run_id = ? AND id < ?"
+        params: list[Any] = [run_id, before_id if before_id is not None else 2**62]
+        if text:
+            like = f"%{text}%"
+            sql += (" AND (verdict LIKE ? OR description LIKE ? OR reason LIKE ? "
+                    "OR worker LIKE ? OR kind LIKE ?)")
+            params += [like] * 5
+        return self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+
+    def score_points(self, run_id: int) -> list[tuple[int, int, str, float | None]]:
+        """(id, round, verdict, score) of every experiment of a run, oldest first: the chart."""
+        return self.db.execute(
+            "SELECT id, round, verdict, score FROM experiments WHERE run_id = ? ORDER BY id",
+            [run_id]).fetchall()
+
+    def recent_scores(self, run_id: int, limit: int = 60) -> list[float]:
+        """The newest scores of a run, oldest first: a sparkline."""
+        rows = self.db.execute(
+            "SELECT score FROM experiments WHERE run_id = ? AND score IS NOT NULL "
+            "ORDER BY id DESC LIMIT ?", [run_id, limit]).fetchall()
+        return [r[0] for r in reversed(rows)]
+
+    def light_changes(self, after_id: int, finished_after: float) -> list[dict[str, Any]]:
+        """`changed_since` without the heavy columns: what a UI polls several times a second."""
+        # Sorted here: an ORDER BY makes SQLite walk the whole table in id order instead of
+        # using the two indexes (100 ms instead of 0.1 ms on 100,000 experiments).
+        rows = self._rows(f"SELECT {self.LIGHT} FROM experiments WHERE id > ? OR finished > ?",
+                          [after_id, finished_after])
+        return sorted(rows, key=lambda r: r["id"])
+
+    def running_experiments(self) -> list[dict[str, Any]]:
+        """Every experiment in flight, in every run (served by a partial index)."""
+        return self._rows(
+            f"SELECT {self.LIGHT} FROM experiments WHERE verdict = 'running' ORDER BY id")
+
+    def verdicts_from(self, run_id: int, first_id: int) -> list[tuple[int, str, str | None]]:
+        """(id, verdict, reason) of a run's experiments from `first_id` on: catches verdicts
+        rewritten in place (a veto reverting a chain) that no timestamp announces."""
+        return self.db.execute(
+            "SELECT id, verdict, reason FROM experiments WHERE run_id = ? AND id >= ? "
+            "ORDER BY id", [run_id, first_id]).fetchall()
+
+    def max_experiment_id(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM experiments").fetchone()[0]
+
+    def bulk_add_experiments(self, rows: Iterable[dict[str, Any]],
+                             items: Iterable[tuple[int, str, int, int]] = ()) -> None:
+        """Insert finished experiment rows (and (experiment_id, item, sample, passed) item
+        results) in one transaction: synthetic stores for benchmarks and UI tests."""
+        rows = list(rows)
+        if not rows:
+            return
+        cols = sorted({k for r in rows for k in r})
+        marks = ", ".join("?" * len(cols))
+        with self.db.conn:
+            self.db.conn.executemany(
+                f"INSERT INTO experiments ({', '.join(cols)}) VALUES ({marks})",
+                [[r.get(c) for c in cols] for r in rows])
+            self.db.conn.executemany(
+                "INSERT INTO item_results (experiment_id, item, sample, passed) VALUES (?, ?, ?, ?)",
+                list(items))

@@ -79,3 +79,13 @@ def test_ctrl_c_stops_cleanly_after_recording(tmp_path, params_workspace):
     status = json.loads(run_cli("--db", str(db), "status", "--json").stdout)[0]
     assert status["status"] == "stopped" and status["engine_alive"] is False
     assert "running" not in status["verdicts"]
+
+
+def test_specs_and_db_in_any_order_and_attach_takes_db():
+    from tui.cli import _parser, _split_specs
+
+    assert _split_specs(["--db", "x.db", "a.yaml", "b.yaml"]) == (["a.yaml", "b.yaml"], ["--db", "x.db"])
+    assert _split_specs(["a.yaml", "--db", "x.db"]) == (["a.yaml"], ["--db", "x.db"])
+    assert _split_specs(["status", "--json"]) == ([], ["status", "--json"])
+    args = _parser().parse_args(["attach", "--db", "x.db"])
+    assert args.command == "attach" and str(args.db) == "x.db"

@@ -39,8 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the offline demo: two real loops")
     demo.add_argument("--headless", action="store_true")
     demo.add_argument("--workdir", type=Path, help="where the demo's copies go")
-    sub.add_parser("attach", help="watch and steer a headless engine through the store")
-    for p in (check, run, export, status, demo):
+    attach = sub.add_parser("attach", help="watch and steer a headless engine through the store")
+    for p in (check, run, export, status, demo, attach):
         p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -48,11 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
-    specs: list[str] = []
-    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
-        # `autoresearch-tui SPEC [SPEC ...]`: host these runs in the app.
-        while argv and not argv[0].startswith("-"):
-            specs.append(argv.pop(0))
+    specs, argv = _split_specs(argv)
     args = parser.parse_args(argv)
     try:
         return _dispatch(args, specs)
@@ -66,7 +62,27 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _split_specs(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`autoresearch-tui [--db PATH] SPEC [SPEC ...]`: with no command first, every positional
+    word is a spec to host in the app; returns (specs, the remaining arguments)."""
+    positions = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--db":
+            i += 2
+            continue
+        if not argv[i].startswith("-"):
+            positions.append(i)
+        i += 1
+    if not positions or argv[positions[0]] in COMMANDS:
+        return [], argv
+    return [argv[i] for i in positions], [a for i, a in enumerate(argv) if i not in positions]
+
+
 def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
+    if args.command in (None, "attach") or (args.command in ("run", "demo")
+                                            and not args.headless):
+        return _app(args, specs)  # the app imports the engine lazily: start fast
     from engine import cli
 
     db: Path = args.db
@@ -78,16 +94,11 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
         return cli.cmd_status(db, args.json)
     if args.command == "run" and args.headless:
         return asyncio.run(cli.run_headless(db, args.specs))
-    if args.command == "demo" and args.headless:
-        return cli.cmd_demo_headless(db, args.workdir)
-    return _app(args, specs)
+    return cli.cmd_demo_headless(db, args.workdir)
 
 
 def _app(args: argparse.Namespace, specs: list[str]) -> int:
     """Open the Textual app (hosting runs in-process, or attached to the store)."""
-    from engine import demo
-    from engine.spec import load_spec
-
     try:
         from tui.app import make_app
     except ImportError as exc:  # the app is not built yet in this checkout
@@ -96,8 +107,14 @@ def _app(args: argparse.Namespace, specs: list[str]) -> int:
     if args.command == "run":
         specs = args.specs
     if args.command == "demo":
+        from engine import demo
+
         specs = [str(p) for p in demo.prepare(db, args.workdir)]
-    loaded = [load_spec(p) for p in specs]
+    loaded = []
+    if specs:  # the engine's modules load only when there is something to run here
+        from engine.spec import load_spec
+
+        loaded = [load_spec(p) for p in specs]
     app = make_app(db, loaded, attach=args.command == "attach" or not loaded)
     app.run()
     return getattr(app, "return_code", 0) or 0

@@ -1,0 +1,202 @@
+"""Benchmark: the app on a big store. Prints each figure of the TUI issue with a ratio against
+a baseline measured in the same run:
+
+- time to interactive (process start → dashboard filled and a key handled) and RSS, on a
+  store of 100,000 experiments over 10 runs, against the same app on an empty store;
+- the app's CPU use while a writer process adds 20 experiments a second to the watched run,
+  against the same app watching the same store with no writer; plus how late updates land
+  and how often the changelog was rebuilt (it must not be, on updates).
+
+Usage: python bench/tui_perf.py [--experiments N] [--seconds S]
+The app runs headless (Textual's run_test driver): layout and rendering happen, terminal
+output does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T0 = time.monotonic()  # as early as possible: time to interactive counts the imports
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MB, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines()
+                  if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+# ---------------------------------------------------------------- children
+
+
+async def child_tti(db: Path) -> dict:
+    from tui.app import make_app
+    from tui.changelog_pane import Changelog
+
+    app = make_app(db, [], attach=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        while app.board.runs and app.board.detail is None:
+            await pilot.pause(0.01)
+        table = app.dash.query_one(Changelog).table
+        await pilot.press("down")
+        interactive = time.monotonic() - T0
+        assert not app.board.runs or table.cursor_row == 1
+        await pilot.pause(0.5)
+        now, peak = rss_mb()
+    return {"tti_s": interactive, "rss_mb": now, "peak_mb": peak}
+
+
+async def child_cpu(db: Path, seconds: float) -> dict:
+    from tui.app import make_app
+    from tui.changelog_pane import Changelog
+
+    app = make_app(db, [], attach=True)
+    lags: list[float] = []
+    async with app.run_test(size=(160, 48)) as pilot:
+        while app.board.detail is None:
+            await pilot.pause(0.01)
+        changelog = app.dash.query_one(Changelog)
+        loads = 0
+        original = changelog.load
+
+        def counted(*args, **kwargs):  # count full rebuilds of the table
+            nonlocal loads
+            loads += 1
+            return original(*args, **kwargs)
+
+        changelog.load = counted
+        board_poll = app.board.poll
+
+        def timed_poll():
+            changes = board_poll()
+            now = time.time()
+            lags.extend(now - r["finished"] for r in changes.experiments if r["finished"])
+            return changes
+
+        app.board.poll = timed_poll
+        print("ready", flush=True)
+        await pilot.pause(1.0)  # let the writer start
+        lags.clear()
+        wall, cpu = time.monotonic(), time.process_time()
+        await pilot.pause(seconds)
+        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+        rows = changelog.table.row_count
+    lags.sort()
+    return {"cpu_pct": 100 * cpu / wall, "loads": loads, "rows": rows, "seen": len(lags),
+            "lag_p50": lags[len(lags) // 2] if lags else None,
+            "lag_max": lags[-1] if lags else None, "rss_mb": rss_mb()[0]}
+
+
+def child_writer(db: Path, rate: float, seconds: float) -> None:
+    """Adds `rate` experiments a second to run 1, through the Store, like an engine would."""
+    from engine.model import ItemResult
+    from engine.store import Store
+
+    store = Store(db)
+    store.update_run(1, status="running")
+    round_no = store.last_round(1)
+    deadline = time.monotonic() + seconds
+    tick = 1.0 / rate
+    next_at = time.monotonic()
+    while time.monotonic() < deadline:
+        round_no += 1
+        exp = store.start_experiment(1, round=round_no, kind="candidate", parent=None,
+                                     description=f"lr {round_no} → {round_no + 1}",
+                                     diff="--- a\n+++ b\n")
+        score = (round_no % 12) / 12
+        store.finish_experiment(
+            exp, verdict="reverted", reason="worse", score=score, delta=score - 1,
+            items=[ItemResult(item, sample % 2 == 0, "", sample) for item in
+                   ("accurate", "fast", "small", "not-overfit") for sample in range(3)],
+            worker="local:1", run_update={"rounds": round_no, "heartbeat": time.time()})
+        next_at += tick
+        time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+# ---------------------------------------------------------------- parent
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def result(proc: subprocess.Popen[str]) -> dict:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"child failed ({proc.returncode})"
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def cpu_run(db: Path, seconds: float, write: bool) -> dict:
+    app = spawn("--child", "cpu", "--db", str(db), "--seconds", str(seconds))
+    assert app.stdout is not None
+    assert app.stdout.readline().strip() == "ready"
+    writer = spawn("--child", "writer", "--db", str(db), "--seconds", str(seconds + 2)) \
+        if write else None
+    figures = result(app)
+    if writer is not None:
+        writer.wait(timeout=60)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--child", choices=["tti", "cpu", "writer"])
+    parser.add_argument("--db", type=Path)
+    args = parser.parse_args()
+    if args.child == "tti":
+        import asyncio
+        print(json.dumps(asyncio.run(child_tti(args.db))))
+        return
+    if args.child == "cpu":
+        import asyncio
+        print(json.dumps(asyncio.run(child_cpu(args.db, args.seconds))))
+        return
+    if args.child == "writer":
+        child_writer(args.db, 20.0, args.seconds)
+        return
+
+    from tui.fixtures import build_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big, empty = Path(tmp) / "big.db", Path(tmp) / "empty.db"
+        started = time.monotonic()
+        build_store(big, runs=args.runs, experiments=args.experiments).close()
+        print(f"store: {args.experiments:,} experiments over {args.runs} runs "
+              f"(built in {time.monotonic() - started:.1f} s, "
+              f"{big.stat().st_size / 2**20:.0f} MB on disk)")
+        from engine.store import Store
+        Store(empty).close()
+        base = result(spawn("--child", "tti", "--db", str(empty)))
+        full = result(spawn("--child", "tti", "--db", str(big)))
+        print(f"time to interactive: {full['tti_s']:.2f} s vs {base['tti_s']:.2f} s on an empty "
+              f"store → ratio {full['tti_s'] / base['tti_s']:.2f}  (target < 1.5 s)")
+        print(f"RSS after loading:   {full['rss_mb']:.0f} MB vs {base['rss_mb']:.0f} MB on an "
+              f"empty store → ratio {full['rss_mb'] / base['rss_mb']:.2f}  (peak "
+              f"{full['peak_mb']:.0f} MB; target < 300 MB)")
+        idle = cpu_run(big, args.seconds, write=False)
+        busy = cpu_run(big, args.seconds, write=True)
+        ratio = busy["cpu_pct"] / max(idle["cpu_pct"], 0.1)
+        print(f"CPU while 20 experiments/s land: {busy['cpu_pct']:.1f}% of one core vs "
+              f"{idle['cpu_pct']:.1f}% watching the same store idle → ratio {ratio:.1f}  "
+              f"(target < 25%)")
+        print(f"updates: {busy['seen']} experiments shown, lag p50 {busy['lag_p50']:.2f} s, "
+              f"max {busy['lag_max']:.2f} s (target ≤ 1 s); changelog rebuilt "
+              f"{busy['loads']} times during the updates (diff-updated: 0 expected); "
+              f"RSS {busy['rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Pictures of the main screens at 80×24 and 160×48, from a store with fixed data (never a live
+engine), so they are the same on every run: SVG snapshots compared by pytest-textual-snapshot,
+and the README's screenshots written into `screenshots/`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from engine.host import take_lock
+from tests.conftest import REPO
+from tui.app import AutoresearchApp, make_app
+from tui.fixtures import EPOCH, build_store, wait_until
+
+SMALL, LARGE = (80, 24), (160, 48)
+SCREENSHOTS = REPO / "screenshots"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Path]:
+    """Three runs; the first still running with two experiments in flight. Its lock is held
+    here, as a headless engine would hold it, so the app shows it alive."""
+    db = tmp_path / "snap.db"
+    build_store(db, runs=3, experiments=300, live=True).close()
+    lock = take_lock(db, "classifier-1")
+    yield db
+    lock.close()
+
+
+def fixed_app(db: Path) -> AutoresearchApp:
+    app = make_app(db, [], attach=True)
+    app.clock = lambda: EPOCH + 300.0  # clocks on screen (time in flight) do not move
+    return app
+
+
+CASES = {
+    "dashboard": (LARGE, []),
+    "dashboard_small": (SMALL, []),
+    "runs_small": (SMALL, ["1"]),
+    "chart_small": (SMALL, ["3"]),
+    "checklist_small": (SMALL, ["4"]),
+    "metric_run": (LARGE, ["right_square_bracket"]),
+    "experiment": (LARGE, ["down", "down", "enter"]),
+    "evidence_small": (SMALL, ["down", "down", "enter", "2"]),
+    "help_small": (SMALL, ["question_mark"]),
+}
+
+
+async def settle(pilot: Pilot, keys: list[str]) -> None:
+    """Press the keys, then wait until the footer has rebuilt its keys (it does so after
+    focus and binding changes), so the picture never catches it half-built."""
+    await pilot.press(*keys)
+    await pilot.pause(0.5)
+    app = pilot.app
+    with_footer = app.screen if app.screen.query("Footer") else app.dash  # dialogs have none
+    await wait_until(pilot, lambda: len(with_footer.query("FooterKey")) >= 2, 5, "the footer")
+    await pilot.pause(0.1)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_screen_looks_as_approved(case: str, store: Path, snap_compare) -> None:
+    size, keys = CASES[case]
+    assert snap_compare(fixed_app(store), terminal_size=size,
+                        run_before=lambda pilot: settle(pilot, keys))
+
+
+README_SHOTS = {
+    "dashboard-160x48.svg": (LARGE, []),
+    "dashboard-80x24.svg": (SMALL, []),
+    "chart-80x24.svg": (SMALL, ["3"]),
+    "experiment-160x48.svg": (LARGE, ["down", "down", "enter"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(README_SHOTS))
+async def test_readme_screenshot(name: str, store: Path) -> None:
+    size, keys = README_SHOTS[name]
+    app = fixed_app(store)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, keys)
+        SCREENSHOTS.mkdir(exist_ok=True)
+        saved = Path(app.save_screenshot(filename=name, path=str(SCREENSHOTS)))
+    text = saved.read_text()
+    assert text.startswith("<svg") and "classifier-1" in text

@@ -1,0 +1,154 @@
+"""One experiment opened: its diff, its evidence per item and sample, its log tail, and the
+rest of its record. `v` and `i` steer it from here too."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+
+from engine.store import Store
+from tui.changelog_pane import VERDICT_STYLES
+from tui.summary import fmt_cost, fmt_delta, fmt_duration, fmt_score
+
+TABS = ("diff", "evidence", "log", "record")
+
+
+class ExperimentScreen(Screen[None]):
+    """Full screen; Escape goes back to the dashboard."""
+
+    DEFAULT_CSS = """
+    ExperimentScreen #exp-head { height: auto; padding: 0 1; background: $boost; }
+    ExperimentScreen TabbedContent { height: 1fr; }
+    ExperimentScreen TabPane { padding: 0; }
+    ExperimentScreen VerticalScroll { height: 1fr; }
+    ExperimentScreen Static.body { padding: 0 1; width: 1fr; }
+    ExperimentScreen DataTable { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("escape,q", "app.pop_screen", "Back"),
+        Binding("v", "steer('veto')", "Veto"),
+        Binding("i", "steer('pin')", "Pin"),
+        Binding("1", "tab('diff')", "Diff", show=False),
+        Binding("2", "tab('evidence')", "Evidence", show=False),
+        Binding("3", "tab('log')", "Log", show=False),
+        Binding("4", "tab('record')", "Record", show=False),
+    ]
+
+    def __init__(self, store: Store, exp_id: int, direction: str, run_name: str = "") -> None:
+        super().__init__()
+        self.store = store
+        self.exp_id = exp_id
+        self.direction = direction
+        self.run_name = run_name
+        self.row: dict[str, Any] = store.experiment(exp_id) or {}
+
+    def compose(self) -> ComposeResult:
+        row = self.row
+        yield Static(self._head(), id="exp-head")
+        with TabbedContent(initial="diff"):
+            with TabPane("Diff [1]", id="diff"), VerticalScroll():
+                diff = row.get("diff") or ""
+                yield Static(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True)
+                             if diff else Text("No diff (a baseline, or no change).", style="dim"),
+                             classes="body")
+            with TabPane("Evidence [2]", id="evidence"):
+                yield DataTable(id="evidence-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Log [3]", id="log"), VerticalScroll():
+                yield Static(self._log(), classes="body")
+            with TabPane("Record [4]", id="record"), VerticalScroll():
+                yield Static(self._record(), classes="body")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("item", "sample", "input", "pass", "evidence")
+        for r in self.store.item_results(self.exp_id):
+            mark = {1: Text("✓ yes", style="green"), 0: Text("✗ no", style="red")}.get(
+                r["passed"], Text("? unclear", style="yellow"))
+            table.add_row(Text(r["item"]), r["sample"], _one_line(r["input"], 24), mark,
+                          _one_line(r["evidence"], 80))
+        if not table.row_count:
+            table.add_row(Text("no item results", style="dim"), "", "", "", "")
+
+    def _head(self) -> Text:
+        row = self.row
+        if not row:
+            return Text(f"#{self.exp_id}: no such experiment", style="bold red")
+        delta, better = fmt_delta(row["delta"], self.direction)
+        text = Text()
+        if self.run_name:
+            text.append(f"{self.run_name} ", style="bold")
+        text.append(f"#{row['id']} ", style="bold")
+        text.append(f"round {row['round']} · ")
+        text.append(row["verdict"], style=VERDICT_STYLES.get(row["verdict"], ""))
+        text.append(f" · score {fmt_score(row['score'])}")
+        if delta:
+            text.append(f" ({delta})", style="green" if better else "red" if better is False else "")
+        text.append(f" · {row['worker'] or 'no worker'} · {fmt_duration(row['duration'])}"
+                    f" · {fmt_cost(row['cost_usd'])}\n")
+        text.append(row["description"] or "", style="bold")
+        if row["reason"]:
+            text.append(f"\nwhy: {row['reason']}", style="italic")
+        return text
+
+    def _log(self) -> Text:
+        row = self.row
+        text = Text()
+        if row.get("error"):
+            text.append("error\n", style="bold red")
+            text.append(row["error"] + "\n\n")
+        text.append("log tail\n", style="bold")
+        text.append((row.get("log_tail") or "(empty)") + "\n\n")
+        events = self.store.events(experiment_id=self.exp_id, limit=200)
+        if events:
+            text.append("events\n", style="bold")
+            for e in events:
+                stamp = time.strftime("%H:%M:%S", time.localtime(e["ts"]))
+                style = "red" if e["level"] == "error" else "yellow" if e["level"] == "warning" else ""
+                text.append(f"{stamp} {e['source']:<10} {e['line']}\n", style=style)
+        return text
+
+    def _record(self) -> Text:
+        row = self.row
+        text = Text()
+        for key in ("kind", "parent", "tier", "wave", "git_commit"):
+            if row.get(key) is not None:
+                text.append(f"{key}: ", style="bold")
+                text.append(f"{row[key]}\n")
+        for key in ("started", "finished"):
+            if row.get(key):
+                text.append(f"{key}: ", style="bold")
+                text.append(time.strftime("%Y-%m-%d %H:%M:%S\n", time.localtime(row[key])))
+        text.append("tokens: ", style="bold")
+        text.append(f"in {row.get('tokens_in', 0)} · out {row.get('tokens_out', 0)} · cache write "
+                    f"{row.get('tokens_cache_write', 0)} · cache read "
+                    f"{row.get('tokens_cache_read', 0)}\n")
+        if row.get("metrics_json"):
+            text.append("metrics:\n", style="bold")
+            for k, v in json.loads(row["metrics_json"]).items():
+                text.append(f"  {k} = {v}\n")
+        if row.get("rationale"):
+            text.append("rationale:\n", style="bold")
+            text.append(row["rationale"] + "\n")
+        return text
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_steer(self, verb: str) -> None:
+        app: Any = self.app
+        app.steer_experiment(verb, self.exp_id)
+
+
+def _one_line(value: str | None, width: int) -> Text:
+    flat = " ".join((value or "").split())
+    return Text(flat[:width] + ("…" if len(flat) > width else ""))

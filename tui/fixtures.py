@@ -1,0 +1,131 @@
+"""Synthetic stores with fixed data: for snapshot tests (deterministic pictures), and for the
+benchmarks (100,000 experiments over 10 runs), written through the Store's own methods; and
+a bounded wait for Pilot tests."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.store import Store
+
+#: Every timestamp is relative to this, so pictures do not depend on the clock.
+EPOCH = 1_700_000_000.0
+ITEMS = ("accurate", "fast", "small", "not-overfit")
+PARAMS = ("hidden", "lr", "momentum", "l2", "epochs", "batch_size")
+
+
+def spec_json(name: str, kind: str, max_rounds: int, slots: int = 1) -> str:
+    """The parts of a spec the app reads (stop rules, evaluator kind, workers)."""
+    evaluate = ({"kind": "metric", "metric": "load_ms", "direction": "minimize",
+                 "command": "python load.py"} if kind == "metric" else
+                {"kind": "checklist", "items": [{"name": i} for i in ITEMS]})
+    return json.dumps({"name": name, "evaluate": evaluate,
+                       "stop": {"target": 1.0 if kind == "checklist" else None, "streak": 3,
+                                "max_rounds": max_rounds, "max_minutes": 60, "plateau": 40,
+                                "max_failures": 5},
+                       "workers": [{"kind": "local", "slots": slots}]})
+
+
+def build_store(path: Path, *, runs: int = 2, experiments: int = 120, seed: int = 7,
+                status: str = "done", items_every: int | None = None,
+                live: bool = False) -> Store:
+    """A store of `runs` finished runs sharing `experiments` experiments between them.
+
+    Even runs are checklist runs (maximise a pass rate), odd runs metric runs (minimise a
+    load time, with a noise band). Item results are written for the best versions and the
+    last few experiments (and every `items_every`-th, if given). With `live`, the first run
+    is still running with two experiments in flight (hold its lock to make it look alive).
+    """
+    rng = random.Random(seed)
+    store = Store(path)
+    per_run = max(1, experiments // runs)
+    next_id = store.max_experiment_id() + 1
+    for r in range(runs):
+        kind = "checklist" if r % 2 == 0 else "metric"
+        name = f"{'classifier' if kind == 'checklist' else 'sqlite-load'}-{r + 1}"
+        direction = "maximize" if kind == "checklist" else "minimize"
+        run_id = store.create_run(name, spec_path=f"checklists/{name}.yaml",
+                                  spec_json=spec_json(name, kind, per_run + 10,
+                                                      slots=2 if live and r == 0 else 1),
+                                  workspace=f"/work/{name}", direction=direction,
+                                  target=1.0 if kind == "checklist" else None)
+        rows, items = [], []
+        best = 0.5 if kind == "checklist" else 17_500.0
+        best_id = next_id
+        t = EPOCH + r * 3600
+        for n in range(per_run):
+            exp_id = next_id
+            next_id += 1
+            if n == 0:
+                score, verdict, reason, desc = best, "baseline", "starting point", "baseline"
+            else:
+                param, old, new = rng.choice(PARAMS), rng.randint(1, 99), rng.randint(1, 99)
+                desc = f"{param} {old} → {new}"
+                roll = rng.random()
+                if roll < 0.04:
+                    score, verdict, reason = None, "crashed", "exit code 1"
+                elif kind == "checklist":
+                    score = round(min(1.0, max(0.0, best + rng.choice([-2, -1, 0, 0, 1]) / 12)), 4)
+                    verdict = "kept" if score > best else "reverted"
+                    reason = f"better by {score - best:.4g}" if score > best else "tie" if \
+                        score == best else f"worse by {best - score:.4g}"
+                else:
+                    score = round(best * rng.uniform(0.9, 1.6) if rng.random() < 0.85
+                                  else best * rng.uniform(0.55, 0.98), 1)
+                    verdict = "kept" if score < best else "reverted"
+                    reason = f"better by {best - score:.4g}" if score < best else \
+                        f"worse by {score - best:.4g}"
+            in_flight = live and r == 0 and n >= per_run - 2
+            if in_flight:
+                score, verdict, reason = None, "running", None
+            delta = None if score is None or n == 0 else round(score - best, 6)
+            parent = None if n == 0 else best_id
+            if verdict == "kept":
+                best, best_id = score, exp_id
+            duration = round(rng.uniform(0.2, 4.0), 2)
+            rows.append({"id": exp_id, "run_id": run_id, "round": n, "parent": parent,
+                         "kind": "baseline" if n == 0 else "candidate", "verdict": verdict,
+                         "reason": reason, "description": desc, "score": score, "delta": delta,
+                         "worker": f"local:{1 + n % 2}", "started": t,
+                         "finished": None if in_flight else t + duration,
+                         "duration": None if in_flight else duration,
+                         "metrics_json": json.dumps({"load_ms": score}) if kind == "metric"
+                         and score is not None else None,
+                         "diff": f"--- a/params.yaml\n+++ b/params.yaml\n@@ -1 +1 @@\n"
+                                 f"-{param}: {old}\n+{param}: {new}\n" if n else ""})
+            t += duration + 0.5
+            if kind == "checklist" and score is not None and (
+                    verdict in ("baseline", "kept") or n >= per_run - 3
+                    or (items_every and n % items_every == 0)):
+                for i, item in enumerate(ITEMS):
+                    for sample in range(3):
+                        passed = int(rng.random() < min(1.0, score + (0.25 if i % 2 else -0.1)))
+                        items.append((exp_id, item, sample, passed))
+        store.bulk_add_experiments(rows, items)
+        noise = json.dumps({"sd": 1.5, "n": 5}) if kind == "metric" else None
+        running = live and r == 0
+        store.update_run(run_id, status="running" if running else status, best_experiment=best_id,
+                         best_score=best, baseline_score=rows[0]["score"], rounds=per_run - 1,
+                         cost_usd=0.0123 * per_run if running else 0.0,
+                         started=EPOCH + r * 3600, finished=None if running else t,
+                         elapsed=t - EPOCH - r * 3600, heartbeat=t if running else None,
+                         stop_reason="max rounds reached" if status == "done" and not running
+                         else None, noise_json=noise)
+    return store
+
+
+async def wait_until(pilot: Any, predicate: Callable[[], Any], timeout: float = 15.0,
+                     what: str = "") -> Any:
+    """Let the app run until `predicate()` is truthy; fail after `timeout` (tests stay bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")

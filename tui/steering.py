@@ -1,0 +1,324 @@
+"""The keys: steering (pause, veto, pin, stop, guidance) and the rest (new run, export, filter,
+details, help, quit), with the same actions in the command palette. Screens and dialogs are
+imported when first opened (the first screen comes up sooner).
+
+Every steering action writes a command row to the store, whether the engine runs in this
+process or headless elsewhere; the engine applies it and records the result, which the
+poll shows in the changelog (⚑ rows), the status line and a notification.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.app import SystemCommand
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.screen import ModalScreen, Screen
+
+from engine.export import FORMATS
+from engine.model import BASELINE, KEPT, PINNED, RUNNING
+from tui.changelog_pane import Changelog
+from tui.summary import LIVE
+
+if TYPE_CHECKING:
+    from engine.spec import Spec
+    from tui.app import AutoresearchApp
+
+#: A second Ctrl-C (or q) within this many seconds forces the engine to stop.
+FORCE_WINDOW_S = 2.0
+
+BINDINGS = [
+    Binding("p", "pause", "Pause", id="pause", tooltip="Pause the run after the experiment in flight"),
+    Binding("p", "resume", "Resume", id="resume", tooltip="Resume the paused run"),
+    Binding("v", "veto", "Veto", id="veto", tooltip="Veto the selected experiment"),
+    Binding("i", "pin", "Pin", id="pin", tooltip="Pin the selected experiment"),
+    Binding("s", "stop_run", "Stop", id="stop", tooltip="Stop the run"),
+    Binding("g", "guide", "Guide", id="guide", tooltip="Guidance for the mutator"),
+    Binding("e", "export", "Export", id="export", tooltip="Export the changelog"),
+    Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the changelog"),
+    Binding("n", "new_run", "New", id="new", tooltip="Start a run from a spec"),
+    Binding("question_mark", "help", "Help", id="help"),
+    Binding("q", "quit", "Quit", id="quit"),
+    Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
+    Binding("left_square_bracket", "step_run(-1)", "Previous run", show=False),
+    Binding("right_square_bracket", "step_run(1)", "Next run", show=False),
+    *[Binding(str(i), f"pane('{p}')", p.title(), show=False)
+      for i, p in enumerate(("runs", "changelog", "chart", "checklist", "workers"), 1)],
+]
+
+#: Actions that need a selected run, and those that need a selected experiment too.
+RUN_ACTIONS = {"pause", "resume", "stop_run", "guide", "export", "filter", "veto", "pin"}
+
+
+class SteeringActions:
+    """Mixed into the app: actions, their enabled state, and the command palette entries."""
+
+    def _app(self) -> AutoresearchApp:
+        return self  # type: ignore[return-value]
+
+    # ------------------------------------------------------------ what is possible now
+
+    def selected(self) -> dict[str, Any] | None:
+        """The changelog's selected experiment (light row), if the cursor is on one."""
+        app = self._app()
+        try:
+            exp_id = app.dash.query_one(Changelog).selected_experiment()
+        except NoMatches:  # the app is closing: its widgets are going
+            return None
+        detail = app.board.detail
+        if exp_id is None or detail is None:
+            return None
+        point = detail.points.get(exp_id)
+        if point is None:
+            return None
+        return {"id": exp_id, "round": point[0], "verdict": point[1], "score": point[2]}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        app = self._app()
+        if action not in RUN_ACTIONS and action not in ("new_run", "help"):
+            return True
+        if isinstance(app.screen, ModalScreen):
+            return False  # a dialog is open: its keys only
+        one_experiment = getattr(app.screen, "exp_id", None) is not None
+        if one_experiment and action in ("filter", "export", "new_run"):
+            return False  # dashboard keys, hidden while one experiment is open
+        if action in ("new_run", "help"):
+            return True
+        run = app.board.runs.get(app.selected_run) if app.selected_run is not None else None
+        if run is None:
+            return None
+        live = run["status"] in LIVE
+        if action == "pause":
+            return None if not live else run["status"] != "paused"
+        if action == "resume":
+            return run["status"] == "paused"
+        if action in ("stop_run", "guide"):
+            return True if live else None
+        if action in ("veto", "pin"):
+            if not one_experiment:
+                row = self.selected()
+                if row is None or row["verdict"] == BASELINE and action == "veto":
+                    return None
+                if action == "pin" and (row["verdict"] == RUNNING or row["score"] is None):
+                    return None
+            return True if live else None
+        return True
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, verb: str, target: int | None = None, argument: str | None = None) -> None:
+        app = self._app()
+        run_id = app.selected_run
+        if run_id is None:
+            return
+        app.board.send(run_id, verb, target, argument)
+        what = verb + (f" #{target}" if target is not None else "")
+        app.last_command = Text(f"{what}: sent, waiting for the engine…", style="italic")
+        run = app.board.runs[run_id]
+        if app.alive.get(run_id) is False:
+            app.notify(f"No engine is running {run['name']}: the command waits in the store "
+                       "until one does.", severity="warning")
+        app._show_status()
+        app.call_later(app.poll)
+
+    def _command_applied(self, command: dict[str, Any]) -> None:
+        app = self._app()
+        what = command["verb"] + (f" #{command['target']}" if command["target"] else "")
+        if command["id"] in app.board.mine:
+            app.last_command = Text(f"{what} → applied: {command['result']}", style="bold")
+            app.notify(f"applied: {command['result']}", title=what, timeout=4)
+
+    # ------------------------------------------------------------ steering keys
+
+    def action_pause(self) -> None:
+        self.send("pause")
+
+    def action_resume(self) -> None:
+        self.send("resume")
+
+    def action_veto(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.steer_experiment("veto", row["id"])
+
+    def action_pin(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.steer_experiment("pin", row["id"])
+
+    def steer_experiment(self, verb: str, exp_id: int) -> None:
+        """Veto or pin one experiment; reverting a kept one asks first."""
+        from tui.dialogs import ConfirmScreen
+
+        app = self._app()
+        detail = app.board.detail
+        point = detail.points.get(exp_id) if detail else None
+        if verb == "veto" and point is not None and point[1] == KEPT:
+            later = [i for i, p in detail.points.items() if i > exp_id and p[1] in (KEPT, PINNED)]
+            detail_text = (f"It is reverted, with the {len(later)} kept experiment(s) built on it."
+                           if later else "The best version goes back to the one before it.")
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.send("veto", exp_id)
+
+            app.push_screen(ConfirmScreen(f"Veto kept experiment #{exp_id}?", detail_text),
+                            answered)
+            return
+        self.send(verb, exp_id)
+
+    def action_stop_run(self) -> None:
+        from tui.dialogs import ConfirmScreen
+
+        app = self._app()
+        run = app.board.runs[app.selected_run]
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.send("stop")
+
+        app.push_screen(ConfirmScreen(f"Stop run {run['name']}?",
+                                      "The experiment in flight is recorded as interrupted; "
+                                      "running the spec again resumes."), answered)
+
+    def action_guide(self) -> None:
+        from tui.dialogs import PromptScreen
+
+        app = self._app()
+
+        def answered(text: str | None) -> None:
+            if text:
+                self.send("guide", argument=text)
+
+        app.push_screen(PromptScreen("Guidance for the mutator's next proposals",
+                                     "enter: send    esc: cancel",
+                                     placeholder="e.g. try smaller networks first"), answered)
+
+    # ------------------------------------------------------------ the rest
+
+    def action_filter(self) -> None:
+        app = self._app()
+        if app.narrow:
+            app.action_pane("changelog")
+        app.dash.query_one(Changelog).open_filter()
+
+    def action_export(self) -> None:
+        from tui.dialogs import PromptScreen
+
+        app = self._app()
+        run = app.board.runs[app.selected_run]
+        default = f"{run['name']}-changelog.md"
+
+        def answered(path: str | None) -> None:
+            if path:
+                self.export(Path(path).expanduser())
+
+        app.push_screen(PromptScreen(f"Export the changelog of {run['name']} to",
+                                     "the extension picks the format: .md, .tsv or .jsonl",
+                                     value=default), answered)
+
+    def export(self, path: Path) -> None:
+        app = self._app()
+        run = app.board.runs[app.selected_run]
+        fmt = path.suffix.lstrip(".") or "md"
+        if fmt not in FORMATS:
+            app.notify(f"{path}: unknown format .{fmt}; use .md, .tsv or .jsonl",
+                       severity="error")
+            return
+        try:
+            with path.open("w", encoding="utf-8") as out:
+                out.writelines(FORMATS[fmt](app.board.store, run))
+        except OSError as exc:
+            app.notify(f"{path}: {exc.strerror or exc}", severity="error")
+            return
+        app.notify(f"wrote {path}", title="export")
+
+    def action_new_run(self) -> None:
+        from tui.dialogs import NewRunScreen
+
+        app = self._app()
+
+        def chosen(spec: Spec | None) -> None:
+            if spec is not None:
+                app._want_run = spec.name
+                app.ensure_engine().start(spec)
+                app.notify(f"starting {spec.name}", title="new run")
+
+        app.push_screen(NewRunScreen(Path.cwd()), chosen)
+
+    def action_help(self) -> None:
+        from tui.help_screen import HelpScreen
+
+        self._app().push_screen(HelpScreen())
+
+    def open_experiment(self, exp_id: int) -> None:
+        from tui.experiment_screen import ExperimentScreen
+
+        app = self._app()
+        run = app.board.runs[app.selected_run]
+        app.push_screen(ExperimentScreen(app.board.store, exp_id, run["direction"], run["name"]))
+
+    def action_step_run(self, by: int) -> None:
+        from tui.runs_pane import RunsPane
+
+        self._app().dash.query_one(RunsPane).step(by)
+
+    # ------------------------------------------------------------ quitting
+
+    async def action_quit(self) -> None:
+        await self._quit(forced_by_repeat=False)
+
+    async def action_interrupt(self) -> None:
+        await self._quit(forced_by_repeat=True)
+
+    async def _quit(self, forced_by_repeat: bool) -> None:
+        """Stop hosted runs cleanly and leave; a second Ctrl-C within 2 s forces."""
+        app = self._app()
+        engine = app.engine
+        if engine is None or not engine.active():
+            app.exit(0)
+            return
+        now = time.monotonic()
+        last = getattr(self, "_quit_at", None)
+        if last is not None and forced_by_repeat and now - last < FORCE_WINDOW_S:
+            engine.force()
+            app.exit(return_code=130)
+            return
+        if last is None:
+            self._quit_at = now
+            engine.stop_all()
+            app.notify("Stopping the runs cleanly… (Ctrl-C again within 2 s forces)",
+                       title="quit", timeout=10)
+            app.set_interval(0.1, self._exit_when_stopped)
+        else:
+            self._quit_at = now
+
+    def _exit_when_stopped(self) -> None:
+        app = self._app()
+        if app.engine is None or not app.engine.active():
+            app.exit(0)
+
+    # ------------------------------------------------------------ command palette
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        app = self._app()
+        yield from super().get_system_commands(screen)  # type: ignore[misc]
+        entries = [
+            ("Pause or resume the run", "p: the experiment in flight finishes first",
+             lambda: app.action_resume() if app.check_action("resume", ()) else app.action_pause()),
+            ("Veto the selected experiment", "v: reject it, or revert a kept one", self.action_veto),
+            ("Pin the selected experiment", "i: keep it whatever its score", self.action_pin),
+            ("Stop the run", "s", self.action_stop_run),
+            ("Guidance for the mutator", "g: free text for the next prompts", self.action_guide),
+            ("Export the changelog", "e: .md, .tsv or .jsonl", self.action_export),
+            ("Filter the changelog", "/", self.action_filter),
+            ("Start a run from a spec", "n", self.action_new_run),
+            ("Keys", "?", self.action_help),
+        ]
+        for title, help_text, callback in entries:
+            yield SystemCommand(title, help_text, callback)
