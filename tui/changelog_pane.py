@@ -124,9 +124,9 @@ class Changelog(Vertical):
 
     def _cells(self, row: dict[str, Any]) -> dict[str, Text]:
         verdict = row["verdict"]
+        # Sign and colour say better or worse; no ▲▼ here: their East Asian width is
+        # ambiguous, and terminals that draw them wide would shift every later column.
         delta, better = fmt_delta(row["delta"], self.direction)
-        if better is not None:
-            delta += " ▲" if better else " ▼"
         description = " ".join((row["description"] or "").split())
         return {
             "ref": Text(f"#{row['id']}"),
