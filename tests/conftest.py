@@ -76,3 +76,14 @@ def metric_spec(ws: Path, name: str = "toy", extra: str = "", **fields: str) -> 
         stop: {{{stop}}}
     """) + extra)
     return spec
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch):
+    """A local Messages API server (tests/fake_anthropic.py) the real SDK is pointed at."""
+    from fake_anthropic import TEST_KEY, FakeAnthropic
+
+    with FakeAnthropic() as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        yield server

@@ -49,14 +49,6 @@ evaluate:
 """
 
 
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch):
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        yield server
-
-
 def evaluator(tmp_path: Path, evaluate: str) -> tuple[ChecklistEvaluator, LocalSession]:
     ws = page_workspace(tmp_path)
     spec = load_spec(page_spec(ws, evaluate=evaluate))

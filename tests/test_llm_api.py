@@ -32,14 +32,6 @@ from engine.store import Store
 HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
 
 
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch):
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        yield server
-
-
 async def run_one(tmp_path: Path, spec: Path) -> tuple[Store, int]:
     store = Store(tmp_path / "ar.db")
     host = Host(store)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from fake_anthropic import (
-    TEST_KEY,
     FakeAnthropic,
     Reply,
     change,
@@ -24,14 +23,6 @@ from engine.store import Store
 
 HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
 CTA = {"file": "page.md", "search": "Contact us.", "replace": "Start your free trial today."}
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch):
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        yield server
 
 
 async def run(tmp_path: Path, spec: Path, timeout: float = 30) -> tuple[Store, int]:

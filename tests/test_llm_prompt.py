@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fake_anthropic import TEST_KEY, FakeAnthropic, change, drive, page_spec, page_workspace
+from fake_anthropic import FakeAnthropic, change, drive, page_spec, page_workspace
 
 from engine.host import Host
 from engine.model import Proposal
@@ -16,14 +16,6 @@ from engine.store import Store
 
 HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
 CTA = {"file": "page.md", "search": "Contact us.", "replace": "Start your free trial."}
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch):
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        yield server
 
 
 async def run_rounds(tmp_path: Path, ws: Path, rounds: int) -> tuple[Store, Host, int]:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from conftest import cli_env, run_cli
 from fake_anthropic import (
-    TEST_KEY,
     FakeAnthropic,
     change,
     drive,
@@ -29,14 +28,6 @@ from engine.store import Store
 HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
 WORDY = {"file": "page.md", "search": "Contact us.",
          "replace": "Contact us. " + "Really, truly, honestly. " * 20}
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch):
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        yield server
 
 
 def run_page(tmp_path: Path, ws: Path, name: str = "page", mutator: str = "",
