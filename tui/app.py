@@ -146,7 +146,6 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         if not self.dash.is_mounted:
             return
         narrow = self.size.width < NARROW_W or self.size.height < NARROW_H
-        changed = narrow != self.narrow
         self.narrow = narrow
         self.dash.set_class(narrow, "-narrow")
         active = self.active_pane
@@ -160,8 +159,6 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         for i, pane in enumerate(PANES, 1):
             bar.append(f" {i} {TITLES[pane]} ", style="reverse bold" if pane == active else "")
         self.dash.query_one("#pane-bar", Static).update(bar)
-        if changed:
-            self.dash.query_one(Changelog).set_compact(narrow)
 
     def action_pane(self, pane: str) -> None:
         """Show one pane (narrow terminals) or move the focus to it (wide ones)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -34,6 +34,8 @@ WIDE = [Column("ref", "#", 6, True), Column("round", "rnd", 4, True),
         Column("worker", "worker", 10), Column("time", "time", 6, True),
         Column("cost", "cost", 8, True)]
 COMPACT = [c for c in WIDE if c.key not in ("worker", "cost")]
+#: Pane widths below this drop the worker and cost columns.
+COMPACT_BELOW = 110
 #: Rows kept while following the newest; beyond this the window is reloaded smaller.
 WINDOW = 1000
 PAGE = 200
@@ -80,6 +82,10 @@ class Changelog(Vertical):
         self.more_below = full_page
         self._add(rows, [c for c in commands if self._matches_command(c)])
         table.move_cursor(0)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Worker and cost columns only when the description still gets a readable width.
+        self.set_compact(event.size.width < COMPACT_BELOW)
 
     def set_compact(self, compact: bool) -> None:
         if compact != self.compact:
