@@ -89,3 +89,11 @@ def test_specs_and_db_in_any_order_and_attach_takes_db():
     assert _split_specs(["status", "--json"]) == ([], ["status", "--json"])
     args = _parser().parse_args(["attach", "--db", "x.db"])
     assert args.command == "attach" and str(args.db) == "x.db"
+
+
+def test_attach_to_a_missing_store_is_one_line_not_an_empty_app(tmp_path):
+    result = run_cli("attach", "--db", str(tmp_path / "none.db"), timeout=30)
+    assert result.returncode == 2
+    assert "no such store to attach to" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "none.db").exists()

@@ -104,6 +104,9 @@ def _app(args: argparse.Namespace, specs: list[str]) -> int:
     except ImportError as exc:  # the app is not built yet in this checkout
         raise UserError(f"the app is not available: {exc}") from None
     db: Path = args.db
+    if args.command == "attach" and not db.exists():
+        raise UserError(f"{db}: no such store to attach to (start an engine with "
+                        "`autoresearch-tui run SPEC --headless`, or pass --db)")
     if args.command == "run":
         specs = args.specs
     if args.command == "demo":
