@@ -123,6 +123,7 @@ class RunLoop:
         self._failing_for: int | None = None
         self._max_round = 0  # highest round number started
         self._cost = 0.0  # USD spent by this run (the run row's cost_usd)
+        self._baseline_cost: float | None = None  # the first experiment's cost, once known
         self._wave_task: asyncio.Task[None] | None = None
         self._slot_dirs: dict[str, Path] = {}  # worker slot → its reusable candidate folder
         self.failed = False
@@ -523,8 +524,11 @@ class RunLoop:
         their evaluations estimated at the baseline's cost."""
         if not self.in_flight:
             return 0.0
-        first = self.store.experiments(self.run_id, limit=1)
-        per_eval = (first[0]["cost_usd"] or 0.0) if first else 0.0
+        if self._baseline_cost is None:  # read once it is final: asked before every proposal
+            first = self.store.experiments(self.run_id, limit=1)
+            if first and first[0]["verdict"] != RUNNING:
+                self._baseline_cost = first[0]["cost_usd"] or 0.0
+        per_eval = self._baseline_cost or 0.0
         return sum(c.mutation.usage.cost_usd + per_eval for c in self.in_flight.values())
 
     def pause_for_error(self, message: str) -> None:
@@ -586,7 +590,7 @@ class RunLoop:
             self.store.finish_experiment(exp_id, verdict=PINNED, reason="pinned by hand",
                                          score=row["score"], delta=row["delta"],
                                          metrics=None if not row["metrics_json"] else
-                                         __import__("json").loads(row["metrics_json"]),
+                                         json.loads(row["metrics_json"]),
                                          items=self._stored_evaluation(row).items,
                                          duration=row["duration"], best_files=files)
             await self._make_best(self.store.experiment(exp_id), f"pin #{exp_id}: {row['description']}")
