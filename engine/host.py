@@ -111,6 +111,7 @@ class Host:
         self.tasks[loop.run_id] = task
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll_commands(), name="commands")
+            self.store.checkpoint_in_background()
         return task
 
     async def _drive(self, loop: RunLoop) -> str:
@@ -159,6 +160,7 @@ class Host:
             except (asyncio.CancelledError, sqlite3.Error, OSError):
                 pass
             self._poller = None
+        self.store.stop_checkpoints()
 
     # ------------------------------------------------------------ commands
 

@@ -354,6 +354,9 @@ class RunLoop:
 
     def _proposal(self) -> Proposal:
         """What the mutator sees; the changelog is read incrementally, not re-read every round."""
+        if not getattr(self.mutator, "reads_history", True):  # e.g. the params mutator
+            return Proposal(self.spec.name, dict(self.best_files), [], [], [],
+                            aggregate(self.best_evals))
         if self._changelog is None:
             self._changelog = self.store.changelog(self.run_id, CHANGELOG_WINDOW)
         else:
@@ -449,19 +452,23 @@ class RunLoop:
         if won:
             best_files = {**self.best_files, **cand.mutation.files}
             run_update.update(best_experiment=cand.exp_id, best_score=score)
-        self.store.finish_experiment(
-            cand.exp_id, verdict=cand.verdict or CRASHED, reason=cand.reason, score=score,
-            delta=delta, metrics=first.metrics, items=first.items, usage=usage,
-            error=first.error, log_tail=first.log_tail, worker=cand.worker,
-            best_files=best_files, run_update=run_update)
-        if cand.details:
-            self.store.set_decision(cand.exp_id, cand.details)
         if self.policy.learn(evals):
-            self.store.update_run(self.run_id, noise_json=self.policy.noise.to_json())
-        self.flush_events()
+            run_update["noise_json"] = self.policy.noise.to_json()
         shown = "-" if score is None else f"{score:.4g}"
         self.log(f"#{cand.exp_id} {cand.verdict}: {cand.mutation.description} "
                  f"(score {shown}; {cand.reason})", exp_id=cand.exp_id)
+        # One transaction: the outcome, its decision details and the pending event lines.
+        events, self._events = self._events[-MAX_PENDING_EVENTS:], []
+        try:
+            self.store.finish_experiment(
+                cand.exp_id, verdict=cand.verdict or CRASHED, reason=cand.reason, score=score,
+                delta=delta, metrics=first.metrics, items=first.items, usage=usage,
+                error=first.error, log_tail=first.log_tail, worker=cand.worker,
+                best_files=best_files, run_update=run_update, decision=cand.details,
+                events=events)
+        except BaseException:
+            self._events = events + self._events  # kept (bounded) for the next write
+            raise
 
     def _run_totals(self, usage: Usage) -> dict[str, Any]:
         """The run row's counters after one more experiment (kept in memory, written with it)."""

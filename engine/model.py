@@ -169,7 +169,10 @@ class Evaluator(Protocol):
 
 
 class Mutator(Protocol):
-    """Proposes one mutation a round and learns from the verdicts."""
+    """Proposes one mutation a round and learns from the verdicts.
+
+    A mutator with a class attribute `reads_history = False` gets a Proposal without the
+    changelog, failing items and guidance (they cost store queries every round)."""
 
     async def propose(self, proposal: Proposal) -> Mutation: ...
 

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 REFERENCE = "reference"
 #: Seconds a slot's busy/idle change may wait before it is written to the store.
 WORKER_FLUSH_S = 0.2
+#: Staging that took less than this last time runs inline: a thread hand-off costs ~0.1 ms,
+#: more than syncing a small workspace's slot folder.
+INLINE_STAGE_S = 0.002
 
 
 def _usage(evals: list[Evaluation], extra: Usage | None = None) -> Usage:
@@ -56,6 +59,8 @@ class WaveRunner:
         #: batches, like event lines).
         self._dirty: dict[str, dict] = {}
         self._flush: asyncio.TimerHandle | None = None
+        #: How long the last staging took (0: try inline first).
+        self._stage_s = 0.0
         loop.pool.on_change = self._worker_changed
         for state in loop.pool.states.values():
             self._dirty[state.name] = self._row(state, "idle")
@@ -136,7 +141,14 @@ class WaveRunner:
             loop.log(line, source=worker.name, exp_id=exp_id)
 
         folder = loop.slot_folder(worker.name)
-        await asyncio.to_thread(loop.workspace.stage, files, folder)
+        if self._stage_s < INLINE_STAGE_S:
+            started = time.perf_counter()
+            loop.workspace.stage(files, folder)
+            self._stage_s = time.perf_counter() - started
+        else:  # a big workspace: keep the event loop (other slots, steering) responsive
+            started = time.perf_counter()
+            await asyncio.to_thread(loop.workspace.stage, files, folder)
+            self._stage_s = time.perf_counter() - started
         results: list[Evaluation] = []
         async with worker.open(folder) as session:
             session = tier.session(session)
@@ -188,8 +200,13 @@ class WaveRunner:
                 candidates.append(cand)
                 if self.screen is not None:
                     loop.store.set_tier(cand.exp_id, SCREEN)
-                tasks.append(asyncio.create_task(self._first_tier(cand)))
                 loop._evaluating = True
+                if loop.spec.parallel == 1 and not tasks:
+                    # One candidate, nothing to overlap with: evaluate it right here (a
+                    # task, a yield and a gather per round add up when evaluations are fast).
+                    await self._first_tier(cand)
+                    break
+                tasks.append(asyncio.create_task(self._first_tier(cand)))
                 await asyncio.sleep(0)  # let it start while the next one is proposed
             await asyncio.gather(*tasks)
             finalists = candidates

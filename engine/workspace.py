@@ -43,6 +43,35 @@ def atomic_write(path: Path, content: str) -> None:
         raise
 
 
+def overwrite(path: Path, content: str) -> None:
+    """Write a candidate file in place (the slot folder's copy, never a target on disk).
+
+    Opening with O_TRUNC frees the file's blocks, which costs ~0.2 ms on an ext4 mounted
+    with `discard` (more than the rest of a round); writing over the old bytes and cutting
+    the length afterwards costs ~10 us. O_NOFOLLOW: an evaluation that swapped the file for
+    a symlink must not make us write through it, so such a file is replaced instead.
+    """
+    data = content.encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError:  # a symlink (ELOOP) or something else in the way: start afresh
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        written = 0
+        while written < len(data):
+            written += os.pwrite(fd, data[written:], written)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
 def unified_diff(before: dict[str, str], after: dict[str, str]) -> str:
     """A unified diff of the files that differ between two versions."""
     chunks = []
@@ -106,6 +135,8 @@ class Workspace:
         self.is_git = (self.root / ".git").exists() and shutil.which("git") is not None
         pattern = re.compile("|".join(fnmatch.translate(p) for p in self.ignore) or "(?!)")
         self._ignored: Callable[[str], bool] = lambda name: pattern.match(name) is not None
+        #: Target paths confine() accepted (resolving paths is the slow part of the check).
+        self._confined: set[str] = set()
 
     # ------------------------------------------------------------ reading
 
@@ -117,6 +148,8 @@ class Workspace:
     def confine(self, files: dict[str, str]) -> None:
         """Refuse any path that is not a target file inside the workspace (invariant 4)."""
         for rel in files:
+            if rel in self._confined and not os.path.islink(self.root / rel):
+                continue  # checked before; only a symlink swapped in since could change that
             if os.path.isabs(rel) or ".." in Path(rel).parts:
                 raise PathRefused(f"{rel}: paths must be relative and stay inside the workspace")
             full = self.root / rel
@@ -128,6 +161,7 @@ class Workspace:
                 raise PathRefused(f"{rel}: protected file")
             if rel not in self.targets:
                 raise PathRefused(f"{rel}: not a target file (targets: {', '.join(self.targets)})")
+            self._confined.add(rel)
 
     # ------------------------------------------------------------ candidates
 
@@ -144,9 +178,7 @@ class Workspace:
         skip = {os.path.join(dest, rel) for rel in files}  # written below anyway
         sync_tree(self.root, dest, self._ignored, skip)
         for rel, content in files.items():
-            path = dest / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, encoding="utf-8")
+            overwrite(dest / rel, content)
         return dest
 
     @staticmethod

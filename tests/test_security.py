@@ -90,3 +90,35 @@ async def test_evaluation_command_comes_from_the_spec_not_from_the_mutation(tmp_
     await asyncio.sleep(0.1)
     assert not marker.exists()
     assert store.experiments(loop.run_id)[1]["verdict"] in {"kept", "reverted"}
+
+
+def test_confine_notices_a_target_swapped_for_a_symlink_after_it_was_accepted(tmp_path):
+    ws = tmp_path / "ws"
+    write(ws / "a.txt", "a\n")
+    write(tmp_path / "outside.txt", "secret\n")
+    w = Workspace(ws, ["a.txt"], [], [], "r")
+    w.confine({"a.txt": "b\n"})  # accepted, and remembered
+    (ws / "a.txt").unlink()
+    (ws / "a.txt").symlink_to(tmp_path / "outside.txt")
+    with pytest.raises(PathRefused, match="outside"):
+        w.confine({"a.txt": "b\n"})
+
+
+def test_staging_never_writes_through_a_symlink_an_evaluation_left_in_the_slot(tmp_path):
+    ws = tmp_path / "ws"
+    write(ws / "a.txt", "a long first version\n")
+    write(tmp_path / "outside.txt", "untouched\n")
+    w = Workspace(ws, ["a.txt"], [], [], "r")
+    slot = tmp_path / "slot"
+    w.stage({"a.txt": "a long candidate version\n"}, slot)
+    # The evaluation replaced the file with a symlink pointing outside its folder.
+    (slot / "a.txt").unlink()
+    (slot / "a.txt").symlink_to(tmp_path / "outside.txt")
+    w.stage({"a.txt": "short\n"}, slot)
+    assert (tmp_path / "outside.txt").read_text() == "untouched\n"
+    assert not (slot / "a.txt").is_symlink()
+    assert (slot / "a.txt").read_text() == "short\n"  # shorter than before: no old bytes left
+    (slot / "a.txt").unlink()
+    (slot / "a.txt").mkdir()  # or a folder in its place
+    w.stage({"a.txt": "again\n"}, slot)
+    assert (slot / "a.txt").read_text() == "again\n"

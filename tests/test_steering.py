@@ -108,7 +108,9 @@ async def test_veto_of_a_kept_experiment_reverts_it_and_what_was_built_on_it(tmp
     baseline = store.experiments(loop.run_id)[0]
     assert run["best_experiment"] == baseline["id"] and run["best_score"] == baseline["score"]
     assert (params_workspace / "params.yaml").read_text() == store.version_files(baseline["id"])["params.yaml"]
-    # The vetoed idea reaches the mutator's view of the changelog as banned.
+    # The vetoed idea reaches the view of the changelog a mutator that reads it gets (the
+    # params mutator here does not, so it is asked to) as banned.
+    loop.mutator.reads_history = True
     proposal = loop._proposal()
     assert any(e["verdict"] == "vetoed" and e["description"] == kept[0]["description"]
                for e in proposal.changelog)
@@ -142,6 +144,7 @@ async def test_pin_makes_a_reverted_experiment_the_protected_best(tmp_path, para
     assert store.command(veto)["result"] == f"#{reverted['id']} is pinned"
     guide = store.add_command(loop.run_id, "guide", argument="try smaller x")
     await wait_for(lambda: store.command(guide)["applied"])
+    loop.mutator.reads_history = True  # guidance reaches mutators that read it
     assert loop._proposal().guidance == ["try smaller x"]
     store.add_command(loop.run_id, "stop")
     await asyncio.wait_for(task, 10)

@@ -4,6 +4,7 @@ keeping the file's comments and layout: only the value on the parameter's line c
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import tomllib
@@ -18,12 +19,14 @@ from engine.model import MutationError
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+@functools.cache
 def file_format(path: str) -> str:
     suffix = PurePath(path).suffix.lower()
     return {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml",
             ".py": "python"}.get(suffix, "yaml")
 
 
+@functools.cache
 def _line_pattern(fmt: str, name: str) -> re.Pattern[str]:
     key = re.escape(name)
     if fmt == "yaml":

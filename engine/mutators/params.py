@@ -28,6 +28,10 @@ def _round_sig(value: float, digits: int = 4) -> float:
 
 
 class ParamsMutator:
+    #: It moves parameters by its own step sizes: the changelog, failing items and guidance
+    #: are not read, so the loop need not query them each round.
+    reads_history = False
+
     def __init__(self, config: specs.ParamsMutator) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
@@ -35,6 +39,8 @@ class ParamsMutator:
         #: Per-parameter weight: parameters whose moves got kept are tried more often.
         self.weights = {name: 1.0 for name in config.params}
         self.tried: set[tuple[str, Any, Any]] = set()
+        #: The last best file text read, and its parameter values.
+        self._read: tuple[str, dict[str, Any]] | None = None
 
     def _step(self, name: str, param: specs.Param, old: Any, reach: float = 1.0) -> Any:
         if param.type == "choice":
@@ -59,7 +65,9 @@ class ParamsMutator:
     async def propose(self, proposal: Proposal) -> Mutation:
         cfg = self.config
         text = proposal.best_files[cfg.file]
-        values = read_params(text, cfg.file, list(cfg.params))
+        if self._read is None or self._read[0] != text:  # the best version changes rarely
+            self._read = (text, read_params(text, cfg.file, list(cfg.params)))
+        values = self._read[1]
         names = list(cfg.params)
         for attempt in range(TRIES):
             name = self.rng.choices(names, weights=[self.weights[n] for n in names])[0]
