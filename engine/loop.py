@@ -15,11 +15,9 @@ import errno
 import json
 import re
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine import spec as specs
@@ -49,11 +47,12 @@ from engine.model import (
 )
 from engine.mutators import build_mutator
 from engine.noise import Retest, RetestQueue, reeval_due, restore_evaluations
+from engine.records import WaitingRecords
 from engine.store import Store
 from engine.waves import WaveRunner
 from engine.workers.pool import WorkerPool, build_workers
 from engine.workers.tiers import Tier
-from engine.workspace import PathRefused, Workspace, unified_diff
+from engine.workspace import PathRefused, SlotFolders, Workspace, unified_diff
 
 #: Experiments shown to a mutator (the newest); older ones stay in the store.
 CHANGELOG_WINDOW = 200
@@ -125,11 +124,14 @@ class RunLoop:
         self._cost = 0.0  # USD spent by this run (the run row's cost_usd)
         self._baseline_cost: float | None = None  # the first experiment's cost, once known
         self._wave_task: asyncio.Task[None] | None = None
-        self._slot_dirs: dict[str, Path] = {}  # worker slot → its reusable candidate folder
+        #: Each worker slot's reusable candidate folders.
+        self.slot_folders = SlotFolders(self.workspace, spec.name)
         self.failed = False
         self._evaluating = False
         #: A problem a person must see (full disk...); None when all is well.
         self.alert: str | None = None
+        #: Records of reverted candidates, written while the next evaluation runs.
+        self.records = WaitingRecords(store, run_id)
         #: Waves, tiers and worker retries (engine/waves.py).
         self.waves = WaveRunner(self)
 
@@ -142,6 +144,7 @@ class RunLoop:
             self.flush_events()
 
     def flush_events(self) -> None:
+        self.records.write_quietly()  # their event lines come first
         if self._events:
             # Keep the lines if the write fails (full disk), but never more than a bounded few.
             self._events = self._events[-MAX_PENDING_EVENTS:]
@@ -213,6 +216,7 @@ class RunLoop:
             wave = 0
             while True:
                 while self.paused and not self.stopping:
+                    self.records.write()
                     self._wake.clear()
                     await self._wake.wait()
                 reason = self.check_stop()
@@ -244,9 +248,9 @@ class RunLoop:
         return self.stop_reason or "stopped"
 
     async def _finish(self) -> None:
+        self.records.write()
         await self.pool.close()
-        for folder in self._slot_dirs.values():
-            Workspace.discard(folder)
+        self.slot_folders.discard()
         elapsed = self._elapsed_before + time.monotonic() - self._started
         status = ("failed" if self.failed else
                   "stopped" if self.stopping and self.stop_reason in (None, "stopped") else "done")
@@ -331,6 +335,7 @@ class RunLoop:
             if all(self.best_files.get(p) == c for p, c in mutation.files.items()):
                 raise MutationError("the mutation changes nothing")
         except (MutationError, PathRefused) as exc:
+            self.records.write()  # keep the store in order
             usage = getattr(exc, "usage", None) or Usage()
             desc = getattr(exc, "description", "") or "invalid mutation"
             exp_id = self.store.start_experiment(self.run_id, round=round_no, kind="candidate",
@@ -343,10 +348,13 @@ class RunLoop:
             self.notify()
             return None
         diff = unified_diff(self.best_files, {**self.best_files, **mutation.files})
-        exp_id = self.store.start_experiment(
-            self.run_id, round=round_no, kind="candidate", parent=parent,
-            description=mutation.description, rationale=mutation.rationale, diff=diff,
-            wave=wave, files=mutation.files)
+        row = dict(round=round_no, kind="candidate", parent=parent,
+                   description=mutation.description, rationale=mutation.rationale, diff=diff,
+                   wave=wave, files=mutation.files)
+        # Committed while the evaluation runs, with the last round's records.
+        exp_id = self.store.start_experiment(self.run_id, commit=False, **row)
+        self.records.started(exp_id, lambda: self.store.start_experiment(
+            self.run_id, exp_id=exp_id, **row))
         cand = Candidate(exp_id, mutation, parent)
         self.in_flight[exp_id] = cand
         self.notify()
@@ -357,6 +365,7 @@ class RunLoop:
         if not getattr(self.mutator, "reads_history", True):  # e.g. the params mutator
             return Proposal(self.spec.name, dict(self.best_files), [], [], [],
                             aggregate(self.best_evals))
+        self.records.write()  # the changelog it reads must hold every verdict
         if self._changelog is None:
             self._changelog = self.store.changelog(self.run_id, CHANGELOG_WINDOW)
         else:
@@ -394,14 +403,6 @@ class RunLoop:
         (the full tier by default), staged in that slot's own folder; `more` (the policy's
         sequential test) may end the repeats sooner; a failing worker hands it on."""
         return await self.waves.score(exp_id, files, repeats, tier, more)
-
-    def slot_folder(self, worker_name: str) -> Path:
-        """The reusable local folder a worker slot's candidates are staged in."""
-        folder = self._slot_dirs.get(worker_name)
-        if folder is None:
-            folder = self._slot_dirs[worker_name] = Path(tempfile.mkdtemp(
-                prefix=f"ar-{self.spec.name}-{worker_name.replace(':', '-')}-"))
-        return folder
 
     async def _settle(self, candidates: list[Candidate]) -> None:
         """Decide every candidate of a wave, record all, then advance the best (log before reset)."""
@@ -457,18 +458,18 @@ class RunLoop:
         shown = "-" if score is None else f"{score:.4g}"
         self.log(f"#{cand.exp_id} {cand.verdict}: {cand.mutation.description} "
                  f"(score {shown}; {cand.reason})", exp_id=cand.exp_id)
-        # One transaction: the outcome, its decision details and the pending event lines.
+        # One transaction: the outcome, its decision details and the pending event lines;
+        # a keep's is written now (it becomes the best version next), others while the next
+        # evaluation runs (engine/records.py).
         events, self._events = self._events[-MAX_PENDING_EVENTS:], []
-        try:
-            self.store.finish_experiment(
-                cand.exp_id, verdict=cand.verdict or CRASHED, reason=cand.reason, score=score,
-                delta=delta, metrics=first.metrics, items=first.items, usage=usage,
-                error=first.error, log_tail=first.log_tail, worker=cand.worker,
-                best_files=best_files, run_update=run_update, decision=cand.details,
-                events=events)
-        except BaseException:
-            self._events = events + self._events  # kept (bounded) for the next write
-            raise
+        self.records.add(cand.exp_id, dict(
+            verdict=cand.verdict or CRASHED, reason=cand.reason, score=score,
+            delta=delta, metrics=first.metrics, items=first.items, usage=usage,
+            error=first.error, log_tail=first.log_tail, worker=cand.worker,
+            best_files=best_files, run_update=run_update, decision=cand.details,
+            events=events))
+        if won:
+            self.records.write()
 
     def _run_totals(self, usage: Usage) -> dict[str, Any]:
         """The run row's counters after one more experiment (kept in memory, written with it)."""
@@ -502,8 +503,13 @@ class RunLoop:
         if self.stopping:
             return "stopped"
         stop = self.spec.stop
+        needs_rows = self.target is not None or stop.plateau or stop.max_failures
         rows = self.store.recent_outcomes(
-            self.run_id, max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1))
+            self.run_id, max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1)
+        ) if needs_rows else []
+        if self.records.waiting:  # outcomes decided but not yet written
+            rows = [{**r, **{k: waiting[k] for k in ("verdict", "score")}}
+                    if (waiting := self.records.outcome(r["id"])) else r for r in rows]
         scored = [r for r in rows if r["score"] is not None and r["tier"] != "screen"]
         if self.target is not None and len(scored) >= stop.streak:
             streak = scored[: stop.streak]
@@ -557,6 +563,7 @@ class RunLoop:
             self.veto_in_flight.update(targets)
             return f"vetoed in flight: {', '.join(f'#{t}' for t in targets)}"
         async with self.best_lock:
+            self.records.write()
             self.forget_changelog()
             row = self.store.experiment(exp_id)
             if row is None or row["run_id"] != self.run_id:
@@ -583,6 +590,7 @@ class RunLoop:
     async def pin(self, exp_id: int) -> str:
         """Keep an experiment whatever its score and protect it from later reverts."""
         async with self.best_lock:
+            self.records.write()
             self.forget_changelog()
             row = self.store.experiment(exp_id)
             if row is None or row["run_id"] != self.run_id:
@@ -639,6 +647,7 @@ class RunLoop:
         best_id = self.best_id
         if best_id is None or not self.spec.decide.reeval_every:
             return False
+        self.records.write()  # it counts finished candidates
         last = self.store.last_reeval(self.run_id, best_id)
         since = self.store.candidates_since(self.run_id, last["id"] if last else best_id)
         if not reeval_due(self.spec.decide.reeval_every, since):
@@ -695,6 +704,8 @@ class RunLoop:
         """A marginal candidate re-run as a new experiment (before new proposals); the first
         one keeps its `retest` verdict, the new one references it and gets its own."""
         entry, stale = self.retests.next(parent)
+        if entry is not None or stale:
+            self.records.write()  # the retested experiments' own records come first
         if stale:
             self.forget_changelog()
         for old in stale:

@@ -352,23 +352,44 @@ class Store:
     def start_experiment(self, run_id: int, *, round: int, kind: str, parent: int | None,
                          description: str = "", rationale: str = "", diff: str = "",
                          worker: str = "", tier: str | None = None, wave: int | None = None,
-                         files: dict[str, str] | None = None) -> int:
-        """Insert an experiment in flight, with the files it changes, in one transaction."""
-        with self.db.conn:
-            cursor = self.db.conn.execute(
-                "INSERT INTO experiments (run_id, round, parent, kind, verdict, description, "
+                         files: dict[str, str] | None = None, commit: bool = True,
+                         exp_id: int | None = None) -> int:
+        """Insert an experiment in flight, with the files it changes, in one transaction.
+
+        With commit=False the transaction stays open for the next commit on this connection
+        (see engine/records.py); `exp_id` re-inserts a row such a transaction lost.
+        """
+        conn = self.db.conn
+        try:
+            cursor = conn.execute(
+                "INSERT INTO experiments (id, run_id, round, parent, kind, verdict, description, "
                 "rationale, diff, worker, tier, wave, started) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, round, parent, kind, RUNNING, self._text(description, 500), self._text(rationale),
-                 self._text(diff), worker, tier, wave, time.time()],
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [exp_id, run_id, round, parent, kind, RUNNING, self._text(description, 500),
+                 self._text(rationale), self._text(diff), worker, tier, wave, time.time()],
             )
-            exp_id = cursor.lastrowid
+            new_id: int = cursor.lastrowid  # type: ignore[assignment]
             if files:
-                self.db.conn.executemany(
+                conn.executemany(
                     "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
-                    [(exp_id, p, c) for p, c in files.items()],
+                    [(new_id, p, c) for p, c in files.items()],
                 )
-        return exp_id
+            if commit:
+                conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        return new_id
+
+    def commit(self) -> None:
+        self.db.conn.commit()
+
+    def in_transaction(self) -> bool:
+        return self.db.conn.in_transaction
+
+    def has_experiment(self, exp_id: int, run_id: int) -> bool:
+        return self.db.execute("SELECT 1 FROM experiments WHERE id = ? AND run_id = ?",
+                               [exp_id, run_id]).fetchone() is not None
 
     def finish_experiment(self, exp_id: int, *, verdict: str, reason: str = "",
                           score: float | None = None, delta: float | None = None,
@@ -389,17 +410,16 @@ class Store:
         now = time.time()
         with self.db.conn:
             conn = self.db.conn
-            row = conn.execute("SELECT started, decision_json FROM experiments WHERE id = ?",
-                               [exp_id]).fetchone()
-            started = row[0] if row else now
-            sets = {
+            sets: dict[str, Any] = {
                 "verdict": verdict, "reason": self._text(reason, 2000), "score": score, "delta": delta,
                 "metrics_json": json.dumps(metrics) if metrics else None,
                 "error": self._text(error, 4000), "log_tail": self._text(log_tail, 8000),
-                "finished": now, "duration": duration if duration is not None else now - started,
+                "finished": now,
             }
             if decision:
-                earlier = json.loads(row[1]) if row and row[1] else {}
+                row = conn.execute("SELECT decision_json FROM experiments WHERE id = ?",
+                                   [exp_id]).fetchone()
+                earlier = json.loads(row[0]) if row and row[0] else {}
                 sets["decision_json"] = json.dumps({**earlier, **decision})
             if worker is not None:
                 sets["worker"] = worker
@@ -408,15 +428,17 @@ class Store:
                             tokens_cache_write=usage.tokens_cache_write,
                             tokens_cache_read=usage.tokens_cache_read, cost_usd=usage.cost_usd)
             cols = ", ".join(f"{k} = ?" for k in sets)
-            conn.execute(f"UPDATE experiments SET {cols} WHERE id = ?", [*sets.values(), exp_id])
+            # Duration defaults to the time since the experiment started (in SQL: no extra read).
+            conn.execute(f"UPDATE experiments SET {cols}, duration = COALESCE(?, ? - started) "
+                         "WHERE id = ?", [*sets.values(), duration, now, exp_id])
             conn.execute("DELETE FROM item_results WHERE experiment_id = ?", [exp_id])
-            conn.executemany(
-                "INSERT INTO item_results (experiment_id, item, input, sample, passed, evidence) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(exp_id, r.item, self._text(r.input, 2000), r.sample,
-                  None if r.passed is None else int(r.passed), self._text(r.evidence, 2000))
-                 for r in items],
-            )
+            item_rows = [(exp_id, r.item, self._text(r.input, 2000), r.sample,
+                          None if r.passed is None else int(r.passed), self._text(r.evidence, 2000))
+                         for r in items]
+            if item_rows:
+                conn.executemany(
+                    "INSERT INTO item_results (experiment_id, item, input, sample, passed, "
+                    "evidence) VALUES (?, ?, ?, ?, ?, ?)", item_rows)
             if best_files is not None:
                 conn.executemany(
                     "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
@@ -424,9 +446,9 @@ class Store:
                 )
             if run_update:
                 cols = ", ".join(f"{k} = ?" for k in run_update)
-                run_id = conn.execute(
-                    "SELECT run_id FROM experiments WHERE id = ?", [exp_id]).fetchone()[0]
-                conn.execute(f"UPDATE runs SET {cols} WHERE id = ?", [*run_update.values(), run_id])
+                conn.execute(f"UPDATE runs SET {cols} WHERE id = "
+                             "(SELECT run_id FROM experiments WHERE id = ?)",
+                             [*run_update.values(), exp_id])
             if events:
                 self._insert_events(conn, events, now)
         self.keep_log_bounded()

@@ -140,20 +140,25 @@ class WaveRunner:
         def sink(line: str) -> None:
             loop.log(line, source=worker.name, exp_id=exp_id)
 
-        folder = loop.slot_folder(worker.name)
-        if self._stage_s < INLINE_STAGE_S:
-            started = time.perf_counter()
-            loop.workspace.stage(files, folder)
-            self._stage_s = time.perf_counter() - started
+        folder, synced = loop.slot_folders.take(worker.name)
+        small = self._stage_s < INLINE_STAGE_S
+        started = time.perf_counter()
+        if small:
+            loop.workspace.stage(files, folder, synced=synced)
         else:  # a big workspace: keep the event loop (other slots, steering) responsive
-            started = time.perf_counter()
             await asyncio.to_thread(loop.workspace.stage, files, folder)
+        if not synced:  # (a synced folder's staging says nothing about the workspace's size)
             self._stage_s = time.perf_counter() - started
         results: list[Evaluation] = []
         async with worker.open(folder) as session:
             session = tier.session(session)
-            for _ in range(repeats):
+            for attempt in range(repeats):
                 started = time.monotonic()
+                # Work that can wait for the evaluation to be running: the last round's
+                # records, and (small workspaces) syncing this slot's other folder.
+                loop.records.write_once_started()
+                if small and attempt == 0:
+                    asyncio.get_running_loop().call_soon(self._sync_spare, worker.name)
                 try:
                     evaluation = await tier.evaluator.evaluate(session, sink)
                 except LLMUnavailable as exc:  # a judge or producer gave up
@@ -166,6 +171,11 @@ class WaveRunner:
                 if more is not None and not more(results):
                     break
         return results
+
+    def _sync_spare(self, slot: str) -> None:
+        started = time.perf_counter()
+        self.loop.slot_folders.sync_spare(slot)
+        self._stage_s = time.perf_counter() - started  # grown too big: stage in a thread
 
     def _notes(self, worker: Worker) -> None:
         host = getattr(worker, "host", None)
@@ -223,6 +233,7 @@ class WaveRunner:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)  # remote jobs get killed
             loop._evaluating = False
+            loop.records.write()
             for cand in candidates:
                 if cand.exp_id not in recorded:
                     loop.in_flight.pop(cand.exp_id, None)
@@ -261,6 +272,7 @@ class WaveRunner:
         """Score the best version in the screen tier: what screened candidates must beat."""
         loop = self.loop
         assert self.screen is not None
+        loop.records.write()
         exp_id = loop.store.start_experiment(
             loop.run_id, round=round_no, kind=REFERENCE, parent=best_id, tier=SCREEN, wave=wave,
             description=f"best version (#{best_id}) screened for reference")
@@ -328,6 +340,7 @@ class WaveRunner:
         usage = _usage(evals, cand.mutation.usage)
         loop.in_flight.pop(cand.exp_id, None)
         cand.verdict, cand.reason = verdict, reason
+        loop.records.write()
         loop.store.finish_experiment(
             cand.exp_id, verdict=verdict, reason=reason, score=score,
             delta=None if score is None or ref is None else score - ref,

@@ -165,7 +165,15 @@ class Workspace:
 
     # ------------------------------------------------------------ candidates
 
-    def stage(self, files: dict[str, str], into: Path | None = None) -> Path:
+    def presync(self, into: Path) -> None:
+        """Make `into` mirror the workspace except the target files, which stage() with
+        `synced=True` then writes (a candidate always carries every target file)."""
+        if not os.path.isdir(into):
+            os.makedirs(into, exist_ok=True)
+        sync_tree(self.root, into, self._ignored, {os.path.join(into, rel) for rel in self.targets})
+
+    def stage(self, files: dict[str, str], into: Path | None = None,
+              synced: bool = False) -> Path:
         """Make `into` (or a fresh folder) an exact copy of the workspace, then write the
         candidate's files into it.
 
@@ -174,9 +182,11 @@ class Workspace:
         deleted, so every evaluation starts from the same state as a fresh copy.
         """
         dest = into or Path(tempfile.mkdtemp(prefix=f"ar-{self.run_name}-"))
-        dest.mkdir(parents=True, exist_ok=True)
-        skip = {os.path.join(dest, rel) for rel in files}  # written below anyway
-        sync_tree(self.root, dest, self._ignored, skip)
+        if not synced:
+            if not os.path.isdir(dest):
+                os.makedirs(dest, exist_ok=True)
+            skip = {os.path.join(dest, rel) for rel in files}  # written below anyway
+            sync_tree(self.root, dest, self._ignored, skip)
         for rel, content in files.items():
             overwrite(dest / rel, content)
         return dest
@@ -264,3 +274,44 @@ class Workspace:
         if not self.is_git:
             return ""
         return self._git("log", "-1", "--format=%B", check=False).stdout
+
+
+class SlotFolders:
+    """Two reusable candidate folders per worker slot, used in turn: while an evaluation runs
+    in one, the other is brought back to the workspace's state (in the event loop's first
+    pause after the command started), so staging the next candidate on that slot is only
+    writing its files: the sync is off the path from one evaluation to the next."""
+
+    def __init__(self, workspace: Workspace, run_name: str) -> None:
+        self.workspace = workspace
+        self.run_name = run_name
+        self._pairs: dict[str, list[Path]] = {}
+        self._synced: set[Path] = set()
+
+    def take(self, slot: str) -> tuple[Path, bool]:
+        """The folder for the slot's next candidate, and whether it is synced already."""
+        pair = self._pairs.get(slot)
+        if pair is None:
+            prefix = f"ar-{self.run_name}-{slot.replace(':', '-')}-"
+            pair = self._pairs[slot] = [Path(tempfile.mkdtemp(prefix=prefix)) for _ in "ab"]
+        pair.reverse()
+        folder = pair[1]
+        synced = folder in self._synced
+        self._synced.discard(folder)  # the evaluation about to run there changes it
+        return folder, synced
+
+    def sync_spare(self, slot: str) -> None:
+        """Sync the slot's other folder now (its evaluation runs in the one just taken)."""
+        spare = self._pairs[slot][0]
+        try:
+            self.workspace.presync(spare)
+        except OSError:
+            return  # staging there does the whole sync, and reports what goes wrong
+        self._synced.add(spare)
+
+    def discard(self) -> None:
+        for pair in self._pairs.values():
+            for folder in pair:
+                shutil.rmtree(folder, ignore_errors=True)
+        self._pairs.clear()
+        self._synced.clear()
