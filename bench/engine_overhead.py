@@ -8,6 +8,7 @@ same number of times, both measured in this run. Target: engine time per round <
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 import textwrap
@@ -58,16 +59,19 @@ async def engine(rounds: int, root: Path) -> float:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        bare_s = asyncio.run(bare(rounds, root))
-        engine_s = asyncio.run(engine(rounds, root))
-        bare_again = asyncio.run(bare(rounds, root))  # the machine is noisy: bracket the engine
-    bare_s = min(bare_s, bare_again)
-    per_bare, per_engine = bare_s / rounds * 1000, engine_s / (rounds + 1) * 1000
-    print(f"rounds: {rounds}")
-    print(f"bare spawn:  {per_bare:.2f} ms/round ({rounds / bare_s:.0f} rounds/s)")
-    print(f"engine loop: {per_engine:.2f} ms/round ({(rounds + 1) / engine_s:.0f} rounds/s)")
+    trials = 2  # the machine is noisy: each loop runs twice, interleaved, the best counts
+    bare_s, engine_s = [], []
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+          "(the engine overlaps its writes with the evaluation: other load skews the ratio)")
+    for _trial in range(trials):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            bare_s.append(asyncio.run(bare(rounds, root)))
+            engine_s.append(asyncio.run(engine(rounds, root)))
+    per_bare, per_engine = min(bare_s) / rounds * 1000, min(engine_s) / (rounds + 1) * 1000
+    print(f"rounds: {rounds} (best of {trials})")
+    print(f"bare spawn:  {per_bare:.2f} ms/round ({rounds / min(bare_s):.0f} rounds/s)")
+    print(f"engine loop: {per_engine:.2f} ms/round ({(rounds + 1) / min(engine_s):.0f} rounds/s)")
     ratio = per_engine / per_bare
     print(f"ratio engine/bare: {ratio:.2f}x (target <= 1.5x) {'OK' if ratio <= 1.5 else 'OVER'}")
 

@@ -347,14 +347,20 @@ class RunLoop:
                 self.pause_for_error(str(exc))
             self.notify()
             return None
-        diff = unified_diff(self.best_files, {**self.best_files, **mutation.files})
-        row = dict(round=round_no, kind="candidate", parent=parent,
-                   description=mutation.description, rationale=mutation.rationale, diff=diff,
-                   wave=wave, files=mutation.files)
-        # Committed while the evaluation runs, with the last round's records.
+        row: dict[str, Any] = dict(
+            round=round_no, kind="candidate", parent=parent, description=mutation.description,
+            rationale=mutation.rationale, wave=wave, files=mutation.files)
+        # Committed while the evaluation runs, with the last round's records; the diff is
+        # worked out then too (it is for people and mutators reading the changelog).
         exp_id = self.store.start_experiment(self.run_id, commit=False, **row)
+        before = dict(self.best_files)
+
+        def add_diff() -> None:
+            row["diff"] = unified_diff(before, {**before, **mutation.files})
+            self.store.set_diff(exp_id, row["diff"])
+
         self.records.started(exp_id, lambda: self.store.start_experiment(
-            self.run_id, exp_id=exp_id, **row))
+            self.run_id, exp_id=exp_id, **row), add_diff)
         cand = Candidate(exp_id, mutation, parent)
         self.in_flight[exp_id] = cand
         self.notify()

@@ -38,11 +38,16 @@ class WaitingRecords:
         #: Experiments inserted in a transaction not yet committed, with how to insert them
         #: again should another write's failure roll that transaction back.
         self.uncommitted: list[tuple[int, Callable[[], object]]] = []
+        #: What completes those rows before the commit (e.g. the diff).
+        self._completions: list[Callable[[], object]] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    def started(self, exp_id: int, insert_again: Callable[[], object]) -> None:
-        """An experiment row was inserted with commit=False: commit it soon."""
+    def started(self, exp_id: int, insert_again: Callable[[], object],
+                complete: Callable[[], object] | None = None) -> None:
+        """An experiment row was inserted with commit=False: `complete` it and commit soon."""
         self.uncommitted.append((exp_id, insert_again))
+        if complete is not None:
+            self._completions.append(complete)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(MAX_WAIT_S, self.write_quietly)
 
@@ -65,6 +70,9 @@ class WaitingRecords:
             for exp_id, insert_again in self.uncommitted:
                 if not self.store.has_experiment(exp_id, self.run_id):
                     insert_again()
+        while self._completions:
+            self._completions[0]()
+            self._completions.pop(0)
         while self.waiting:  # the first one commits the inserted rows with it
             exp_id, fields = self.waiting[0]
             self.store.finish_experiment(exp_id, **fields)

@@ -457,6 +457,11 @@ class Store:
         self._write("UPDATE experiments SET verdict = ?, reason = ? WHERE id = ?",
                     [verdict, reason, exp_id])
 
+    def set_diff(self, exp_id: int, diff: str) -> None:
+        """Within the caller's transaction (no commit of its own)."""
+        self.db.conn.execute("UPDATE experiments SET diff = ? WHERE id = ?",
+                             [self._text(diff), exp_id])
+
     def set_commit(self, exp_id: int, sha: str) -> None:
         self._write("UPDATE experiments SET git_commit = ? WHERE id = ?", [sha, exp_id])
 
