@@ -195,7 +195,7 @@ def clip(text: str | None, limit: int = MAX_TEXT) -> str | None:
 
 
 #: Write-ahead log size past which the engine makes it start over (see Checkpointer).
-WAL_CAP_BYTES = 32 << 20
+WAL_CAP_BYTES = 64 << 20
 #: How long that checkpoint waits for readers still on the old log.
 LOG_RESTART_WAIT_MS = 200
 #: How long a statement waits for another process's lock on the store.

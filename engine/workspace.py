@@ -148,7 +148,7 @@ class Workspace:
     def confine(self, files: dict[str, str]) -> None:
         """Refuse any path that is not a target file inside the workspace (invariant 4)."""
         for rel in files:
-            if rel in self._confined and not os.path.islink(self.root / rel):
+            if rel in self._confined and not os.path.islink(f"{self.root}/{rel}"):
                 continue  # checked before; only a symlink swapped in since could change that
             if os.path.isabs(rel) or ".." in Path(rel).parts:
                 raise PathRefused(f"{rel}: paths must be relative and stay inside the workspace")
