@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from typing import TYPE_CHECKING, Any
 
 from engine.model import ADVANCING, RUNNING, UserError
 from engine.redact import make_redactor
@@ -24,7 +22,49 @@ SCHEMA_VERSION = 1
 #: Largest text kept for one log tail, diff or evidence; longer text is cut in the middle.
 MAX_TEXT = 64_000
 
-migrations = Migrations("autoresearch")
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+Step = Callable[["Database"], None]
+
+
+class LazyMigrations:
+    """The store's migration steps, registered with the decorator of sqlite_utils' `Migrations`
+    but handed to it only when one is pending. Importing sqlite_utils costs ~0.15 s (it pulls in
+    numpy), a tenth of the app's start-up, and a store already up to date needs none of it."""
+
+    table = "_sqlite_migrations"  # sqlite_utils' own bookkeeping table
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps: list[tuple[Step, bool]] = []
+
+    def __call__(self, *, transactional: bool = True) -> Callable[[Step], Step]:
+        def register(step: Step) -> Step:
+            self.steps.append((step, transactional))
+            return step
+
+        return register
+
+    def pending(self, conn: sqlite3.Connection) -> bool:
+        """True if a step is not recorded as applied (read with plain sqlite3)."""
+        try:
+            done = {name for (name,) in conn.execute(
+                f"SELECT name FROM {self.table} WHERE migration_set = ?", [self.name])}
+        except sqlite3.OperationalError:  # no bookkeeping table: a new store
+            return True
+        return any(step.__name__ not in done for step, _ in self.steps)
+
+    def apply(self, db: Database) -> None:
+        from sqlite_utils.migrations import Migrations
+
+        real = Migrations(self.name)
+        for step, transactional in self.steps:
+            real(transactional=transactional)(step)
+        real.apply(db)
+
+
+migrations = LazyMigrations("autoresearch")
 
 
 @migrations(transactional=False)
@@ -171,12 +211,14 @@ def m010_tui_indexes(db: Database) -> None:
     )
 
 
-def _apply_migrations(db: Database, tries: int = 5) -> None:
+def _apply_migrations(store: Store, tries: int = 5) -> None:
     """Apply migrations; another process opening a new store at the same moment (an engine and
     an attached app) can apply or record the same step first: a clash is retried, not fatal."""
     for attempt in range(tries):
         try:
-            migrations.apply(db)
+            if not migrations.pending(store.conn):
+                return
+            migrations.apply(store.db)
             return
         except (sqlite3.IntegrityError, sqlite3.OperationalError):
             if attempt == tries - 1:
@@ -205,16 +247,25 @@ class Store:
             else:
                 conn = sqlite3.connect(self.path, timeout=30)
             conn.execute("PRAGMA foreign_keys=ON")
-            self.db = Database(conn)
+            #: The connection; reads use it directly (see `db`).
+            self.conn = conn
             self.redact = make_redactor()
             if not readonly:
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                _apply_migrations(self.db)
+                conn.execute("PRAGMA synchronous=NORMAL")
+                _apply_migrations(self)
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: cannot open the store: {exc}") from None
 
+    @cached_property
+    def db(self) -> Database:
+        """sqlite_utils' view of the same connection, made on first use: opening a store and
+        reading it must not pay for importing sqlite_utils (see `LazyMigrations`)."""
+        from sqlite_utils import Database
+
+        return Database(self.conn)
+
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     # ------------------------------------------------------------ helpers
 
@@ -223,7 +274,7 @@ class Store:
         return clip(self.redact(text), limit)
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self.db.execute(sql, list(params))
+        cursor = self.conn.execute(sql, list(params))
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -389,7 +440,8 @@ class Store:
         return (row or {}).get("r") or 0
 
     def iter_experiments(self, run_id: int) -> Iterator[dict[str, Any]]:
-        cursor = self.db.execute("SELECT * FROM experiments WHERE run_id = ? ORDER BY id", [run_id])
+        cursor = self.conn.execute("SELECT * FROM experiments WHERE run_id = ? ORDER BY id",
+                                   [run_id])
         names = [d[0] for d in cursor.description]
         for row in cursor:
             yield dict(zip(names, row, strict=True))
@@ -482,7 +534,7 @@ class Store:
                 "cost_usd": sum(r["cost"] or 0 for r in rows)}
 
     def integrity_ok(self) -> bool:
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     # ------------------------------------------------------------ decisions (noise-robust)
 
@@ -560,13 +612,13 @@ class Store:
 
     def score_points(self, run_id: int) -> list[tuple[int, int, str, float | None]]:
         """(id, round, verdict, score) of every experiment of a run, oldest first: the chart."""
-        return self.db.execute(
+        return self.conn.execute(
             "SELECT id, round, verdict, score FROM experiments WHERE run_id = ? ORDER BY id",
             [run_id]).fetchall()
 
     def recent_scores(self, run_id: int, limit: int = 60) -> list[float]:
         """The newest scores of a run, oldest first: a sparkline."""
-        rows = self.db.execute(
+        rows = self.conn.execute(
             "SELECT score FROM experiments WHERE run_id = ? AND score IS NOT NULL "
             "ORDER BY id DESC LIMIT ?", [run_id, limit]).fetchall()
         return [r[0] for r in reversed(rows)]
@@ -587,12 +639,12 @@ class Store:
     def verdicts_from(self, run_id: int, first_id: int) -> list[tuple[int, str, str | None]]:
         """(id, verdict, reason) of a run's experiments from `first_id` on: catches verdicts
         rewritten in place (a veto reverting a chain) that no timestamp announces."""
-        return self.db.execute(
+        return self.conn.execute(
             "SELECT id, verdict, reason FROM experiments WHERE run_id = ? AND id >= ? "
             "ORDER BY id", [run_id, first_id]).fetchall()
 
     def max_experiment_id(self) -> int:
-        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM experiments").fetchone()[0]
+        return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM experiments").fetchone()[0]
 
     def bulk_add_experiments(self, rows: Iterable[dict[str, Any]],
                              items: Iterable[tuple[int, str, int, int]] = ()) -> None:
