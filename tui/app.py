@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, ListView, Static
+from textual.widgets import ListView, Static
 from textual.worker import Worker, WorkerState
 
 from engine.store import Store
@@ -31,6 +31,7 @@ from tui.changelog_pane import PAGE, WINDOW, Changelog
 from tui.changelog_view import ChangelogView
 from tui.chart_pane import ScoreChart
 from tui.drawing import Drawing
+from tui.footer import LeanFooter
 from tui.messages import (
     ExperimentChosen,
     FilterChanged,
@@ -74,7 +75,7 @@ class Dashboard(Screen[None]):
                     yield Breakdown(id="checklist", classes="pane")
                 yield Changelog(id="changelog", classes="pane")
         yield StatusLine(id="status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield LeanFooter(compact=True, show_command_palette=False)
 
     async def on_mount(self) -> None:
         app: Any = self.app
