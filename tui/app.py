@@ -104,6 +104,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self.selected_run: int | None = None
         self.active_pane = "changelog"
         self.narrow: bool | None = None
+        self._pane_bar: tuple[bool, str] | None = None
         self.alive: dict[int, bool] = {}
         self.last_command: Text | None = None
         self._want_run = specs[0].name if specs else None
@@ -150,16 +151,23 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self.narrow = narrow
         self.dash.set_class(narrow, "-narrow")
         active = self.active_pane
-        for pane in PANES:
-            self.dash.query_one(f"#{pane}").display = not narrow or pane == active
-        self.dash.query_one("#side").display = not narrow or active in ("runs", "workers")
-        self.dash.query_one("#main").display = not narrow or active in ("chart", "checklist",
-                                                                    "changelog")
-        self.dash.query_one("#top").display = not narrow or active in ("chart", "checklist")
-        bar = Text()
-        for i, pane in enumerate(PANES, 1):
-            bar.append(f" {i} {TITLES[pane]} ", style="reverse bold" if pane == active else "")
-        self.dash.query_one("#pane-bar", Static).update(bar)
+        shown = {f"#{pane}": not narrow or pane == active for pane in PANES}
+        shown["#side"] = not narrow or active in ("runs", "workers")
+        shown["#main"] = not narrow or active in ("chart", "checklist", "changelog")
+        shown["#top"] = not narrow or active in ("chart", "checklist")
+        for selector, display in shown.items():
+            widget = self.dash.query_one(selector)
+            # Set only on a change: the first set of `display` (even to what the CSS already
+            # says) refreshes the widget and all its children, a second full render at start.
+            if widget.display != display:
+                widget.display = display
+        if (narrow, active) != self._pane_bar:
+            self._pane_bar = (narrow, active)
+            bar = Text()
+            for i, pane in enumerate(PANES, 1):
+                bar.append(f" {i} {TITLES[pane]} ",
+                           style="reverse bold" if pane == active else "")
+            self.dash.query_one("#pane-bar", Static).update(bar)
 
     def action_pane(self, pane: str) -> None:
         """Show one pane (narrow terminals) or move the focus to it (wide ones)."""
