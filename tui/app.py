@@ -9,6 +9,7 @@ runs here). Either way the app reads state only from the store, through its own 
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -391,4 +392,18 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
 def make_app(db: Path, specs: list[Spec], attach: bool) -> AutoresearchApp:
     """The app for the CLI and the tests: `attach` with no specs watches and steers the store;
     with specs the engine runs in-process and starts them."""
+    _freeze_imports()
     return AutoresearchApp(Path(db), list(specs), attach=attach and not specs)
+
+
+def _freeze_imports() -> None:
+    """Move everything alive so far (the imported modules: Textual, Rich, the engine) out of
+    the garbage collector's reach, once per process. They live as long as the process anyway,
+    and a full collection walking them costs ~40 ms each time one falls during start-up."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
+
+
+_frozen = False
