@@ -64,6 +64,10 @@ TITLES = {"runs": "Runs", "changelog": "Changelog", "chart": "Score", "checklist
 class Dashboard(Screen[None]):
     """The main screen: every pane; collapses to one pane at a time when small."""
 
+    #: The changelog has the focus from the start. Textual's default focuses the first focusable
+    #: widget (the runs list); moving the focus off it restyles both panes' whole subtrees.
+    AUTO_FOCUS = "#changelog-table"
+
     def compose(self) -> ComposeResult:
         yield Static(id="pane-bar")
         with Horizontal(id="body"):
