@@ -296,7 +296,11 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
 
     def _preload(self) -> None:
         """Import the engine's host module off the UI thread: it pulls in the whole engine
-        (pydantic included), a few tenths of a second the first screen should not wait for."""
+        (pydantic included), a few tenths of a second the first screen should not wait for.
+        sqlite_utils too: the store imports it on its first write (see `Store.db`), which
+        here is the first steering key; 0.2 s that key should not wait for."""
+        import sqlite_utils  # noqa: F401
+
         from engine.host import engine_alive
 
         self._engine_alive = engine_alive
