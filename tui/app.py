@@ -404,14 +404,14 @@ def make_app(db: Path, specs: list[Spec], attach: bool) -> AutoresearchApp:
     return AutoresearchApp(Path(db), list(specs), attach=attach and not specs)
 
 
+_frozen = False
+
+
 def _freeze_imports() -> None:
-    """Move everything alive so far (the imported modules: Textual, Rich, the engine) out of
+    """Move everything alive so far (the imported modules: Textual, Rich, the store) out of
     the garbage collector's reach, once per process. They live as long as the process anyway,
     and a full collection walking them costs ~40 ms each time one falls during start-up."""
     global _frozen
     if not _frozen:
         _frozen = True
         gc.freeze()
-
-
-_frozen = False
