@@ -12,12 +12,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from typing import TYPE_CHECKING, Any
 
 from engine.model import ADVANCING, RUNNING, UserError
 from engine.redact import make_redactor
@@ -26,7 +24,49 @@ SCHEMA_VERSION = 1
 #: Largest text kept for one log tail, diff or evidence; longer text is cut in the middle.
 MAX_TEXT = 64_000
 
-migrations = Migrations("autoresearch")
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+Step = Callable[["Database"], None]
+
+
+class LazyMigrations:
+    """The store's migration steps, registered with the decorator of sqlite_utils' `Migrations`
+    but handed to it only when one is pending. Importing sqlite_utils costs ~0.15 s (it pulls in
+    numpy), a tenth of the app's start-up, and a store already up to date needs none of it."""
+
+    table = "_sqlite_migrations"  # sqlite_utils' own bookkeeping table
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps: list[tuple[Step, bool]] = []
+
+    def __call__(self, *, transactional: bool = True) -> Callable[[Step], Step]:
+        def register(step: Step) -> Step:
+            self.steps.append((step, transactional))
+            return step
+
+        return register
+
+    def pending(self, conn: sqlite3.Connection) -> bool:
+        """True if a step is not recorded as applied (read with plain sqlite3)."""
+        try:
+            done = {name for (name,) in conn.execute(
+                f"SELECT name FROM {self.table} WHERE migration_set = ?", [self.name])}
+        except sqlite3.OperationalError:  # no bookkeeping table: a new store
+            return True
+        return any(step.__name__ not in done for step, _ in self.steps)
+
+    def apply(self, db: Database) -> None:
+        from sqlite_utils.migrations import Migrations
+
+        real = Migrations(self.name)
+        for step, transactional in self.steps:
+            real(transactional=transactional)(step)
+        real.apply(db)
+
+
+migrations = LazyMigrations("autoresearch")
 
 
 @migrations(transactional=False)
@@ -173,12 +213,14 @@ def m010_tui_indexes(db: Database) -> None:
     )
 
 
-def _apply_migrations(db: Database, tries: int = 5) -> None:
+def _apply_migrations(store: Store, tries: int = 5) -> None:
     """Apply migrations; another process opening a new store at the same moment (an engine and
     an attached app) can apply or record the same step first: a clash is retried, not fatal."""
     for attempt in range(tries):
         try:
-            migrations.apply(db)
+            if not migrations.pending(store.conn):
+                return
+            migrations.apply(store.db)
             return
         except (sqlite3.IntegrityError, sqlite3.OperationalError):
             if attempt == tries - 1:
@@ -255,22 +297,31 @@ class Store:
             else:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
             conn.execute("PRAGMA foreign_keys=ON")
-            self.db = Database(conn)
+            #: The connection; reads use it directly (see `db`).
+            self.conn = conn
             self.redact = make_redactor()
             if not readonly:
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                _apply_migrations(self.db)
+                conn.execute("PRAGMA synchronous=NORMAL")
+                _apply_migrations(self)
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: cannot open the store: {exc}") from None
 
+    @cached_property
+    def db(self) -> Database:
+        """sqlite_utils' view of the same connection, made on first use: opening a store and
+        reading it must not pay for importing sqlite_utils (see `LazyMigrations`)."""
+        from sqlite_utils import Database
+
+        return Database(self.conn)
+
     def close(self) -> None:
         self.stop_checkpoints()
-        self.db.conn.close()
+        self.conn.close()
 
     def checkpoint_in_background(self) -> None:
         """For the engine, the one busy writer: checkpoints move off its commits."""
         if self._checkpointer is None:
-            self.db.conn.execute("PRAGMA wal_autocheckpoint=0")
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = Checkpointer(self.path)
 
     def keep_log_bounded(self) -> None:
@@ -285,7 +336,7 @@ class Store:
                 return
         except OSError:
             return
-        conn = self.db.conn
+        conn = self.conn
         conn.execute(f"PRAGMA busy_timeout={LOG_RESTART_WAIT_MS}")
         try:
             conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
@@ -298,7 +349,7 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
-            self.db.conn.execute("PRAGMA wal_autocheckpoint=1000")
+            self.conn.execute("PRAGMA wal_autocheckpoint=1000")
 
     # ------------------------------------------------------------ helpers
 
@@ -307,7 +358,7 @@ class Store:
         return clip(self.redact(text), limit)
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self.db.execute(sql, list(params))
+        cursor = self.conn.execute(sql, list(params))
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -316,8 +367,8 @@ class Store:
         return rows[0] if rows else None
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
-        with self.db.conn:
-            cursor = self.db.conn.execute(sql, list(params))
+        with self.conn:
+            cursor = self.conn.execute(sql, list(params))
         return cursor.lastrowid or 0
 
     # ------------------------------------------------------------ runs
@@ -359,7 +410,7 @@ class Store:
         With commit=False the transaction stays open for the next commit on this connection
         (see engine/records.py); `exp_id` re-inserts a row such a transaction lost.
         """
-        conn = self.db.conn
+        conn = self.conn
         try:
             cursor = conn.execute(
                 "INSERT INTO experiments (id, run_id, round, parent, kind, verdict, description, "
@@ -382,13 +433,13 @@ class Store:
         return new_id
 
     def commit(self) -> None:
-        self.db.conn.commit()
+        self.conn.commit()
 
     def in_transaction(self) -> bool:
-        return self.db.conn.in_transaction
+        return self.conn.in_transaction
 
     def has_experiment(self, exp_id: int, run_id: int) -> bool:
-        return self.db.execute("SELECT 1 FROM experiments WHERE id = ? AND run_id = ?",
+        return self.conn.execute("SELECT 1 FROM experiments WHERE id = ? AND run_id = ?",
                                [exp_id, run_id]).fetchone() is not None
 
     def finish_experiment(self, exp_id: int, *, verdict: str, reason: str = "",
@@ -408,8 +459,8 @@ class Store:
         This is the "log" of log-before-reset: it commits before any file is reverted.
         """
         now = time.time()
-        with self.db.conn:
-            conn = self.db.conn
+        with self.conn:
+            conn = self.conn
             sets: dict[str, Any] = {
                 "verdict": verdict, "reason": self._text(reason, 2000), "score": score, "delta": delta,
                 "metrics_json": json.dumps(metrics) if metrics else None,
@@ -459,7 +510,7 @@ class Store:
 
     def set_diff(self, exp_id: int, diff: str) -> None:
         """Within the caller's transaction (no commit of its own)."""
-        self.db.conn.execute("UPDATE experiments SET diff = ? WHERE id = ?",
+        self.conn.execute("UPDATE experiments SET diff = ? WHERE id = ?",
                              [self._text(diff), exp_id])
 
     def set_commit(self, exp_id: int, sha: str) -> None:
@@ -512,7 +563,8 @@ class Store:
         return (row or {}).get("r") or 0
 
     def iter_experiments(self, run_id: int) -> Iterator[dict[str, Any]]:
-        cursor = self.db.execute("SELECT * FROM experiments WHERE run_id = ? ORDER BY id", [run_id])
+        cursor = self.conn.execute("SELECT * FROM experiments WHERE run_id = ? ORDER BY id",
+                                   [run_id])
         names = [d[0] for d in cursor.description]
         for row in cursor:
             yield dict(zip(names, row, strict=True))
@@ -547,8 +599,8 @@ class Store:
 
     def add_events(self, rows: list[tuple[int | None, int | None, str, str, str]]) -> None:
         """Insert many (run_id, experiment_id, level, source, line) rows in one transaction."""
-        with self.db.conn:
-            self._insert_events(self.db.conn, rows, time.time())
+        with self.conn:
+            self._insert_events(self.conn, rows, time.time())
 
     def _insert_events(self, conn: sqlite3.Connection,
                        rows: list[tuple[int | None, int | None, str, str, str]], now: float) -> None:
@@ -608,7 +660,7 @@ class Store:
                 "cost_usd": sum(r["cost"] or 0 for r in rows)}
 
     def integrity_ok(self) -> bool:
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     # ------------------------------------------------------------ decisions (noise-robust)
 
@@ -649,10 +701,10 @@ class Store:
         job, reason, failures and retry_at (wall-clock). Rows keep their first order;
         `replace` forgets the run's other slots (its workers changed)."""
         now = time.time()
-        with self.db.conn:
+        with self.conn:
             if replace:
-                self.db.conn.execute("DELETE FROM workers WHERE run_id = ?", [run_id])
-            self.db.conn.executemany(
+                self.conn.execute("DELETE FROM workers WHERE run_id = ?", [run_id])
+            self.conn.executemany(
                 "INSERT INTO workers (run_id, name, grp, status, job, reason, failures, "
                 "retry_at, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run_id, name) DO UPDATE SET grp = excluded.grp, "
@@ -686,13 +738,13 @@ class Store:
 
     def score_points(self, run_id: int) -> list[tuple[int, int, str, float | None]]:
         """(id, round, verdict, score) of every experiment of a run, oldest first: the chart."""
-        return self.db.execute(
+        return self.conn.execute(
             "SELECT id, round, verdict, score FROM experiments WHERE run_id = ? ORDER BY id",
             [run_id]).fetchall()
 
     def recent_scores(self, run_id: int, limit: int = 60) -> list[float]:
         """The newest scores of a run, oldest first: a sparkline."""
-        rows = self.db.execute(
+        rows = self.conn.execute(
             "SELECT score FROM experiments WHERE run_id = ? AND score IS NOT NULL "
             "ORDER BY id DESC LIMIT ?", [run_id, limit]).fetchall()
         return [r[0] for r in reversed(rows)]
@@ -713,12 +765,12 @@ class Store:
     def verdicts_from(self, run_id: int, first_id: int) -> list[tuple[int, str, str | None]]:
         """(id, verdict, reason) of a run's experiments from `first_id` on: catches verdicts
         rewritten in place (a veto reverting a chain) that no timestamp announces."""
-        return self.db.execute(
+        return self.conn.execute(
             "SELECT id, verdict, reason FROM experiments WHERE run_id = ? AND id >= ? "
             "ORDER BY id", [run_id, first_id]).fetchall()
 
     def max_experiment_id(self) -> int:
-        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM experiments").fetchone()[0]
+        return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM experiments").fetchone()[0]
 
     def bulk_add_experiments(self, rows: Iterable[dict[str, Any]],
                              items: Iterable[tuple[int, str, int, int]] = ()) -> None:
@@ -729,10 +781,10 @@ class Store:
             return
         cols = sorted({k for r in rows for k in r})
         marks = ", ".join("?" * len(cols))
-        with self.db.conn:
-            self.db.conn.executemany(
+        with self.conn:
+            self.conn.executemany(
                 f"INSERT INTO experiments ({', '.join(cols)}) VALUES ({marks})",
                 [[r.get(c) for c in cols] for r in rows])
-            self.db.conn.executemany(
+            self.conn.executemany(
                 "INSERT INTO item_results (experiment_id, item, sample, passed) VALUES (?, ?, ?, ?)",
                 list(items))

@@ -26,7 +26,7 @@ async def test_a_started_row_lost_to_another_writes_rollback_is_inserted_again(t
                files={"params.yaml": "x: 2\n"})
     exp = store.start_experiment(run_id, commit=False, **row)
     records.started(exp, lambda: store.start_experiment(run_id, exp_id=exp, **row))
-    store.db.conn.rollback()  # what a failing write elsewhere on the connection does
+    store.conn.rollback()  # what a failing write elsewhere on the connection does
     assert not store.has_experiment(exp, run_id)
     records.add(exp, dict(verdict="reverted", reason="worse", score=2.0))
     records.write()

@@ -58,7 +58,7 @@ def test_the_write_ahead_log_stays_bounded_while_the_engine_writes_without_pause
     monkeypatch.setattr(store_module, "WAL_CAP_BYTES", 1 << 20)
     store = Store(tmp_path / "a.db")
     store._checkpointer = store_module.Checkpointer(store.path, every_s=0.05)
-    store.db.conn.execute("PRAGMA wal_autocheckpoint=0")
+    store.conn.execute("PRAGMA wal_autocheckpoint=0")
     run_id = _new_run(store, tmp_path)
     wal = tmp_path / "a.db-wal"
     deadline, round_no = time.monotonic() + 20.0, 0

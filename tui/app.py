@@ -9,6 +9,7 @@ runs here). Either way the app reads state only from the store, through its own 
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, ListView, Static
+from textual.widgets import ListView, Static
 from textual.worker import Worker, WorkerState
 
 from engine.store import Store
@@ -31,6 +32,7 @@ from tui.changelog_pane import PAGE, WINDOW, Changelog
 from tui.changelog_view import ChangelogView
 from tui.chart_pane import ScoreChart
 from tui.drawing import Drawing
+from tui.footer import LeanFooter
 from tui.messages import (
     ExperimentChosen,
     FilterChanged,
@@ -62,6 +64,10 @@ TITLES = {"runs": "Runs", "changelog": "Changelog", "chart": "Score", "checklist
 class Dashboard(Screen[None]):
     """The main screen: every pane; collapses to one pane at a time when small."""
 
+    #: The changelog has the focus from the start. Textual's default focuses the first focusable
+    #: widget (the runs list); moving the focus off it restyles both panes' whole subtrees.
+    AUTO_FOCUS = "#changelog-table"
+
     def compose(self) -> ComposeResult:
         yield Static(id="pane-bar")
         with Horizontal(id="body"):
@@ -74,7 +80,7 @@ class Dashboard(Screen[None]):
                     yield Breakdown(id="checklist", classes="pane")
                 yield Changelog(id="changelog", classes="pane")
         yield StatusLine(id="status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield LeanFooter(compact=True, show_command_palette=False)
 
     async def on_mount(self) -> None:
         app: Any = self.app
@@ -103,6 +109,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self.selected_run: int | None = None
         self.active_pane = "changelog"
         self.narrow: bool | None = None
+        self._pane_bar: tuple[bool, str] | None = None
         self.alive: dict[int, bool] = {}
         self.last_command: Text | None = None
         self._want_run = specs[0].name if specs else None
@@ -149,16 +156,23 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self.narrow = narrow
         self.dash.set_class(narrow, "-narrow")
         active = self.active_pane
-        for pane in PANES:
-            self.dash.query_one(f"#{pane}").display = not narrow or pane == active
-        self.dash.query_one("#side").display = not narrow or active in ("runs", "workers")
-        self.dash.query_one("#main").display = not narrow or active in ("chart", "checklist",
-                                                                    "changelog")
-        self.dash.query_one("#top").display = not narrow or active in ("chart", "checklist")
-        bar = Text()
-        for i, pane in enumerate(PANES, 1):
-            bar.append(f" {i} {TITLES[pane]} ", style="reverse bold" if pane == active else "")
-        self.dash.query_one("#pane-bar", Static).update(bar)
+        shown = {f"#{pane}": not narrow or pane == active for pane in PANES}
+        shown["#side"] = not narrow or active in ("runs", "workers")
+        shown["#main"] = not narrow or active in ("chart", "checklist", "changelog")
+        shown["#top"] = not narrow or active in ("chart", "checklist")
+        for selector, display in shown.items():
+            widget = self.dash.query_one(selector)
+            # Set only on a change: the first set of `display` (even to what the CSS already
+            # says) refreshes the widget and all its children, a second full render at start.
+            if widget.display != display:
+                widget.display = display
+        if (narrow, active) != self._pane_bar:
+            self._pane_bar = (narrow, active)
+            bar = Text()
+            for i, pane in enumerate(PANES, 1):
+                bar.append(f" {i} {TITLES[pane]} ",
+                           style="reverse bold" if pane == active else "")
+            self.dash.query_one("#pane-bar", Static).update(bar)
 
     def action_pane(self, pane: str) -> None:
         """Show one pane (narrow terminals) or move the focus to it (wide ones)."""
@@ -282,7 +296,11 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
 
     def _preload(self) -> None:
         """Import the engine's host module off the UI thread: it pulls in the whole engine
-        (pydantic included), a few tenths of a second the first screen should not wait for."""
+        (pydantic included), a few tenths of a second the first screen should not wait for.
+        sqlite_utils too: the store imports it on its first write (see `Store.db`), which
+        here is the first steering key; 0.2 s that key should not wait for."""
+        import sqlite_utils  # noqa: F401
+
         from engine.host import engine_alive
 
         self._engine_alive = engine_alive
@@ -382,4 +400,18 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
 def make_app(db: Path, specs: list[Spec], attach: bool) -> AutoresearchApp:
     """The app for the CLI and the tests: `attach` with no specs watches and steers the store;
     with specs the engine runs in-process and starts them."""
+    _freeze_imports()
     return AutoresearchApp(Path(db), list(specs), attach=attach and not specs)
+
+
+_frozen = False
+
+
+def _freeze_imports() -> None:
+    """Move everything alive so far (the imported modules: Textual, Rich, the store) out of
+    the garbage collector's reach, once per process. They live as long as the process anyway,
+    and a full collection walking them costs ~40 ms each time one falls during start-up."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()

@@ -13,10 +13,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from engine.store import Store
 from tui.changelog_pane import VERDICT_STYLES
+from tui.footer import LeanFooter
 from tui.summary import fmt_cost, fmt_delta, fmt_duration, fmt_score
 
 TABS = ("diff", "evidence", "log", "record")
@@ -66,7 +67,7 @@ class ExperimentScreen(Screen[None]):
                 yield Static(self._log(), classes="body")
             with TabPane("Record [4]", id="record"), VerticalScroll():
                 yield Static(self._record(), classes="body")
-        yield Footer(compact=True, show_command_palette=False)
+        yield LeanFooter(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
