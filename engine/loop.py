@@ -349,18 +349,19 @@ class RunLoop:
             return None
         row: dict[str, Any] = dict(
             round=round_no, kind="candidate", parent=parent, description=mutation.description,
-            rationale=mutation.rationale, wave=wave, files=mutation.files)
-        # Committed while the evaluation runs, with the last round's records; the diff is
-        # worked out then too (it is for people and mutators reading the changelog).
+            rationale=mutation.rationale, wave=wave)
+        # Committed while the evaluation runs, with the last round's records; its files and
+        # diff are added then too (the evaluation runs on its own copy of them).
         exp_id = self.store.start_experiment(self.run_id, commit=False, **row)
         before = dict(self.best_files)
 
-        def add_diff() -> None:
-            row["diff"] = unified_diff(before, {**before, **mutation.files})
-            self.store.set_diff(exp_id, row["diff"])
+        def complete() -> None:
+            row.update(files=mutation.files,
+                       diff=unified_diff(before, {**before, **mutation.files}))
+            self.store.complete_experiment(exp_id, row["diff"], mutation.files)
 
         self.records.started(exp_id, lambda: self.store.start_experiment(
-            self.run_id, exp_id=exp_id, **row), add_diff)
+            self.run_id, exp_id=exp_id, **row), complete)
         cand = Candidate(exp_id, mutation, parent)
         self.in_flight[exp_id] = cand
         self.notify()

@@ -508,10 +508,13 @@ class Store:
         self._write("UPDATE experiments SET verdict = ?, reason = ? WHERE id = ?",
                     [verdict, reason, exp_id])
 
-    def set_diff(self, exp_id: int, diff: str) -> None:
-        """Within the caller's transaction (no commit of its own)."""
+    def complete_experiment(self, exp_id: int, diff: str, files: dict[str, str]) -> None:
+        """An experiment's diff and files, in the caller's transaction (no commit here)."""
         self.conn.execute("UPDATE experiments SET diff = ? WHERE id = ?",
-                             [self._text(diff), exp_id])
+                          [self._text(diff), exp_id])
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
+            [(exp_id, p, c) for p, c in files.items()])
 
     def set_commit(self, exp_id: int, sha: str) -> None:
         self._write("UPDATE experiments SET git_commit = ? WHERE id = ?", [sha, exp_id])
