@@ -86,6 +86,16 @@ def upload_prelude(workdir: str, size: int, gzipped: bool, marker: str,
             f"echo {marker}ready; ")
 
 
+def job_command(command: str, folder: str, env: dict[str, str], launcher: str = "") -> str:
+    """What a job's own shell runs (`folder` comes shell-quoted): into the folder, the
+    environment, then the command (behind the launcher, if any)."""
+    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in env.items())
+    # Without a launcher the command runs in the job's shell itself (one process fewer).
+    run = (f"exec {launcher.strip()} sh -c {shlex.quote(command)}" if launcher.strip()
+           else f"eval {shlex.quote(command)}")
+    return f"cd {folder} || exit 126; {exports}{run}"
+
+
 def job_script(command: str, folder: str, pgid_file: str, env: dict[str, str],
                launcher: str = "", prelude: str = "") -> str:
     """The remote command line for one job (`folder` and `pgid_file` come shell-quoted).
@@ -96,11 +106,7 @@ def job_script(command: str, folder: str, pgid_file: str, env: dict[str, str],
     waits for the job and exits with its status; stdin passes through fd 3 because a
     background job's stdin is /dev/null.
     """
-    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in env.items())
-    # Without a launcher the command runs in the job's shell itself (one process fewer).
-    run = (f"exec {launcher.strip()} sh -c {shlex.quote(command)}" if launcher.strip()
-           else f"eval {shlex.quote(command)}")
-    inner = f"echo $$ > {pgid_file}; cd {folder} || exit 126; {exports}{run}"
+    inner = f"echo $$ > {pgid_file}; {job_command(command, folder, env, launcher)}"
     outer = (f"{prelude}exec 3<&0; setsid sh -c {shlex.quote(inner)} <&3 3<&- & pg=$!; "
              "wait $pg; status=$?; kill -s KILL -- -$pg 2>/dev/null; exit $status")
     return f"sh -c {shlex.quote(outer)}"

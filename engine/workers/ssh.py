@@ -2,10 +2,12 @@
 
 A spec's `ssh` worker names a host (an alias from `~/.ssh/config` — a SkyPilot cluster
 name works — or `user@host:port`) and a number of slots; the slots share the host's
-connections (sshhost.py) and every command is a channel. Per candidate:
+connections (sshhost.py). Commands go to the connection's job agent (agent.py) when the
+host has one, else each is a channel of its own. Per candidate:
 
-    send     the staged copy, as a tar stream ahead of the first command's stdin, unpacked
-             into a fresh folder under the worker's `workdir` (one channel, no SFTP needed)
+    send     the staged copy, as a tar with the first command (in its request to the agent,
+             or ahead of its channel's stdin), unpacked into a fresh folder under the
+             worker's `workdir` (no SFTP needed)
     run      each command in its own session (setsid) behind the worker's launcher and
              environment; its output streams back line by line as it arrives, and a timeout
              or a stop kills the remote process group, not just the channel
@@ -34,10 +36,12 @@ import asyncssh
 
 from engine import spec as specs
 from engine.model import CommandResult, LineSink
+from engine.workers.agent import AgentGone, Frame, RemoteAgent
 from engine.workers.faults import WorkerFailed
 from engine.workers.output import OutputTail
 from engine.workers.remote import (
     KILL,
+    job_command,
     job_script,
     pack,
     parse_target,
@@ -61,9 +65,10 @@ class SSHSession:
     (or file read); commands after it wait until it exists."""
 
     def __init__(self, host: SSHHost, conn: asyncssh.SSHClientConnection, root: str,
-                 payload: tuple[bytes, bool]) -> None:
+                 payload: tuple[bytes, bool], agent: RemoteAgent | None = None) -> None:
         self.host = host
         self.conn = conn
+        self.agent = agent
         self.root = root
         self.folder = f"{root}/ws"
         self._payload: tuple[bytes, bool] | None = payload
@@ -110,14 +115,14 @@ class SSHSession:
         bad = [k for k in full_env if not _ENV_NAME.match(k)]
         if bad:
             return CommandResult(exit_code=127, output=f"invalid environment name {bad[0]!r}")
+        if self.agent is not None:
+            return await self._run_agent(self.agent, command, timeout, stdin, full_env, on_line,
+                                         started)
         prelude, archive = "", b""
         if self._payload is not None:  # this command carries the candidate's files
             (archive, gzipped), self._payload = self._payload, None
             self._ready = asyncio.get_running_loop().create_future()
-            # Finished jobs' folders go in batches: one `rm` per few jobs, not one each.
-            leftovers = sorted(self.host.leftovers) if len(
-                self.host.leftovers) >= LEFTOVER_BATCH else []
-            self.host.leftovers.difference_update(leftovers)
+            leftovers = self._take_leftovers()
             prelude = upload_prelude(self.host.workdir, len(archive), gzipped, self._marker,
                                      leftovers)
         else:
@@ -185,6 +190,99 @@ class SSHSession:
         return CommandResult(exit_code=code, output=tail.text(), timed_out=timed_out,
                              duration=time.monotonic() - started, truncated=tail.truncated)
 
+    def _take_leftovers(self) -> list[str]:
+        """Finished jobs' folders go in batches: one removal per few jobs, not one each."""
+        leftovers = sorted(self.host.leftovers) if len(
+            self.host.leftovers) >= LEFTOVER_BATCH else []
+        self.host.leftovers.difference_update(leftovers)
+        return leftovers
+
+    async def _run_agent(self, agent: RemoteAgent, command: str, timeout: float,
+                         stdin: str | None, env: dict[str, str], on_line: LineSink | None,
+                         started: float) -> CommandResult:
+        """One command through the connection's job agent (see remote_agent.py)."""
+        archive = leftovers = None
+        if self._payload is not None:  # this command carries the candidate's files
+            archive, self._payload = self._payload, None
+            self._ready = asyncio.get_running_loop().create_future()
+            leftovers = self._take_leftovers()
+        else:
+            await self._wait_upload()
+        script = job_command(command, shlex.quote(self.folder), env, self.host.config.launcher)
+        try:
+            job, frames = agent.submit(
+                workdir=self.host.workdir, script=script, stdin=stdin, archive=archive,
+                pgid=f"{self.root}/ctl/{next(self._jobs)}.pgid", leftovers=leftovers)
+        except (OSError, asyncssh.Error, AgentGone) as exc:
+            failure = self._failed(exc)
+            self._settle_upload(failure)
+            raise failure from None
+        tail = OutputTail(on_line)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        status: list[int] = []
+        #: Whether the job may still be running remotely (so a kill is owed).
+        live = True
+
+        async def pump() -> None:
+            nonlocal live
+            while True:
+                kind, payload = await frames.get()
+                if kind == b"out":
+                    tail.feed(decoder.decode(payload))
+                elif kind == b"ready":
+                    self._settle_upload(None)
+                elif kind == b"exit":
+                    live = False
+                    status.append(int(payload))
+                    return
+                elif kind == b"fail":
+                    live = False
+                    where = self.host.config.host
+                    failure = WorkerFailed(f"{where}: cannot unpack the candidate: "
+                                           f"{payload.decode(errors='replace')}")
+                    self._settle_upload(failure)
+                    raise failure
+                elif kind == b"lost":
+                    live = False
+                    self.host.orphans.add(self.root)  # killed and removed on reconnection
+                    raise self._failed(agent.lost or AgentGone("the job agent stopped"))
+
+        timed_out = False
+        try:
+            await asyncio.wait_for(pump(), timeout)
+        except TimeoutError:
+            timed_out = True
+        finally:
+            if live:  # a timeout or a stop: nothing the job started survives
+                await self._stop(agent, job, frames)
+            agent.forget(job)
+            if archive is not None:
+                self._settle_upload(WorkerFailed(self._upload_problem(b"")))
+        tail.feed(decoder.decode(b"", final=True))
+        tail.close()
+        # A job ended by a signal reads as the shell's `wait` would report it: 128 + N.
+        code = None if timed_out else status[0] if status[0] >= 0 else 128 - status[0]
+        return CommandResult(exit_code=code, output=tail.text(), timed_out=timed_out,
+                             duration=time.monotonic() - started, truncated=tail.truncated)
+
+    async def _stop(self, agent: RemoteAgent, job: int, frames: asyncio.Queue[Frame]) -> None:
+        """Have the agent kill a job's process group, and wait (bounded) until it has."""
+        async def ended() -> bool:
+            while True:
+                kind, _ = await frames.get()
+                if kind in (b"exit", b"lost"):
+                    return kind == b"exit"
+
+        try:
+            agent.kill(job, KILL_GRACE_S)
+            if not await asyncio.shield(asyncio.wait_for(ended(), KILL_GRACE_S + 15)):
+                self.host.orphans.add(self.root)
+        except (OSError, asyncssh.Error, TimeoutError):
+            self.host.orphans.add(self.root)  # killed and removed on the next connection
+        except asyncio.CancelledError:
+            self.host.orphans.add(self.root)
+            raise
+
     def _upload_problem(self, preamble: bytes) -> str:
         text = preamble.decode(errors="replace").replace(f"{self._marker}failed", "").strip()
         where = self.host.config.host
@@ -237,7 +335,8 @@ class SSHWorker:
         conn = await self.host.connection(self._conn_index)
         name = f"{candidate.name}-{secrets.token_hex(3)}"
         payload = await asyncio.to_thread(pack, candidate, name)
-        session = SSHSession(self.host, conn, f"{self.host.workdir}/{name}", payload)
+        session = SSHSession(self.host, conn, f"{self.host.workdir}/{name}", payload,
+                             self.host.agent(conn))
         try:
             yield session
         finally:

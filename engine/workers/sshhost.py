@@ -6,6 +6,7 @@ default). Host keys are checked against known_hosts: an unknown host is refused 
 spec sets `trust_unknown_host` (then its key is learned, like `StrictHostKeyChecking
 accept-new`); a changed key is always refused. Keepalives are the heartbeat that notices a
 host gone silent. Every failure to reach the host is a WorkerFailed with a message for people.
+Each connection also gets a job agent (agent.py) when the host has python3; jobs go to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import asyncssh
 
 from engine import spec as specs
+from engine.workers.agent import RemoteAgent
 from engine.workers.faults import WorkerFailed
 from engine.workers.remote import CLEAN, parse_target, unpack_command
 
@@ -84,6 +86,10 @@ class SSHHost:
         self.label = config.host.rpartition("@")[2]
         count = -(-config.slots // SLOTS_PER_CONNECTION)
         self._conns: list[asyncssh.SSHClientConnection | None] = [None] * count
+        #: Each connection's job agent; None where the host cannot run one.
+        self._agents: list[RemoteAgent | None] = [None] * count
+        #: Set once a host turns out to have no agent (no python3): channels per job then.
+        self.agentless = False
         self._locks = [asyncio.Lock() for _ in range(count)]
         #: Folders of abandoned jobs (their connection died): killed and removed on the
         #: next connection.
@@ -143,10 +149,29 @@ class SSHHost:
             self._conns[index] = None
             conn = await self._connect()
             await self._prepare(conn)
-            self._conns[index] = conn
             if self.orphans:
                 await self._clean(conn, sorted(self.orphans))
+            self._agents[index] = await self._start_agent(conn)
+            self._conns[index] = conn
             return conn
+
+    async def _start_agent(self, conn: asyncssh.SSHClientConnection) -> RemoteAgent | None:
+        if self.agentless:
+            return None
+        try:
+            agent = await RemoteAgent.start(conn)
+        except (OSError, asyncssh.Error) as exc:
+            conn.abort()
+            raise WorkerFailed(f"{self.config.host}: {describe(exc)}") from None
+        self.agentless = agent is None
+        return agent
+
+    def agent(self, conn: asyncssh.SSHClientConnection) -> RemoteAgent | None:
+        """The job agent on `conn`, if it has one."""
+        for c, agent in zip(self._conns, self._agents, strict=True):
+            if c is conn:
+                return agent
+        return None
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         where = self.config.host
@@ -204,6 +229,9 @@ class SSHHost:
         for i, c in enumerate(self._conns):
             if c is conn:
                 self._conns[i] = None
+                agent, self._agents[i] = self._agents[i], None
+                if agent is not None:
+                    agent.close()
         conn.abort()
 
     async def _clean(self, conn: asyncssh.SSHClientConnection, folders: list[str]) -> None:
@@ -222,6 +250,9 @@ class SSHHost:
                 self.leftovers.clear()
                 if self.orphans:
                     await self._clean(conn, sorted(self.orphans))
+                agent, self._agents[i] = self._agents[i], None
+                if agent is not None:
+                    agent.close()  # it kills whatever still runs
                 conn.close()
                 try:
                     await asyncio.wait_for(conn.wait_closed(), 5)

@@ -1,0 +1,164 @@
+"""The job agent that runs ON an SSH host: started once per connection (`python3 -c`), it
+takes jobs over its stdin and streams their output back over its stdout.
+
+Why: a channel per job costs the host an sshd session, a login shell, `sh`, `head`, `tar`
+and `setsid` — about ten milliseconds of CPU per job — where this process needs one
+fork of `sh`. It is plain standard-library Python (3.6+) and never imported by the engine:
+its source text is sent as the `-c` argument (see agent.py).
+
+Requests, one JSON object per line:
+    {"op": "run", "id": N, "root": DIR, "archive": BASE64|null, "gz": bool, "workdir": DIR,
+     "script": SH, "pgid": FILE, "stdin": TEXT|null, "leftovers": [DIR...]}
+    {"op": "kill", "id": N, "grace": SECONDS}
+Replies are frames `ID KIND LENGTH\\n` + LENGTH bytes: `0 hello`, then per job `ready`
+(files unpacked), `fail` (they could not be: message), `out` (output bytes) and `exit`
+(the status as text). When stdin ends — the engine closed it, or the connection died —
+every job still running is killed: nothing outlives the connection that started it.
+"""
+
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+OUT = sys.stdout.buffer
+LOCK = threading.Lock()
+#: Job id -> its Popen, while it runs.
+JOBS = {}
+
+
+def send(job, kind, payload=b""):
+    with LOCK:
+        OUT.write(b"%d %s %d\n" % (job, kind, len(payload)) + payload)
+        OUT.flush()
+
+
+def kill_group(pid, sig):
+    try:
+        os.killpg(pid, sig)
+        return True
+    except OSError:
+        return False
+
+
+def unpack(request):
+    """Unpack the job's archive into the working folder (as `tar -xmo`: no stored times or
+    owners); None when done, else a message."""
+    data = base64.b64decode(request["archive"])
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz" if request["gz"] else "r:") as tar:
+            tar.utime = lambda *args: None  # like tar -m: files are new here
+            tar.chown = lambda *args, **kwargs: None  # like tar -o
+            if hasattr(tarfile, "fully_trusted_filter"):  # 3.12+: say so, or it warns
+                tar.extractall(request["workdir"], filter="fully_trusted")
+            else:
+                tar.extractall(request["workdir"])
+    except (OSError, tarfile.TarError) as exc:
+        return str(exc)
+    return None
+
+
+def pump(job, proc, waiter):
+    """Forward a job's output, then its status once the output has ended."""
+    fd = proc.stdout.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        send(job, b"out", chunk)
+    waiter.join()
+    proc.stdout.close()
+    JOBS.pop(job, None)
+    send(job, b"exit", str(proc.returncode).encode())
+
+
+def wait(proc):
+    proc.wait()
+    # The job is over: whatever it left running in its group goes too (as for local jobs).
+    kill_group(proc.pid, signal.SIGKILL)
+
+
+def feed(proc, text):
+    try:
+        proc.stdin.write(text.encode())
+        proc.stdin.close()
+    except OSError:
+        pass
+
+
+def run(request):
+    job = request["id"]
+    for path in request.get("leftovers") or ():
+        threading.Thread(target=shutil.rmtree, args=(path, True), daemon=True).start()
+    if request.get("archive") is not None:
+        problem = unpack(request)
+        if problem is not None:
+            send(job, b"fail", problem.encode(errors="replace"))
+            return
+        send(job, b"ready")
+    stdin = request.get("stdin")
+    try:
+        proc = subprocess.Popen(
+            ["sh", "-c", request["script"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            start_new_session=True)  # its own group: one killpg ends all it starts
+    except OSError as exc:
+        send(job, b"out", f"cannot start sh: {exc}\n".encode())
+        send(job, b"exit", b"127")
+        return
+    JOBS[job] = proc
+    try:  # for the engine's clean-up of abandoned jobs (remote.CLEAN)
+        with open(request["pgid"], "w") as handle:
+            handle.write(f"{proc.pid}\n")
+    except OSError:
+        pass
+    if stdin is not None:
+        threading.Thread(target=feed, args=(proc, stdin), daemon=True).start()
+    waiter = threading.Thread(target=wait, args=(proc,), daemon=True)
+    waiter.start()
+    threading.Thread(target=pump, args=(job, proc, waiter), daemon=True).start()
+
+
+def stop(proc, grace):
+    """SIGTERM (lets `srun` cancel its step), a grace period, then SIGKILL."""
+    if not kill_group(proc.pid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    kill_group(proc.pid, signal.SIGKILL)
+
+
+def main():
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the end of stdin says the same, in order
+    send(0, b"hello", b"1")
+    try:
+        for line in sys.stdin.buffer:
+            request = json.loads(line)
+            if request["op"] == "run":
+                run(request)
+            elif request["op"] == "kill":
+                proc = JOBS.get(request["id"])
+                if proc is not None:
+                    threading.Thread(target=stop, args=(proc, float(request["grace"])),
+                                     daemon=True).start()
+    except (OSError, ValueError):
+        pass
+    for proc in list(JOBS.values()):
+        kill_group(proc.pid, signal.SIGKILL)
+    # Now, not at interpreter shutdown, where a thread still sending would be fatal.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
