@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import gzip
 import itertools
 import json
 import shlex
@@ -81,19 +82,23 @@ class RemoteAgent:
         for queue in self.jobs.values():
             queue.put_nowait((b"lost", b""))
 
-    def submit(self, *, workdir: str, script: str, pgid: str, stdin: str | None,
+    def submit(self, op: str, *, root: str, workdir: str,
                archive: tuple[bytes, bool] | None = None,
-               leftovers: list[str] | None = None) -> tuple[int, asyncio.Queue[Frame]]:
-        """Send a job (with the candidate's archive, if this job carries it); its frames
-        arrive on the returned queue until `forget`."""
+               **fields: object) -> tuple[int, asyncio.Queue[Frame]]:
+        """Send a request (`run` or `read`, see remote_agent.py) for the candidate folder
+        `root`, with its archive if this is the candidate's first; its frames arrive on the
+        returned queue until `forget`."""
         if self.lost is not None:
             raise AgentGone(str(self.lost) or "the job agent on the host stopped")
         job = next(self._ids)
-        request = {"op": "run", "id": job, "workdir": workdir, "script": script, "pgid": pgid,
-                   "stdin": stdin, "archive": None, "gz": False, "leftovers": leftovers or []}
+        request = {"op": op, "id": job, "root": root, "workdir": workdir, "archive": None,
+                   **fields}
         if archive is not None:
-            request["archive"] = base64.b64encode(archive[0]).decode()
-            request["gz"] = archive[1]
+            data, gzipped = archive
+            # Always compressed here (zlib in-process at both ends, no gzip process): tar pads
+            # even a tiny candidate to 10 kB, which would take two SSH packets.
+            request["archive"] = base64.b64encode(
+                data if gzipped else gzip.compress(data, compresslevel=1)).decode()
         queue: asyncio.Queue[Frame] = asyncio.Queue()
         self.jobs[job] = queue
         self.proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -102,8 +107,8 @@ class RemoteAgent:
     def kill(self, job: int, grace: float) -> None:
         """Ask for a job's process group to end: SIGTERM, `grace` seconds, SIGKILL."""
         if self.lost is None:
-            self.proc.stdin.write(json.dumps({"op": "kill", "id": job,
-                                              "grace": grace}).encode() + b"\n")
+            request = {"op": "kill", "id": job, "grace": grace}
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
 
     def forget(self, job: int) -> None:
         self.jobs.pop(job, None)

@@ -6,20 +6,23 @@ and `setsid` — about ten milliseconds of CPU per job — where this process ne
 fork of `sh`. It is plain standard-library Python (3.6+) and never imported by the engine:
 its source text is sent as the `-c` argument (see agent.py).
 
-Requests, one JSON object per line:
-    {"op": "run", "id": N, "root": DIR, "archive": BASE64|null, "gz": bool, "workdir": DIR,
+Requests, one JSON object per line; the first one of a candidate carries its files:
+    {"op": "run", "id": N, "root": DIR, "archive": BASE64|null, "workdir": DIR,
      "script": SH, "pgid": FILE, "stdin": TEXT|null, "leftovers": [DIR...]}
+    {"op": "read", "id": N, "root": DIR, "archive": ..., "workdir": DIR, "path": FILE}
     {"op": "kill", "id": N, "grace": SECONDS}
-Replies are frames `ID KIND LENGTH\\n` + LENGTH bytes: `0 hello`, then per job `ready`
-(files unpacked), `fail` (they could not be: message), `out` (output bytes) and `exit`
-(the status as text). When stdin ends — the engine closed it, or the connection died —
-every job still running is killed: nothing outlives the connection that started it.
+Requests are handled in order, so a candidate's later requests find its files unpacked.
+Replies are frames `ID KIND LENGTH\\n` + LENGTH bytes: `0 hello`, then per request `fail`
+(the files could not be unpacked: why), `out` (output bytes) and `exit` (the status),
+or `file` (the contents) / `nofile`. When stdin ends — the engine closed it, or the
+connection died — every job still running is killed: nothing outlives its connection.
 """
 
 import base64
 import io
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -30,14 +33,20 @@ import time
 
 OUT = sys.stdout.buffer
 LOCK = threading.Lock()
+#: Seconds output may wait to share a write with what follows (often the exit status):
+#: one packet instead of two for the usual "print the metric and exit".
+LINGER_S = 0.005
 #: Job id -> its Popen, while it runs.
 JOBS = {}
+#: Candidate folders whose files did not unpack: their later requests fail the same way.
+FAILED = {}
 
 
-def send(job, kind, payload=b""):
+def send(job, kind, payload=b"", flush=True):
     with LOCK:
         OUT.write(b"%d %s %d\n" % (job, kind, len(payload)) + payload)
-        OUT.flush()
+        if flush:
+            OUT.flush()
 
 
 def kill_group(pid, sig):
@@ -49,11 +58,11 @@ def kill_group(pid, sig):
 
 
 def unpack(request):
-    """Unpack the job's archive into the working folder (as `tar -xmo`: no stored times or
-    owners); None when done, else a message."""
+    """Unpack a candidate's archive (gzipped tar) into the working folder, as `tar -xmo`
+    would (no stored times or owners); None when done, else why not."""
     data = base64.b64decode(request["archive"])
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz" if request["gz"] else "r:") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             tar.utime = lambda *args: None  # like tar -m: files are new here
             tar.chown = lambda *args, **kwargs: None  # like tar -o
             if hasattr(tarfile, "fully_trusted_filter"):  # 3.12+: say so, or it warns
@@ -65,6 +74,20 @@ def unpack(request):
     return None
 
 
+def arrived(request):
+    """Whether the candidate's files are in place (unpacking them if this request carries
+    them); a `fail` frame says why not."""
+    root = request["root"]
+    if request.get("archive") is not None:
+        problem = unpack(request)
+        if problem is not None:
+            FAILED[root] = problem
+    if root in FAILED:
+        send(request["id"], b"fail", FAILED[root].encode(errors="replace"))
+        return False
+    return True
+
+
 def pump(job, proc, waiter):
     """Forward a job's output, then its status once the output has ended."""
     fd = proc.stdout.fileno()
@@ -72,10 +95,11 @@ def pump(job, proc, waiter):
         try:
             chunk = os.read(fd, 65536)
         except OSError:
-            break
+            chunk = b""
         if not chunk:
             break
-        send(job, b"out", chunk)
+        # Flush now unless more (or the end) is about to come: then it goes in one write.
+        send(job, b"out", chunk, flush=not select.select([fd], [], [], LINGER_S)[0])
     waiter.join()
     proc.stdout.close()
     JOBS.pop(job, None)
@@ -100,12 +124,8 @@ def run(request):
     job = request["id"]
     for path in request.get("leftovers") or ():
         threading.Thread(target=shutil.rmtree, args=(path, True), daemon=True).start()
-    if request.get("archive") is not None:
-        problem = unpack(request)
-        if problem is not None:
-            send(job, b"fail", problem.encode(errors="replace"))
-            return
-        send(job, b"ready")
+    if not arrived(request):
+        return
     stdin = request.get("stdin")
     try:
         proc = subprocess.Popen(
@@ -129,6 +149,22 @@ def run(request):
     threading.Thread(target=pump, args=(job, proc, waiter), daemon=True).start()
 
 
+def read(request):
+    if not arrived(request):
+        return
+
+    def reply():
+        try:
+            with open(request["path"], "rb") as handle:
+                data = handle.read()
+        except OSError:
+            send(request["id"], b"nofile")
+            return
+        send(request["id"], b"file", data)
+
+    threading.Thread(target=reply, daemon=True).start()
+
+
 def stop(proc, grace):
     """SIGTERM (lets `srun` cancel its step), a grace period, then SIGKILL."""
     if not kill_group(proc.pid, signal.SIGTERM):
@@ -147,6 +183,8 @@ def main():
             request = json.loads(line)
             if request["op"] == "run":
                 run(request)
+            elif request["op"] == "read":
+                read(request)
             elif request["op"] == "kill":
                 proc = JOBS.get(request["id"])
                 if proc is not None:

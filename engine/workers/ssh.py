@@ -200,23 +200,11 @@ class SSHSession:
     async def _run_agent(self, agent: RemoteAgent, command: str, timeout: float,
                          stdin: str | None, env: dict[str, str], on_line: LineSink | None,
                          started: float) -> CommandResult:
-        """One command through the connection's job agent (see remote_agent.py)."""
-        archive = leftovers = None
-        if self._payload is not None:  # this command carries the candidate's files
-            archive, self._payload = self._payload, None
-            self._ready = asyncio.get_running_loop().create_future()
-            leftovers = self._take_leftovers()
-        else:
-            await self._wait_upload()
+        """One command through the connection's job agent (see remote_agent.py). The agent
+        takes a candidate's requests in order, so none waits for the files' upload."""
         script = job_command(command, shlex.quote(self.folder), env, self.host.config.launcher)
-        try:
-            job, frames = agent.submit(
-                workdir=self.host.workdir, script=script, stdin=stdin, archive=archive,
-                pgid=f"{self.root}/ctl/{next(self._jobs)}.pgid", leftovers=leftovers)
-        except (OSError, asyncssh.Error, AgentGone) as exc:
-            failure = self._failed(exc)
-            self._settle_upload(failure)
-            raise failure from None
+        job, frames = self._submit(agent, "run", script=script, stdin=stdin,
+                                   pgid=f"{self.root}/ctl/{next(self._jobs)}.pgid")
         tail = OutputTail(on_line)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         status: list[int] = []
@@ -229,23 +217,13 @@ class SSHSession:
                 kind, payload = await frames.get()
                 if kind == b"out":
                     tail.feed(decoder.decode(payload))
-                elif kind == b"ready":
-                    self._settle_upload(None)
                 elif kind == b"exit":
                     live = False
                     status.append(int(payload))
                     return
-                elif kind == b"fail":
+                else:
                     live = False
-                    where = self.host.config.host
-                    failure = WorkerFailed(f"{where}: cannot unpack the candidate: "
-                                           f"{payload.decode(errors='replace')}")
-                    self._settle_upload(failure)
-                    raise failure
-                elif kind == b"lost":
-                    live = False
-                    self.host.orphans.add(self.root)  # killed and removed on reconnection
-                    raise self._failed(agent.lost or AgentGone("the job agent stopped"))
+                    raise self._agent_failure(agent, kind, payload)
 
         timed_out = False
         try:
@@ -256,14 +234,47 @@ class SSHSession:
             if live:  # a timeout or a stop: nothing the job started survives
                 await self._stop(agent, job, frames)
             agent.forget(job)
-            if archive is not None:
-                self._settle_upload(WorkerFailed(self._upload_problem(b"")))
         tail.feed(decoder.decode(b"", final=True))
         tail.close()
         # A job ended by a signal reads as the shell's `wait` would report it: 128 + N.
         code = None if timed_out else status[0] if status[0] >= 0 else 128 - status[0]
         return CommandResult(exit_code=code, output=tail.text(), timed_out=timed_out,
                              duration=time.monotonic() - started, truncated=tail.truncated)
+
+    def _submit(self, agent: RemoteAgent, op: str,
+                **fields: object) -> tuple[int, asyncio.Queue[Frame]]:
+        """Send a request to the agent, with the candidate's files if not sent yet."""
+        archive = leftovers = None
+        if self._payload is not None:
+            archive, self._payload = self._payload, None
+            leftovers = self._take_leftovers()
+        try:
+            return agent.submit(op, root=self.root, workdir=self.host.workdir, archive=archive,
+                                leftovers=leftovers, **fields)
+        except (OSError, asyncssh.Error, AgentGone) as exc:
+            self.host.orphans.add(self.root)
+            raise self._failed(exc) from None
+
+    def _agent_failure(self, agent: RemoteAgent, kind: bytes, payload: bytes) -> WorkerFailed:
+        """The WorkerFailed for a `fail` (files not unpacked) or `lost` frame."""
+        if kind == b"fail":
+            return WorkerFailed(f"{self.host.config.host}: cannot unpack the candidate: "
+                                f"{payload.decode(errors='replace')}")
+        self.host.orphans.add(self.root)  # killed and removed on reconnection
+        return self._failed(agent.lost or AgentGone("the job agent stopped"))
+
+    async def _read_agent(self, agent: RemoteAgent, path: str) -> bytes | None:
+        job, frames = self._submit(agent, "read", path=path)
+        try:
+            kind, payload = await asyncio.wait_for(frames.get(), CONTROL_TIMEOUT_S)
+        except TimeoutError:
+            raise self._failed(TimeoutError(f"no answer to a file read within "
+                                            f"{CONTROL_TIMEOUT_S:g}s")) from None
+        finally:
+            agent.forget(job)
+        if kind in (b"file", b"nofile"):
+            return payload if kind == b"file" else None
+        raise self._agent_failure(agent, kind, payload)
 
     async def _stop(self, agent: RemoteAgent, job: int, frames: asyncio.Queue[Frame]) -> None:
         """Have the agent kill a job's process group, and wait (bounded) until it has."""
@@ -307,6 +318,8 @@ class SSHSession:
         path = PurePosixPath(relpath)
         if path.is_absolute() or ".." in path.parts:
             return None
+        if self.agent is not None:
+            return await self._read_agent(self.agent, f"{self.folder}/{path}")
         await self._wait_upload()
         target = shlex.quote(f"{self.folder}/{path}")
         try:
