@@ -36,7 +36,7 @@ import asyncssh
 
 from engine import spec as specs
 from engine.model import CommandResult, LineSink
-from engine.workers.agent import AgentGone, Frame, RemoteAgent
+from engine.workers.agent import AgentGone, Handler, RemoteAgent
 from engine.workers.faults import WorkerFailed
 from engine.workers.output import OutputTail
 from engine.workers.remote import (
@@ -203,54 +203,46 @@ class SSHSession:
         """One command through the connection's job agent (see remote_agent.py). The agent
         takes a candidate's requests in order, so none waits for the files' upload."""
         script = job_command(command, shlex.quote(self.folder), env, self.host.config.launcher)
-        job, frames = self._submit(agent, "run", script=script, stdin=stdin,
-                                   pgid=f"{self.root}/ctl/{next(self._jobs)}.pgid")
         tail = OutputTail(on_line)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        status: list[int] = []
-        #: Whether the job may still be running remotely (so a kill is owed).
-        live = True
+        ended: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
 
-        async def pump() -> None:
-            nonlocal live
-            while True:
-                kind, payload = await frames.get()
-                if kind == b"out":
-                    tail.feed(decoder.decode(payload))
-                elif kind == b"exit":
-                    live = False
-                    status.append(int(payload))
-                    return
-                else:
-                    live = False
-                    raise self._agent_failure(agent, kind, payload)
+        def on_frame(kind: bytes, payload: bytes) -> None:
+            if kind == b"out":
+                tail.feed(decoder.decode(payload))
+            elif not ended.done():  # exit, fail or lost: nothing follows
+                ended.set_result((kind, payload))
 
+        job = self._submit(agent, "run", on_frame, script=script, stdin=stdin,
+                           pgid=f"{self.root}/ctl/{next(self._jobs)}.pgid")
         timed_out = False
         try:
-            await asyncio.wait_for(pump(), timeout)
+            kind, payload = await asyncio.wait_for(asyncio.shield(ended), timeout)
         except TimeoutError:
             timed_out = True
         finally:
-            if live:  # a timeout or a stop: nothing the job started survives
-                await self._stop(agent, job, frames)
+            if not ended.done():  # a timeout or a stop: nothing the job started survives
+                await self._stop(agent, job, ended)
             agent.forget(job)
+        if not timed_out and kind != b"exit":
+            raise self._agent_failure(agent, kind, payload)
         tail.feed(decoder.decode(b"", final=True))
         tail.close()
+        status = int(payload) if not timed_out else 0
         # A job ended by a signal reads as the shell's `wait` would report it: 128 + N.
-        code = None if timed_out else status[0] if status[0] >= 0 else 128 - status[0]
+        code = None if timed_out else status if status >= 0 else 128 - status
         return CommandResult(exit_code=code, output=tail.text(), timed_out=timed_out,
                              duration=time.monotonic() - started, truncated=tail.truncated)
 
-    def _submit(self, agent: RemoteAgent, op: str,
-                **fields: object) -> tuple[int, asyncio.Queue[Frame]]:
+    def _submit(self, agent: RemoteAgent, op: str, handler: Handler, **fields: object) -> int:
         """Send a request to the agent, with the candidate's files if not sent yet."""
         archive = leftovers = None
         if self._payload is not None:
             archive, self._payload = self._payload, None
             leftovers = self._take_leftovers()
         try:
-            return agent.submit(op, root=self.root, workdir=self.host.workdir, archive=archive,
-                                leftovers=leftovers, **fields)
+            return agent.submit(op, handler, root=self.root, workdir=self.host.workdir,
+                                archive=archive, leftovers=leftovers, **fields)
         except (OSError, asyncssh.Error, AgentGone) as exc:
             self.host.orphans.add(self.root)
             raise self._failed(exc) from None
@@ -264,9 +256,15 @@ class SSHSession:
         return self._failed(agent.lost or AgentGone("the job agent stopped"))
 
     async def _read_agent(self, agent: RemoteAgent, path: str) -> bytes | None:
-        job, frames = self._submit(agent, "read", path=path)
+        answer: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
+
+        def on_frame(kind: bytes, payload: bytes) -> None:
+            if not answer.done():
+                answer.set_result((kind, payload))
+
+        job = self._submit(agent, "read", on_frame, path=path)
         try:
-            kind, payload = await asyncio.wait_for(frames.get(), CONTROL_TIMEOUT_S)
+            kind, payload = await asyncio.wait_for(answer, CONTROL_TIMEOUT_S)
         except TimeoutError:
             raise self._failed(TimeoutError(f"no answer to a file read within "
                                             f"{CONTROL_TIMEOUT_S:g}s")) from None
@@ -276,17 +274,13 @@ class SSHSession:
             return payload if kind == b"file" else None
         raise self._agent_failure(agent, kind, payload)
 
-    async def _stop(self, agent: RemoteAgent, job: int, frames: asyncio.Queue[Frame]) -> None:
+    async def _stop(self, agent: RemoteAgent, job: int,
+                    ended: asyncio.Future[tuple[bytes, bytes]]) -> None:
         """Have the agent kill a job's process group, and wait (bounded) until it has."""
-        async def ended() -> bool:
-            while True:
-                kind, _ = await frames.get()
-                if kind in (b"exit", b"lost"):
-                    return kind == b"exit"
-
         try:
             agent.kill(job, KILL_GRACE_S)
-            if not await asyncio.shield(asyncio.wait_for(ended(), KILL_GRACE_S + 15)):
+            await asyncio.wait_for(asyncio.shield(ended), KILL_GRACE_S + 15)
+            if ended.result()[0] != b"exit":
                 self.host.orphans.add(self.root)
         except (OSError, asyncssh.Error, TimeoutError):
             self.host.orphans.add(self.root)  # killed and removed on the next connection
