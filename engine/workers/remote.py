@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import shlex
 import signal
+import stat
 import tarfile
 from pathlib import Path
 
@@ -52,21 +54,48 @@ def parse_target(host: str) -> tuple[str | None, str, int | None]:
 def pack(folder: Path, name: str) -> tuple[bytes, bool]:
     """The staged copy as a tar of `NAME/ws/...` plus an empty `NAME/ctl/`, gzipped when
     large; owners cleared (the remote user owns what it unpacks). Returns (data, gzipped)."""
-
-    def anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
+        top = os.lstat(folder)
         for arcname in (name, f"{name}/ctl"):
-            tar.add(folder, arcname=arcname, recursive=False, filter=anonymous)
-        tar.add(folder, arcname=f"{name}/ws", filter=anonymous)
+            tar.addfile(_entry(arcname, top, tarfile.DIRTYPE))
+        _add_tree(tar, str(folder), f"{name}/ws", {})
     data = buffer.getvalue()
     if len(data) <= COMPRESS_ABOVE:
         return data, False
     return gzip.compress(data, compresslevel=1), True
+
+
+def _entry(arcname: str, st: os.stat_result, kind: bytes, size: int = 0,
+           linkname: str = "") -> tarfile.TarInfo:
+    """A member owned by nobody in particular. Built here rather than by TarFile.add, which
+    looks the owner up in the user and group databases for every file (most of its time)."""
+    info = tarfile.TarInfo(arcname)
+    info.type, info.size, info.linkname = kind, size, linkname
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.mtime = int(st.st_mtime)
+    return info
+
+
+def _add_tree(tar: tarfile.TarFile, path: str, arcname: str,
+              inodes: dict[tuple[int, int], str]) -> None:
+    """Add `path` (recursively, in name order, as tar does): folders, files, symlinks,
+    and hard links as links; anything else (sockets, devices) is left out."""
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode):
+        tar.addfile(_entry(arcname, st, tarfile.DIRTYPE))
+        for child in sorted(os.listdir(path)):
+            _add_tree(tar, os.path.join(path, child), f"{arcname}/{child}", inodes)
+    elif stat.S_ISLNK(st.st_mode):
+        tar.addfile(_entry(arcname, st, tarfile.SYMTYPE, linkname=os.readlink(path)))
+    elif stat.S_ISREG(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in inodes:
+            tar.addfile(_entry(arcname, st, tarfile.LNKTYPE, linkname=inodes[key]))
+            return
+        inodes[key] = arcname
+        with open(path, "rb") as handle:
+            tar.addfile(_entry(arcname, st, tarfile.REGTYPE, size=st.st_size), handle)
 
 
 def unpack_command(workdir: str, gzipped: bool) -> str:

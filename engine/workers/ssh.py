@@ -55,6 +55,9 @@ __all__ = ["SSHHost", "SSHSession", "SSHWorker", "job_script", "parse_target"]
 #: Seconds a killed job gets between SIGTERM (lets `srun` cancel its step) and SIGKILL.
 KILL_GRACE_S = 2.0
 READ_CHUNK = 65_536
+#: Candidates that packed faster than this are packed on the event loop next time: a
+#: thread hop costs more than packing two small files, and it waits for the GIL.
+INLINE_PACK_S = 0.002
 #: Finished jobs' folders removed together (the rest go when the run ends).
 LEFTOVER_BATCH = 8
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -324,6 +327,12 @@ class SSHSession:
         return result.stdout if result.exit_status == 0 else None
 
 
+def _timed_pack(candidate: Path, name: str) -> tuple[tuple[bytes, bool], float]:
+    began = time.perf_counter()
+    payload = pack(candidate, name)
+    return payload, time.perf_counter() - began
+
+
 class SSHWorker:
     """One slot on an SSH host."""
 
@@ -341,7 +350,11 @@ class SSHWorker:
     async def open(self, candidate: Path) -> AsyncIterator[SSHSession]:
         conn = await self.host.connection(self._conn_index)
         name = f"{candidate.name}-{secrets.token_hex(3)}"
-        payload = await asyncio.to_thread(pack, candidate, name)
+        if self.host.pack_inline:
+            payload, took = _timed_pack(candidate, name)
+        else:  # a big candidate (or the first): packed off the event loop
+            payload, took = await asyncio.to_thread(_timed_pack, candidate, name)
+        self.host.pack_inline = took < INLINE_PACK_S
         session = SSHSession(self.host, conn, f"{self.host.workdir}/{name}", payload,
                              self.host.agent(conn))
         try:

@@ -99,6 +99,8 @@ class SSHHost:
         #: Things worth telling the user once (a host key learned).
         self.notes: list[str] = []
         self.closed = False
+        #: Whether candidates are small enough to pack without a thread (ssh.INLINE_PACK_S).
+        self.pack_inline = False
         #: The remote working folder, absolute (known once connected).
         self.workdir = ""
 
