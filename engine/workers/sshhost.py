@@ -47,6 +47,39 @@ def describe(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _coalesce_sends(conn: asyncssh.SSHClientConnection) -> None:
+    """One socket write per SSH packet instead of two: asyncssh sends an SSH_MSG_IGNORE
+    ahead of every encrypted packet, each in a write of its own, so every job request woke
+    the host's sshd twice. The two now leave together. This leans on asyncssh's internal
+    `_send` (asyncssh 2.x); without it, nothing changes."""
+    send, send_packet = getattr(conn, "_send", None), getattr(conn, "send_packet", None)
+    if not callable(send) or not callable(send_packet):
+        return
+    pending: list[bytes] | None = None
+
+    def batched_send(data: bytes) -> None:
+        if pending is None:
+            send(data)
+        else:
+            pending.append(data)
+
+    def batched_send_packet(*args: object, **kwargs: object) -> None:
+        nonlocal pending
+        if pending is not None:  # the ignore packet, from inside the outer call
+            send_packet(*args, **kwargs)
+            return
+        pending = []
+        try:
+            send_packet(*args, **kwargs)
+        finally:
+            data, pending = b"".join(pending), None
+            if data:
+                send(data)
+
+    conn._send = batched_send  # type: ignore[method-assign]
+    conn.send_packet = batched_send_packet  # type: ignore[method-assign]
+
+
 class _Client(asyncssh.SSHClient):
     """Decides on host keys that known_hosts does not already trust."""
 
@@ -221,6 +254,7 @@ class SSHHost:
                                permanent=True) from None
         except (OSError, asyncssh.Error) as exc:
             raise WorkerFailed(f"{where}: cannot connect to {target}: {describe(exc)}") from None
+        _coalesce_sends(conn)
         if client.learned:
             self.notes.append(f"{where}: trusted a new host key {client.learned} "
                               f"(added to {known_file})")
