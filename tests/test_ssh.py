@@ -4,6 +4,8 @@ host keys, connection sharing, and whole runs whose evaluations happen "remotely
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,6 +200,30 @@ async def test_many_slots_share_a_few_connections(lab: SSHLab, tmp_path: Path,
     finally:
         await workers[0].close()
     assert connections == 2  # 8 slots / 4 per connection
+
+
+async def test_a_dead_job_agent_is_a_worker_fault_and_the_next_job_gets_a_new_one(
+        lab: SSHLab, tmp_path: Path) -> None:
+    server = lab.host("box")
+    worker = SSHWorker(ssh_config(lab, "box"), 1)
+    try:
+        async with worker.open(candidate(tmp_path)) as session:
+            job = asyncio.ensure_future(session.run("echo started; sleep 30", timeout=60))
+            await until(lambda: server.processes("sleep 30"), what="the remote job")
+            remote = server.processes("sleep 30")
+            (agent,) = server.processes("python3 -I -c")
+            os.kill(agent, signal.SIGKILL)
+            with pytest.raises(WorkerFailed, match="box: "):
+                await job
+        async with worker.open(candidate(tmp_path)) as session:  # reconnects, cleans up
+            result = await session.run("cat data/notes.txt", timeout=20)
+            assert session.agent is not None
+        await until(lambda: not any(process_alive(p) for p in remote), timeout=10,
+                    what="the orphaned job to be killed")
+    finally:
+        await worker.close()
+    assert result.output == "café"
+    assert lab.remote_folders() == []
 
 
 # ---------------------------------------------------------------- host keys
