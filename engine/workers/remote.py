@@ -1,8 +1,9 @@
 """What runs on the far side of an SSH worker: the shell text of a job, the candidate's
 archive, and the scripts that kill and clean up remote jobs.
 
-Everything here is plain POSIX sh plus `setsid`, `tar` and `head` (util-linux, coreutils or
-busybox), so any Linux host works without installing anything.
+Jobs normally go to the host's job agent (remote_agent.py, which needs python3); the shell
+path here is what hosts without it get: plain POSIX sh plus `setsid`, `tar` and `head`
+(util-linux, coreutils or busybox), so any Linux host works without installing anything.
 """
 
 from __future__ import annotations
