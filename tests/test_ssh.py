@@ -79,6 +79,26 @@ def test_job_script_quotes_everything_it_is_given() -> None:
     assert "rm -rf /'" in script and "srun --gres=gpu:1 sh -c" in script
 
 
+async def test_agent_frames_are_cut_from_any_chunking_after_a_chatty_login_shell() -> None:
+    from engine.workers.agent import RemoteAgent, _Channel
+
+    session = _Channel()
+    session.data_received(b"Welcome! conda base activated\n0 hel", None)
+    assert not session.hello.done()
+    session.data_received(b"lo 1\n1", None)
+    assert session.hello.done()
+    agent = RemoteAgent(None, session)  # type: ignore[arg-type]  (nothing is sent here)
+    frames: list[tuple[bytes, bytes]] = []
+    agent.jobs[1] = lambda kind, payload: frames.append((kind, payload))
+    stream = b"1 out 6\nline\n\n1 out 0\n2 out 3\nxyz1 exit 1\n0"
+    for i in range(len(stream)):  # byte by byte: frames never depend on packet boundaries
+        session.data_received(stream[i:i + 1], None)
+    session.data_received(b"noise", 1)  # stderr is not frames
+    assert frames == [(b"out", b"line\n\n"), (b"out", b""), (b"exit", b"0")]
+    session.connection_lost(None)
+    assert frames[-1] == (b"lost", b"") and agent.lost is not None
+
+
 # ---------------------------------------------------------------- sessions
 
 

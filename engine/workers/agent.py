@@ -53,6 +53,12 @@ class _Channel(asyncssh.SSHClientSession[bytes]):
             return
         buffer = self._buffer
         buffer += data
+        if not self.hello.done():  # a chatty login shell may print before the agent does
+            at = buffer.find(b"0 hello ")
+            if at < 0:
+                del buffer[:-8]
+                return
+            del buffer[:at]
         try:
             while (end := buffer.find(b"\n")) >= 0:
                 job, kind, size = bytes(buffer[:end]).split()

@@ -23,7 +23,8 @@ from engine.workers.agent import RemoteAgent
 from engine.workers.faults import WorkerFailed
 from engine.workers.remote import CLEAN, parse_target, unpack_command
 
-#: Slots served by one SSH connection (each job holds a channel or two at a time).
+#: Slots served by one SSH connection (without a job agent each job holds a channel or two;
+#: with one, more connections spread the host's sshd work over its cores).
 SLOTS_PER_CONNECTION = 4
 #: Keepalives missed before a connection counts as hung.
 KEEPALIVE_COUNT = 3
