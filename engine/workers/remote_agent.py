@@ -170,7 +170,9 @@ def stop(proc, grace):
     if not kill_group(proc.pid, signal.SIGTERM):
         return
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and proc.poll() is None:
+    # The group, not proc.poll(): that says "running" while the waiter thread holds the
+    # process in wait(), and the job's stragglers count too.
+    while time.monotonic() < deadline and kill_group(proc.pid, 0):
         time.sleep(0.05)
     kill_group(proc.pid, signal.SIGKILL)
 

@@ -65,7 +65,8 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class SSHSession:
     """A candidate's folder on a remote host. The folder is created by the first command
-    (or file read); commands after it wait until it exists."""
+    (or file read); commands after it wait until it exists (a job agent needs no waiting:
+    it takes a candidate's requests in order)."""
 
     def __init__(self, host: SSHHost, conn: asyncssh.SSHClientConnection, root: str,
                  payload: tuple[bytes, bool], agent: RemoteAgent | None = None) -> None:
