@@ -16,7 +16,7 @@ from engine import spec as specs
 from engine.loop import RunLoop
 from engine.workers.faults import WorkerFailed
 from engine.workers.pool import build_workers
-from engine.workers.ssh import SSHHost, SSHWorker, job_script, parse_target
+from engine.workers.ssh import KILL_GRACE_S, SSHHost, SSHWorker, job_script, parse_target
 from tests.conftest import write
 from tests.sshd import SSHLab, make_spec, open_lab, process_alive, run_loop, until
 
@@ -184,6 +184,7 @@ async def test_timeout_kills_the_remote_process_group_not_just_the_channel(
     finally:
         await worker.close()
     assert result.timed_out and result.exit_code is None and "started" in result.output
+    assert result.duration < 1.0 + KILL_GRACE_S - 0.5  # sleep dies on SIGTERM: no full grace
     await until(lambda: not process_alive(pid), timeout=10, what="the background sleep to die")
 
 
