@@ -115,6 +115,8 @@ class RemoteAgent:
             await asyncio.wait_for(asyncio.shield(session.hello), HELLO_TIMEOUT_S)
         except (TimeoutError, AgentGone):
             chan.close()
+            if conn.is_closed():  # the connection failed, not the agent: try again later
+                raise asyncssh.ConnectionLost("connection lost") from None
             return None
         return cls(chan, session)
 
