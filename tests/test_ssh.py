@@ -184,7 +184,8 @@ async def test_timeout_kills_the_remote_process_group_not_just_the_channel(
     finally:
         await worker.close()
     assert result.timed_out and result.exit_code is None and "started" in result.output
-    assert result.duration < 1.0 + KILL_GRACE_S - 0.5  # sleep dies on SIGTERM: no full grace
+    if jobs == "agent":  # the job dies on SIGTERM: no waiting out the grace period
+        assert result.duration < 1.0 + KILL_GRACE_S - 0.5
     await until(lambda: not process_alive(pid), timeout=10, what="the background sleep to die")
 
 

@@ -170,9 +170,10 @@ def stop(proc, grace):
     if not kill_group(proc.pid, signal.SIGTERM):
         return
     deadline = time.monotonic() + grace
-    # The group, not proc.poll(): that says "running" while the waiter thread holds the
-    # process in wait(), and the job's stragglers count too.
-    while time.monotonic() < deadline and kill_group(proc.pid, 0):
+    # Until the job's shell is gone (then its stragglers get SIGKILL, as when a job ends).
+    # Not proc.poll(): that says "running" while the waiter thread holds the process in
+    # wait(); and not the group: dead members stay in it as zombies until init reaps them.
+    while time.monotonic() < deadline and proc.returncode is None:
         time.sleep(0.05)
     kill_group(proc.pid, signal.SIGKILL)
 
