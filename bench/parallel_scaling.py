@@ -57,7 +57,9 @@ async def main() -> None:
         lab = SSHLab(Path(tmp) / "ssh")
         lab.host("gpu")
         try:
-            print(f"{EVALUATION!r} over SSH to a local sshd, {args.waves} waves per slot count")
+            # Other work on the machine moves these figures a lot (the run is CPU-bound).
+            print(f"{EVALUATION!r} over SSH to a local sshd, {args.waves} waves per slot count; "
+                  f"load average {os.getloadavg()[0]:.2f}")
             print(f"{'slots':>5} {'exps':>5} {'seconds':>8} {'exp/s':>7} {'ratio':>6} {'ideal':>6}")
             base = None
             for slots in args.slots:
@@ -75,7 +77,8 @@ async def main() -> None:
             one = await measure(None, Path(tmp), 1, args.waves)
             many = await measure(None, Path(tmp), top, args.waves)
             local = (many[0] / many[1]) / (one[0] / one[1])
-            print(f"for reference, local slots in the same loop: {top} slots = {local:.2f}× one")
+            print(f"for reference, local slots in the same loop: {top} slots = {local:.2f}× one "
+                  f"(load average now {os.getloadavg()[0]:.2f})")
         finally:
             lab.close()
 

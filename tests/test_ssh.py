@@ -4,6 +4,8 @@ host keys, connection sharing, and whole runs whose evaluations happen "remotely
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from engine import spec as specs
 from engine.loop import RunLoop
 from engine.workers.faults import WorkerFailed
 from engine.workers.pool import build_workers
-from engine.workers.ssh import SSHHost, SSHWorker, job_script, parse_target
+from engine.workers.ssh import KILL_GRACE_S, SSHHost, SSHWorker, job_script, parse_target
 from tests.conftest import write
 from tests.sshd import SSHLab, make_spec, open_lab, process_alive, run_loop, until
 
@@ -24,6 +26,15 @@ PY = sys.executable
 @pytest.fixture
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SSHLab]:
     yield from open_lab(tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=["agent", "channels"])
+def jobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways jobs reach a host: its job agent, or (a host without python3) a channel
+    per job."""
+    if request.param == "channels":
+        monkeypatch.setattr("engine.workers.agent.PYTHON", "no-such-python3")
+    return request.param
 
 
 def ssh_config(lab: SSHLab, alias: str, **extra: object) -> specs.SSHWorker:
@@ -68,11 +79,31 @@ def test_job_script_quotes_everything_it_is_given() -> None:
     assert "rm -rf /'" in script and "srun --gres=gpu:1 sh -c" in script
 
 
+async def test_agent_frames_are_cut_from_any_chunking_after_a_chatty_login_shell() -> None:
+    from engine.workers.agent import RemoteAgent, _Channel
+
+    session = _Channel()
+    session.data_received(b"Welcome! conda base activated\n0 hel", None)
+    assert not session.hello.done()
+    session.data_received(b"lo 1\n1", None)
+    assert session.hello.done()
+    agent = RemoteAgent(None, session)  # type: ignore[arg-type]  (nothing is sent here)
+    frames: list[tuple[bytes, bytes]] = []
+    agent.jobs[1] = lambda kind, payload: frames.append((kind, payload))
+    stream = b"1 out 6\nline\n\n1 out 0\n2 out 3\nxyz1 exit 1\n0"
+    for i in range(len(stream)):  # byte by byte: frames never depend on packet boundaries
+        session.data_received(stream[i:i + 1], None)
+    session.data_received(b"noise", 1)  # stderr is not frames
+    assert frames == [(b"out", b"line\n\n"), (b"out", b""), (b"exit", b"0")]
+    session.connection_lost(None)
+    assert frames[-1] == (b"lost", b"") and agent.lost is not None
+
+
 # ---------------------------------------------------------------- sessions
 
 
 async def test_candidate_runs_in_a_fresh_remote_folder_that_is_removed_after(
-        lab: SSHLab, tmp_path: Path) -> None:
+        lab: SSHLab, tmp_path: Path, jobs: str) -> None:
     lab.host("box")
     worker = SSHWorker(ssh_config(lab, "box", env={"GREETING": "hello there"}), 1)
     lines: list[str] = []
@@ -82,6 +113,7 @@ async def test_candidate_runs_in_a_fresh_remote_folder_that_is_removed_after(
                 f"cat data/notes.txt; echo \"$GREETING\"; read -r word; echo \"got $word\"; "
                 f"{PY} train.py; pwd; exit 3", timeout=20, stdin="bird\n", on_line=lines.append)
             assert await session.read_file("data/notes.txt") == "café\n".encode()
+            assert (session.agent is not None) == (jobs == "agent")
             assert await session.read_file("missing.txt") is None
             assert await session.read_file("../../etc/passwd") is None
             assert await session.read_file("/etc/passwd") is None
@@ -94,7 +126,7 @@ async def test_candidate_runs_in_a_fresh_remote_folder_that_is_removed_after(
 
 
 async def test_commands_started_together_wait_for_the_files_the_first_one_carries(
-        lab: SSHLab, tmp_path: Path) -> None:
+        lab: SSHLab, tmp_path: Path, jobs: str) -> None:
     lab.host("box")
     worker = SSHWorker(ssh_config(lab, "box"), 1)
     try:
@@ -110,7 +142,7 @@ async def test_commands_started_together_wait_for_the_files_the_first_one_carrie
 
 
 async def test_files_that_cannot_be_unpacked_are_a_worker_fault(
-        lab: SSHLab, tmp_path: Path) -> None:
+        lab: SSHLab, tmp_path: Path, jobs: str) -> None:
     lab.host("box")
     worker = SSHWorker(ssh_config(lab, "box"), 1)
     try:
@@ -119,13 +151,15 @@ async def test_files_that_cannot_be_unpacked_are_a_worker_fault(
         workdir.rmdir()
         workdir.write_text("a file where the working folder was")
         async with worker.open(candidate(tmp_path)) as session:
-            with pytest.raises(WorkerFailed, match="box: cannot unpack the candidate: tar: "):
+            # tar's last words, or the agent's unpacking error
+            with pytest.raises(WorkerFailed, match="box: cannot unpack the candidate: "
+                               "(tar: |.*Not a directory)"):
                 await session.run("echo never", timeout=20)
     finally:
         await worker.close()
 
 
-async def test_launcher_prefixes_every_command(lab: SSHLab, tmp_path: Path) -> None:
+async def test_launcher_prefixes_every_command(lab: SSHLab, tmp_path: Path, jobs: str) -> None:
     lab.host("box")
     worker = SSHWorker(ssh_config(lab, "box", launcher="env LAUNCHED=yes"), 1)
     try:
@@ -137,7 +171,7 @@ async def test_launcher_prefixes_every_command(lab: SSHLab, tmp_path: Path) -> N
 
 
 async def test_timeout_kills_the_remote_process_group_not_just_the_channel(
-        lab: SSHLab, tmp_path: Path) -> None:
+        lab: SSHLab, tmp_path: Path, jobs: str) -> None:
     lab.host("box")
     worker = SSHWorker(ssh_config(lab, "box"), 1)
     try:
@@ -150,11 +184,13 @@ async def test_timeout_kills_the_remote_process_group_not_just_the_channel(
     finally:
         await worker.close()
     assert result.timed_out and result.exit_code is None and "started" in result.output
+    if jobs == "agent":  # the job dies on SIGTERM: no waiting out the grace period
+        assert result.duration < 1.0 + KILL_GRACE_S - 0.5
     await until(lambda: not process_alive(pid), timeout=10, what="the background sleep to die")
 
 
 async def test_a_command_that_fails_is_a_result_not_a_worker_fault(
-        lab: SSHLab, tmp_path: Path) -> None:
+        lab: SSHLab, tmp_path: Path, jobs: str) -> None:
     lab.host("box")
     worker = SSHWorker(ssh_config(lab, "box"), 1)
     try:
@@ -167,7 +203,8 @@ async def test_a_command_that_fails_is_a_result_not_a_worker_fault(
     assert killed.exit_code == 128 + 9
 
 
-async def test_many_slots_share_a_few_connections(lab: SSHLab, tmp_path: Path) -> None:
+async def test_many_slots_share_a_few_connections(lab: SSHLab, tmp_path: Path,
+                                                  jobs: str) -> None:
     server = lab.host("box")
     workers = build_workers("run", [ssh_config(lab, "box", slots=8)])
     folder = candidate(tmp_path)
@@ -185,6 +222,30 @@ async def test_many_slots_share_a_few_connections(lab: SSHLab, tmp_path: Path) -
     finally:
         await workers[0].close()
     assert connections == 2  # 8 slots / 4 per connection
+
+
+async def test_a_dead_job_agent_is_a_worker_fault_and_the_next_job_gets_a_new_one(
+        lab: SSHLab, tmp_path: Path) -> None:
+    server = lab.host("box")
+    worker = SSHWorker(ssh_config(lab, "box"), 1)
+    try:
+        async with worker.open(candidate(tmp_path)) as session:
+            job = asyncio.ensure_future(session.run("echo started; sleep 30", timeout=60))
+            await until(lambda: server.processes("sleep 30"), what="the remote job")
+            remote = server.processes("sleep 30")
+            (agent,) = server.processes("python3 -I -c")
+            os.kill(agent, signal.SIGKILL)
+            with pytest.raises(WorkerFailed, match="box: "):
+                await job
+        async with worker.open(candidate(tmp_path)) as session:  # reconnects, cleans up
+            result = await session.run("cat data/notes.txt", timeout=20)
+            assert session.agent is not None
+        await until(lambda: not any(process_alive(p) for p in remote), timeout=10,
+                    what="the orphaned job to be killed")
+    finally:
+        await worker.close()
+    assert result.output == "café"
+    assert lab.remote_folders() == []
 
 
 # ---------------------------------------------------------------- host keys

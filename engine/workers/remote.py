@@ -1,16 +1,19 @@
 """What runs on the far side of an SSH worker: the shell text of a job, the candidate's
 archive, and the scripts that kill and clean up remote jobs.
 
-Everything here is plain POSIX sh plus `setsid`, `tar` and `head` (util-linux, coreutils or
-busybox), so any Linux host works without installing anything.
+Jobs normally go to the host's job agent (remote_agent.py, which needs python3); the shell
+path here is what hosts without it get: plain POSIX sh plus `setsid`, `tar` and `head`
+(util-linux, coreutils or busybox), so any Linux host works without installing anything.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import os
 import shlex
 import signal
+import stat
 import tarfile
 from pathlib import Path
 
@@ -52,21 +55,48 @@ def parse_target(host: str) -> tuple[str | None, str, int | None]:
 def pack(folder: Path, name: str) -> tuple[bytes, bool]:
     """The staged copy as a tar of `NAME/ws/...` plus an empty `NAME/ctl/`, gzipped when
     large; owners cleared (the remote user owns what it unpacks). Returns (data, gzipped)."""
-
-    def anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
+        top = os.lstat(folder)
         for arcname in (name, f"{name}/ctl"):
-            tar.add(folder, arcname=arcname, recursive=False, filter=anonymous)
-        tar.add(folder, arcname=f"{name}/ws", filter=anonymous)
+            tar.addfile(_entry(arcname, top, tarfile.DIRTYPE))
+        _add_tree(tar, str(folder), f"{name}/ws", {})
     data = buffer.getvalue()
     if len(data) <= COMPRESS_ABOVE:
         return data, False
     return gzip.compress(data, compresslevel=1), True
+
+
+def _entry(arcname: str, st: os.stat_result, kind: bytes, size: int = 0,
+           linkname: str = "") -> tarfile.TarInfo:
+    """A member owned by nobody in particular. Built here rather than by TarFile.add, which
+    looks the owner up in the user and group databases for every file (most of its time)."""
+    info = tarfile.TarInfo(arcname)
+    info.type, info.size, info.linkname = kind, size, linkname
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.mtime = int(st.st_mtime)
+    return info
+
+
+def _add_tree(tar: tarfile.TarFile, path: str, arcname: str,
+              inodes: dict[tuple[int, int], str]) -> None:
+    """Add `path` (recursively, in name order, as tar does): folders, files, symlinks,
+    and hard links as links; anything else (sockets, devices) is left out."""
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode):
+        tar.addfile(_entry(arcname, st, tarfile.DIRTYPE))
+        for child in sorted(os.listdir(path)):
+            _add_tree(tar, os.path.join(path, child), f"{arcname}/{child}", inodes)
+    elif stat.S_ISLNK(st.st_mode):
+        tar.addfile(_entry(arcname, st, tarfile.SYMTYPE, linkname=os.readlink(path)))
+    elif stat.S_ISREG(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in inodes:
+            tar.addfile(_entry(arcname, st, tarfile.LNKTYPE, linkname=inodes[key]))
+            return
+        inodes[key] = arcname
+        with open(path, "rb") as handle:
+            tar.addfile(_entry(arcname, st, tarfile.REGTYPE, size=st.st_size), handle)
 
 
 def unpack_command(workdir: str, gzipped: bool) -> str:
@@ -86,6 +116,16 @@ def upload_prelude(workdir: str, size: int, gzipped: bool, marker: str,
             f"echo {marker}ready; ")
 
 
+def job_command(command: str, folder: str, env: dict[str, str], launcher: str = "") -> str:
+    """What a job's own shell runs (`folder` comes shell-quoted): into the folder, the
+    environment, then the command (behind the launcher, if any)."""
+    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in env.items())
+    # Without a launcher the command runs in the job's shell itself (one process fewer).
+    run = (f"exec {launcher.strip()} sh -c {shlex.quote(command)}" if launcher.strip()
+           else f"eval {shlex.quote(command)}")
+    return f"cd {folder} || exit 126; {exports}{run}"
+
+
 def job_script(command: str, folder: str, pgid_file: str, env: dict[str, str],
                launcher: str = "", prelude: str = "") -> str:
     """The remote command line for one job (`folder` and `pgid_file` come shell-quoted).
@@ -96,11 +136,7 @@ def job_script(command: str, folder: str, pgid_file: str, env: dict[str, str],
     waits for the job and exits with its status; stdin passes through fd 3 because a
     background job's stdin is /dev/null.
     """
-    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in env.items())
-    # Without a launcher the command runs in the job's shell itself (one process fewer).
-    run = (f"exec {launcher.strip()} sh -c {shlex.quote(command)}" if launcher.strip()
-           else f"eval {shlex.quote(command)}")
-    inner = f"echo $$ > {pgid_file}; cd {folder} || exit 126; {exports}{run}"
+    inner = f"echo $$ > {pgid_file}; {job_command(command, folder, env, launcher)}"
     outer = (f"{prelude}exec 3<&0; setsid sh -c {shlex.quote(inner)} <&3 3<&- & pg=$!; "
              "wait $pg; status=$?; kill -s KILL -- -$pg 2>/dev/null; exit $status")
     return f"sh -c {shlex.quote(outer)}"

@@ -2,10 +2,12 @@
 
 A spec's `ssh` worker names a host (an alias from `~/.ssh/config` — a SkyPilot cluster
 name works — or `user@host:port`) and a number of slots; the slots share the host's
-connections (sshhost.py) and every command is a channel. Per candidate:
+connections (sshhost.py). Commands go to the connection's job agent (agent.py) when the
+host has one, else each is a channel of its own. Per candidate:
 
-    send     the staged copy, as a tar stream ahead of the first command's stdin, unpacked
-             into a fresh folder under the worker's `workdir` (one channel, no SFTP needed)
+    send     the staged copy, as a tar with the first command (in its request to the agent,
+             or ahead of its channel's stdin), unpacked into a fresh folder under the
+             worker's `workdir` (no SFTP needed)
     run      each command in its own session (setsid) behind the worker's launcher and
              environment; its output streams back line by line as it arrives, and a timeout
              or a stop kills the remote process group, not just the channel
@@ -34,10 +36,12 @@ import asyncssh
 
 from engine import spec as specs
 from engine.model import CommandResult, LineSink
+from engine.workers.agent import AgentGone, Handler, RemoteAgent
 from engine.workers.faults import WorkerFailed
 from engine.workers.output import OutputTail
 from engine.workers.remote import (
     KILL,
+    job_command,
     job_script,
     pack,
     parse_target,
@@ -51,6 +55,9 @@ __all__ = ["SSHHost", "SSHSession", "SSHWorker", "job_script", "parse_target"]
 #: Seconds a killed job gets between SIGTERM (lets `srun` cancel its step) and SIGKILL.
 KILL_GRACE_S = 2.0
 READ_CHUNK = 65_536
+#: Candidates that packed faster than this are packed on the event loop next time: a
+#: thread hop costs more than packing two small files, and it waits for the GIL.
+INLINE_PACK_S = 0.002
 #: Finished jobs' folders removed together (the rest go when the run ends).
 LEFTOVER_BATCH = 8
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -58,12 +65,14 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class SSHSession:
     """A candidate's folder on a remote host. The folder is created by the first command
-    (or file read); commands after it wait until it exists."""
+    (or file read); commands after it wait until it exists (a job agent needs no waiting:
+    it takes a candidate's requests in order)."""
 
     def __init__(self, host: SSHHost, conn: asyncssh.SSHClientConnection, root: str,
-                 payload: tuple[bytes, bool]) -> None:
+                 payload: tuple[bytes, bool], agent: RemoteAgent | None = None) -> None:
         self.host = host
         self.conn = conn
+        self.agent = agent
         self.root = root
         self.folder = f"{root}/ws"
         self._payload: tuple[bytes, bool] | None = payload
@@ -110,14 +119,14 @@ class SSHSession:
         bad = [k for k in full_env if not _ENV_NAME.match(k)]
         if bad:
             return CommandResult(exit_code=127, output=f"invalid environment name {bad[0]!r}")
+        if self.agent is not None:
+            return await self._run_agent(self.agent, command, timeout, stdin, full_env, on_line,
+                                         started)
         prelude, archive = "", b""
         if self._payload is not None:  # this command carries the candidate's files
             (archive, gzipped), self._payload = self._payload, None
             self._ready = asyncio.get_running_loop().create_future()
-            # Finished jobs' folders go in batches: one `rm` per few jobs, not one each.
-            leftovers = sorted(self.host.leftovers) if len(
-                self.host.leftovers) >= LEFTOVER_BATCH else []
-            self.host.leftovers.difference_update(leftovers)
+            leftovers = self._take_leftovers()
             prelude = upload_prelude(self.host.workdir, len(archive), gzipped, self._marker,
                                      leftovers)
         else:
@@ -185,6 +194,104 @@ class SSHSession:
         return CommandResult(exit_code=code, output=tail.text(), timed_out=timed_out,
                              duration=time.monotonic() - started, truncated=tail.truncated)
 
+    def _take_leftovers(self) -> list[str]:
+        """Finished jobs' folders go in batches: one removal per few jobs, not one each."""
+        leftovers = sorted(self.host.leftovers) if len(
+            self.host.leftovers) >= LEFTOVER_BATCH else []
+        self.host.leftovers.difference_update(leftovers)
+        return leftovers
+
+    async def _run_agent(self, agent: RemoteAgent, command: str, timeout: float,
+                         stdin: str | None, env: dict[str, str], on_line: LineSink | None,
+                         started: float) -> CommandResult:
+        """One command through the connection's job agent (see remote_agent.py). The agent
+        takes a candidate's requests in order, so none waits for the files' upload."""
+        script = job_command(command, shlex.quote(self.folder), env, self.host.config.launcher)
+        tail = OutputTail(on_line)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        ended: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
+
+        def on_frame(kind: bytes, payload: bytes) -> None:
+            if kind == b"out":
+                tail.feed(decoder.decode(payload))
+            elif not ended.done():  # exit, fail or lost: nothing follows
+                ended.set_result((kind, payload))
+
+        job = self._submit(agent, "run", on_frame, script=script, stdin=stdin,
+                           pgid=f"{self.root}/ctl/{next(self._jobs)}.pgid")
+        timed_out = False
+        try:
+            kind, payload = await asyncio.wait_for(asyncio.shield(ended), timeout)
+        except TimeoutError:
+            timed_out = True
+        finally:
+            if not ended.done():  # a timeout or a stop: nothing the job started survives
+                await self._stop(agent, job, ended)
+            agent.forget(job)
+        if not timed_out and kind != b"exit":
+            raise self._agent_failure(agent, kind, payload)
+        tail.feed(decoder.decode(b"", final=True))
+        tail.close()
+        status = int(payload) if not timed_out else 0
+        # A job ended by a signal reads as the shell's `wait` would report it: 128 + N.
+        code = None if timed_out else status if status >= 0 else 128 - status
+        return CommandResult(exit_code=code, output=tail.text(), timed_out=timed_out,
+                             duration=time.monotonic() - started, truncated=tail.truncated)
+
+    def _submit(self, agent: RemoteAgent, op: str, handler: Handler, **fields: object) -> int:
+        """Send a request to the agent, with the candidate's files if not sent yet."""
+        archive = leftovers = None
+        if self._payload is not None:
+            archive, self._payload = self._payload, None
+            leftovers = self._take_leftovers()
+        try:
+            return agent.submit(op, handler, root=self.root, workdir=self.host.workdir,
+                                archive=archive, leftovers=leftovers, **fields)
+        except (OSError, asyncssh.Error, AgentGone) as exc:
+            self.host.orphans.add(self.root)
+            raise self._failed(exc) from None
+
+    def _agent_failure(self, agent: RemoteAgent, kind: bytes, payload: bytes) -> WorkerFailed:
+        """The WorkerFailed for a `fail` (files not unpacked) or `lost` frame."""
+        if kind == b"fail":
+            return WorkerFailed(f"{self.host.config.host}: cannot unpack the candidate: "
+                                f"{payload.decode(errors='replace')}")
+        self.host.orphans.add(self.root)  # killed and removed on reconnection
+        return self._failed(agent.lost or AgentGone("the job agent stopped"))
+
+    async def _read_agent(self, agent: RemoteAgent, path: str) -> bytes | None:
+        answer: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
+
+        def on_frame(kind: bytes, payload: bytes) -> None:
+            if not answer.done():
+                answer.set_result((kind, payload))
+
+        job = self._submit(agent, "read", on_frame, path=path)
+        try:
+            kind, payload = await asyncio.wait_for(answer, CONTROL_TIMEOUT_S)
+        except TimeoutError:
+            raise self._failed(TimeoutError(f"no answer to a file read within "
+                                            f"{CONTROL_TIMEOUT_S:g}s")) from None
+        finally:
+            agent.forget(job)
+        if kind in (b"file", b"nofile"):
+            return payload if kind == b"file" else None
+        raise self._agent_failure(agent, kind, payload)
+
+    async def _stop(self, agent: RemoteAgent, job: int,
+                    ended: asyncio.Future[tuple[bytes, bytes]]) -> None:
+        """Have the agent kill a job's process group, and wait (bounded) until it has."""
+        try:
+            agent.kill(job, KILL_GRACE_S)
+            await asyncio.wait_for(asyncio.shield(ended), KILL_GRACE_S + 15)
+            if ended.result()[0] != b"exit":
+                self.host.orphans.add(self.root)
+        except (OSError, asyncssh.Error, TimeoutError):
+            self.host.orphans.add(self.root)  # killed and removed on the next connection
+        except asyncio.CancelledError:
+            self.host.orphans.add(self.root)
+            raise
+
     def _upload_problem(self, preamble: bytes) -> str:
         text = preamble.decode(errors="replace").replace(f"{self._marker}failed", "").strip()
         where = self.host.config.host
@@ -209,6 +316,8 @@ class SSHSession:
         path = PurePosixPath(relpath)
         if path.is_absolute() or ".." in path.parts:
             return None
+        if self.agent is not None:
+            return await self._read_agent(self.agent, f"{self.folder}/{path}")
         await self._wait_upload()
         target = shlex.quote(f"{self.folder}/{path}")
         try:
@@ -217,6 +326,12 @@ class SSHSession:
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             raise self._failed(exc) from None
         return result.stdout if result.exit_status == 0 else None
+
+
+def _timed_pack(candidate: Path, name: str) -> tuple[tuple[bytes, bool], float]:
+    began = time.perf_counter()
+    payload = pack(candidate, name)
+    return payload, time.perf_counter() - began
 
 
 class SSHWorker:
@@ -236,8 +351,13 @@ class SSHWorker:
     async def open(self, candidate: Path) -> AsyncIterator[SSHSession]:
         conn = await self.host.connection(self._conn_index)
         name = f"{candidate.name}-{secrets.token_hex(3)}"
-        payload = await asyncio.to_thread(pack, candidate, name)
-        session = SSHSession(self.host, conn, f"{self.host.workdir}/{name}", payload)
+        if self.host.pack_inline:
+            payload, took = _timed_pack(candidate, name)
+        else:  # a big candidate (or the first): packed off the event loop
+            payload, took = await asyncio.to_thread(_timed_pack, candidate, name)
+        self.host.pack_inline = took < INLINE_PACK_S
+        session = SSHSession(self.host, conn, f"{self.host.workdir}/{name}", payload,
+                             self.host.agent(conn))
         try:
             yield session
         finally:

@@ -6,6 +6,7 @@ default). Host keys are checked against known_hosts: an unknown host is refused 
 spec sets `trust_unknown_host` (then its key is learned, like `StrictHostKeyChecking
 accept-new`); a changed key is always refused. Keepalives are the heartbeat that notices a
 host gone silent. Every failure to reach the host is a WorkerFailed with a message for people.
+Each connection also gets a job agent (agent.py) when the host has python3; jobs go to it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from pathlib import Path
 import asyncssh
 
 from engine import spec as specs
+from engine.workers.agent import RemoteAgent
 from engine.workers.faults import WorkerFailed
 from engine.workers.remote import CLEAN, parse_target, unpack_command
 
-#: Slots served by one SSH connection (each job holds a channel or two at a time).
+#: Slots served by one SSH connection (without a job agent each job holds a channel or two;
+#: with one, more connections spread the host's sshd work over its cores).
 SLOTS_PER_CONNECTION = 4
 #: Keepalives missed before a connection counts as hung.
 KEEPALIVE_COUNT = 3
@@ -43,6 +46,39 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.ConnectionLost) or text == "Connection lost":
         return "connection lost"
     return text.splitlines()[0]
+
+
+def _coalesce_sends(conn: asyncssh.SSHClientConnection) -> None:
+    """One socket write per SSH packet instead of two: asyncssh sends an SSH_MSG_IGNORE
+    ahead of every encrypted packet, each in a write of its own, so every job request woke
+    the host's sshd twice. The two now leave together. This leans on asyncssh's internal
+    `_send` (asyncssh 2.x); without it, nothing changes."""
+    send, send_packet = getattr(conn, "_send", None), getattr(conn, "send_packet", None)
+    if not callable(send) or not callable(send_packet):
+        return
+    pending: list[bytes] | None = None
+
+    def batched_send(data: bytes) -> None:
+        if pending is None:
+            send(data)
+        else:
+            pending.append(data)
+
+    def batched_send_packet(*args: object, **kwargs: object) -> None:
+        nonlocal pending
+        if pending is not None:  # the ignore packet, from inside the outer call
+            send_packet(*args, **kwargs)
+            return
+        pending = []
+        try:
+            send_packet(*args, **kwargs)
+        finally:
+            data, pending = b"".join(pending), None
+            if data:
+                send(data)
+
+    conn._send = batched_send  # type: ignore[method-assign]
+    conn.send_packet = batched_send_packet  # type: ignore[method-assign]
 
 
 class _Client(asyncssh.SSHClient):
@@ -84,6 +120,10 @@ class SSHHost:
         self.label = config.host.rpartition("@")[2]
         count = -(-config.slots // SLOTS_PER_CONNECTION)
         self._conns: list[asyncssh.SSHClientConnection | None] = [None] * count
+        #: Each connection's job agent; None where the host cannot run one.
+        self._agents: list[RemoteAgent | None] = [None] * count
+        #: Set once a host turns out to have no agent (no python3): channels per job then.
+        self.agentless = False
         self._locks = [asyncio.Lock() for _ in range(count)]
         #: Folders of abandoned jobs (their connection died): killed and removed on the
         #: next connection.
@@ -93,6 +133,8 @@ class SSHHost:
         #: Things worth telling the user once (a host key learned).
         self.notes: list[str] = []
         self.closed = False
+        #: Whether candidates are small enough to pack without a thread (ssh.INLINE_PACK_S).
+        self.pack_inline = False
         #: The remote working folder, absolute (known once connected).
         self.workdir = ""
 
@@ -143,10 +185,29 @@ class SSHHost:
             self._conns[index] = None
             conn = await self._connect()
             await self._prepare(conn)
-            self._conns[index] = conn
             if self.orphans:
                 await self._clean(conn, sorted(self.orphans))
+            self._agents[index] = await self._start_agent(conn)
+            self._conns[index] = conn
             return conn
+
+    async def _start_agent(self, conn: asyncssh.SSHClientConnection) -> RemoteAgent | None:
+        if self.agentless:
+            return None
+        try:
+            agent = await RemoteAgent.start(conn)
+        except (OSError, asyncssh.Error) as exc:
+            conn.abort()
+            raise WorkerFailed(f"{self.config.host}: {describe(exc)}") from None
+        self.agentless = agent is None
+        return agent
+
+    def agent(self, conn: asyncssh.SSHClientConnection) -> RemoteAgent | None:
+        """The job agent on `conn`, if it has one."""
+        for c, agent in zip(self._conns, self._agents, strict=True):
+            if c is conn:
+                return agent
+        return None
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         where = self.config.host
@@ -194,6 +255,7 @@ class SSHHost:
                                permanent=True) from None
         except (OSError, asyncssh.Error) as exc:
             raise WorkerFailed(f"{where}: cannot connect to {target}: {describe(exc)}") from None
+        _coalesce_sends(conn)
         if client.learned:
             self.notes.append(f"{where}: trusted a new host key {client.learned} "
                               f"(added to {known_file})")
@@ -204,6 +266,9 @@ class SSHHost:
         for i, c in enumerate(self._conns):
             if c is conn:
                 self._conns[i] = None
+                agent, self._agents[i] = self._agents[i], None
+                if agent is not None:
+                    agent.close()
         conn.abort()
 
     async def _clean(self, conn: asyncssh.SSHClientConnection, folders: list[str]) -> None:
@@ -222,6 +287,9 @@ class SSHHost:
                 self.leftovers.clear()
                 if self.orphans:
                     await self._clean(conn, sorted(self.orphans))
+                agent, self._agents[i] = self._agents[i], None
+                if agent is not None:
+                    agent.close()  # it kills whatever still runs
                 conn.close()
                 try:
                     await asyncio.wait_for(conn.wait_closed(), 5)
