@@ -506,11 +506,15 @@ class RunLoop:
 
     # ------------------------------------------------------------ stop rules
 
-    def check_stop(self) -> str | None:
+    def check_stop(self, *, mid_wave: bool = False) -> str | None:
+        """The stop rule that applies now, if any. `mid_wave`: between two proposals of one
+        wave, where nothing has been recorded since the last check, so the rules that read
+        recent outcomes (target streak, plateau, failures) are skipped."""
         if self.stopping:
             return "stopped"
         stop = self.spec.stop
-        needs_rows = self.target is not None or stop.plateau or stop.max_failures
+        needs_rows = not mid_wave and (
+            self.target is not None or stop.plateau or stop.max_failures)
         rows = self.store.recent_outcomes(
             self.run_id, max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1)
         ) if needs_rows else []
