@@ -4,6 +4,7 @@ anything runs; every error names `file:line`, the field, and what was expected.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -450,11 +451,21 @@ def _line_for(loc: tuple, data: Any, lines: dict[tuple, int]) -> tuple[int, str]
         else:
             path.append(key)  # a missing key: name it; the line is its mapping's
             break
-    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{_shown_key(p)}"
+                    for p in path).lstrip(".")
     for n in range(len(path), -1, -1):
         if tuple(path[:n]) in lines:
             return lines[tuple(path[:n])], field or "(top level)"
     return 1, field or "(top level)"
+
+
+def _shown_key(key: object) -> str:
+    """A mapping key as it reads in a one-line message: odd ones (empty, with spaces, line
+    breaks or other control characters) quoted and escaped."""
+    text = str(key)
+    if text and text.isprintable() and not any(c.isspace() for c in text):
+        return text
+    return json.dumps(text)
 
 
 def parse_spec(text: str, filename: str = "<spec>") -> Spec:
@@ -482,7 +493,8 @@ def parse_spec(text: str, filename: str = "<spec>") -> Spec:
         line, field = _line_for(loc, data, lines)
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-        raise SpecError(f"{filename}:{line}: {field}: {_explain(err)}{suffix}") from None
+        explained = " ".join(_explain(err).split())  # one line, whatever pydantic said
+        raise SpecError(f"{filename}:{line}: {field}: {explained}{suffix}") from None
 
 
 def _explain(err: dict) -> str:

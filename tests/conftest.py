@@ -10,8 +10,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests draw the same examples on every run, so CI's verdict depends on the code,
+# not on luck; `HYPOTHESIS_PROFILE=explore python -m pytest` draws fresh ones to hunt for
+# new failures (make each one found a plain regression test).
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def cli_env(**extra: str) -> dict[str, str]:

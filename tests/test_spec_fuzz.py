@@ -6,6 +6,7 @@ import contextlib
 import io
 import re
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -68,3 +69,13 @@ def test_binary_garbage_through_check_exits_2_with_one_line(tmp_path, blob):
     if code != 0:
         assert code == 2
         assert len(err.strip().splitlines()) == 1 and err.startswith("autoresearch-tui: ")
+
+
+def test_a_key_with_a_line_break_still_gives_a_one_line_message():
+    # Found by the test above: a parameter named "\n" broke the message over two lines.
+    spec = yaml.safe_load(GOOD)
+    spec["mutator"]["params"] = {"\n": None}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(yaml.safe_dump(spec), "s.yaml")
+    assert LINE.match(str(caught.value)), str(caught.value)
+    assert 'mutator.params."\\n"' in str(caught.value)
