@@ -248,13 +248,13 @@ class RunLoop:
         return self.stop_reason or "stopped"
 
     async def _finish(self) -> None:
-        self.records.write()
         await self.pool.close()
         self.slot_folders.discard()
         elapsed = self._elapsed_before + time.monotonic() - self._started
         status = ("failed" if self.failed else
                   "stopped" if self.stopping and self.stop_reason in (None, "stopped") else "done")
         try:
+            self.records.write()
             self.flush_events()
             self.store.update_run(self.run_id, status=status,
                                   stop_reason=self.stop_reason or "stopped",
@@ -275,6 +275,7 @@ class RunLoop:
             await asyncio.sleep(STORAGE_PROBE_S)
             try:
                 self.store.update_run(self.run_id, heartbeat=time.time())
+                self.records.write()  # outcomes decided before the trouble, then reconcile
                 self.in_flight.clear()
                 self.resume()
             except (sqlite3.Error, OSError) as again:
