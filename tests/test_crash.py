@@ -33,18 +33,32 @@ def slow_scoring(ws: Path) -> None:
     """)
 
 
-def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_path, params_workspace):
+def fast_scoring(ws: Path) -> None:
+    """A millisecond evaluation: records are written while the next one runs
+    (engine/records.py), so a kill often lands between an outcome decided and its commit."""
+    write(ws / "fast.sh", """
+        awk '/^x:/ {x = $2} /^y:/ {y = $2}
+             END {d = x - 7; if (d < 0) d = -d; print "METRIC loss=" (d + (y == "b" ? 0 : 3))}' params.yaml
+    """)
+
+
+@pytest.mark.parametrize("speed", ["slow", "fast"])
+def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(
+        tmp_path, params_workspace, speed):
     slow_scoring(params_workspace)
+    fast_scoring(params_workspace)
     write(params_workspace / "params.yaml", "x: 20\ny: a\n")
     make_repo(params_workspace)
-    spec = metric_spec(params_workspace, stop="max_rounds: 40")
+    rounds = 40 if speed == "slow" else 3000  # fast: every kill lands mid-run
+    spec = metric_spec(params_workspace, stop=f"max_rounds: {rounds}, max_failures: null",
+                       **({"command": "sh fast.sh"} if speed == "fast" else {}))
     db = tmp_path / "a.db"
     command = [sys.executable, "-m", "tui", "--db", str(db), "run", str(spec), "--headless"]
     rng = random.Random(1234)
     for _ in range(KILLS):
         proc = subprocess.Popen(command, env=cli_env(), cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.3, 1.2))
+        time.sleep(rng.uniform(0.3, 1.2) if speed == "slow" else rng.uniform(0.5, 0.9))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     final = subprocess.run(command, env=cli_env(), cwd=REPO, capture_output=True, text=True,
@@ -55,12 +69,13 @@ def test_sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(tmp_pa
     assert store.integrity_ok()
     run = store.get_run("toy")
     rows = store.experiments(run["id"])
-    assert run["status"] == "done" and run["rounds"] == 40
+    assert run["status"] == "done" and run["rounds"] == rounds
     assert not [r for r in rows if r["verdict"] == "running"]
+    assert all(r["score"] is not None for r in rows if r["verdict"] in ("kept", "reverted"))
     # Every round was recorded once, apart from experiments a kill interrupted.
     finished = [r["round"] for r in rows if r["verdict"] != "interrupted"]
     assert sorted(finished) == sorted(set(finished))
-    assert set(finished) | {r["round"] for r in rows} == set(range(0, 41))
+    assert set(finished) | {r["round"] for r in rows} == set(range(0, rounds + 1))
     # The target holds the best version, and the branch has one commit per advance, in order.
     best = store.experiment(run["best_experiment"])
     assert (params_workspace / "params.yaml").read_text() == store.version_files(best["id"])["params.yaml"]
