@@ -28,8 +28,8 @@ import re
 import secrets
 import shlex
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path, PurePosixPath
 
 import asyncssh
@@ -281,16 +281,11 @@ class SSHSession:
     async def _stop(self, agent: RemoteAgent, job: int,
                     ended: asyncio.Future[tuple[bytes, bytes]]) -> None:
         """Have the agent kill a job's process group, and wait (bounded) until it has."""
-        try:
+        with self._orphaned_on_failure():
             agent.kill(job, KILL_GRACE_S)
             await asyncio.wait_for(asyncio.shield(ended), KILL_GRACE_S + 15)
             if ended.result()[0] != b"exit":
                 self.host.orphans.add(self.root)
-        except (OSError, asyncssh.Error, TimeoutError):
-            self.host.orphans.add(self.root)  # killed and removed on the next connection
-        except asyncio.CancelledError:
-            self.host.orphans.add(self.root)
-            raise
 
     def _upload_problem(self, preamble: bytes) -> str:
         text = preamble.decode(errors="replace").replace(f"{self._marker}failed", "").strip()
@@ -301,13 +296,20 @@ class SSHSession:
 
     async def _kill(self, pgid: str) -> None:
         script = KILL.format(pgid=shlex.quote(pgid), grace=int(KILL_GRACE_S * 10))
-        try:
+        with self._orphaned_on_failure():
             result = await asyncio.shield(self.conn.run(
                 f"sh -c {shlex.quote(script)}", check=False, timeout=KILL_GRACE_S + 15))
             if result.exit_status == 3:  # not started yet: it may still; clean up later
                 self.host.orphans.add(self.root)
+
+    @contextmanager
+    def _orphaned_on_failure(self) -> Iterator[None]:
+        """A kill that fails or is cut short leaves the job's folder (and whatever still runs
+        there) to be killed and removed on the next connection."""
+        try:
+            yield
         except (OSError, asyncssh.Error, TimeoutError):
-            self.host.orphans.add(self.root)  # killed and removed on the next connection
+            self.host.orphans.add(self.root)
         except asyncio.CancelledError:
             self.host.orphans.add(self.root)
             raise
