@@ -65,11 +65,12 @@ class WaitingRecords:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.uncommitted and not self.store.in_transaction():
-            # Another write committed their transaction, or its failure rolled it back.
-            for exp_id, insert_again in self.uncommitted:
-                if not self.store.has_experiment(exp_id, self.run_id):
-                    insert_again()
+        # Another write on this connection (another run's, the host's) may have committed
+        # their transaction or, failing, rolled it back; an open transaction now may be a
+        # newer one, so each row is looked up (one indexed read, off the hot path).
+        for exp_id, insert_again in self.uncommitted:
+            if not self.store.has_experiment(exp_id, self.run_id):
+                insert_again()
         while self._completions:
             self._completions[0]()
             self._completions.pop(0)
