@@ -7,7 +7,8 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,17 @@ def jobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 
 def ssh_config(lab: SSHLab, alias: str, **extra: object) -> specs.SSHWorker:
     return specs.SSHWorker.model_validate(lab.worker(alias, **extra))
+
+
+@asynccontextmanager
+async def box_worker(lab: SSHLab, **extra: object) -> AsyncIterator[SSHWorker]:
+    """One slot on a fresh host `box`, closed afterwards."""
+    lab.host("box")
+    worker = SSHWorker(ssh_config(lab, "box", **extra), 1)
+    try:
+        yield worker
+    finally:
+        await worker.close()
 
 
 def candidate(tmp_path: Path) -> Path:
@@ -127,25 +139,19 @@ async def test_candidate_runs_in_a_fresh_remote_folder_that_is_removed_after(
 
 async def test_commands_started_together_wait_for_the_files_the_first_one_carries(
         lab: SSHLab, tmp_path: Path, jobs: str) -> None:
-    lab.host("box")
-    worker = SSHWorker(ssh_config(lab, "box"), 1)
-    try:
+    async with box_worker(lab) as worker:
         async with worker.open(candidate(tmp_path)) as session:
             results = await asyncio.gather(*(session.run(f"cat data/notes.txt; echo {i}",
                                                          timeout=20) for i in range(3)))
         async with worker.open(candidate(tmp_path)) as session:
             first_read = await session.read_file("train.py")  # before any command
-    finally:
-        await worker.close()
     assert [r.output for r in results] == [f"café\n{i}" for i in range(3)]
     assert first_read == b"print('METRIC loss=1.5')\n"
 
 
 async def test_files_that_cannot_be_unpacked_are_a_worker_fault(
         lab: SSHLab, tmp_path: Path, jobs: str) -> None:
-    lab.host("box")
-    worker = SSHWorker(ssh_config(lab, "box"), 1)
-    try:
+    async with box_worker(lab) as worker:
         await worker.warm_up()
         workdir = Path(worker.host.workdir)
         workdir.rmdir()
@@ -155,34 +161,24 @@ async def test_files_that_cannot_be_unpacked_are_a_worker_fault(
             with pytest.raises(WorkerFailed, match="box: cannot unpack the candidate: "
                                "(tar: |.*Not a directory)"):
                 await session.run("echo never", timeout=20)
-    finally:
-        await worker.close()
 
 
 async def test_launcher_prefixes_every_command(lab: SSHLab, tmp_path: Path, jobs: str) -> None:
-    lab.host("box")
-    worker = SSHWorker(ssh_config(lab, "box", launcher="env LAUNCHED=yes"), 1)
-    try:
+    async with box_worker(lab, launcher="env LAUNCHED=yes") as worker:
         async with worker.open(candidate(tmp_path)) as session:
             result = await session.run("echo launched=$LAUNCHED", timeout=20)
-    finally:
-        await worker.close()
     assert result.output.strip() == "launched=yes"
 
 
 async def test_timeout_kills_the_remote_process_group_not_just_the_channel(
         lab: SSHLab, tmp_path: Path, jobs: str) -> None:
-    lab.host("box")
-    worker = SSHWorker(ssh_config(lab, "box"), 1)
-    try:
+    async with box_worker(lab) as worker:
         async with worker.open(candidate(tmp_path)) as session:
             # A grandchild in the background, detached from the channel's output.
             result = await session.run(
                 "sleep 300 >/dev/null 2>&1 & echo $! > bg.pid; echo started; sleep 300",
                 timeout=1.0)
             pid = int((await session.read_file("bg.pid")).decode())
-    finally:
-        await worker.close()
     assert result.timed_out and result.exit_code is None and "started" in result.output
     if jobs == "agent":  # the job dies on SIGTERM: no waiting out the grace period
         assert result.duration < 1.0 + KILL_GRACE_S - 0.5
@@ -191,14 +187,10 @@ async def test_timeout_kills_the_remote_process_group_not_just_the_channel(
 
 async def test_a_command_that_fails_is_a_result_not_a_worker_fault(
         lab: SSHLab, tmp_path: Path, jobs: str) -> None:
-    lab.host("box")
-    worker = SSHWorker(ssh_config(lab, "box"), 1)
-    try:
+    async with box_worker(lab) as worker:
         async with worker.open(candidate(tmp_path)) as session:
             missing = await session.run("no-such-program-here", timeout=20)
             killed = await session.run("kill -9 $$", timeout=20)
-    finally:
-        await worker.close()
     assert missing.exit_code == 127 and "not found" in missing.output
     assert killed.exit_code == 128 + 9
 
