@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from engine.model import UserError
@@ -168,9 +168,13 @@ class Workspace:
     def presync(self, into: Path) -> None:
         """Make `into` mirror the workspace except the target files, which stage() with
         `synced=True` then writes (a candidate always carries every target file)."""
-        if not os.path.isdir(into):
-            os.makedirs(into, exist_ok=True)
-        sync_tree(self.root, into, self._ignored, {os.path.join(into, rel) for rel in self.targets})
+        self._sync(into, self.targets)
+
+    def _sync(self, dest: Path, written_after: Iterable[str]) -> None:
+        """Mirror the workspace into `dest`, leaving out the files the caller writes next."""
+        if not os.path.isdir(dest):
+            os.makedirs(dest, exist_ok=True)
+        sync_tree(self.root, dest, self._ignored, {os.path.join(dest, rel) for rel in written_after})
 
     def stage(self, files: dict[str, str], into: Path | None = None,
               synced: bool = False) -> Path:
@@ -183,17 +187,10 @@ class Workspace:
         """
         dest = into or Path(tempfile.mkdtemp(prefix=f"ar-{self.run_name}-"))
         if not synced:
-            if not os.path.isdir(dest):
-                os.makedirs(dest, exist_ok=True)
-            skip = {os.path.join(dest, rel) for rel in files}  # written below anyway
-            sync_tree(self.root, dest, self._ignored, skip)
+            self._sync(dest, files)
         for rel, content in files.items():
             overwrite(dest / rel, content)
         return dest
-
-    @staticmethod
-    def discard(candidate: Path) -> None:
-        shutil.rmtree(candidate, ignore_errors=True)
 
     # ------------------------------------------------------------ best version
 
