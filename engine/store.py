@@ -421,10 +421,7 @@ class Store:
             )
             new_id: int = cursor.lastrowid  # type: ignore[assignment]
             if files:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
-                    [(new_id, p, c) for p, c in files.items()],
-                )
+                self._put_versions(new_id, files)
             if commit:
                 conn.commit()
         except BaseException:
@@ -491,10 +488,7 @@ class Store:
                     "INSERT INTO item_results (experiment_id, item, input, sample, passed, "
                     "evidence) VALUES (?, ?, ?, ?, ?, ?)", item_rows)
             if best_files is not None:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
-                    [(exp_id, p, c) for p, c in best_files.items()],
-                )
+                self._put_versions(exp_id, best_files)
             if run_update:
                 cols = ", ".join(f"{k} = ?" for k in run_update)
                 conn.execute(f"UPDATE runs SET {cols} WHERE id = "
@@ -512,6 +506,10 @@ class Store:
         """An experiment's diff and files, in the caller's transaction (no commit here)."""
         self.conn.execute("UPDATE experiments SET diff = ? WHERE id = ?",
                           [self._text(diff), exp_id])
+        self._put_versions(exp_id, files)
+
+    def _put_versions(self, exp_id: int, files: dict[str, str]) -> None:
+        """An experiment's file contents, in the caller's transaction."""
         self.conn.executemany(
             "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
             [(exp_id, p, c) for p, c in files.items()])
