@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -230,15 +230,19 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         """False while the app is closing: timers may still fire as the widgets go away."""
         return self.is_running and not self._exit and self.dash.is_attached
 
-    async def poll(self) -> None:
-        """Read what changed in the store and update only the widgets it touches."""
+    async def _while_up(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run a timer's step unless the app is closing (widgets may be gone mid-step)."""
         if not self._ui_up():
             return
         try:
-            await self._poll()
+            await step()
         except NoMatches:
             if self._ui_up():
                 raise
+
+    async def poll(self) -> None:
+        """Read what changed in the store and update only the widgets it touches."""
+        await self._while_up(self._poll)
 
     async def _poll(self) -> None:
         self._last_poll = time.monotonic()
@@ -273,13 +277,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
 
     async def _tick(self) -> None:
         """Once a second: clocks (elapsed, time left, how long a worker is busy)."""
-        if not self._ui_up():
-            return
-        try:
-            await self._tick_once()
-        except NoMatches:
-            if self._ui_up():
-                raise
+        await self._while_up(self._tick_once)
 
     async def _tick_once(self) -> None:
         self._ticks += 1
