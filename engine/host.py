@@ -20,6 +20,7 @@ from engine import spec as specs
 from engine.loop import BaselineFailed, RunLoop, storage_trouble
 from engine.model import UserError
 from engine.store import Store
+from engine.workers.childwatch import watch_children_with_pidfds
 
 #: How often the command table is read; steering applies within this (plus a store write).
 COMMAND_POLL_S = 0.2
@@ -107,6 +108,7 @@ class Host:
         return loop
 
     def start(self, loop: RunLoop) -> asyncio.Task[str]:
+        watch_children_with_pidfds()  # no thread per evaluation (engine/workers/childwatch.py)
         task = asyncio.create_task(self._drive(loop), name=f"run:{loop.spec.name}")
         self.tasks[loop.run_id] = task
         if self._poller is None or self._poller.done():
