@@ -353,7 +353,6 @@ class RunLoop:
             rationale=mutation.rationale, wave=wave)
         # Committed while the evaluation runs, with the last round's records; its files and
         # diff are added then too (the evaluation runs on its own copy of them).
-        exp_id = self.store.start_experiment(self.run_id, commit=False, **row)
         before = dict(self.best_files)
 
         def complete() -> None:
@@ -361,8 +360,8 @@ class RunLoop:
                        diff=unified_diff(before, {**before, **mutation.files}))
             self.store.complete_experiment(exp_id, row["diff"], mutation.files)
 
-        self.records.started(exp_id, lambda: self.store.start_experiment(
-            self.run_id, exp_id=exp_id, **row), complete)
+        exp_id = self.records.start(lambda again: self.store.start_experiment(
+            self.run_id, commit=False, exp_id=again, **row), complete)
         cand = Candidate(exp_id, mutation, parent)
         self.in_flight[exp_id] = cand
         self.notify()

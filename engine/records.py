@@ -2,30 +2,52 @@
 
 A reverted candidate's record (its outcome, decision details and event lines) need not hold
 up the next round: it waits in memory until the next evaluation has been started, and is
-written while that one runs, in one commit with the new candidate's row (inserted, so it has
-its id, but not yet committed). On a fast evaluation this takes SQLite's commits off the
-path from one evaluation to the next (bench/engine_overhead.py).
+written at that evaluation's first pause, in one transaction with the new candidate's row
+(inserted, so it has its id, but not yet committed). When evaluations take milliseconds the
+commit waits too: it comes at the first pause at least COMMIT_EVERY_S after the last one, so
+a few rounds share it (a commit writes every changed page to the log, and their rows share
+pages). Slower evaluations commit at every pause, as before. On a fast evaluation this takes
+SQLite off the path from one evaluation to the next (bench/engine_overhead.py).
 
 Log before reset still holds: a reverted candidate's files are in the store from the moment
 it started, and nothing that held it is reset before its record is written (the target
-files never held it; its slot folder is scratch space). A kept candidate is written at once,
-before it becomes the best version. Whatever reads or changes older experiments (steering,
-stop rules, retests, re-evaluations, a stop, a pause) writes the waiting records first, and
-none waits longer than MAX_WAIT_S. A crash can lose an outcome not yet written, as it can
-lose one whose evaluation has just ended; resuming marks that experiment interrupted.
+files never held it; its slot folder is scratch space). A kept candidate is committed at
+once, before it becomes the best version. Whatever reads or changes older experiments
+(steering, stop rules, retests, re-evaluations, a stop, a pause) writes and commits the
+waiting records first, and nothing waits longer than MAX_WAIT_S. A crash can lose what was
+not committed (the last few rounds of a fast run), as it can lose an outcome whose
+evaluation has just ended; resuming marks those experiments interrupted.
+
+Other writes share the connection (other runs, the host): one may commit the open
+transaction early (harmless) or, failing, roll it back. Each write checks for that, cheaply
+(the connection's change count), and puts back what a rollback lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from engine.model import RUNNING
 from engine.store import Store
 
-#: Longest a record waits for the next evaluation to start (e.g. a model proposing slowly).
+#: Longest a record waits to be committed (e.g. while a model proposes slowly).
 MAX_WAIT_S = 0.05
+#: Fewest seconds between two commits at evaluations' first pauses.
+COMMIT_EVERY_S = 0.003
+
+
+@dataclass
+class _Started:
+    """An experiment row inserted in the open transaction."""
+
+    insert_again: Callable[[], object]
+    complete: Callable[[], object] | None
+    completed: bool = False
 
 
 class WaitingRecords:
@@ -34,68 +56,109 @@ class WaitingRecords:
     def __init__(self, store: Store, run_id: int) -> None:
         self.store = store
         self.run_id = run_id
+        #: Outcomes decided but not yet written.
         self.waiting: list[tuple[int, dict[str, Any]]] = []
-        #: Experiments inserted in a transaction not yet committed, with how to insert them
-        #: again should another write's failure roll that transaction back.
-        self.uncommitted: list[tuple[int, Callable[[], object]]] = []
-        #: What completes those rows before the commit (e.g. the diff).
-        self._completions: list[Callable[[], object]] = []
+        #: Rows inserted since the last commit, with how to insert them again should a
+        #: rollback lose them and what completes them (e.g. the diff) before the commit.
+        self.open: dict[int, _Started] = {}
+        #: Outcomes written since the last commit (to write again should a rollback lose them).
+        self._written: dict[int, dict[str, Any]] = {}
+        #: The connection's change count after this object's last statement.
+        self._changes = -1
+        self._last_commit = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
-    def started(self, exp_id: int, insert_again: Callable[[], object],
-                complete: Callable[[], object] | None = None) -> None:
-        """An experiment row was inserted with commit=False: `complete` it and commit soon."""
-        self.uncommitted.append((exp_id, insert_again))
-        if complete is not None:
-            self._completions.append(complete)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(MAX_WAIT_S, self.write_quietly)
+    def start(self, insert: Callable[[int | None], int],
+              complete: Callable[[], object] | None = None) -> int:
+        """Insert an experiment's row in the open transaction (`insert(None)` returns its id;
+        `insert(id)` puts it back after a rollback); `complete` runs before the commit."""
+        intact = self._intact()
+        exp_id = insert(None)
+        self.open[exp_id] = _Started(lambda: insert(exp_id), complete)
+        if intact:  # our own insert moved the change count
+            self._changes = self.store.total_changes()
+        self._arm()
+        return exp_id
 
     def add(self, exp_id: int, fields: dict[str, Any]) -> None:
         """Queue a record; write() or the timer writes it."""
         self.waiting.append((exp_id, fields))
         if len(self.waiting) > 1:  # an earlier one failed to write: retry where errors surface
             self.write()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(MAX_WAIT_S, self.write_quietly)
+        else:
+            self._arm()
 
-    def write(self) -> None:
-        """Write every waiting record now, oldest first. A storage error propagates (the
-        run pauses for it) and leaves the unwritten ones waiting."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        # Another write on this connection (another run's, the host's) may have committed
-        # their transaction or, failing, rolled it back; an open transaction now may be a
-        # newer one, so each row is looked up (one indexed read, off the hot path).
-        for exp_id, insert_again in self.uncommitted:
-            if not self.store.has_experiment(exp_id, self.run_id):
-                insert_again()
-        while self._completions:
-            self._completions[0]()
-            self._completions.pop(0)
-        while self.waiting:  # the first one commits the inserted rows with it
+    def write(self, commit: bool = True) -> None:
+        """Write every waiting record now, oldest first, and commit; with commit=False the
+        commit waits for COMMIT_EVERY_S since the last one. A storage error propagates (the
+        run pauses for it) and leaves what was not committed to be written again."""
+        self._disarm()
+        if not self._intact():
+            self._put_back()
+        for started in self.open.values():
+            if not started.completed and started.complete is not None:
+                started.complete()
+            started.completed = True
+        while self.waiting:
             exp_id, fields = self.waiting[0]
-            self.store.finish_experiment(exp_id, **fields)
+            self.store.finish_experiment(exp_id, commit=False, **fields)
+            self._written[exp_id] = fields
             self.waiting.pop(0)
-        if self.store.in_transaction():
-            self.store.commit()
-        self.uncommitted.clear()
+        self._changes = self.store.total_changes()
+        if commit or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
+            if self.store.in_transaction():
+                self.store.commit()
+                self.store.keep_log_bounded()
+            self.open.clear()
+            self._written.clear()
+            self._last_commit = time.monotonic()
+        else:
+            self._arm()
 
-    def write_quietly(self) -> None:
+    def write_quietly(self, commit: bool = True) -> None:
         """write() from a callback, which has no caller to report to: a failure stays waiting
         for the next write() on the loop's own path."""
         try:
-            self.write()
+            self.write(commit)
         except (sqlite3.Error, OSError):
             pass
 
     def write_once_started(self) -> None:
         """Called just before an evaluation starts: write at its first pause (for a local
         command, once the process is running)."""
-        if self.waiting or self.uncommitted:
-            asyncio.get_running_loop().call_soon(self.write_quietly)
+        if self.waiting or self.open:
+            asyncio.get_running_loop().call_soon(self.write_quietly, False)
 
     def outcome(self, exp_id: int) -> dict[str, Any] | None:
         """The waiting record of this experiment, if it is still waiting."""
         return next((fields for e, fields in self.waiting if e == exp_id), None)
+
+    # ------------------------------------------------------------ internals
+
+    def _intact(self) -> bool:
+        """Is everything written since the last commit still in the open transaction? Yes
+        when nothing else wrote on the connection since (its change count did not move)."""
+        if not self.open and not self._written:
+            return True
+        return self.store.in_transaction() and self.store.total_changes() == self._changes
+
+    def _put_back(self) -> None:
+        """Another write on the connection committed the open transaction (then these rows
+        are there) or rolled it back: insert lost rows again, queue lost outcomes again."""
+        for exp_id, started in self.open.items():
+            if not self.store.has_experiment(exp_id, self.run_id):
+                started.insert_again()
+            started.completed = False  # completing again is harmless; a lost one is not
+        lost = [(exp_id, fields) for exp_id, fields in self._written.items()
+                if (self.store.experiment(exp_id) or {}).get("verdict") == RUNNING]
+        self.waiting[:0] = lost
+        self._written.clear()
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(MAX_WAIT_S, self.write_quietly)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -242,6 +242,14 @@ WAL_CAP_BYTES = 64 << 20
 LOG_RESTART_WAIT_MS = 200
 #: How long a statement waits for another process's lock on the store.
 BUSY_TIMEOUT_S = 30
+#: How often a steering command tries again for the lock (Store.add_command).
+COMMAND_RETRY_S = 0.001
+
+
+def is_locked(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock this statement needs."""
+    code = getattr(exc, "sqlite_errorcode", None)  # an extended code: the low byte is the kind
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class Checkpointer:
@@ -435,6 +443,10 @@ class Store:
     def in_transaction(self) -> bool:
         return self.conn.in_transaction
 
+    def total_changes(self) -> int:
+        """Rows changed on this connection so far: unchanged means nothing else wrote."""
+        return self.conn.total_changes
+
     def has_experiment(self, exp_id: int, run_id: int) -> bool:
         return self.conn.execute("SELECT 1 FROM experiments WHERE id = ? AND run_id = ?",
                                [exp_id, run_id]).fetchone() is not None
@@ -448,16 +460,17 @@ class Store:
                           best_files: dict[str, str] | None = None,
                           decision: dict[str, Any] | None = None,
                           events: list[tuple[int | None, int | None, str, str, str]] = (),
-                          ) -> None:
+                          commit: bool = True) -> None:
         """Record an experiment's outcome, its item results, its decision details, pending
         event lines and the run's new state in one transaction (one commit a round is what
         keeps the engine's overhead small next to a fast evaluation).
 
         This is the "log" of log-before-reset: it commits before any file is reverted.
+        With commit=False the transaction stays open for a later commit (engine/records.py).
         """
         now = time.time()
-        with self.conn:
-            conn = self.conn
+        conn = self.conn
+        try:
             sets: dict[str, Any] = {
                 "verdict": verdict, "reason": self._text(reason, 2000), "score": score, "delta": delta,
                 "metrics_json": json.dumps(metrics) if metrics else None,
@@ -496,7 +509,13 @@ class Store:
                              [*run_update.values(), exp_id])
             if events:
                 self._insert_events(conn, events, now)
-        self.keep_log_bounded()
+            if commit:
+                conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        if commit:
+            self.keep_log_bounded()
 
     def set_verdict(self, exp_id: int, verdict: str, reason: str) -> None:
         self._write("UPDATE experiments SET verdict = ?, reason = ? WHERE id = ?",
@@ -623,10 +642,30 @@ class Store:
     # ------------------------------------------------------------ commands
 
     def add_command(self, run_id: int | None, verb: str, *, target: int | None = None,
-                    argument: str | None = None) -> int:
-        return self._write(
-            "INSERT INTO commands (run_id, verb, target, argument, created) VALUES (?, ?, ?, ?, ?)",
-            [run_id, verb, target, argument, time.time()])
+                    argument: str | None = None, wait: bool = True) -> int | None:
+        """Queue a steering command; its id. An engine recording fast rounds holds the write
+        lock most of the time, letting go for a moment every few milliseconds: this write
+        tries again every millisecond (SQLite's own waits grow to 100 ms and can miss every
+        gap). wait=False tries once and returns None if the lock is taken: for a caller on
+        the event loop of an engine in the same process, which cannot let go while it waits.
+        """
+        sql = ("INSERT INTO commands (run_id, verb, target, argument, created) "
+               "VALUES (?, ?, ?, ?, ?)")
+        params = [run_id, verb, target, argument, time.time()]
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        self.conn.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    return self._write(sql, params)
+                except sqlite3.OperationalError as exc:
+                    if not is_locked(exc) or time.monotonic() > deadline:
+                        raise
+                    if not wait:
+                        return None
+                time.sleep(COMMAND_RETRY_S)
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
 
     def pending_commands(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
         ids = list(run_ids)

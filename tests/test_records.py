@@ -24,8 +24,8 @@ async def test_a_started_row_lost_to_another_writes_rollback_is_inserted_again(t
     records = WaitingRecords(store, run_id)
     row = dict(round=1, kind="candidate", parent=None, description="x 1 → 2",
                files={"params.yaml": "x: 2\n"})
-    exp = store.start_experiment(run_id, commit=False, **row)
-    records.started(exp, lambda: store.start_experiment(run_id, exp_id=exp, **row))
+    exp = records.start(lambda again: store.start_experiment(
+        run_id, commit=False, exp_id=again, **row))
     store.conn.rollback()  # what a failing write elsewhere on the connection does
     assert not store.has_experiment(exp, run_id)
     records.add(exp, dict(verdict="reverted", reason="worse", score=2.0))
@@ -40,14 +40,96 @@ async def test_a_waiting_record_lands_soon_even_when_no_evaluation_follows(tmp_p
     store = Store(tmp_path / "a.db")
     run_id = _run(store, tmp_path)
     records = WaitingRecords(store, run_id)
-    exp = store.start_experiment(run_id, commit=False, round=1, kind="candidate", parent=None)
-    records.started(exp, lambda: None)
+    exp = records.start(lambda again: store.start_experiment(
+        run_id, commit=False, exp_id=again, round=1, kind="candidate", parent=None))
     records.add(exp, dict(verdict="reverted", score=3.0))
     other = Store(tmp_path / "a.db", readonly=True)
     assert other.experiment(exp) is None  # not committed yet: another process cannot see it
     await asyncio.sleep(MAX_WAIT_S * 3)
     assert other.experiment(exp)["verdict"] == "reverted"
-    assert not records.waiting and not records.uncommitted
+    assert not records.waiting and not records.open
+
+
+def _start(records: WaitingRecords, store: Store, run_id: int, n: int) -> int:
+    row = dict(round=n, kind="candidate", parent=None, description=f"x → {n}")
+
+    def complete() -> None:
+        store.complete_experiment(exp, f"+x: {n}\n", {"params.yaml": f"x: {n}\n"})
+
+    exp = records.start(lambda again: store.start_experiment(
+        run_id, commit=False, exp_id=again, **row), complete)
+    return exp
+
+
+async def test_fast_rounds_share_a_commit_and_a_rollback_loses_none_of_them(tmp_path,
+                                                                             monkeypatch):
+    """Rounds written at evaluations' first pauses within COMMIT_EVERY_S share one commit;
+    a failing write elsewhere on the connection that rolls it back loses nothing."""
+    monkeypatch.setattr("engine.records.COMMIT_EVERY_S", 60)  # a slow CI machine is no pause
+    store = Store(tmp_path / "a.db")
+    run_id = _run(store, tmp_path)
+    records = WaitingRecords(store, run_id)
+    other = Store(tmp_path / "a.db", readonly=True)
+    records.write()  # a commit just now: the next pauses are too soon for another
+    ids = []
+    for n in range(1, 5):  # a round: its row, then the last one's outcome at the first pause
+        ids.append(_start(records, store, run_id, n))
+        if n > 1:
+            records.add(ids[-2], dict(verdict="reverted", score=float(n - 1), reason="tie"))
+        records.write(commit=False)
+    assert store.in_transaction() and other.experiments(run_id) == []  # nothing committed yet
+    assert store.experiment(ids[0])["verdict"] == "reverted"  # but written, on this connection
+
+    store.conn.rollback()  # what a failing write elsewhere on the connection does
+    records.add(ids[-1], dict(verdict="kept", score=4.0, reason="better"))
+    records.write()
+    rows = {r["id"]: r for r in other.experiments(run_id)}
+    assert [rows[i]["verdict"] for i in ids] == ["reverted", "reverted", "reverted", "kept"]
+    assert [rows[i]["score"] for i in ids] == [1.0, 2.0, 3.0, 4.0]
+    assert all(other.version_files(i) == {"params.yaml": f"x: {n}\n"}
+               for n, i in enumerate(ids, 1))
+    assert [rows[i]["diff"] for i in ids] == [f"+x: {n}\n" for n in range(1, 5)]
+    assert not records.open and not records.waiting
+
+
+async def test_a_commit_comes_at_a_pause_once_commit_every_s_has_passed(tmp_path,
+                                                                          monkeypatch):
+    every = 0.3
+    monkeypatch.setattr("engine.records.COMMIT_EVERY_S", every)
+    monkeypatch.setattr("engine.records.MAX_WAIT_S", 60)  # no timer: only the pause commits
+    store = Store(tmp_path / "a.db")
+    run_id = _run(store, tmp_path)
+    records = WaitingRecords(store, run_id)
+    other = Store(tmp_path / "a.db", readonly=True)
+    records.write()
+    first = _start(records, store, run_id, 1)
+    records.write(commit=False)
+    assert other.experiment(first) is None
+    await asyncio.sleep(every * 1.2)
+    second = _start(records, store, run_id, 2)
+    records.add(first, dict(verdict="reverted", score=1.0))
+    records.write(commit=False)
+    assert other.experiment(first)["verdict"] == "reverted"
+    assert other.experiment(second)["verdict"] == "running"  # committed with it
+
+
+async def test_another_writes_commit_in_between_is_harmless(tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.records.COMMIT_EVERY_S", 60)
+    store = Store(tmp_path / "a.db")
+    run_id = _run(store, tmp_path)
+    records = WaitingRecords(store, run_id)
+    records.write()
+    exp = _start(records, store, run_id, 1)
+    records.write(commit=False)
+    store.add_event(run_id, "another run's line")  # commits the open transaction with it
+    records.add(exp, dict(verdict="reverted", score=1.0, events=[(run_id, exp, "info", "engine",
+                                                                  "#1 reverted")]))
+    records.write()
+    other = Store(tmp_path / "a.db", readonly=True)
+    assert other.experiment(exp)["verdict"] == "reverted"
+    assert other.version_files(exp) == {"params.yaml": "x: 1\n"}
+    lines = [e["line"] for e in other.events(run_id)]
+    assert lines.count("#1 reverted") == 1 and "another run's line" in lines
 
 
 async def test_every_evaluation_starts_from_a_clean_copy_of_the_workspace(tmp_path):

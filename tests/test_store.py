@@ -4,6 +4,9 @@ that stays bounded while the engine writes without pause."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -75,3 +78,52 @@ def test_the_write_ahead_log_stays_bounded_while_the_engine_writes_without_pause
     store.close()
     check = Store(tmp_path / "a.db", readonly=True)
     assert len(check.experiments(run_id)) == round_no
+
+
+def test_a_steering_command_gets_through_a_lock_held_in_short_bursts(tmp_path):
+    """An engine recording fast rounds lets go of the write lock for a moment every few
+    milliseconds; a command from another process tries every millisecond and gets in
+    (SQLite's own waits grow to 100 ms and miss the gaps: seconds, here)."""
+    engine = Store(tmp_path / "a.db")
+    run_id = _new_run(engine, tmp_path)
+    steering = Store(tmp_path / "a.db")
+    busy = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sqlite3, time
+        conn = sqlite3.connect({str(tmp_path / "a.db")!r}, timeout=30, isolation_level=None)
+        end = time.monotonic() + 20
+        while time.monotonic() < end:  # locked 9.5 ms, free 0.5 ms, busy like an engine
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE runs SET rounds = rounds + 1")
+            until = time.monotonic() + 0.0095
+            while time.monotonic() < until:
+                pass
+            conn.execute("COMMIT")
+            until = time.monotonic() + 0.0005
+            while time.monotonic() < until:
+                pass
+    """)])
+    try:
+        while engine.get_run(run_id)["rounds"] < 5:
+            time.sleep(0.01)
+        took = []
+        for _ in range(15):
+            started = time.monotonic()
+            steering.add_command(run_id, "pause")
+            took.append(time.monotonic() - started)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert len(steering.commands(run_id)) == 15
+    assert max(took) < 1.5, took  # typically under 0.1 s
+
+
+def test_a_command_that_must_not_wait_returns_none_while_the_lock_is_taken(tmp_path):
+    engine = Store(tmp_path / "a.db")
+    run_id = _new_run(engine, tmp_path)
+    engine.start_experiment(run_id, round=1, kind="candidate", parent=None, commit=False)
+    steering = Store(tmp_path / "a.db")
+    started = time.monotonic()
+    assert steering.add_command(run_id, "pause", wait=False) is None
+    assert time.monotonic() - started < 0.5
+    engine.commit()
+    assert steering.add_command(run_id, "pause", wait=False) is not None

@@ -175,3 +175,23 @@ def test_the_apps_improvement_rule_is_the_engines() -> None:
     for a, b in [(1.0, 2.0), (2.0, 1.0), (3.0, 3.0), (-1.5, 0.25)]:
         for direction in ("maximize", "minimize"):
             assert improvement(a, b, direction) == engine_rule(a, b, direction)
+
+
+def test_a_command_the_lock_holds_back_waits_without_blocking_and_is_sent_later(
+        tmp_path: Path) -> None:
+    """An engine on the app's own event loop may hold the write lock: waiting for it there
+    would wait forever, so the command waits in `unsent` and goes once the lock is free."""
+    store = Store(tmp_path / "s.db")
+    run = new_run(store)
+    board = Board(Store(tmp_path / "s.db"))
+    board.load()
+    store.start_experiment(run, round=1, kind="candidate", parent=None, commit=False)
+    started = time.monotonic()
+    assert board.send(run, "pause") is None and board.send(run, "veto", 7) is None
+    assert time.monotonic() - started < 1  # did not wait for the busy timeout
+    assert not board.send_unsent() and len(board.unsent) == 2
+    store.commit()
+    assert board.send_unsent() and not board.unsent
+    rows = sorted(store.commands(run), key=lambda c: c["id"])
+    assert [(c["verb"], c["target"]) for c in rows] == [("pause", None), ("veto", 7)]
+    assert board.mine == {c["id"] for c in rows} == board.pending

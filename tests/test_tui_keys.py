@@ -15,6 +15,7 @@ from engine.spec import Spec, load_spec
 from engine.store import Store
 from tests.conftest import metric_spec
 from tui.app import AutoresearchApp, make_app
+from tui.board import Board
 from tui.changelog_pane import Changelog
 from tui.dialogs import ConfirmScreen, PromptScreen
 from tui.fixtures import wait_until
@@ -196,3 +197,41 @@ async def test_a_second_ctrl_c_within_two_seconds_forces(tmp_path: Path, toy: Sp
         await wait_until(pilot, lambda: app.return_code is not None, 5, "the app to exit")
     assert app.return_code == 130
     assert time.monotonic() - started < 3
+
+
+async def test_steering_a_millisecond_run_never_holds_up_the_app(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """An engine recording millisecond rounds holds the store's write lock most of the
+    time, letting go between commits. The app's steering writes share its event loop: were
+    they to wait for the lock, the engine could never let go. They never wait."""
+    monkeypatch.setattr("engine.store.BUSY_TIMEOUT_S", 5)  # a wait would show, not hang CI
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "params.yaml").write_text("x: 5\n")
+    spec = tmp_path / "fast.yaml"
+    spec.write_text(
+        "name: fast\ntarget: {workspace: ws, files: [params.yaml]}\n"
+        "mutator: {kind: params, file: params.yaml, seed: 1,\n"
+        "          params: {x: {type: float, min: 0, max: 1000000}}}\n"
+        "evaluate: {kind: metric, command: 'echo METRIC loss=1', metric: loss}\n"
+        "stop: {max_rounds: 200000, max_failures: null}\n")
+    sends: list[float] = []
+    send = Board.send
+
+    def timed(self: Board, *args: Any) -> int | None:
+        started = time.monotonic()
+        try:
+            return send(self, *args)
+        finally:
+            sends.append(time.monotonic() - started)
+
+    monkeypatch.setattr(Board, "send", timed)
+    async with hosted(tmp_path, load_spec(spec)) as (app, pilot):
+        await wait_until(pilot, lambda: run(app)["rounds"] > 100, 30, "fast rounds")
+        for verb in ("pause", "resume") * 3:
+            await pilot.press("p")
+            want = "paused" if verb == "pause" else "running"
+            await wait_until(pilot, lambda: run(app)["status"] == want, 15, verb)
+    assert len(sends) == 6 and max(sends) < 1, sends  # none waited for the lock
+    assert [c["result"] for c in sorted(commands(app), key=lambda c: c["id"])] == [
+        "paused", "resumed"] * 3

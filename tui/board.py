@@ -79,6 +79,8 @@ class Board:
         #: Commands this app wrote, and those of them not yet seen applied.
         self.mine: set[int] = set()
         self.pending: set[int] = set()
+        #: Commands waiting for the store's write lock: (run, verb, target, argument).
+        self.unsent: list[tuple[int | None, str, int | None, str | None]] = []
         self.detail: RunDetail | None = None
         self.last_id = 0
         self.watermark = 0.0
@@ -218,12 +220,26 @@ class Board:
     # ------------------------------------------------------------ steering
 
     def send(self, run_id: int | None, verb: str, target: int | None = None,
-             argument: str | None = None) -> int:
-        """Write a steering command; the engine applies it and records the result."""
-        cid = self.store.add_command(run_id, verb, target=target, argument=argument)
-        self.pending.add(cid)
-        self.mine.add(cid)
-        return cid
+             argument: str | None = None) -> int | None:
+        """Write a steering command (its id); the engine applies it and records the result.
+        Never waits for the store's lock: an engine on this app's event loop may hold it
+        and could not let go (engine/records.py); what cannot be written now waits in
+        `unsent` (None) for send_unsent()."""
+        self.unsent.append((run_id, verb, target, argument))
+        return max(self.mine) if self.send_unsent() else None
+
+    def send_unsent(self) -> bool:
+        """Write the commands not written yet, oldest first; True when none is left."""
+        while self.unsent:
+            run_id, verb, target, argument = self.unsent[0]
+            cid = self.store.add_command(run_id, verb, target=target, argument=argument,
+                                         wait=False)
+            if cid is None:
+                return False
+            self.unsent.pop(0)
+            self.pending.add(cid)
+            self.mine.add(cid)
+        return True
 
 
 def _parse(spec_json: str | None) -> dict[str, Any]:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 #: A second Ctrl-C (or q) within this many seconds forces the engine to stop.
 FORCE_WINDOW_S = 2.0
+#: A command the store's lock held back is tried again this often, for at most this long.
+UNSENT_RETRY_S = 0.002
+UNSENT_GIVE_UP_S = 30.0
 
 BINDINGS = [
     Binding("p", "pause", "Pause", id="pause", tooltip="Pause the run after the experiment in flight"),
@@ -117,6 +120,8 @@ class SteeringActions:
         if run_id is None:
             return
         app.board.send(run_id, verb, target, argument)
+        if app.board.unsent:
+            self._send_later(time.monotonic())
         what = verb + (f" #{target}" if target is not None else "")
         app.last_command = Text(f"{what}: sent, waiting for the engine…", style="italic")
         run = app.board.runs[run_id]
@@ -125,6 +130,19 @@ class SteeringActions:
                        "until one does.", severity="warning")
         app._show_status()
         app.call_later(app.poll)
+
+    def _send_later(self, since: float) -> None:
+        """Commands the store's lock held back: an engine in this process lets go of it
+        between rounds, so try again every few milliseconds (without blocking this loop)."""
+        app = self._app()
+        if app.board.send_unsent():
+            app.call_later(app.poll)
+        elif time.monotonic() - since > UNSENT_GIVE_UP_S:
+            app.board.unsent.clear()
+            app.notify("The store stayed locked: the command was not sent. Try again.",
+                       severity="error")
+        else:
+            app.set_timer(UNSENT_RETRY_S, lambda: self._send_later(since))
 
     def _command_applied(self, command: dict[str, Any]) -> None:
         app = self._app()

@@ -6,6 +6,7 @@ regex with one group, or the last JSON line. A missing metric is a crash, never 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -14,14 +15,18 @@ from engine import spec as specs
 from engine.model import CRASHED, TIMEOUT, Evaluation, LineSink, Session
 
 
+@functools.cache
+def _metric_line(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^\s*METRIC\s+{re.escape(name)}\s*[=:]\s*(\S+)", re.MULTILINE)
+
+
 def parse_metric(output: str, name: str, regex: str | None = None) -> float | None:
     """The last value of the metric in the output, or None when it is not there."""
     if regex:
         found = re.findall(regex, output, flags=re.MULTILINE)
         values = [f[0] if isinstance(f, tuple) else f for f in found]
     else:
-        pattern = re.compile(rf"^\s*METRIC\s+{re.escape(name)}\s*[=:]\s*(\S+)", re.MULTILINE)
-        values = pattern.findall(output)
+        values = _metric_line(name).findall(output)
         if not values:
             for line in reversed(output.strip().splitlines()):
                 line = line.strip()
