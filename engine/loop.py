@@ -123,7 +123,8 @@ class RunLoop:
         self._max_round = 0  # highest round number started
         self._cost = 0.0  # USD spent by this run (the run row's cost_usd)
         self._baseline_cost: float | None = None  # the first experiment's cost, once known
-        self._wave_task: asyncio.Task[None] | None = None
+        self._wave_task: asyncio.Task[str] | None = None
+        self._wave_no = 0
         #: Each worker slot's reusable candidate folders.
         self.slot_folders = SlotFolders(self.workspace, spec.name)
         self.failed = False
@@ -213,24 +214,13 @@ class RunLoop:
         """Run until a stop rule or a stop command; returns the stop reason."""
         try:
             self.resume()
-            wave = 0
             while True:
-                while self.paused and not self.stopping:
-                    self.records.write()
-                    self._wake.clear()
-                    await self._wake.wait()
-                reason = self.check_stop()
-                if reason:
-                    self.stop_reason = reason
-                    break
-                if self.best_id is None:
-                    step = self._baseline()
-                else:
-                    wave += 1
-                    step = self._wave(wave)
-                self._wave_task = asyncio.create_task(step)
+                # The rounds run in a task of their own, which a stop cancels (cancel_wave)
+                # while an evaluation is in flight; one task for many rounds, not one each.
+                self._wave_task = asyncio.create_task(self._rounds())
                 try:
-                    await self._wave_task
+                    self.stop_reason = await self._wave_task
+                    break
                 except asyncio.CancelledError:
                     if not self.stopping:
                         raise
@@ -246,6 +236,22 @@ class RunLoop:
         finally:
             await self._finish()
         return self.stop_reason or "stopped"
+
+    async def _rounds(self) -> str:
+        """Baseline, then waves, until a stop rule applies; returns its reason."""
+        while True:
+            while self.paused and not self.stopping:
+                self.records.write()
+                self._wake.clear()
+                await self._wake.wait()
+            reason = self.check_stop()
+            if reason:
+                return reason
+            if self.best_id is None:
+                await self._baseline()
+            else:
+                self._wave_no += 1
+                await self._wave(self._wave_no)
 
     async def _finish(self) -> None:
         await self.pool.close()

@@ -38,7 +38,7 @@ from engine.store import Store
 #: Longest a record waits to be committed (e.g. while a model proposes slowly).
 MAX_WAIT_S = 0.05
 #: Fewest seconds between two commits at evaluations' first pauses.
-COMMIT_EVERY_S = 0.003
+COMMIT_EVERY_S = 0.01
 
 
 @dataclass

@@ -218,7 +218,8 @@ class WaveRunner:
                     break
                 tasks.append(asyncio.create_task(self._first_tier(cand)))
                 await asyncio.sleep(0)  # let it start while the next one is proposed
-            await asyncio.gather(*tasks)
+            if tasks:
+                await asyncio.gather(*tasks)
             finalists = candidates
             if self.screen is not None and candidates:
                 finalists = self._promote(candidates, recorded)

@@ -231,7 +231,7 @@ async def test_steering_a_millisecond_run_never_holds_up_the_app(tmp_path: Path,
         for verb in ("pause", "resume") * 3:
             await pilot.press("p")
             want = "paused" if verb == "pause" else "running"
-            await wait_until(pilot, lambda: run(app)["status"] == want, 15, verb)
+            await wait_until(pilot, lambda want=want: run(app)["status"] == want, 15, verb)
     assert len(sends) == 6 and max(sends) < 1, sends  # none waited for the lock
     assert [c["result"] for c in sorted(commands(app), key=lambda c: c["id"])] == [
         "paused", "resumed"] * 3

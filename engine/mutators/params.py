@@ -7,6 +7,7 @@ log space; categorical ones switch to another value. No network, no API key.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any
@@ -38,6 +39,8 @@ class ParamsMutator:
         self.steps = {name: INITIAL_STEP for name in config.params}
         #: Per-parameter weight: parameters whose moves got kept are tried more often.
         self.weights = {name: 1.0 for name in config.params}
+        self._names = list(config.params)
+        self._cum_weights = self._accumulate()
         self.tried: set[tuple[str, Any, Any]] = set()
         #: The last best file text read, and its parameter values.
         self._read: tuple[str, dict[str, Any]] | None = None
@@ -68,9 +71,9 @@ class ParamsMutator:
         if self._read is None or self._read[0] != text:  # the best version changes rarely
             self._read = (text, read_params(text, cfg.file, list(cfg.params)))
         values = self._read[1]
-        names = list(cfg.params)
         for attempt in range(TRIES):
-            name = self.rng.choices(names, weights=[self.weights[n] for n in names])[0]
+            # (cum_weights: what weights= would add up each time; the same draws)
+            name = self.rng.choices(self._names, cum_weights=self._cum_weights)[0]
             old = values[name]
             # Each repeat of an idea already tried widens the search a little.
             new = self._step(name, cfg.params[name], old, reach=1.2 ** attempt)
@@ -94,6 +97,10 @@ class ParamsMutator:
         else:
             self.steps[name] = max(self.steps[name] * SHRINK, MIN_STEP)
             self.weights[name] = max(self.weights[name] * 0.95, 0.25)
+        self._cum_weights = self._accumulate()
+
+    def _accumulate(self) -> list[float]:
+        return list(itertools.accumulate(self.weights[n] for n in self._names))
 
 
 def _show(value: Any) -> str:

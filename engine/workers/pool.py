@@ -144,11 +144,22 @@ class WorkerPool:
                 pass
 
     def _pick(self, group: str | None, avoid: set[str]) -> Worker | None:
+        """The first free slot in order, preferring healthy ones not to avoid (asked before
+        every evaluation: the first such slot ends the search)."""
         now = time.monotonic()
-        ready = [(w.name in avoid, not s.up, i, w) for i, w in enumerate(self.workers)
-                 if not (s := self.states[w.name]).job and (group is None or s.group == group)
-                 and (s.up or now >= s.retry_at)]
-        return min(ready, key=lambda r: r[:3])[3] if ready else None
+        best: tuple[bool, bool, int] | None = None
+        picked = None
+        for i, worker in enumerate(self.workers):
+            state = self.states[worker.name]
+            if state.job or group is not None and state.group != group or not (
+                    state.up or now >= state.retry_at):
+                continue
+            rank = (worker.name in avoid, not state.up, i)
+            if rank[:2] == (False, False):
+                return worker
+            if best is None or rank < best:
+                best, picked = rank, worker
+        return picked
 
     def _domain(self, worker: Worker) -> list[WorkerState]:
         domain = getattr(worker, "fault_domain", worker.name)
