@@ -63,6 +63,9 @@ class WaitingRecords:
         self.open: dict[int, _Started] = {}
         #: Outcomes written since the last commit (to write again should a rollback lose them).
         self._written: dict[int, dict[str, Any]] = {}
+        #: Rows start() inserted whose outcome is not written yet (Store.finish_experiment's
+        #: `fresh`: nothing else writes to them meanwhile).
+        self._fresh: set[int] = set()
         #: The connection's change count after this object's last statement.
         self._changes = -1
         self._last_commit = 0.0
@@ -75,6 +78,7 @@ class WaitingRecords:
         intact = self._intact()
         exp_id = insert(None)
         self.open[exp_id] = _Started(lambda: insert(exp_id), complete)
+        self._fresh.add(exp_id)
         if intact:  # our own insert moved the change count
             self._changes = self.store.total_changes()
         self._arm()
@@ -101,8 +105,10 @@ class WaitingRecords:
             started.completed = True
         while self.waiting:
             exp_id, fields = self.waiting[0]
-            self.store.finish_experiment(exp_id, commit=False, **fields)
+            self.store.finish_experiment(exp_id, commit=False, fresh=exp_id in self._fresh,
+                                         **fields)
             self._written[exp_id] = fields
+            self._fresh.discard(exp_id)
             self.waiting.pop(0)
         self._changes = self.store.total_changes()
         if commit or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
@@ -151,6 +157,8 @@ class WaitingRecords:
             started.completed = False  # completing again is harmless; a lost one is not
         lost = [(exp_id, fields) for exp_id, fields in self._written.items()
                 if (self.store.experiment(exp_id) or {}).get("verdict") == RUNNING]
+        # (their rows hold nothing of a finish now: written again, they are fresh again)
+        self._fresh.update(exp_id for exp_id, _ in lost if exp_id in self.open)
         self.waiting[:0] = lost
         self._written.clear()
 

@@ -460,13 +460,15 @@ class Store:
                           best_files: dict[str, str] | None = None,
                           decision: dict[str, Any] | None = None,
                           events: list[tuple[int | None, int | None, str, str, str]] = (),
-                          commit: bool = True) -> None:
+                          commit: bool = True, fresh: bool = False) -> None:
         """Record an experiment's outcome, its item results, its decision details, pending
         event lines and the run's new state in one transaction (one commit a round is what
         keeps the engine's overhead small next to a fast evaluation).
 
         This is the "log" of log-before-reset: it commits before any file is reverted.
-        With commit=False the transaction stays open for a later commit (engine/records.py).
+        With commit=False the transaction stays open for a later commit (engine/records.py);
+        fresh=True: the row has no decision details or item results yet (nothing to merge
+        or replace: two statements fewer).
         """
         now = time.time()
         conn = self.conn
@@ -478,8 +480,8 @@ class Store:
                 "finished": now,
             }
             if decision:
-                row = conn.execute("SELECT decision_json FROM experiments WHERE id = ?",
-                                   [exp_id]).fetchone()
+                row = None if fresh else conn.execute(
+                    "SELECT decision_json FROM experiments WHERE id = ?", [exp_id]).fetchone()
                 earlier = json.loads(row[0]) if row and row[0] else {}
                 sets["decision_json"] = json.dumps({**earlier, **decision})
             if worker is not None:
@@ -492,7 +494,8 @@ class Store:
             # Duration defaults to the time since the experiment started (in SQL: no extra read).
             conn.execute(f"UPDATE experiments SET {cols}, duration = COALESCE(?, ? - started) "
                          "WHERE id = ?", [*sets.values(), duration, now, exp_id])
-            conn.execute("DELETE FROM item_results WHERE experiment_id = ?", [exp_id])
+            if not fresh:
+                conn.execute("DELETE FROM item_results WHERE experiment_id = ?", [exp_id])
             item_rows = [(exp_id, r.item, self._text(r.input, 2000), r.sample,
                           None if r.passed is None else int(r.passed), self._text(r.evidence, 2000))
                          for r in items]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from engine.model import UserError
 
+#: Lines of context around a change in a diff (difflib's default).
+DIFF_CONTEXT = 3
 GIT_IDENTITY = ["-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost"]
 
 
@@ -78,11 +80,29 @@ def unified_diff(before: dict[str, str], after: dict[str, str]) -> str:
     for path in sorted(set(before) | set(after)):
         old, new = before.get(path, ""), after.get(path, "")
         if old != new:
-            chunks.extend(difflib.unified_diff(
-                old.splitlines(keepends=True), new.splitlines(keepends=True),
-                fromfile=f"a/{path}", tofile=f"b/{path}"))
+            a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+            chunks.extend(_one_line_changed(a, b, path) or difflib.unified_diff(
+                a, b, fromfile=f"a/{path}", tofile=f"b/{path}"))
     text = "".join(chunks)
     return text if text.endswith("\n") or not text else text + "\n"
+
+
+def _one_line_changed(a: list[str], b: list[str], path: str) -> list[str] | None:
+    """The diff of a file where one line changed (a parameter's value), written directly:
+    difflib's matcher is most of the cost of a fast round's diff. The same lines difflib
+    writes (when the changed line does not also occur elsewhere, difflib may align the
+    repeats otherwise; this hunk is as valid). None when more than one line changed."""
+    if len(a) != len(b):
+        return None
+    changed = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(changed) != 1:
+        return None
+    k = changed[0]
+    lo, hi = max(0, k - DIFF_CONTEXT), min(len(a), k + DIFF_CONTEXT + 1)
+    span = f"{lo + 1}" if hi - lo == 1 else f"{lo + 1},{hi - lo}"
+    return [f"--- a/{path}\n", f"+++ b/{path}\n", f"@@ -{span} +{span} @@\n",
+            *(" " + line for line in a[lo:k]), "-" + a[k], "+" + b[k],
+            *(" " + line for line in a[k + 1:hi])]
 
 
 def sync_tree(src: Path, dest: Path, ignored: Callable[[str], bool],
