@@ -96,7 +96,6 @@ class WaitingRecords:
         """Write every waiting record now, oldest first, and commit; with commit=False the
         commit waits for COMMIT_EVERY_S since the last one. A storage error propagates (the
         run pauses for it) and leaves what was not committed to be written again."""
-        self._disarm()
         if not self._intact():
             self._put_back()
         for started in self.open.values():
@@ -163,10 +162,12 @@ class WaitingRecords:
         self._written.clear()
 
     def _arm(self) -> None:
+        """Make sure a write comes within MAX_WAIT_S. The timer is left to run out rather
+        than cancelled by each write (a fast run would make and cancel one a round)."""
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(MAX_WAIT_S, self.write_quietly)
+            self._timer = asyncio.get_running_loop().call_later(MAX_WAIT_S, self._time_is_up)
 
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _time_is_up(self) -> None:
+        self._timer = None
+        if self.waiting or self.open:
+            self.write_quietly()

@@ -57,13 +57,13 @@ class WaveRunner:
         self.reference: tuple[int, float | None] | None = None
         #: Worker rows waiting to be written (slots change state twice a job: written in
         #: batches, like event lines).
-        self._dirty: dict[str, dict] = {}
+        self._dirty: dict[str, tuple[WorkerState, str]] = {}
         self._flush: asyncio.TimerHandle | None = None
         #: How long the last staging took (0: try inline first).
         self._stage_s = 0.0
         loop.pool.on_change = self._worker_changed
         for state in loop.pool.states.values():
-            self._dirty[state.name] = self._row(state, "idle")
+            self._dirty[state.name] = (state, "idle")
         self.flush_workers(replace=True)
 
     # ------------------------------------------------------------ workers
@@ -75,7 +75,9 @@ class WaveRunner:
                      f"(next try in {state.retry_in:.0f}s)", level="warning", source=state.name)
         elif change == "up":
             loop.log(f"worker {state.name} up again", level="warning", source=state.name)
-        self._dirty[state.name] = self._row(state, change)
+        # The row is made when written (a slot changes twice a job: most changes are
+        # overwritten before a write); "stopped" is the one change its state does not show.
+        self._dirty[state.name] = (state, change)
         if change in ("down", "up", "stopped"):
             self.flush_workers()  # news worth showing at once
         elif self._flush is None:
@@ -94,7 +96,8 @@ class WaveRunner:
             self._flush.cancel()
             self._flush = None
         if self._dirty or replace:
-            rows, self._dirty = list(self._dirty.values()), {}
+            rows = [self._row(state, change) for state, change in self._dirty.values()]
+            self._dirty = {}
             self.loop.store.set_workers(self.loop.run_id, rows, replace=replace)
 
     async def score(self, exp_id: int, files: dict[str, str], repeats: int,

@@ -10,8 +10,6 @@ import functools
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from engine.model import CommandResult, LineSink
@@ -79,6 +77,12 @@ class LocalSession:
         self.folder = folder
         self.env = env or {}
 
+    async def __aenter__(self) -> LocalSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
     async def run(self, command: str, *, timeout: float, stdin: str | None = None,
                   env: dict[str, str] | None = None,
                   on_line: LineSink | None = None) -> CommandResult:
@@ -99,6 +103,6 @@ class LocalWorker:
         self.name = name
         self.group = group
 
-    @asynccontextmanager
-    async def open(self, candidate: Path) -> AsyncIterator[LocalSession]:
-        yield LocalSession(candidate)
+    def open(self, candidate: Path) -> LocalSession:
+        """The session, as its own async context manager (nothing to set up or tear down)."""
+        return LocalSession(candidate)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from engine import spec as specs
@@ -103,26 +102,10 @@ class WorkerPool:
     def groups(self) -> list[str]:
         return list(dict.fromkeys(s.group for s in self.states.values()))
 
-    @asynccontextmanager
-    async def slot(self, label: str = "", *, group: str | None = None,
-                   avoid: Iterable[str] = ()) -> AsyncIterator[Worker]:
+    def slot(self, label: str = "", *, group: str | None = None,
+             avoid: Iterable[str] = ()) -> _Slot:
         """A free slot (of `group`) for the body; a WorkerFailed leaving the body marks it down."""
-        worker = await self._acquire(group, set(avoid))
-        state = self.states[worker.name]
-        self.busy[worker.name] = state.job = label or "busy"
-        self._emit(state, "busy")
-        try:
-            yield worker
-        except WorkerFailed as exc:
-            self._down(worker, exc)
-            raise
-        else:
-            self._up(worker)
-        finally:
-            self.busy.pop(worker.name, None)
-            state.job = ""
-            self._emit(state, "idle")
-            self._wake()
+        return _Slot(self, label, group, set(avoid))
 
     async def _acquire(self, group: str | None, avoid: set[str]) -> Worker:
         while True:
@@ -221,3 +204,35 @@ class WorkerPool:
             if close is not None and id(getattr(worker, "host", worker)) not in closed:
                 closed.add(id(getattr(worker, "host", worker)))
                 await close()
+
+
+class _Slot:
+    """`async with pool.slot(...) as worker`: taken on entry, given back on exit (a class,
+    not a generator: it is entered before every evaluation)."""
+
+    def __init__(self, pool: WorkerPool, label: str, group: str | None,
+                 avoid: set[str]) -> None:
+        self.pool, self.label, self.group, self.avoid = pool, label, group, avoid
+        self.worker: Worker | None = None
+
+    async def __aenter__(self) -> Worker:
+        pool = self.pool
+        worker = self.worker = await pool._acquire(self.group, self.avoid)
+        state = pool.states[worker.name]
+        pool.busy[worker.name] = state.job = self.label or "busy"
+        pool._emit(state, "busy")
+        return worker
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> None:
+        pool, worker = self.pool, self.worker
+        assert worker is not None
+        if isinstance(exc, WorkerFailed):
+            pool._down(worker, exc)
+        elif exc is None:
+            pool._up(worker)
+        pool.busy.pop(worker.name, None)
+        state = pool.states[worker.name]
+        state.job = ""
+        pool._emit(state, "idle")
+        pool._wake()
