@@ -168,11 +168,24 @@ class Evaluator(Protocol):
     async def evaluate(self, session: Session, log: LineSink) -> Evaluation: ...
 
 
+@dataclass
+class Ahead:
+    """A mutator's next proposal, made while the last one is evaluated on the assumption
+    that it will not be kept (mutators that can: `propose_ahead`)."""
+
+    mutation: Mutation
+    #: Puts the mutator back as it was before (the proposal is not used).
+    undo: Callable[[], None]
+
+
 class Mutator(Protocol):
     """Proposes one mutation a round and learns from the verdicts.
 
     A mutator with a class attribute `reads_history = False` gets a Proposal without the
-    changelog, failing items and guidance (they cost store queries every round)."""
+    changelog, failing items and guidance (they cost store queries every round). One with
+    `propose_ahead(proposal, last) -> Ahead | None` (cheap, and whose feedback is the same
+    for every verdict but KEPT) lets a fast loop propose and stage the next candidate while
+    the last one is evaluated (engine/loop.py, RunLoop._think_ahead)."""
 
     async def propose(self, proposal: Proposal) -> Mutation: ...
 

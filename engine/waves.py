@@ -143,15 +143,17 @@ class WaveRunner:
         def sink(line: str) -> None:
             loop.log(line, source=worker.name, exp_id=exp_id)
 
-        folder, synced = loop.slot_folders.take(worker.name)
+        folder, synced, staged = loop.slot_folders.take(worker.name)
         small = self._stage_s < INLINE_STAGE_S
         started = time.perf_counter()
-        if small:
+        if staged == files:  # while the last candidate ran (RunLoop.think_ahead)
+            pass
+        elif small:
             loop.workspace.stage(files, folder, synced=synced)
         else:  # a big workspace: keep the event loop (other slots, steering) responsive
             await asyncio.to_thread(loop.workspace.stage, files, folder)
-        if not synced:  # (a synced folder's staging says nothing about the workspace's size)
-            self._stage_s = time.perf_counter() - started
+        if not synced and staged is None:  # (staging a synced folder says nothing of the
+            self._stage_s = time.perf_counter() - started  # workspace's size)
         results: list[Evaluation] = []
         async with worker.open(folder) as session:
             session = tier.session(session)
@@ -161,7 +163,7 @@ class WaveRunner:
                 # records, and (small workspaces) syncing this slot's other folder.
                 loop.records.write_once_started()
                 if small and attempt == 0:
-                    asyncio.get_running_loop().call_soon(self._sync_spare, worker.name)
+                    asyncio.get_running_loop().call_soon(self._sync_spare, worker.name, exp_id)
                 try:
                     evaluation = await tier.evaluator.evaluate(session, sink)
                 except LLMUnavailable as exc:  # a judge or producer gave up
@@ -175,10 +177,17 @@ class WaveRunner:
                     break
         return results
 
-    def _sync_spare(self, slot: str) -> None:
+    def _sync_spare(self, slot: str, exp_id: int) -> None:
+        """The slot's other folder, brought back to the workspace's state while `exp_id` is
+        evaluated; with the next candidate staged in it, if the loop could propose it."""
+        loop = self.loop
         started = time.perf_counter()
-        self.loop.slot_folders.sync_spare(slot)
+        loop.slot_folders.sync_spare(slot)
         self._stage_s = time.perf_counter() - started  # grown too big: stage in a thread
+        if loop.pool.size == 1:  # (the next candidate goes to this slot)
+            files = loop.think_ahead(exp_id)
+            if files is not None:
+                loop.slot_folders.stage_spare(slot, files)
 
     def _notes(self, worker: Worker) -> None:
         host = getattr(worker, "host", None)

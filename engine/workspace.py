@@ -304,9 +304,12 @@ class SlotFolders:
         self.run_name = run_name
         self._pairs: dict[str, list[Path]] = {}
         self._synced: set[Path] = set()
+        #: Synced folders with a candidate's files written already (stage_spare).
+        self._staged: dict[Path, dict[str, str]] = {}
 
-    def take(self, slot: str) -> tuple[Path, bool]:
-        """The folder for the slot's next candidate, and whether it is synced already."""
+    def take(self, slot: str) -> tuple[Path, bool, dict[str, str] | None]:
+        """The folder for the slot's next candidate, whether it is synced already, and the
+        files staged there already if any."""
         pair = self._pairs.get(slot)
         if pair is None:
             prefix = f"ar-{self.run_name}-{slot.replace(':', '-')}-"
@@ -315,16 +318,27 @@ class SlotFolders:
         folder = pair[1]
         synced = folder in self._synced
         self._synced.discard(folder)  # the evaluation about to run there changes it
-        return folder, synced
+        return folder, synced, self._staged.pop(folder, None)
 
     def sync_spare(self, slot: str) -> None:
         """Sync the slot's other folder now (its evaluation runs in the one just taken)."""
         spare = self._pairs[slot][0]
+        self._staged.pop(spare, None)
         try:
             self.workspace.presync(spare)
         except OSError:
             return  # staging there does the whole sync, and reports what goes wrong
         self._synced.add(spare)
+
+    def stage_spare(self, slot: str, files: dict[str, str]) -> None:
+        """Write the next candidate's files into the slot's synced spare folder now."""
+        spare = self._pairs[slot][0]
+        if spare in self._synced:
+            try:
+                self.workspace.stage(files, spare, synced=True)
+            except OSError:
+                return  # staged in its turn, which reports what goes wrong
+            self._staged[spare] = files
 
     def discard(self) -> None:
         for pair in self._pairs.values():
@@ -332,3 +346,4 @@ class SlotFolders:
                 shutil.rmtree(folder, ignore_errors=True)
         self._pairs.clear()
         self._synced.clear()
+        self._staged.clear()

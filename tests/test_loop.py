@@ -225,3 +225,62 @@ async def test_tests_evaluator_scores_junit_cases(tmp_path):
                      "test_limit::test_below_ten": 1}
     assert run["best_score"] == 1.0
     assert 4 < yaml.safe_load((ws / "conf.yaml").read_text())["limit"] < 10
+
+
+async def test_proposing_ahead_changes_nothing_a_seeded_run_does(tmp_path, monkeypatch):
+    """While a candidate is evaluated the loop proposes and stages the next one, as if this
+    one will not be kept (RunLoop.think_ahead); a keep undoes it. A seeded run makes the
+    very same experiments, files and verdicts either way."""
+    from engine.mutators.params import ParamsMutator
+
+    def run(name: str) -> list[tuple]:
+        ws = tmp_path / name
+        write(ws / "params.yaml", "x: 50\ny: 1.5\n")
+        # Keeps now and then (the score follows x), crashes for some x.
+        write(ws / "score.sh", "x=$(sed -n 's/x: //p' params.yaml); "
+                               "y=$(sed -n 's/y: //p' params.yaml); "
+                               "case $x in *3|*7) exit 3;; esac; "
+                               "echo METRIC loss=$(echo \"$x\" | tr -d -)\n")
+        spec = tmp_path / f"{name}.yaml"
+        write(spec, f"""
+name: {name}
+target: {{workspace: {name}, files: [params.yaml]}}
+mutator:
+  kind: params
+  file: params.yaml
+  seed: 7
+  params:
+    x: {{type: int, min: -100, max: 100}}
+    y: {{type: float, min: 0.5, max: 9.9}}
+evaluate: {{kind: metric, command: "sh score.sh", metric: loss, direction: minimize}}
+stop: {{max_rounds: 60, max_failures: null}}
+""")
+        store = Store(tmp_path / f"{name}.db")
+        host = Host(store)
+        loop = host.add(load_spec(spec))
+        asked = []
+        ahead = loop.mutator.propose_ahead if hasattr(loop.mutator, "propose_ahead") else None
+        if ahead is not None:
+            def counted(*args):
+                made = ahead(*args)
+                asked.append(made is not None)
+                return made
+            loop.mutator.propose_ahead = counted
+        return store, host, loop, asked
+
+    store_a, host_a, loop_a, asked = run("ahead")
+    await host_a.run_until_done()
+    monkeypatch.delattr(ParamsMutator, "propose_ahead")
+    store_b, host_b, loop_b, _ = run("plain")
+    await host_b.run_until_done()
+
+    def history(store: Store, loop) -> list[tuple]:
+        return [(e["round"], e["description"], e["verdict"], e["score"],
+                 store.version_files(e["id"]).get("params.yaml"))
+                for e in store.experiments(loop.run_id)]
+
+    a, b = history(store_a, loop_a), history(store_b, loop_b)
+    assert len(a) == 61 and a == b
+    verdicts = {row[2] for row in a}
+    assert {"kept", "reverted", "crashed"} <= verdicts  # every path of undoing was taken
+    assert sum(asked) > 20  # and proposals were made ahead most rounds

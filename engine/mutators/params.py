@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 from engine import spec as specs
-from engine.model import KEPT, Mutation, MutationError, Proposal
+from engine.model import KEPT, REVERTED, Ahead, Mutation, MutationError, Proposal
 from engine.mutators.paramfile import read_params, write_param
 
 INITIAL_STEP = 0.25  # fraction of the range (or log-range)
@@ -66,6 +66,35 @@ class ParamsMutator:
         return _round_sig(new)
 
     async def propose(self, proposal: Proposal) -> Mutation:
+        return self._propose(proposal)
+
+    def propose_ahead(self, proposal: Proposal, last: Mutation) -> Ahead | None:
+        """While `last` is evaluated: the proposal propose() will make once `last` has been
+        given any verdict but KEPT (its feedback is the same for all of them), made now.
+        The mutator is left in the state it would have then; Ahead.undo() puts back the
+        state before, for the verdict's own feedback. None when no proposal can be made
+        (propose() will say why, in its turn)."""
+        saved = (self.rng.getstate(), dict(self.steps), dict(self.weights), self._cum_weights)
+
+        def undo() -> None:
+            state, self.steps, self.weights, self._cum_weights = saved
+            self.rng.setstate(state)
+
+        self.feedback(last, REVERTED)
+        try:
+            mutation = self._propose(proposal)
+        except MutationError:
+            undo()
+            return None
+        tried = (mutation.state["param"], mutation.state["old"], mutation.state["new"])
+
+        def forget() -> None:
+            undo()
+            self.tried.discard(tried)
+
+        return Ahead(mutation, forget)
+
+    def _propose(self, proposal: Proposal) -> Mutation:
         cfg = self.config
         text = proposal.best_files[cfg.file]
         if self._read is None or self._read[0] != text:  # the best version changes rarely
