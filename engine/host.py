@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from engine import spec as specs
+from engine.gcfreeze import freeze_imports
 from engine.loop import BaselineFailed, RunLoop, storage_trouble
 from engine.model import UserError
 from engine.store import Store
@@ -109,6 +110,7 @@ class Host:
 
     def start(self, loop: RunLoop) -> asyncio.Task[str]:
         watch_children_with_pidfds()  # no thread per evaluation (engine/workers/childwatch.py)
+        freeze_imports()  # full collections would walk every imported module
         task = asyncio.create_task(self._drive(loop), name=f"run:{loop.spec.name}")
         self.tasks[loop.run_id] = task
         if self._poller is None or self._poller.done():

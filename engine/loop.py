@@ -374,15 +374,14 @@ class RunLoop:
             return None
         row: dict[str, Any] = dict(
             round=round_no, kind="candidate", parent=parent, description=mutation.description,
-            rationale=mutation.rationale, wave=wave)
-        # Committed while the evaluation runs, with the last round's records; its files and
-        # diff are added then too (the evaluation runs on its own copy of them).
-        before = dict(self.best_files)
+            rationale=mutation.rationale, wave=wave,
+            diff=unified_diff(self.best_files, {**self.best_files, **mutation.files}))
+        # Inserted now for its id, committed while the evaluation runs with the last round's
+        # records; its files are added then (the evaluation runs on its own copy of them).
 
         def complete() -> None:
-            row.update(files=mutation.files,
-                       diff=unified_diff(before, {**before, **mutation.files}))
-            self.store.complete_experiment(exp_id, row["diff"], mutation.files)
+            row["files"] = mutation.files  # (a row inserted again carries them)
+            self.store.add_versions(exp_id, mutation.files)
 
         exp_id = self.records.start(lambda again: self.store.start_experiment(
             self.run_id, commit=False, exp_id=again, **row), complete)

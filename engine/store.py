@@ -524,10 +524,8 @@ class Store:
         self._write("UPDATE experiments SET verdict = ?, reason = ? WHERE id = ?",
                     [verdict, reason, exp_id])
 
-    def complete_experiment(self, exp_id: int, diff: str, files: dict[str, str]) -> None:
-        """An experiment's diff and files, in the caller's transaction (no commit here)."""
-        self.conn.execute("UPDATE experiments SET diff = ? WHERE id = ?",
-                          [self._text(diff), exp_id])
+    def add_versions(self, exp_id: int, files: dict[str, str]) -> None:
+        """An experiment's files, in the caller's transaction (no commit here)."""
         self._put_versions(exp_id, files)
 
     def _put_versions(self, exp_id: int, files: dict[str, str]) -> None:

@@ -51,10 +51,11 @@ async def test_a_waiting_record_lands_soon_even_when_no_evaluation_follows(tmp_p
 
 
 def _start(records: WaitingRecords, store: Store, run_id: int, n: int) -> int:
-    row = dict(round=n, kind="candidate", parent=None, description=f"x → {n}")
+    row = dict(round=n, kind="candidate", parent=None, description=f"x → {n}",
+               diff=f"+x: {n}\n")
 
-    def complete() -> None:
-        store.complete_experiment(exp, f"+x: {n}\n", {"params.yaml": f"x: {n}\n"})
+    def complete() -> None:  # as the loop does: the files come with the commit
+        store.add_versions(exp, {"params.yaml": f"x: {n}\n"})
 
     exp = records.start(lambda again: store.start_experiment(
         run_id, commit=False, exp_id=again, **row), complete)

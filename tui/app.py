@@ -9,7 +9,6 @@ runs here). Either way the app reads state only from the store, through its own 
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from textual.timer import Timer
 from textual.widgets import ListView, Static
 from textual.worker import Worker, WorkerState
 
+from engine.gcfreeze import freeze_imports
 from engine.store import Store
 from tui.board import Board
 from tui.breakdown_pane import Breakdown
@@ -398,18 +398,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
 def make_app(db: Path, specs: list[Spec], attach: bool) -> AutoresearchApp:
     """The app for the CLI and the tests: `attach` with no specs watches and steers the store;
     with specs the engine runs in-process and starts them."""
-    _freeze_imports()
+    freeze_imports()
     return AutoresearchApp(Path(db), list(specs), attach=attach and not specs)
 
 
-_frozen = False
-
-
-def _freeze_imports() -> None:
-    """Move everything alive so far (the imported modules: Textual, Rich, the store) out of
-    the garbage collector's reach, once per process. They live as long as the process anyway,
-    and a full collection walking them costs ~40 ms each time one falls during start-up."""
-    global _frozen
-    if not _frozen:
-        _frozen = True
-        gc.freeze()
