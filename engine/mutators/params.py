@@ -83,7 +83,7 @@ class ParamsMutator:
         self.feedback(last, REVERTED)
         try:
             mutation = self._propose(proposal)
-        except MutationError:
+        except Exception:  # (the same error comes again from propose(), where it is handled)
             undo()
             return None
         tried = (mutation.state["param"], mutation.state["old"], mutation.state["new"])
