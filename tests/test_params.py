@@ -66,3 +66,49 @@ async def test_step_size_grows_after_a_keep_and_shrinks_after_reverts():
     for _ in range(20):
         mutator.feedback(mutation, REVERTED)
     assert mutator.steps["lr"] < start
+
+
+def _twins() -> tuple[ParamsMutator, ParamsMutator]:
+    config = ParamsConfig(kind="params", file="p.yaml", seed=5, params={
+        "lr": Param(type="float", min=0.0001, max=1.0, scale="log"),
+        "depth": Param(type="int", min=1, max=12), "act": Param(type="choice",
+                                                               values=["relu", "gelu", "tanh"])})
+    return ParamsMutator(config), ParamsMutator(config)
+
+
+def _proposal(text: str) -> Proposal:
+    return Proposal("t", {"p.yaml": text}, [], [], [], 1.0)
+
+
+async def test_a_proposal_made_ahead_is_the_one_made_after_a_revert():
+    ahead, plain = _twins()
+    start = _proposal("lr: 0.01\ndepth: 4\nact: relu\n")
+    last = await ahead.propose(start)
+    assert last == await plain.propose(start)
+    for _ in range(30):  # as the loop does: ahead while `last` runs; it is not kept
+        made = ahead.propose_ahead(start, last)
+        plain.feedback(last, REVERTED)
+        assert made is not None and made.mutation == await plain.propose(start)
+        last = made.mutation
+    assert (ahead.steps, ahead.weights, ahead.tried) == (plain.steps, plain.weights, plain.tried)
+
+
+async def test_undoing_a_proposal_made_ahead_leaves_no_trace():
+    """A keep, or a best version moved by a veto or a pin, undoes it: then the verdict's own
+    feedback, and a proposal from the new best, are what they would have been."""
+    ahead, plain = _twins()
+    start = _proposal("lr: 0.01\ndepth: 4\nact: relu\n")
+    last = await ahead.propose(start)
+    await plain.propose(start)
+    for verdict in (KEPT, REVERTED, KEPT):
+        made = ahead.propose_ahead(start, last)
+        assert made is not None
+        made.undo()
+        ahead.feedback(last, verdict)
+        plain.feedback(last, verdict)
+        moved = _proposal(last.files["p.yaml"])  # the new best (kept, or pinned)
+        last = await ahead.propose(moved)
+        assert last == await plain.propose(moved)
+        start = moved
+    assert (ahead.steps, ahead.weights, ahead.tried) == (plain.steps, plain.weights, plain.tried)
+    assert ahead.rng.getstate() == plain.rng.getstate()
