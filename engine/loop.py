@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import spec as specs
+from engine.ahead import ProposingAhead
 from engine.decide import aggregate, build_policy, improvement
 from engine.evaluators import build_evaluator
 from engine.llm import LLMUnavailable, run_prices
@@ -37,7 +38,6 @@ from engine.model import (
     REVERTED,
     RUNNING,
     VETOED,
-    Ahead,
     Decision,
     Evaluation,
     ItemResult,
@@ -83,20 +83,6 @@ class Candidate:
     screen_score: float | None = None
 
 
-@dataclass
-class _Ahead:
-    """A proposal made ahead (RunLoop._think_ahead), and what it assumed."""
-
-    ahead: Ahead
-    #: The candidate being evaluated when it was made: it assumed that one is not kept.
-    last: Candidate
-    #: The best version it was made from (replaced, never changed in place, when it moves).
-    best_files: dict[str, str]
-    best_evals: list[Evaluation]
-    #: Its verdict came and was not a keep: the mutator's feedback for it is given.
-    confirmed: bool = False
-
-
 class RunLoop:
     """Runs one spec's hill-climbing loop against the store."""
 
@@ -140,7 +126,7 @@ class RunLoop:
         self._baseline_cost: float | None = None  # the first experiment's cost, once known
         self._wave_task: asyncio.Task[str] | None = None
         #: The next candidate, proposed and staged while the last one is evaluated.
-        self._ahead: _Ahead | None = None
+        self.ahead = ProposingAhead(self)
         self._wave_no = 0
         #: Each worker slot's reusable candidate folders.
         self.slot_folders = SlotFolders(self.workspace, spec.name)
@@ -352,7 +338,7 @@ class RunLoop:
 
     async def _propose(self, round_no: int, parent: int, wave: int) -> Candidate | None:
         self._max_round = max(self._max_round, round_no)
-        ahead = self._take_ahead()
+        ahead = self.ahead.take()
         try:
             if ahead is not None:  # proposed, checked and staged already
                 mutation = ahead.mutation
@@ -391,68 +377,10 @@ class RunLoop:
         return cand
 
     def _check(self, mutation: Mutation) -> None:
+        """Refuse a mutation of files it may not touch, or one that changes nothing."""
         self.workspace.confine(mutation.files)
         if all(self.best_files.get(p) == c for p, c in mutation.files.items()):
             raise MutationError("the mutation changes nothing")
-
-    # ------------------------------------------------------------ proposing ahead
-
-    def think_ahead(self, exp_id: int) -> dict[str, str] | None:
-        """While candidate `exp_id` is evaluated (at its first pause), propose the next one
-        as if this one will not be kept (most are not), and return the files to stage for
-        it. If it is not kept, the next round starts with that done; if it is, or the best
-        version moved meanwhile, the proposal is undone and made again. The mutator's state
-        and random draws are what they would have been: ahead or not, a seeded run makes
-        the same proposals (tests/test_loop.py). Only single-candidate waves of a mutator
-        that can (`propose_ahead`), with no retests or re-evaluations to come first."""
-        propose_ahead = getattr(self.mutator, "propose_ahead", None)
-        cand = self.in_flight.get(exp_id)
-        if (propose_ahead is None or getattr(self.mutator, "reads_history", True)
-                or cand is None or cand.attempt or self._ahead is not None
-                or self.paused or self.stopping or self.spec.parallel != 1
-                or self.waves.screen is not None or len(self.retests)
-                or self.spec.decide.reeval_every):
-            return None
-        ahead = propose_ahead(self._proposal(), cand.mutation)
-        if ahead is None:
-            return None
-        try:
-            self._check(ahead.mutation)
-        except (MutationError, PathRefused):
-            ahead.undo()  # proposed again in its turn, and recorded as invalid then
-            return None
-        self._ahead = _Ahead(ahead, cand, self.best_files, self.best_evals)
-        return {**self.best_files, **ahead.mutation.files}
-
-    def _settle_ahead(self, cand: Candidate) -> bool:
-        """`cand`'s verdict is in: True when a proposal made ahead on it stands (then its
-        feedback was given already)."""
-        pending = self._ahead
-        if pending is None or pending.last is not cand:
-            return False
-        if (cand.verdict not in (KEPT, RETEST) and not len(self.retests)
-                and self._ahead_still_holds(pending)):
-            pending.confirmed = True
-            return True
-        pending.ahead.undo()
-        self._ahead = None
-        return False
-
-    def _ahead_still_holds(self, pending: _Ahead) -> bool:
-        return self.best_files is pending.best_files and self.best_evals is pending.best_evals
-
-    def _take_ahead(self) -> Ahead | None:
-        """The proposal made ahead, if it stands; else the mutator is put back as if it had
-        never been made."""
-        pending, self._ahead = self._ahead, None
-        if pending is None:
-            return None
-        if pending.confirmed and self._ahead_still_holds(pending):
-            return pending.ahead
-        pending.ahead.undo()
-        if pending.confirmed:  # its verdict's feedback was the one given ahead: again
-            self.mutator.feedback(pending.last.mutation, pending.last.verdict or CRASHED)
-        return None
 
     def _proposal(self) -> Proposal:
         """What the mutator sees; the changelog is read incrementally, not re-read every round."""
@@ -532,7 +460,7 @@ class RunLoop:
             if winner is not None:
                 await self._advance(winner)
         for cand in candidates:
-            if not self._settle_ahead(cand):
+            if not self.ahead.settle(cand):  # (else its feedback was given ahead)
                 self.mutator.feedback(cand.mutation, cand.verdict or CRASHED)
         self.notify()
 

@@ -185,7 +185,7 @@ class Mutator(Protocol):
     changelog, failing items and guidance (they cost store queries every round). One with
     `propose_ahead(proposal, last) -> Ahead | None` (cheap, and whose feedback is the same
     for every verdict but KEPT) lets a fast loop propose and stage the next candidate while
-    the last one is evaluated (engine/loop.py, RunLoop._think_ahead)."""
+    the last one is evaluated (engine/ahead.py)."""
 
     async def propose(self, proposal: Proposal) -> Mutation: ...
 

@@ -146,7 +146,7 @@ class WaveRunner:
         folder, synced, staged = loop.slot_folders.take(worker.name)
         small = self._stage_s < INLINE_STAGE_S
         started = time.perf_counter()
-        if staged == files:  # while the last candidate ran (RunLoop.think_ahead)
+        if staged == files:  # while the last candidate ran (engine/ahead.py)
             pass
         elif small:
             loop.workspace.stage(files, folder, synced=synced)
@@ -185,7 +185,7 @@ class WaveRunner:
         loop.slot_folders.sync_spare(slot)
         self._stage_s = time.perf_counter() - started  # grown too big: stage in a thread
         if loop.pool.size == 1:  # (the next candidate goes to this slot)
-            files = loop.think_ahead(exp_id)
+            files = loop.ahead.think(exp_id)
             if files is not None:
                 loop.slot_folders.stage_spare(slot, files)
 

@@ -229,7 +229,7 @@ async def test_tests_evaluator_scores_junit_cases(tmp_path):
 
 async def test_proposing_ahead_changes_nothing_a_seeded_run_does(tmp_path, monkeypatch):
     """While a candidate is evaluated the loop proposes and stages the next one, as if this
-    one will not be kept (RunLoop.think_ahead); a keep undoes it. A seeded run makes the
+    one will not be kept (engine/ahead.py); a keep undoes it. A seeded run makes the
     very same experiments, files and verdicts either way."""
     from engine.mutators.params import ParamsMutator
 
