@@ -127,6 +127,7 @@ class RunLoop:
         self._wave_task: asyncio.Task[str] | None = None
         #: The next candidate, proposed and staged while the last one is evaluated.
         self.ahead = ProposingAhead(self)
+        self._lean_proposal: tuple[dict[str, str], list[Evaluation], Proposal] | None = None
         self._wave_no = 0
         #: Each worker slot's reusable candidate folders.
         self.slot_folders = SlotFolders(self.workspace, spec.name)
@@ -385,8 +386,13 @@ class RunLoop:
     def _proposal(self) -> Proposal:
         """What the mutator sees; the changelog is read incrementally, not re-read every round."""
         if not getattr(self.mutator, "reads_history", True):  # e.g. the params mutator
-            return Proposal(self.spec.name, dict(self.best_files), [], [], [],
-                            aggregate(self.best_evals))
+            # The same one until the best version moves (its files and evaluations are
+            # replaced then, never changed in place): asked for twice a round.
+            made = self._lean_proposal
+            if made is None or made[0] is not self.best_files or made[1] is not self.best_evals:
+                made = self._lean_proposal = (self.best_files, self.best_evals, Proposal(
+                    self.spec.name, dict(self.best_files), [], [], [], aggregate(self.best_evals)))
+            return made[2]
         self.records.write()  # the changelog it reads must hold every verdict
         if self._changelog is None:
             self._changelog = self.store.changelog(self.run_id, CHANGELOG_WINDOW)

@@ -63,6 +63,8 @@ class WaitingRecords:
         self.open: dict[int, _Started] = {}
         #: Outcomes written since the last commit (to write again should a rollback lose them).
         self._written: dict[int, dict[str, Any]] = {}
+        #: The run's newest counters not yet written (they go in with the commit).
+        self._run_state: dict[str, Any] = {}
         #: Rows start() inserted whose outcome is not written yet (Store.finish_experiment's
         #: `fresh`: nothing else writes to them meanwhile).
         self._fresh: set[int] = set()
@@ -102,15 +104,23 @@ class WaitingRecords:
             if not started.completed and started.complete is not None:
                 started.complete()
             started.completed = True
+        due = commit or time.monotonic() - self._last_commit >= COMMIT_EVERY_S
+        run_update = None
         while self.waiting:
             exp_id, fields = self.waiting[0]
+            # The run's counters are totals: only the newest before a commit is written.
+            self._run_state.update(fields.get("run_update") or {})
+            run_update = self._run_state if due and len(self.waiting) == 1 else None
             self.store.finish_experiment(exp_id, commit=False, fresh=exp_id in self._fresh,
-                                         **fields)
+                                         **{**fields, "run_update": run_update})
             self._written[exp_id] = fields
             self._fresh.discard(exp_id)
             self.waiting.pop(0)
         self._changes = self.store.total_changes()
-        if commit or time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
+        if due:
+            if self._run_state and run_update is None:  # none written with an outcome
+                self.store.set_run_fields(self.run_id, self._run_state)
+            self._run_state = {}
             if self.store.in_transaction():
                 self.store.commit()
                 self.store.keep_log_bounded()

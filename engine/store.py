@@ -400,6 +400,11 @@ class Store:
              json.dumps(prices) if prices else None, time.time()],
         )
 
+    def set_run_fields(self, run_id: int, fields: dict[str, Any]) -> None:
+        """update_run in the caller's transaction (no commit here)."""
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        self.conn.execute(f"UPDATE runs SET {cols} WHERE id = ?", [*fields.values(), run_id])
+
     def update_run(self, run_id: int, **fields: Any) -> None:
         if not fields:
             return

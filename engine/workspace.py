@@ -192,9 +192,14 @@ class Workspace:
 
     def _sync(self, dest: Path, written_after: Iterable[str]) -> None:
         """Mirror the workspace into `dest`, leaving out the files the caller writes next."""
-        if not os.path.isdir(dest):
-            os.makedirs(dest, exist_ok=True)
-        sync_tree(self.root, dest, self._ignored, {os.path.join(dest, rel) for rel in written_after})
+        skip = {os.path.join(dest, rel) for rel in written_after}
+        try:
+            sync_tree(self.root, dest, self._ignored, skip)
+        except FileNotFoundError:
+            if os.path.isdir(dest):
+                raise
+            os.makedirs(dest)  # (asked first, this was a stat a round)
+            sync_tree(self.root, dest, self._ignored, skip)
 
     def stage(self, files: dict[str, str], into: Path | None = None,
               synced: bool = False) -> Path:

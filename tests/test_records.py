@@ -165,3 +165,23 @@ async def test_every_evaluation_starts_from_a_clean_copy_of_the_workspace(tmp_pa
         (r["id"], r["score"]) for r in rows]
     assert all(r["verdict"] not in ("running", "interrupted") for r in rows)
     assert (ws / "data.txt").read_text() == "original\n" and not (ws / "leftover").exists()
+
+
+async def test_the_runs_counters_are_written_once_a_commit_and_are_the_newest(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setattr("engine.records.COMMIT_EVERY_S", 60)
+    store = Store(tmp_path / "a.db")
+    run_id = _run(store, tmp_path)
+    records = WaitingRecords(store, run_id)
+    other = Store(tmp_path / "a.db", readonly=True)
+    records.write()
+    ids = [_start(records, store, run_id, n) for n in range(1, 4)]
+    for n, exp in enumerate(ids, 1):
+        records.add(exp, dict(verdict="reverted", score=float(n),
+                              run_update={"rounds": n, "cost_usd": 0.5 * n}))
+        records.write(commit=False)
+    assert store.get_run(run_id)["rounds"] == 0  # not even on this connection yet
+    records.write()  # a commit with no outcome waiting: the counters still go in
+    run = other.get_run(run_id)
+    assert (run["rounds"], run["cost_usd"]) == (3, 1.5)
+    assert [e["verdict"] for e in other.experiments(run_id)] == ["reverted"] * 3
