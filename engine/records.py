@@ -6,12 +6,14 @@ written at that evaluation's first pause, in one transaction with the new candid
 (inserted, so it has its id, but not yet committed). When evaluations take milliseconds the
 commit waits too: it comes at the first pause at least COMMIT_EVERY_S after the last one, so
 a few rounds share it (a commit writes every changed page to the log, and their rows share
-pages). Slower evaluations commit at every pause, as before. On a fast evaluation this takes
-SQLite off the path from one evaluation to the next (bench/engine_overhead.py).
+pages; the run's counters, being totals, are written once a commit). Slower evaluations
+commit at every pause, as before. On a fast evaluation this takes SQLite off the path from
+one evaluation to the next (bench/engine_overhead.py).
 
-Log before reset still holds: a reverted candidate's files are in the store from the moment
-it started, and nothing that held it is reset before its record is written (the target
-files never held it; its slot folder is scratch space). A kept candidate is committed at
+Log before reset still holds: a candidate's files go into the store at its evaluation's
+first pause (its row, with its diff, before it starts), and nothing that held a reverted
+candidate is reset before its record is written (the target files never held it; its slot
+folder is scratch space, reused two evaluations later). A kept candidate is committed at
 once, before it becomes the best version. Whatever reads or changes older experiments
 (steering, stop rules, retests, re-evaluations, a stop, a pause) writes and commits the
 waiting records first, and nothing waits longer than MAX_WAIT_S. A crash can lose what was
