@@ -406,10 +406,9 @@ class Store:
         self.conn.execute(f"UPDATE runs SET {cols} WHERE id = ?", [*fields.values(), run_id])
 
     def update_run(self, run_id: int, **fields: Any) -> None:
-        if not fields:
-            return
-        cols = ", ".join(f"{k} = ?" for k in fields)
-        self._write(f"UPDATE runs SET {cols} WHERE id = ?", [*fields.values(), run_id])
+        if fields:
+            with self.conn:
+                self.set_run_fields(run_id, fields)
 
     # ------------------------------------------------------------ experiments
 
@@ -434,7 +433,7 @@ class Store:
             )
             new_id: int = cursor.lastrowid  # type: ignore[assignment]
             if files:
-                self._put_versions(new_id, files)
+                self.add_versions(new_id, files)
             if commit:
                 conn.commit()
         except BaseException:
@@ -509,7 +508,7 @@ class Store:
                     "INSERT INTO item_results (experiment_id, item, input, sample, passed, "
                     "evidence) VALUES (?, ?, ?, ?, ?, ?)", item_rows)
             if best_files is not None:
-                self._put_versions(exp_id, best_files)
+                self.add_versions(exp_id, best_files)
             if run_update:
                 cols = ", ".join(f"{k} = ?" for k in run_update)
                 conn.execute(f"UPDATE runs SET {cols} WHERE id = "
@@ -530,11 +529,7 @@ class Store:
                     [verdict, reason, exp_id])
 
     def add_versions(self, exp_id: int, files: dict[str, str]) -> None:
-        """An experiment's files, in the caller's transaction (no commit here)."""
-        self._put_versions(exp_id, files)
-
-    def _put_versions(self, exp_id: int, files: dict[str, str]) -> None:
-        """An experiment's file contents, in the caller's transaction."""
+        """An experiment's file contents, in the caller's transaction (no commit here)."""
         self.conn.executemany(
             "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
             [(exp_id, p, c) for p, c in files.items()])

@@ -152,8 +152,8 @@ class WaveRunner:
             loop.workspace.stage(files, folder, synced=synced)
         else:  # a big workspace: keep the event loop (other slots, steering) responsive
             await asyncio.to_thread(loop.workspace.stage, files, folder)
-        if not synced and staged is None:  # (staging a synced folder says nothing of the
-            self._stage_s = time.perf_counter() - started  # workspace's size)
+        if not synced:  # (staging into a synced folder says nothing of the workspace's size)
+            self._stage_s = time.perf_counter() - started
         results: list[Evaluation] = []
         async with worker.open(folder) as session:
             session = tier.session(session)
