@@ -1,0 +1,1 @@
+"""The engine: specs, the store, the loop, mutators, evaluators and workers. No Textual here."""
