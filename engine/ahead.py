@@ -1,4 +1,4 @@
-"""Proposing the next candidate while the current one is evaluated.
+"""Proposing the next candidate while the current one is evaluated (cheap mutators).
 
 Most candidates are reverted, and a reverted candidate leaves the best version as it was:
 so while one is evaluated, the loop can already propose the next one as if it will be
@@ -11,19 +11,19 @@ are what they would have been: ahead or not, a seeded run makes the same proposa
 
 Only for mutators that can (`propose_ahead`: cheap, history-free, with the same feedback for
 every verdict but a keep: the params mutator), single-candidate waves on one slot, and no
-retests or re-evaluations to come first.
+retests or re-evaluations to come first. Slow mutators (a model, a coding agent) propose
+ahead through engine/stream.py instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from engine.model import CRASHED, KEPT, RETEST, Ahead, Evaluation, MutationError
+from engine.context import Candidate
+from engine.model import CRASHED, KEPT, RETEST, Ahead, Mutation, MutationError, Mutator, Proposal
+from engine.versions import Version, Versions
 from engine.workspace import PathRefused
-
-if TYPE_CHECKING:
-    from engine.loop import Candidate, RunLoop
 
 
 @dataclass
@@ -34,51 +34,49 @@ class _Pending:
     #: The candidate being evaluated when it was made: it assumed that one is not kept.
     last: Candidate
     #: The best version it was made from (replaced, never changed in place, when it moves).
-    best_files: dict[str, str]
-    best_evals: list[Evaluation]
+    best: Version
     #: Its verdict came and was not a keep: the mutator's feedback for it is given.
     confirmed: bool = False
 
 
 class ProposingAhead:
-    """One run loop's proposal made ahead, if any."""
+    """One run's proposal made ahead, if any."""
 
-    def __init__(self, loop: RunLoop) -> None:
-        self.loop = loop
+    def __init__(self, mutator: Mutator, versions: Versions,
+                 proposal: Callable[[Version], Proposal],
+                 check: Callable[[Mutation, dict[str, str]], None]) -> None:
+        self.mutator = mutator
+        self.versions = versions
+        self._proposal = proposal
+        self._check = check
         self.pending: _Pending | None = None
 
-    def think(self, exp_id: int) -> dict[str, str] | None:
-        """At candidate `exp_id`'s first pause: propose the next candidate; the files to
-        stage for it (None when there is none to make now)."""
-        loop = self.loop
-        mutator = loop.mutator
-        propose_ahead = getattr(mutator, "propose_ahead", None)
-        cand = loop.in_flight.get(exp_id)
-        if (propose_ahead is None or getattr(mutator, "reads_history", True)
-                or cand is None or cand.attempt or self.pending is not None
-                or loop.paused or loop.stopping or loop.spec.parallel != 1
-                or loop.waves.screen is not None or len(loop.retests)
-                or loop.spec.decide.reeval_every):
+    def think(self, cand: Candidate) -> dict[str, str] | None:
+        """At `cand`'s first pause: propose the next candidate; the files to stage for it
+        (None when there is none to make now)."""
+        best = self.versions.best
+        propose_ahead = getattr(self.mutator, "propose_ahead", None)
+        if (propose_ahead is None or getattr(self.mutator, "reads_history", True)
+                or self.pending is not None or best is None):
             return None
-        ahead = propose_ahead(loop._proposal(), cand.mutation)
+        ahead = propose_ahead(self._proposal(best), cand.mutation)
         if ahead is None:
             return None
         try:
-            loop._check(ahead.mutation)
+            self._check(ahead.mutation, best.files)
         except (MutationError, PathRefused):
             ahead.undo()  # proposed again in its turn, and recorded as invalid then
             return None
-        self.pending = _Pending(ahead, cand, loop.best_files, loop.best_evals)
-        return {**loop.best_files, **ahead.mutation.files}
+        self.pending = _Pending(ahead, cand, best)
+        return {**best.files, **ahead.mutation.files}
 
-    def settle(self, cand: Candidate) -> bool:
+    def settle(self, cand: Candidate, retests_waiting: bool) -> bool:
         """`cand`'s verdict is in: True when a proposal made ahead on it stands (its
         feedback was given then)."""
         pending = self.pending
         if pending is None or pending.last is not cand:
             return False
-        if (cand.verdict not in (KEPT, RETEST) and not len(self.loop.retests)
-                and self._holds(pending)):
+        if cand.verdict not in (KEPT, RETEST) and not retests_waiting and self._holds(pending):
             pending.confirmed = True
             return True
         pending.ahead.undo()
@@ -95,9 +93,8 @@ class ProposingAhead:
             return pending.ahead
         pending.ahead.undo()
         if pending.confirmed:  # its verdict's feedback was the one given ahead: again
-            self.loop.mutator.feedback(pending.last.mutation, pending.last.verdict or CRASHED)
+            self.mutator.feedback(pending.last.mutation, pending.last.verdict or CRASHED)
         return None
 
     def _holds(self, pending: _Pending) -> bool:
-        return (self.loop.best_files is pending.best_files
-                and self.loop.best_evals is pending.best_evals)
+        return self.versions.best is pending.best

@@ -92,6 +92,16 @@ def load_playbook_runs(store: Store, names: list[str], spec: specs.Spec) -> list
     return out
 
 
+def read_playbooks(spec: specs.Spec, store: Store) -> list[tuple[str, str]]:
+    """The (name, text) playbooks a spec's mutator starts from: files, and digests of the
+    earlier runs named (read by the loop, which hands them to the mutator)."""
+    names = list(getattr(spec.mutator, "playbooks", None) or [])
+    if not names:
+        return []
+    found, runs = load_playbook_files(names, spec)
+    return found + load_playbook_runs(store, runs, spec)
+
+
 def run_digest(store: Store, run: dict[str, Any]) -> str:
     """What an earlier run learned, from its changelog alone: kept, reverted, banned."""
     rows = store.experiments(run["id"], newest_first=True, limit=MAX_ROWS)

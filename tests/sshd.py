@@ -314,7 +314,7 @@ async def until(check: Callable[[], object], timeout: float = 20, what: str = "c
 
 def saw_line(loop: RunLoop, text: str) -> bool:
     """Whether an event line containing `text` was logged (flushed or still buffered)."""
-    return any(text in e[4] for e in loop._events) or any(
+    return any(text in e[4] for e in loop.ledger.events) or any(
         text in e["line"] for e in loop.store.events(loop.run_id, limit=100_000))
 
 

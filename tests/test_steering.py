@@ -111,7 +111,7 @@ async def test_veto_of_a_kept_experiment_reverts_it_and_what_was_built_on_it(tmp
     # The vetoed idea reaches the view of the changelog a mutator that reads it gets (the
     # params mutator here does not, so it is asked to) as banned.
     loop.mutator.reads_history = True
-    proposal = loop._proposal()
+    proposal = loop.proposer.proposal(loop.versions.best)
     assert any(e["verdict"] == "vetoed" and e["description"] == kept[0]["description"]
                for e in proposal.changelog)
     store.add_command(loop.run_id, "stop")
@@ -145,6 +145,6 @@ async def test_pin_makes_a_reverted_experiment_the_protected_best(tmp_path, para
     guide = store.add_command(loop.run_id, "guide", argument="try smaller x")
     await wait_for(lambda: store.command(guide)["applied"])
     loop.mutator.reads_history = True  # guidance reaches mutators that read it
-    assert loop._proposal().guidance == ["try smaller x"]
+    assert loop.proposer.proposal(loop.versions.best).guidance == ["try smaller x"]
     store.add_command(loop.run_id, "stop")
     await asyncio.wait_for(task, 10)

@@ -7,7 +7,9 @@ from engine import spec as specs
 from engine.model import Mutator
 
 
-def build_mutator(spec: specs.Spec) -> Mutator:
+def build_mutator(spec: specs.Spec, playbooks: list[tuple[str, str]] = ()) -> Mutator:
+    """The spec's mutator; `playbooks` are the (name, text) lessons it starts from
+    (engine/playbook.py's read_playbooks)."""
     config = spec.mutator
     if isinstance(config, specs.ParamsMutator):
         from engine.mutators.params import ParamsMutator
@@ -16,7 +18,7 @@ def build_mutator(spec: specs.Spec) -> Mutator:
     if isinstance(config, specs.LLMMutator):
         from engine.mutators.llm import LLMMutator
 
-        return LLMMutator(config, spec)
+        return LLMMutator(config, spec, playbooks)
     from engine.mutators.agent import AgentMutator
 
     return AgentMutator(config, spec)

@@ -17,8 +17,6 @@ from engine import spec as specs
 from engine.llm import EPHEMERAL, LLMClient, redact
 from engine.model import Mutation, MutationError, Proposal, Usage
 from engine.mutators.prompt import build_prompt
-from engine.playbook import load_playbook_files, load_playbook_runs
-from engine.store import Store
 
 TOOL_NAME = "propose_change"
 PROPOSE_TOOL = {
@@ -106,17 +104,13 @@ def apply_edits(files: dict[str, str], edits: Any, targets: list[str],
 class LLMMutator:
     """Proposes mutations with Claude through the Messages API."""
 
-    def __init__(self, config: specs.LLMMutator, spec: specs.Spec) -> None:
+    def __init__(self, config: specs.LLMMutator, spec: specs.Spec,
+                 playbooks: list[tuple[str, str]] = ()) -> None:
         self.config = config
         self.spec = spec
         self.client = LLMClient(config, role="llm mutator")
-        self.playbooks, self._pending_runs = load_playbook_files(config.playbooks, spec)
-
-    def bind_store(self, store: Store, run_id: int) -> None:
-        """Called by the loop: earlier runs named in `playbooks` are read from the store."""
-        if self._pending_runs:
-            self.playbooks += load_playbook_runs(store, self._pending_runs, self.spec)
-            self._pending_runs = []
+        #: (name, text) lessons from playbook files and earlier runs (the loop reads them).
+        self.playbooks = list(playbooks)
 
     async def propose(self, proposal: Proposal) -> Mutation:
         prompt = build_prompt(self.spec, proposal, recent=self.config.recent,

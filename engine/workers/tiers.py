@@ -3,6 +3,7 @@ tier (fewer samples, a shorter budget, its own worker group).
 
 A tier is an evaluator, the worker group it runs on, and environment added to its commands
 (`AUTORESEARCH_TIER=screen|full` in a tiered run, so a script can shorten its own budget).
+The loop builds the evaluators (of the spec, and of `screen_spec(spec)`) and hands them in.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine import spec as specs
-from engine.evaluators import build_evaluator
 from engine.model import CommandResult, Evaluator, LineSink, Session
 
 SCREEN = "screen"
@@ -64,13 +64,19 @@ def screened(evaluate: specs.Evaluate, screen: specs.Screen) -> specs.Evaluate:
     return evaluate.model_copy(update=update)
 
 
-def build_tiers(spec: specs.Spec, evaluator: Evaluator | None = None) -> tuple[Tier | None, Tier]:
-    """(screen tier or None, full tier) for a spec; `evaluator` is the full tier's if built."""
-    screen_group, full_group = spec.tier_groups()
-    evaluator = evaluator or build_evaluator(spec)
+def screen_spec(spec: specs.Spec) -> specs.Spec | None:
+    """The spec whose evaluation is the screen tier's, or None in an untiered run."""
     if spec.screen is None:
-        return None, Tier(FULL, full_group, evaluator)
-    cheap = spec.model_copy(update={"evaluate": screened(spec.evaluate, spec.screen)})
-    screen = Tier(SCREEN, screen_group, build_evaluator(cheap),
-                  {**spec.screen.env, "AUTORESEARCH_TIER": SCREEN})
-    return screen, Tier(FULL, full_group, evaluator, {"AUTORESEARCH_TIER": FULL})
+        return None
+    return spec.model_copy(update={"evaluate": screened(spec.evaluate, spec.screen)})
+
+
+def build_tiers(spec: specs.Spec, full: Evaluator,
+                screen: Evaluator | None) -> tuple[Tier | None, Tier]:
+    """(screen tier or None, full tier) for a spec, with the evaluators built for them
+    (`screen`: of screen_spec(spec))."""
+    screen_group, full_group = spec.tier_groups()
+    if spec.screen is None or screen is None:
+        return None, Tier(FULL, full_group, full)
+    return (Tier(SCREEN, screen_group, screen, {**spec.screen.env, "AUTORESEARCH_TIER": SCREEN}),
+            Tier(FULL, full_group, full, {"AUTORESEARCH_TIER": FULL}))

@@ -1,0 +1,105 @@
+"""The run's record keeping: event lines, experiment outcomes, and the run row's counters.
+
+Everything the loop writes about a run goes through one `Ledger`: lines are buffered and
+written in batches, a reverted candidate's outcome waits for the next evaluation's first
+pause (engine/records.py), a keep's is written at once (log before reset, invariant 2), and
+the counters (rounds, cost, elapsed) are kept in memory and written with the outcomes.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import time
+from typing import Any
+
+from engine.model import Usage
+from engine.records import WaitingRecords
+from engine.store import Store
+
+#: Event lines buffered before they are written in one transaction.
+EVENT_BATCH = 200
+MAX_PENDING_EVENTS = 5_000
+
+Event = tuple[int | None, int | None, str, str, str]
+
+
+def storage_trouble(exc: BaseException) -> bool:
+    """A write failed for a reason outside the run: full disk, read-only file, a locked store."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(k in text for k in ("full", "readonly", "read-only", "disk i/o", "locked",
+                                       "unable to open"))
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES)
+    return False
+
+
+class Ledger:
+    """One run's writes to the store, and the counters that go with them."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store = store
+        self.run_id = run_id
+        #: Outcomes waiting for a quiet moment (engine/records.py).
+        self.records = WaitingRecords(store, run_id)
+        #: Event lines not yet written.
+        self.events: list[Event] = []
+        #: The highest round number started.
+        self.max_round = 0
+        #: USD spent by this run (the run row's cost_usd).
+        self.cost = 0.0
+        self._started = time.monotonic()
+        self._elapsed_before = 0.0
+
+    # ------------------------------------------------------------ events
+
+    def log(self, line: str, *, level: str = "info", source: str = "engine",
+            exp_id: int | None = None) -> None:
+        self.events.append((self.run_id, exp_id, level, source, line))
+        if len(self.events) >= EVENT_BATCH:
+            self.flush_events()
+
+    def flush_events(self) -> None:
+        self.records.write_quietly()  # their event lines come first
+        if self.events:
+            # Keep the lines if the write fails (full disk), but never more than a bounded few.
+            self.events = self.events[-MAX_PENDING_EVENTS:]
+            self.store.add_events(self.events)
+            self.events = []
+
+    def take_events(self) -> list[Event]:
+        """The lines not yet written, to go in one transaction with an outcome."""
+        events, self.events = self.events[-MAX_PENDING_EVENTS:], []
+        return events
+
+    # ------------------------------------------------------------ counters
+
+    def resume(self, run: dict[str, Any]) -> None:
+        """Counters as the store has them, after any stop."""
+        self._elapsed_before = run["elapsed"] or 0.0
+        self._started = time.monotonic()
+        self.cost = run["cost_usd"] or 0.0
+        self.max_round = self.store.last_round(self.run_id)
+
+    def elapsed(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._started
+
+    def round_started(self, round_no: int) -> None:
+        self.max_round = max(self.max_round, round_no)
+
+    def totals(self, usage: Usage) -> dict[str, Any]:
+        """The run row's counters after one more experiment (kept in memory, written with it)."""
+        self.cost += usage.cost_usd
+        return {"rounds": self.max_round, "cost_usd": self.cost,
+                "heartbeat": time.time(), "elapsed": self.elapsed()}
+
+    # ------------------------------------------------------------ outcomes
+
+    def outcome(self, exp_id: int, fields: dict[str, Any], *, now: bool) -> None:
+        """An experiment's outcome with the pending event lines, in one transaction; written
+        at once (`now`: e.g. a keep, which becomes the best version next) or while the next
+        evaluation runs."""
+        self.records.add(exp_id, {**fields, "events": self.take_events()})
+        if now:
+            self.records.write()

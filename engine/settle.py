@@ -1,0 +1,89 @@
+"""Settling a wave: each candidate's verdict against its parent, and its record.
+
+    decide   vetoed in flight → vetoed; a failed evaluation → its status; a parent no longer
+             alive → reverted; a failed guard → reverted; else the run's decision rule,
+             candidate vs parent. Of those kept, the one with the largest gain is the wave's
+             winner (greedy search: the others are reverted, "#n did better").
+    record   every candidate's outcome, before anything is reverted or advanced (log before
+             reset); the winner's is written at once, with the run's new best.
+"""
+
+from __future__ import annotations
+
+from engine.context import Candidate, RunContext, usage_of
+from engine.decide import GreaterPolicy, aggregate
+from engine.model import CRASHED, KEPT, REVERTED, VETOED, Evaluation
+from engine.versions import Versions
+
+
+class Settler:
+    """Decides and records a wave's candidates."""
+
+    def __init__(self, ctx: RunContext, versions: Versions, policy: GreaterPolicy) -> None:
+        self.ctx = ctx
+        self.versions = versions
+        self.policy = policy
+
+    def decide(self, candidates: list[Candidate]) -> Candidate | None:
+        """Every candidate's verdict; returns the wave's winner, if any."""
+        ctx = self.ctx
+        winner: Candidate | None = None
+        best_gain = 0.0
+        for cand in candidates:
+            ctx.in_flight.pop(cand.exp_id, None)
+            first = cand.evals[0] if cand.evals else Evaluation(CRASHED, error="no evaluation")
+            parent = self.versions.get(cand.parent)
+            if cand.exp_id in ctx.controls.vetoed:
+                cand.verdict, cand.reason = VETOED, "vetoed while in flight"
+            elif first.status != "ok" or any(e.status != "ok" for e in cand.evals):
+                bad = next(e for e in cand.evals if e.status != "ok") if cand.evals else first
+                cand.verdict, cand.reason = bad.status, bad.error
+            elif parent is None or cand.parent != self.versions.best_id:
+                cand.verdict, cand.reason = REVERTED, "its parent is no longer the best version"
+            elif first.metrics.get("guard_passed") == 0.0:
+                cand.verdict, cand.reason = REVERTED, "guard command failed"
+            else:
+                decision = self.policy.decide(cand.evals, parent.evals, ctx.spec.direction)
+                cand.verdict, cand.reason = decision.verdict, decision.reason
+                cand.details.update(decision.details)
+                gain = decision.details.get("gain", 0.0)
+                if decision.verdict == KEPT and (winner is None or gain > best_gain):
+                    winner, best_gain = cand, gain
+        for cand in candidates:
+            if cand.verdict == KEPT and cand is not winner:
+                assert winner is not None
+                cand.verdict, cand.reason = REVERTED, f"#{winner.exp_id} did better in this wave"
+        return winner
+
+    def record(self, candidates: list[Candidate], winner: Candidate | None) -> None:
+        """Every candidate's outcome (a winner's written at once: it becomes the best next)."""
+        best = self.versions.best
+        best_score = aggregate(best.evals, self.ctx.spec.decide.aggregate) if best else None
+        for cand in candidates:
+            self._record(cand, best_score, cand is winner)
+
+    def _record(self, cand: Candidate, best_score: float | None, won: bool) -> None:
+        ctx = self.ctx
+        evals = cand.evals or [Evaluation(CRASHED)]
+        first = evals[0]
+        score = aggregate(evals, ctx.spec.decide.aggregate) if first.status == "ok" else None
+        delta = None if score is None or best_score is None else score - best_score
+        usage = usage_of(evals, cand.mutation.usage)
+        run_update = ctx.ledger.totals(usage)
+        best_files = None
+        if won:
+            best_files = cand.files
+            run_update.update(best_experiment=cand.exp_id, best_score=score)
+        if self.policy.learn(evals):
+            run_update["noise_json"] = self.policy.noise.to_json()
+        shown = "-" if score is None else f"{score:.4g}"
+        ctx.log(f"#{cand.exp_id} {cand.verdict}: {cand.mutation.description} "
+                f"(score {shown}; {cand.reason})", exp_id=cand.exp_id)
+        # One transaction: the outcome, its decision details and the pending event lines;
+        # a keep's is written now (it becomes the best version next), others while the next
+        # evaluation runs (engine/records.py).
+        ctx.ledger.outcome(cand.exp_id, dict(
+            verdict=cand.verdict or CRASHED, reason=cand.reason, score=score,
+            delta=delta, metrics=first.metrics, items=first.items, usage=usage,
+            error=first.error, log_tail=first.log_tail, worker=cand.worker,
+            best_files=best_files, run_update=run_update, decision=cand.details), now=won)

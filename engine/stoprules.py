@@ -1,0 +1,66 @@
+"""The stop rules of a run: a stop command, the target reached `streak` times in a row, max
+rounds, max time, max cost (counting what is in flight), a plateau, failures in a row."""
+
+from __future__ import annotations
+
+from engine.context import RunContext
+from engine.decide import improvement
+from engine.model import ADVANCING, FAILURES, RUNNING
+
+
+class StopRules:
+    """Answers "stop now?" for one run."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self._baseline_cost: float | None = None  # the first experiment's cost, once known
+
+    def check(self, *, mid_wave: bool = False) -> str | None:
+        """The stop rule that applies now, if any. `mid_wave`: between two proposals of one
+        wave, where nothing has been recorded since the last check, so the rules that read
+        recent outcomes (target streak, plateau, failures) are skipped."""
+        ctx = self.ctx
+        if ctx.controls.stopping:
+            return "stopped"
+        stop, target, direction = ctx.spec.stop, ctx.spec.target_score, ctx.spec.direction
+        records = ctx.ledger.records
+        needs_rows = not mid_wave and (target is not None or stop.plateau or stop.max_failures)
+        rows = ctx.store.recent_outcomes(
+            ctx.run_id, max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1)
+        ) if needs_rows else []
+        if records.waiting:  # outcomes decided but not yet written
+            rows = [{**r, **{k: waiting[k] for k in ("verdict", "score")}}
+                    if (waiting := records.outcome(r["id"])) else r for r in rows]
+        scored = [r for r in rows if r["score"] is not None and r["tier"] != "screen"]
+        if target is not None and len(scored) >= stop.streak:
+            streak = scored[: stop.streak]
+            if all(improvement(r["score"], target, direction) >= 0 for r in streak):
+                return f"target {target:g} reached {stop.streak} times in a row"
+        if stop.max_rounds is not None and ctx.ledger.max_round >= stop.max_rounds:
+            return f"max rounds ({stop.max_rounds}) reached"
+        if stop.max_minutes is not None and ctx.ledger.elapsed() >= stop.max_minutes * 60:
+            return f"max time ({stop.max_minutes:g} min) reached"
+        if stop.max_cost_usd is not None and (
+                ctx.ledger.cost + self.in_flight_cost() >= stop.max_cost_usd):
+            return f"max cost (${stop.max_cost_usd:g}) reached"
+        candidates = [r for r in rows if r["kind"] == "candidate"]
+        if stop.plateau is not None and len(candidates) >= stop.plateau and not any(
+                r["verdict"] in ADVANCING for r in candidates[: stop.plateau]):
+            return f"plateau: {stop.plateau} rounds without a keep"
+        if stop.max_failures is not None and len(candidates) >= stop.max_failures and all(
+                r["verdict"] in FAILURES for r in candidates[: stop.max_failures]):
+            return f"{stop.max_failures} failures in a row"
+        return None
+
+    def in_flight_cost(self) -> float:
+        """Money committed but not yet recorded: the in-flight candidates' mutations, plus
+        their evaluations estimated at the baseline's cost."""
+        ctx = self.ctx
+        if not ctx.in_flight:
+            return 0.0
+        if self._baseline_cost is None:  # read once it is final: asked before every proposal
+            first = ctx.store.experiments(ctx.run_id, limit=1)
+            if first and first[0]["verdict"] != RUNNING:
+                self._baseline_cost = first[0]["cost_usd"] or 0.0
+        per_eval = self._baseline_cost or 0.0
+        return sum(c.mutation.usage.cost_usd + per_eval for c in ctx.in_flight.values())

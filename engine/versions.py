@@ -1,0 +1,158 @@
+"""The versions a run keeps alive: the best one, and the frontier candidates are drawn from.
+
+A version is an experiment whose files the run may build on (the baseline, a keep, a pin).
+The target files on disk, and the run's git branch, hold the best version only (invariant 1);
+every other frontier member is a git ref `autoresearch/<run>/v<id>` so it can be checked out,
+removed when it leaves the frontier. Greedy search keeps one version, the best.
+
+A Version is replaced, never changed in place (its files, its evaluations after a
+re-evaluation): whoever holds one can tell by identity whether it is still current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.decide import aggregate, improvement
+from engine.model import Evaluation, ItemResult
+from engine.noise import restore_evaluations
+from engine.store import Store
+from engine.workspace import Workspace
+
+
+@dataclass(eq=False)
+class Version:
+    """One version of the target files that candidates may be proposed from."""
+
+    exp_id: int
+    files: dict[str, str]
+    #: Its evaluations (what a candidate of it is compared with).
+    evals: list[Evaluation]
+    #: The version it was made from (None for the baseline).
+    parent: int | None = None
+    score: float | None = None
+
+
+class Versions:
+    """The best version and the frontier, with the files and git history that follow them."""
+
+    def __init__(self, store: Store, workspace: Workspace, how: str, direction: str,
+                 width: int = 1) -> None:
+        self.store = store
+        self.workspace = workspace
+        self.how = how  # the spec's decide.aggregate
+        self.direction = direction
+        #: How many versions the frontier keeps alive (1: greedy).
+        self.width = width
+        self.best: Version | None = None
+        #: Experiment id → version, for every frontier member (the best is one).
+        self.frontier: dict[int, Version] = {}
+
+    @property
+    def best_id(self) -> int | None:
+        return self.best.exp_id if self.best is not None else None
+
+    def make(self, exp_id: int, files: dict[str, str], evals: list[Evaluation],
+             parent: int | None) -> Version:
+        return Version(exp_id, files, evals, parent, aggregate(evals, self.how))
+
+    def members(self) -> list[Version]:
+        """The frontier, oldest first."""
+        return list(self.frontier.values())
+
+    def get(self, exp_id: int | None) -> Version | None:
+        return self.frontier.get(exp_id) if exp_id is not None else None
+
+    # ------------------------------------------------------------ changes
+
+    def set_best(self, version: Version) -> None:
+        """`version` is the best now (and a frontier member)."""
+        self.best = version
+        self.admit(version)
+
+    def admit(self, version: Version) -> list[Version]:
+        """Add a version to the frontier; returns those pruned to keep it `width` long (the
+        lowest-scoring, never the best)."""
+        self.frontier[version.exp_id] = version
+        return self._prune()
+
+    def rescored(self, exp_id: int, evals: list[Evaluation]) -> Version | None:
+        """A frontier member's evaluations replaced (a re-evaluation): a new Version."""
+        old = self.frontier.get(exp_id)
+        if old is None:
+            return None
+        new = Version(old.exp_id, old.files, evals, old.parent, aggregate(evals, self.how))
+        self.frontier[exp_id] = new
+        if self.best is old:
+            self.best = new
+        return new
+
+    def drop(self, ids: Iterable[int]) -> list[Version]:
+        """Remove versions from the frontier (a veto); the best is never dropped here."""
+        out = [self.frontier.pop(i) for i in list(ids)
+               if i in self.frontier and i != self.best_id]
+        return out
+
+    def reset(self) -> None:
+        self.best = None
+        self.frontier = {}
+
+    def _prune(self) -> list[Version]:
+        pruned: list[Version] = []
+        while len(self.frontier) > max(self.width, 1):
+            worst = min((v for v in self.frontier.values() if v is not self.best),
+                        key=lambda v: improvement(v.score if v.score is not None else 0.0,
+                                                  0.0, self.direction))
+            pruned.append(self.frontier.pop(worst.exp_id))
+        return pruned
+
+    def load(self, row: dict[str, Any]) -> Version:
+        """A version from its experiment's row: its files, and its evaluations — its newest
+        re-evaluation's if any, else its own repeats (their scores are in decision_json),
+        item results on the first."""
+        reeval = self.store.last_reeval(row["run_id"], row["id"])
+        source = reeval if reeval and reeval["score"] is not None else row
+        evals = restore_evaluations(source["score"], source.get("decision_json"),
+                                    stored_evaluation(self.store, source).items)
+        return self.make(row["id"], self.store.version_files(row["id"]), evals, row["parent"])
+
+    # ------------------------------------------------------------ files and git
+
+    def finish_advance(self, row: dict[str, Any], message: str) -> None:
+        """After any stop: the best version's files on disk and its commit, finishing an
+        advance that a kill interrupted (files, then the commit)."""
+        assert self.best is not None
+        self.workspace.write_best(self.best.files)
+        trailer = f"Experiment: {row['id']}"
+        if self.workspace.is_git:
+            if trailer in self.workspace.head_message():
+                sha = self.workspace.head()
+            else:
+                sha = self.workspace.commit(message, trailer)
+            if sha and row["git_commit"] != sha:
+                self.store.set_commit(row["id"], sha)
+
+    async def write_and_commit(self, message: str) -> None:
+        """The best version's files on disk, then a commit on the run's branch (in a thread:
+        git is slow); the store is written on this loop."""
+        assert self.best is not None
+        exp_id, files = self.best.exp_id, dict(self.best.files)
+
+        def work() -> str | None:
+            self.workspace.write_best(files)
+            return self.workspace.commit(message, f"Experiment: {exp_id}")
+
+        sha = await asyncio.to_thread(work)
+        if sha:
+            self.store.set_commit(exp_id, sha)
+
+
+def stored_evaluation(store: Store, row: dict[str, Any]) -> Evaluation:
+    """An experiment's evaluation as the store has it (its score and item results)."""
+    items = [ItemResult(r["item"], None if r["passed"] is None else bool(r["passed"]),
+                        r["input"] or "", r["sample"], r["evidence"] or "")
+             for r in store.item_results(row["id"])]
+    return Evaluation("ok", score=row["score"], items=items)
