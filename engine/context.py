@@ -20,7 +20,7 @@ from engine.store import Store
 from engine.workspace import Workspace
 
 
-@dataclass
+@dataclass(eq=False)
 class Candidate:
     """One experiment in flight: a mutation of its parent version, being scored."""
 

@@ -92,7 +92,8 @@ class RunLoop:
                                  self.proposer.forget_changelog)
         self.stops = StopRules(ctx)
         # Thinking ahead (engine/ahead.py) is for one candidate a wave, nothing before it.
-        alone = spec.parallel == 1 and tiers[0] is None and not spec.decide.reeval_every
+        alone = (spec.parallel == 1 and tiers[0] is None and not spec.decide.reeval_every
+                 and spec.search.strategy == "greedy")
         self.proposer.may_think_ahead = lambda cand: alone and not len(self.retests)
         self.stop_reason: str | None = None
         self.failed = False
@@ -152,14 +153,16 @@ class RunLoop:
         parents = self.search.parents(self.spec.parallel)
         candidates = await self.waves.run(wave, parents, lambda: self.check_stop(mid_wave=True))
         async with self.best_lock:
-            winner = self.settler.decide(candidates)
-            self.retests.offer(candidates, winner)
-            self.settler.record(candidates, winner)
-            if winner is not None:
-                self.versions.set_best(self.versions.make(
-                    winner.exp_id, winner.files, self.policy.incumbent(winner.evals),
-                    winner.parent))
-                await self.versions.write_and_commit(winner.mutation.description)
+            outcome = self.settler.decide(candidates)
+            self.retests.offer(candidates, outcome.best)
+            self.settler.record(candidates, outcome)
+            for cand in outcome.kept:
+                version = self.versions.make(cand.exp_id, cand.files,
+                                             self.policy.incumbent(cand.evals), cand.parent)
+                if cand is outcome.best:
+                    await self.versions.advance(version, cand.mutation.description)
+                else:
+                    await self.versions.keep(version, cand.mutation.description)
         self.proposer.feedback(candidates, retests_waiting=len(self.retests) > 0)
         self.ctx.notify()
 
@@ -226,7 +229,7 @@ class RunLoop:
             self.versions.finish_advance(best, f"autoresearch {self.spec.name}: baseline"
                                          if best["kind"] == BASELINE else
                                          best["description"] or f"experiment {best['id']}")
-        self.search.resume()
+        self.search.resume(self.run_id)
         self.policy.restore_noise(run["noise_json"])
         self.retests.resume()
 

@@ -84,7 +84,15 @@ class Proposal:
     failing_items: list[dict[str, Any]]
     #: Free-text guidance from the person steering, newest last.
     guidance: list[str]
+    #: The score of the version being edited (the best, in greedy search).
     best_score: float | None = None
+    #: The experiment id of the version being edited (`best_files` are its files).
+    parent: int | None = None
+    #: Whether that version is the run's best (beam and frontier search edit others too).
+    parent_is_best: bool = True
+    #: In beam and frontier search: earlier children of the same parent (changelog rows),
+    #: oldest first — what its siblings tried.
+    siblings: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -77,8 +77,13 @@ class Proposer:
             self._failing_for = parent.exp_id
         guidance = [c["argument"] for c in reversed(ctx.store.commands(ctx.run_id, limit=20))
                     if c["verb"] == "guide" and c["applied"] and c["argument"]]
+        tree = self.versions.width > 1
+        siblings = [r for r in self._changelog if r.get("parent") == parent.exp_id
+                    and r["verdict"] != RUNNING] if tree else []
         return Proposal(ctx.spec.name, dict(parent.files), list(self._changelog),
-                        list(self._failing), guidance, aggregate(parent.evals))
+                        list(self._failing), guidance, aggregate(parent.evals),
+                        parent=parent.exp_id, parent_is_best=parent is self.versions.best,
+                        siblings=siblings[-10:])
 
     def forget_changelog(self) -> None:
         """Verdicts of old experiments changed (veto, pin): read the changelog afresh."""

@@ -1,28 +1,116 @@
 """Search strategies: which versions the next candidates are proposed from.
 
     greedy    every candidate is a child of the best version (one branch, depth first)
+    beam      the `width` best versions are parents in turn, best first
+    frontier  parents are drawn from the frontier by `pick`: the best (argmax), softmax
+              over scores, or epsilon-greedy (the best, or with probability epsilon any
+              member)
+
+A version enters the frontier when it beats its parent under the run's decision rule
+(engine/settle.py); the frontier keeps the `width` best-scoring ones, never dropping the
+run's best (engine/versions.py). Greedy search is the special case of width 1.
 """
 
 from __future__ import annotations
 
+import math
+import random
+
 from engine import spec as specs
-from engine.versions import Version, Versions
+from engine.decide import improvement
+from engine.model import PINNED
+from engine.versions import Version, Versions, rank
 
 
 class Greedy:
     """Climb one branch: every candidate is proposed from the best version."""
 
-    def __init__(self, versions: Versions) -> None:
+    name = "greedy"
+
+    def __init__(self, versions: Versions, config: specs.Search) -> None:
         self.versions = versions
+        self.config = config
 
     def parents(self, n: int) -> list[Version]:
         best = self.versions.best
         assert best is not None
         return [best] * n
 
-    def resume(self) -> None:
+    def resume(self, run_id: int) -> None:
         """Nothing to restore beyond the best version."""
 
 
+class Beam(Greedy):
+    """The `width` best versions are parents in turn (each wave continues the turn)."""
+
+    name = "beam"
+
+    def __init__(self, versions: Versions, config: specs.Search) -> None:
+        super().__init__(versions, config)
+        self._turn = 0
+
+    def ranked(self) -> list[Version]:
+        """Frontier members, best first (the run's best leads)."""
+        best, direction = self.versions.best, self.versions.direction
+        others = [v for v in self.versions.members() if v is not best]
+        others.sort(key=lambda v: -rank(v, direction))
+        return ([best] if best is not None else []) + others
+
+    def parents(self, n: int) -> list[Version]:
+        ranked = self.ranked()
+        out = [ranked[(self._turn + k) % len(ranked)] for k in range(n)]
+        self._turn = (self._turn + n) % max(len(ranked), 1)
+        return out
+
+    def resume(self, run_id: int) -> None:
+        """The frontier after a restart: the best, and the best-scoring other versions that
+        are kept or pinned and not vetoed (what pruning by score had left)."""
+        versions = self.versions
+        best = versions.best
+        if best is None or versions.width <= 1:
+            return
+        chain = versions.store.advancing_chain(run_id)
+        versions.pinned = {r["id"] for r in chain if r["verdict"] == PINNED}
+        rows = [r for r in chain if r["id"] != best.exp_id and r["score"] is not None]
+        rows.sort(key=lambda r: -improvement(r["score"], 0.0, versions.direction))
+        for row in rows[: versions.width - 1]:
+            versions.admit(versions.load(row))
+
+
+class Frontier(Beam):
+    """Parents drawn from the frontier by a pick policy (seeded: a run repeats its draws)."""
+
+    name = "frontier"
+
+    def __init__(self, versions: Versions, config: specs.Search) -> None:
+        super().__init__(versions, config)
+        self.rng = random.Random(config.seed)
+
+    def parents(self, n: int) -> list[Version]:
+        return [self.pick(self.ranked()) for _ in range(n)]
+
+    def pick(self, ranked: list[Version]) -> Version:
+        cfg = self.config
+        if len(ranked) == 1 or cfg.pick == "best":
+            return ranked[0]
+        if cfg.pick == "epsilon":
+            return self.rng.choice(ranked) if self.rng.random() < cfg.epsilon else ranked[0]
+        gains = [rank(v, self.versions.direction) for v in ranked]
+        known = [g for g in gains if g > -math.inf]
+        if not known:
+            return ranked[0]
+        spread = (max(known) - min(known)) or 1.0 if known else 1.0
+        weights = [math.exp((g - max(gains)) / (cfg.temperature * spread)) for g in gains]
+        return self.rng.choices(ranked, weights=weights)[0]
+
+
+STRATEGIES: dict[str, type[Greedy]] = {"greedy": Greedy, "beam": Beam, "frontier": Frontier}
+
+
 def build_search(spec: specs.Spec, versions: Versions) -> Greedy:
-    return Greedy(versions)
+    """The spec's strategy; it sets how many versions the frontier keeps."""
+    config = spec.search
+    versions.width = 1 if config.strategy == "greedy" else config.width
+    # (greedy: the run's branch is the whole frontier; no refs beside it)
+    versions.refs.enabled = versions.width > 1 and versions.workspace.is_git
+    return STRATEGIES[config.strategy](versions, config)

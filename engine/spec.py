@@ -262,6 +262,23 @@ class Stop(Strict):
     max_failures: int | None = Field(default=5, ge=1)
 
 
+class Search(Strict):
+    """Which versions candidates are proposed from (engine/search.py)."""
+
+    #: greedy: every candidate from the best version; beam: from the `width` best versions
+    #: in turn; frontier: from the frontier, drawn by `pick`.
+    strategy: Literal["greedy", "beam", "frontier"] = "greedy"
+    #: Versions kept alive as parents (greedy keeps one).
+    width: int = Field(default=4, ge=1, le=64)
+    #: How frontier search draws a parent: the best, softmax over scores, or the best with
+    #: probability 1 - epsilon and any member otherwise.
+    pick: Literal["best", "softmax", "epsilon"] = "softmax"
+    epsilon: float = Field(default=0.2, ge=0, le=1)
+    #: Softmax temperature, as a fraction of the frontier's score range.
+    temperature: float = Field(default=0.25, gt=0)
+    seed: int | None = None
+
+
 class LocalWorker(Strict):
     kind: Literal["local"]
     slots: int = Field(default=1, ge=1)
@@ -328,6 +345,7 @@ class Spec(Strict):
     workers: list[Worker] = Field(default_factory=lambda: [LocalWorker(kind="local")], min_length=1)
     #: Candidates proposed and evaluated at once (a wave).
     parallel: int = Field(default=1, ge=1)
+    search: Search = Search()
     #: Two-tier screening: a cheap tier for every candidate, the full tier for the top_k.
     screen: Screen | None = None
     promote: Promote | None = None

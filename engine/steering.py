@@ -4,7 +4,11 @@
           changelog shows the mutator it was vetoed); a kept one → it and every keep built on
           it are vetoed, and the best version goes back to the last one before it.
     pin   keep an experiment whatever its score (a reverted one becomes the best version),
-          and protect it from later vetoes.
+          and protect it from later vetoes (and from being pruned from the frontier).
+
+Both work on any version of the tree: a vetoed frontier member beside the best, and what
+was built on it, leave the frontier; a vetoed best hands over to the best version left (or
+to the nearest one it was built on).
 
 Both hold the best version's lock, so no wave is decided halfway through one.
 """
@@ -18,7 +22,7 @@ from typing import Any
 
 from engine.context import RunContext
 from engine.model import BASELINE, KEPT, PINNED, VETOED
-from engine.versions import Versions, stored_evaluation
+from engine.versions import Versions, rank, stored_evaluation
 
 
 class Steering:
@@ -57,16 +61,31 @@ class Steering:
             if row["verdict"] != KEPT:
                 ctx.store.set_verdict(exp_id, VETOED, "vetoed: banned from later proposals")
                 return f"#{exp_id} banned"
-            chain = ctx.store.advancing_chain(ctx.run_id)
-            later = [r for r in chain if r["id"] > exp_id]
+            chain = {r["id"]: r for r in ctx.store.advancing_chain(ctx.run_id)}
+            later = _descendants(exp_id, chain)
             if any(r["verdict"] == PINNED for r in later):
                 return f"#{exp_id} has a pinned experiment built on it"
-            before = [r for r in chain if r["id"] < exp_id]
             for r in [row, *later]:
                 ctx.store.set_verdict(r["id"], VETOED, "vetoed" if r is row
                                       else f"built on vetoed #{exp_id}")
-            await self._make_best(before[-1], f"veto #{exp_id}: {row['description']}")
-            return f"reverted #{exp_id}" + (f" and {len(later)} built on it" if later else "")
+            gone = {exp_id, *(r["id"] for r in later)}
+            versions = self.versions
+            built = f" and {len(later)} built on it" if later else ""
+            if versions.best_id not in gone:  # a frontier member beside the best
+                versions.drop_refs(versions.drop(gone))
+                return f"vetoed #{exp_id}{built}: out of the frontier"
+            versions.drop_refs(versions.drop(gone))
+            survivors = sorted(versions.members(), key=lambda v: rank(v, versions.direction))
+            if survivors:
+                new_best = ctx.store.experiment(survivors[-1].exp_id)
+            else:  # the nearest version it was built on that still stands
+                parent = row["parent"]
+                while parent in gone or (parent is not None and parent not in chain):
+                    parent = (ctx.store.experiment(parent) or {}).get("parent")
+                new_best = chain[parent] if parent is not None else None
+            assert new_best is not None  # the baseline always stands
+            await self._make_best(new_best, f"veto #{exp_id}: {row['description']}")
+            return f"reverted #{exp_id}{built}"
 
     async def pin(self, exp_id: int) -> str:
         """Keep an experiment whatever its score and protect it from later reverts."""
@@ -77,6 +96,11 @@ class Steering:
                 return f"#{exp_id}: no such experiment in this run"
             if row["verdict"] in (KEPT, BASELINE, PINNED):
                 ctx.store.set_verdict(exp_id, PINNED, "pinned")
+                self.versions.pinned.add(exp_id)
+                if self.versions.width > 1 and self.versions.get(exp_id) is None:
+                    await self.versions.keep(self.versions.load(ctx.store.experiment(exp_id)),
+                                             f"pin #{exp_id}: {row['description']}")
+                    return f"#{exp_id} pinned and back in the frontier"
                 return f"#{exp_id} pinned"
             if row["score"] is None or row["parent"] is None:
                 return f"#{exp_id} has no score to keep"
@@ -88,14 +112,28 @@ class Steering:
                                         json.loads(row["metrics_json"]),
                                         items=stored_evaluation(ctx.store, row).items,
                                         duration=row["duration"], best_files=files)
+            self.versions.pinned.add(exp_id)
             await self._make_best(ctx.store.experiment(exp_id),
                                   f"pin #{exp_id}: {row['description']}")
             return f"#{exp_id} pinned and made the best version"
 
     async def _make_best(self, row: dict[str, Any], message: str) -> None:
         ctx = self.ctx
-        self.versions.set_best(self.versions.load(row))
         ctx.store.update_run(ctx.run_id, best_experiment=row["id"], best_score=row["score"])
-        await self.versions.write_and_commit(message)
+        await self.versions.advance(self.versions.load(row), message)
         ctx.log(message)
         ctx.notify()
+
+
+def _descendants(exp_id: int, chain: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The kept and pinned versions built on `exp_id` (children, their children...)."""
+    children: dict[int, list[dict[str, Any]]] = {}
+    for row in chain.values():
+        if row["parent"] is not None:
+            children.setdefault(row["parent"], []).append(row)
+    out, todo = [], [exp_id]
+    while todo:
+        for row in children.get(todo.pop(), []):
+            out.append(row)
+            todo.append(row["id"])
+    return sorted(out, key=lambda r: r["id"])

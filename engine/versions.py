@@ -12,11 +12,13 @@ re-evaluation): whoever holds one can tell by identity whether it is still curre
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.decide import aggregate, improvement
+from engine.gitrefs import VersionRefs
 from engine.model import Evaluation, ItemResult
 from engine.noise import restore_evaluations
 from engine.store import Store
@@ -50,6 +52,10 @@ class Versions:
         self.best: Version | None = None
         #: Experiment id → version, for every frontier member (the best is one).
         self.frontier: dict[int, Version] = {}
+        #: Pinned versions: never pruned from the frontier.
+        self.pinned: set[int] = set()
+        #: Frontier members' git refs (enabled for searches wider than one, in git).
+        self.refs = VersionRefs(workspace.root, workspace.run_name, enabled=False)
 
     @property
     def best_id(self) -> int | None:
@@ -68,10 +74,10 @@ class Versions:
 
     # ------------------------------------------------------------ changes
 
-    def set_best(self, version: Version) -> None:
-        """`version` is the best now (and a frontier member)."""
+    def set_best(self, version: Version) -> list[Version]:
+        """`version` is the best now (and a frontier member); returns the versions pruned."""
         self.best = version
-        self.admit(version)
+        return self.admit(version)
 
     def admit(self, version: Version) -> list[Version]:
         """Add a version to the frontier; returns those pruned to keep it `width` long (the
@@ -91,21 +97,22 @@ class Versions:
         return new
 
     def drop(self, ids: Iterable[int]) -> list[Version]:
-        """Remove versions from the frontier (a veto); the best is never dropped here."""
-        out = [self.frontier.pop(i) for i in list(ids)
-               if i in self.frontier and i != self.best_id]
-        return out
+        """Remove versions from the frontier (a veto; the caller moves the best first)."""
+        return [self.frontier.pop(i) for i in list(ids) if i in self.frontier]
 
     def reset(self) -> None:
         self.best = None
         self.frontier = {}
+        self.pinned = set()
 
     def _prune(self) -> list[Version]:
         pruned: list[Version] = []
         while len(self.frontier) > max(self.width, 1):
-            worst = min((v for v in self.frontier.values() if v is not self.best),
-                        key=lambda v: improvement(v.score if v.score is not None else 0.0,
-                                                  0.0, self.direction))
+            worst = min((v for v in self.frontier.values()
+                         if v is not self.best and v.exp_id not in self.pinned),
+                        key=lambda v: rank(v, self.direction), default=None)
+            if worst is None:  # only the best and pinned versions: they stay
+                break
             pruned.append(self.frontier.pop(worst.exp_id))
         return pruned
 
@@ -121,6 +128,45 @@ class Versions:
 
     # ------------------------------------------------------------ files and git
 
+    async def advance(self, version: Version, message: str) -> None:
+        """`version` is the new best: its files on disk, a commit on the run's branch, its
+        ref; versions pruned from the frontier lose theirs."""
+        pruned = self.set_best(version)
+        sha = await self.write_and_commit(message)
+        if self.refs.enabled:
+            await asyncio.to_thread(self._refs_changed, [(version.exp_id, sha)], pruned)
+
+    async def keep(self, version: Version, message: str) -> None:
+        """`version` joins the frontier beside the best: a commit under its ref (the work
+        tree and the branch are not touched)."""
+        pruned = self.admit(version)
+        if not self.refs.enabled:
+            return
+        base = (self.store.experiment(version.parent) or {}).get("git_commit") \
+            if version.parent is not None else None
+        files = dict(version.files)
+
+        def work() -> str | None:
+            sha = None
+            if version.exp_id in self.frontier:
+                sha = self.refs.save(version.exp_id, files, base, message)
+            self._refs_changed([], pruned)
+            return sha
+
+        sha = await asyncio.to_thread(work)
+        if sha:
+            self.store.set_commit(version.exp_id, sha)
+
+    def _refs_changed(self, pointed: list[tuple[int, str | None]], pruned: list[Version],
+                      ) -> None:
+        for exp_id, sha in pointed:
+            self.refs.point(exp_id, sha)
+        for version in pruned:
+            self.refs.drop(version.exp_id)
+
+    def drop_refs(self, versions: list[Version]) -> None:
+        self._refs_changed([], versions)
+
     def finish_advance(self, row: dict[str, Any], message: str) -> None:
         """After any stop: the best version's files on disk and its commit, finishing an
         advance that a kill interrupted (files, then the commit)."""
@@ -135,7 +181,7 @@ class Versions:
             if sha and row["git_commit"] != sha:
                 self.store.set_commit(row["id"], sha)
 
-    async def write_and_commit(self, message: str) -> None:
+    async def write_and_commit(self, message: str) -> str | None:
         """The best version's files on disk, then a commit on the run's branch (in a thread:
         git is slow); the store is written on this loop."""
         assert self.best is not None
@@ -148,6 +194,7 @@ class Versions:
         sha = await asyncio.to_thread(work)
         if sha:
             self.store.set_commit(exp_id, sha)
+        return sha
 
 
 def stored_evaluation(store: Store, row: dict[str, Any]) -> Evaluation:
@@ -156,3 +203,10 @@ def stored_evaluation(store: Store, row: dict[str, Any]) -> Evaluation:
                         r["input"] or "", r["sample"], r["evidence"] or "")
              for r in store.item_results(row["id"])]
     return Evaluation("ok", score=row["score"], items=items)
+
+
+def rank(version: Version, direction: str) -> float:
+    """A version's score as a gain (higher is better whatever the direction); -inf unscored."""
+    if version.score is None:
+        return -math.inf
+    return improvement(version.score, 0.0, direction)

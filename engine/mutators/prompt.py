@@ -82,14 +82,33 @@ def build_prompt(spec: specs.Spec, proposal: Proposal, *, recent: int = 20,
                           "</playbook>")
     artifact = ["The target files, as in the best version so far. Search text in an edit must "
                 "be copied exactly from here."]
+    if not proposal.parent_is_best:  # (beam and frontier search; engine/search.py)
+        artifact[0] = (f"The target files, as in version #{proposal.parent}, the version this "
+                       "change builds on (one of several the search keeps alive). Search text "
+                       "in an edit must be copied exactly from here.")
     for path in spec.target.files:
         if path in proposal.best_files:
             artifact.append(f'<file path="{path}">\n{proposal.best_files[path]}</file>')
     turn = [_score_line(spec, proposal), _failing(proposal.failing_items),
-            _changelog(proposal.changelog, recent), _guidance(proposal.guidance),
+            _changelog(proposal.changelog, recent), _siblings(proposal),
+            _guidance(proposal.guidance),
             finish or "Now propose one small, concrete change."]
     return Prompt("\n\n".join(stable), "\n\n".join(artifact),
                   "\n\n".join(t for t in turn if t))
+
+
+def _siblings(proposal: Proposal) -> str:
+    """What other children of the version being edited tried (tree search only)."""
+    if not proposal.siblings:
+        return ""
+    lines = [f"Changes already tried on version #{proposal.parent} (its other children); "
+             "try something different:"]
+    for row in proposal.siblings[-10:]:
+        score = "-" if row.get("score") is None else f"{row['score']:.4g}"
+        lines.append(f"- #{row['id']} {row.get('verdict')}: "
+                     f"{_clip(' '.join(str(row.get('description') or '').split()), 200)} "
+                     f"(score {score})")
+    return "\n".join(lines)
 
 
 def describe_evaluation(spec: specs.Spec) -> str:
