@@ -44,6 +44,7 @@ from engine.settle import Settler
 from engine.steering import Steering
 from engine.stoprules import StopRules
 from engine.store import Store
+from engine.stream import ProposalStream
 from engine.versions import Versions
 from engine.waves import WaveRunner
 from engine.workers.pool import WorkerPool, build_workers
@@ -83,8 +84,14 @@ class RunLoop:
         self.evaluator = build_evaluator(spec)
         tiers = build_tiers(spec, self.evaluator, build_evaluator(cheap) if cheap else None)
         self.retests = Retests(ctx, spec.decide.retest, self.proposer.forget_changelog)
-        self.waves = WaveRunner(ctx, self.proposer, self.scorer, self.retests, self.versions,
-                                self.policy, self.mutator, tiers)
+        # Mutators that read the history (a model, an agent) take time: propose ahead for
+        # them; cheap ones (the params mutator) propose when a slot is free, or ahead exactly.
+        slow = getattr(self.mutator, "reads_history", True)
+        ahead = spec.ahead if spec.ahead is not None else spec.parallel if slow else 0
+        self.stream = ProposalStream(ctx, self.proposer, self.search, self.versions,
+                                     self.retests, ahead)
+        self.waves = WaveRunner(ctx, self.stream, self.scorer, self.versions, self.policy,
+                                self.mutator, tiers)
         self.reevals = Reevaluator(ctx, self.scorer, self.versions, self.policy, tiers[1],
                                    self.best_lock)
         self.settler = Settler(ctx, self.versions, self.policy)
@@ -150,8 +157,10 @@ class RunLoop:
         """One round: pick parents → propose → stage → score → decide → record → apply."""
         if await self.reevals.maybe(wave) and self.check_stop():
             return
-        parents = self.search.parents(self.spec.parallel)
-        candidates = await self.waves.run(wave, parents, lambda: self.check_stop(mid_wave=True))
+        # pick parents → propose → stage → score: each candidate comes from the proposal
+        # stream (a parent the search picks; proposed ahead while the last wave was scored)
+        candidates = await self.waves.run(wave, self.spec.parallel,
+                                          lambda: self.check_stop(mid_wave=True))
         async with self.best_lock:
             outcome = self.settler.decide(candidates)
             self.retests.offer(candidates, outcome.best)
@@ -234,6 +243,11 @@ class RunLoop:
         self.retests.resume()
 
     async def _finish(self) -> None:
+        try:
+            await self.stream.close()  # proposals made ahead and never used are recorded
+        except (sqlite3.Error, OSError) as exc:
+            if not storage_trouble(exc):
+                raise
         await self.pool.close()
         self.slot_folders.discard()
         status = ("failed" if self.failed else

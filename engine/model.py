@@ -25,6 +25,7 @@ TIMEOUT = "timeout"
 RETEST = "retest"
 REEVALUATED = "reevaluated"  # the best version evaluated afresh (experiment kind "reeval")
 INTERRUPTED = "interrupted"  # stopped or killed mid-evaluation; recorded, never re-counted
+ABANDONED = "abandoned"  # proposed ahead from a parent that was replaced before a slot was free
 RUNNING = "running"
 
 #: Verdicts whose experiment became (or was) the best version.
@@ -193,7 +194,9 @@ class Mutator(Protocol):
     changelog, failing items and guidance (they cost store queries every round). One with
     `propose_ahead(proposal, last) -> Ahead | None` (cheap, and whose feedback is the same
     for every verdict but KEPT) lets a fast loop propose and stage the next candidate while
-    the last one is evaluated (engine/ahead.py)."""
+    the last one is evaluated (engine/ahead.py). A mutator that reads the history (a model, a
+    coding agent) is taken to be slow: the loop asks it for the next wave's mutations while
+    the slots evaluate this one's (engine/stream.py)."""
 
     async def propose(self, proposal: Proposal) -> Mutation: ...
 

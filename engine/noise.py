@@ -12,7 +12,7 @@ import json
 import math
 import statistics
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,13 +164,15 @@ class RetestQueue:
         self.waiting.append(Retest(exp_id, mutation, parent, attempt))
         return Decision(RETEST, f"{decision.reason}; will retest", decision.details)
 
-    def next(self, best_id: int | None) -> tuple[Retest | None, list[Retest]]:
-        """The next retest against this best version, and the ones dropped because the best
-        version changed since they were queued."""
+    def next(self, best_id: int | None = None, *,
+             alive: Callable[[int], bool] | None = None) -> tuple[Retest | None, list[Retest]]:
+        """The next retest against this best version (or any parent still `alive`, in tree
+        search), and the ones dropped because their parent changed since they were queued."""
         stale: list[Retest] = []
+        alive = alive or (lambda parent: parent == best_id)
         while self.waiting:
             entry = self.waiting.popleft()
-            if entry.parent == best_id:
+            if alive(entry.parent):
                 return entry, stale
             stale.append(entry)
         return None, stale

@@ -8,6 +8,7 @@ what it cost; the loop goes on.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from engine.context import Candidate, RunContext
 from engine.decide import aggregate
 from engine.llm import LLMUnavailable
 from engine.model import (
+    ABANDONED,
     CRASHED,
     INVALID,
     RUNNING,
@@ -113,6 +115,38 @@ class Proposer:
             self.record_invalid(exc, round_no, parent.exp_id, wave)
             return None
         return self.start(mutation, round_no, parent, wave)
+
+    async def mutate(self, parent: Version) -> Mutation:
+        """A checked mutation of `parent` (raises MutationError or PathRefused), made ahead
+        of a slot by engine/stream.py."""
+        mutation = await self.mutator.propose(self.proposal(parent))
+        self.check(mutation, parent.files)
+        return mutation
+
+    async def from_task(self, task: asyncio.Task[Mutation], round_no: int, parent: Version,
+                        wave: int) -> Candidate | None:
+        """A candidate from a mutation made ahead (or its invalid experiment, recorded)."""
+        self.ctx.ledger.round_started(round_no)
+        try:
+            mutation = await task
+        except (MutationError, PathRefused) as exc:
+            self.record_invalid(exc, round_no, parent.exp_id, wave)
+            return None
+        return self.start(mutation, round_no, parent, wave)
+
+    def record_abandoned(self, description: str, usage: Usage | None, parent: int) -> None:
+        """A proposal made ahead whose parent was replaced before a slot was free: recorded
+        with what it cost, never evaluated."""
+        ctx = self.ctx
+        usage = usage or Usage()
+        ctx.ledger.records.write()
+        exp_id = ctx.store.start_experiment(ctx.run_id, round=ctx.ledger.max_round,
+                                            kind="candidate", parent=parent,
+                                            description=description)
+        reason = f"proposed ahead from #{parent}, which was replaced before a slot was free"
+        ctx.store.finish_experiment(exp_id, verdict=ABANDONED, reason=reason, usage=usage,
+                                    run_update=ctx.ledger.totals(usage))
+        ctx.log(f"#{exp_id} abandoned: {description} ({reason})", exp_id=exp_id)
 
     def start(self, mutation: Mutation, round_no: int, parent: Version, wave: int,
               ) -> Candidate:

@@ -38,11 +38,14 @@ class Retests:
                                 row["rationale"] or "")
             self.queue.waiting.append(Retest(row["id"], mutation, row["parent"], attempt))
 
-    def take(self, round_no: int, parent: Version, wave: int) -> Candidate | None:
-        """The next retest of a candidate of `parent`, started as a new experiment; the first
-        one keeps its `retest` verdict, the new one references it and gets its own."""
+    def take(self, round_no: int, wave: int,
+             alive: Callable[[int], Version | None]) -> Candidate | None:
+        """The next retest whose parent is still `alive`, started as a new experiment; the
+        first one keeps its `retest` verdict, the new one references it and gets its own."""
         ctx = self.ctx
-        entry, stale = self.queue.next(parent.exp_id)
+        if not self.queue.waiting:
+            return None
+        entry, stale = self.queue.next(alive=lambda pid: alive(pid) is not None)
         if entry is not None or stale:
             ctx.ledger.records.write()  # the retested experiments' own records come first
         if stale:
@@ -53,6 +56,8 @@ class Retests:
                                   "not retested: the best version changed")
         if entry is None:
             return None
+        parent = alive(entry.parent)
+        assert parent is not None
         ctx.ledger.round_started(round_no)
         m = entry.mutation
         # A fresh Mutation: the proposal's cost was counted once, with the first experiment.

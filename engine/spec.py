@@ -346,6 +346,9 @@ class Spec(Strict):
     #: Candidates proposed and evaluated at once (a wave).
     parallel: int = Field(default=1, ge=1)
     search: Search = Search()
+    #: Proposals made ahead of the slots while they evaluate, for mutators that take time (a
+    #: model, an agent); default: one wave's worth; 0: propose only when a slot is free.
+    ahead: int | None = Field(default=None, ge=0, le=64)
     #: Two-tier screening: a cheap tier for every candidate, the full tier for the top_k.
     screen: Screen | None = None
     promote: Promote | None = None

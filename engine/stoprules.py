@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engine.context import RunContext
 from engine.decide import improvement
-from engine.model import ADVANCING, FAILURES, RUNNING
+from engine.model import ABANDONED, ADVANCING, FAILURES, RUNNING
 
 
 class StopRules:
@@ -43,7 +43,8 @@ class StopRules:
         if stop.max_cost_usd is not None and (
                 ctx.ledger.cost + self.in_flight_cost() >= stop.max_cost_usd):
             return f"max cost (${stop.max_cost_usd:g}) reached"
-        candidates = [r for r in rows if r["kind"] == "candidate"]
+        # (a proposal abandoned unevaluated is no round of the search)
+        candidates = [r for r in rows if r["kind"] == "candidate" and r["verdict"] != ABANDONED]
         if stop.plateau is not None and len(candidates) >= stop.plateau and not any(
                 r["verdict"] in ADVANCING for r in candidates[: stop.plateau]):
             return f"plateau: {stop.plateau} rounds without a keep"

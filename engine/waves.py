@@ -18,9 +18,8 @@ from collections.abc import Callable
 from engine.context import Candidate, RunContext, usage_of
 from engine.decide import GreaterPolicy, aggregate, improvement
 from engine.model import CRASHED, INTERRUPTED, RETEST, REVERTED, VETOED, Evaluation, Mutator
-from engine.proposer import Proposer
-from engine.retests import Retests
 from engine.scoring import Scorer
+from engine.stream import ProposalStream
 from engine.versions import Version, Versions
 from engine.workers.tiers import FULL, SCREEN, Tier
 
@@ -31,13 +30,12 @@ REFERENCE = "reference"
 class WaveRunner:
     """Proposes and scores one wave of candidates; the loop decides and records them."""
 
-    def __init__(self, ctx: RunContext, proposer: Proposer, scorer: Scorer, retests: Retests,
+    def __init__(self, ctx: RunContext, stream: ProposalStream, scorer: Scorer,
                  versions: Versions, policy: GreaterPolicy, mutator: Mutator,
                  tiers: tuple[Tier | None, Tier]) -> None:
         self.ctx = ctx
-        self.proposer = proposer
+        self.stream = stream
         self.scorer = scorer
-        self.retests = retests
         self.versions = versions
         self.policy = policy
         self.mutator = mutator
@@ -45,9 +43,9 @@ class WaveRunner:
         #: (best experiment id, its screen-tier score) once measured.
         self.reference: tuple[int, float | None] | None = None
 
-    async def run(self, wave: int, parents: list[Version],
-                  stop_now: Callable[[], str | None]) -> list[Candidate]:
-        """Propose and evaluate (and screen) one wave from `parents` (one per candidate);
+    async def run(self, wave: int, n: int, stop_now: Callable[[], str | None],
+                  ) -> list[Candidate]:
+        """Pick parents, propose, stage and score (and screen) one wave of `n` candidates;
         returns the candidates the loop decides (the finalists, in a tiered run)."""
         ctx = self.ctx
         round_no = ctx.ledger.max_round
@@ -61,17 +59,20 @@ class WaveRunner:
             if self.screen is not None and not self._have_reference(best.exp_id):
                 tasks.append(asyncio.create_task(
                     self._screen_reference(best, round_no, wave)))
-            for k, parent in enumerate(parents):
+            for k in range(n):
                 if k and (ctx.controls.paused or stop_now()):
                     break  # e.g. the cost in flight already reaches max_cost_usd
-                cand = (self.retests.take(round_no + k + 1, parent, wave)
-                        or await self.proposer.propose(round_no + k + 1, parent, wave))
+                # From the stream: a retest, a proposal made ahead, or a fresh one from a
+                # parent the search picks (engine/stream.py).
+                cand = await self.stream.next(round_no + k + 1, wave)
                 if cand is None:
                     continue
                 candidates.append(cand)
                 if self.screen is not None:
                     ctx.store.set_tier(cand.exp_id, SCREEN)
-                if len(parents) == 1 and not tasks:
+                if k == n - 1 and not stop_now():
+                    self.stream.prefetch(n)  # the next wave's, while this one is scored
+                if n == 1 and not tasks:
                     # One candidate, nothing to overlap with: evaluate it right here (a
                     # task, a yield and a gather per round add up when evaluations are fast).
                     await self._first_tier(cand)

@@ -160,8 +160,11 @@ def page_workspace(root: Path) -> Path:
 
 def page_spec(ws: Path, name: str = "page", *, mutator: str = "", evaluate: str = "",
               stop: str = "max_rounds: 2", parallel: int = 1, extra: str = "",
-              prices: str = PRICES, retries: int = 1, timeout: float = 5) -> Path:
-    """An llm-mutator spec over `page_workspace` (fast retries, a price table)."""
+              prices: str = PRICES, retries: int = 1, timeout: float = 5,
+              ahead: int = 0) -> Path:
+    """An llm-mutator spec over `page_workspace` (fast retries, a price table). `ahead: 0`:
+    proposals are made one at a time, so scripted replies are used in order (a run proposes
+    ahead of its slots by default: engine/stream.py)."""
     evaluate = evaluate or """
 evaluate:
   kind: checklist
@@ -194,6 +197,7 @@ stop:
   {stop}
   max_failures: null
 parallel: {parallel}
+ahead: {ahead}
 {extra}
 """
     path = ws.parent / f"{name}.yaml"

@@ -1,0 +1,113 @@
+"""The proposal stream: where a wave's candidates come from, proposed ahead of the slots.
+
+A mutator that takes time (a model, a coding agent: 10-60 s) would leave every slot idle
+while it thinks. So once a wave's candidates are evaluating, the stream already asks the
+mutator for the next wave's, from the parents the search picks now — as if the candidates
+being evaluated will be reverted, which most are. When the next wave starts, it takes those
+proposals first:
+
+    parent still alive (in the frontier)   the proposal is used (its parent is unchanged)
+    parent gone (a keep moved the greedy   the proposal is abandoned: recorded as an
+    best on, a veto, pruned)               `abandoned` experiment with what it cost, and a
+                                           new one is made from a live parent
+
+Beam and frontier search keep the old parent alive after a keep, so their proposals made
+ahead stay valid as siblings. Slots pick up retests first, as before. A mutator that can
+propose ahead cheaply and exactly (`propose_ahead`, the params mutator) uses engine/ahead.py
+instead; `ahead: 0` in a spec turns the stream off (propose when a slot is free).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from engine.context import Candidate, RunContext
+from engine.model import Mutation
+from engine.proposer import Proposer
+from engine.retests import Retests
+from engine.search import Greedy
+from engine.versions import Version, Versions
+
+
+@dataclass(eq=False)
+class _Ahead:
+    """A proposal being made (or made) ahead, and the parent it edits."""
+
+    parent: Version
+    task: asyncio.Task[Mutation]
+
+
+class ProposalStream:
+    """A run's source of candidates: retests, proposals made ahead, fresh proposals."""
+
+    def __init__(self, ctx: RunContext, proposer: Proposer, search: Greedy, versions: Versions,
+                 retests: Retests, depth: int) -> None:
+        self.ctx = ctx
+        self.proposer = proposer
+        self.search = search
+        self.versions = versions
+        self.retests = retests
+        #: Proposals kept in flight ahead of the slots (0: none).
+        self.depth = depth
+        self.waiting: list[_Ahead] = []
+
+    def alive(self, parent_id: int) -> Version | None:
+        return self.versions.get(parent_id)
+
+    async def next(self, round_no: int, wave: int) -> Candidate | None:
+        """The next candidate in flight (None: its mutation was invalid, and recorded)."""
+        retest = self.retests.take(round_no, wave, self.alive)
+        if retest is not None:
+            return retest
+        self._abandon_stale()
+        if self.waiting:
+            ahead = self.waiting.pop(0)
+            return await self.proposer.from_task(ahead.task, round_no, ahead.parent, wave)
+        parent = self.search.parents(1)[0]
+        return await self.proposer.propose(round_no, parent, wave)
+
+    def prefetch(self, n: int) -> None:
+        """The slots are busy: start proposing up to `n` of the next candidates."""
+        controls = self.ctx.controls
+        if not self.depth or controls.paused or controls.stopping:
+            return
+        for parent in self.search.parents(max(0, min(n, self.depth - len(self.waiting)))):
+            task = asyncio.create_task(self.proposer.mutate(parent))
+            self.waiting.append(_Ahead(parent, task))
+
+    def _abandon_stale(self) -> None:
+        """Proposals whose parent is gone: recorded (with their cost) once they are made."""
+        for ahead in list(self.waiting):
+            if self.alive(ahead.parent.exp_id) is not None:
+                continue
+            self.waiting.remove(ahead)
+            if ahead.task.done():
+                self._record(ahead)
+            else:
+                ahead.task.add_done_callback(lambda _t, a=ahead: self._record_quietly(a))
+
+    def _record(self, ahead: _Ahead) -> None:
+        if ahead.task.cancelled():
+            return
+        exc = ahead.task.exception()
+        usage = getattr(exc, "usage", None) if exc is not None else ahead.task.result().usage
+        description = (ahead.task.result().description if exc is None
+                       else getattr(exc, "description", "") or "invalid mutation")
+        self.proposer.record_abandoned(description, usage, ahead.parent.exp_id)
+
+    def _record_quietly(self, ahead: _Ahead) -> None:
+        try:
+            self._record(ahead)
+        except Exception:  # (a callback has no caller; the proposal's cost is in its usage)
+            pass
+
+    async def close(self) -> None:
+        """The run stops: proposals still being made are cancelled, made ones recorded."""
+        waiting, self.waiting = self.waiting, []
+        for ahead in waiting:
+            if not ahead.task.done():
+                ahead.task.cancel()
+        await asyncio.gather(*(a.task for a in waiting), return_exceptions=True)
+        for ahead in waiting:
+            self._record(ahead)
