@@ -161,3 +161,21 @@ def test_the_frontier_keeps_the_best_and_pinned_when_it_prunes():
     pruned = versions.admit(Version(9, {}, [], None, 0.3))
     assert {v.exp_id for v in versions.members()} == {2, 3}
     assert {v.exp_id for v in pruned} == {1, 4, 9}
+
+
+def test_the_prompt_names_the_parent_it_edits_and_what_its_siblings_tried():
+    from engine.model import Proposal
+    from engine.mutators.prompt import build_prompt
+
+    spec = parse_spec("name: s\ntarget: {files: [a.md]}\nmutator: {kind: llm}\nevaluate: "
+                      "{kind: metric, command: c, metric: m}\nsearch: {strategy: frontier}\n")
+    proposal = Proposal("s", {"a.md": "hello\n"}, [], [], [], 0.4, parent=5,
+                        parent_is_best=False,
+                        siblings=[{"id": 7, "verdict": "reverted", "description": "say hi",
+                                   "score": 0.3}])
+    prompt = build_prompt(spec, proposal)
+    assert "as in version #5, the version this change builds on" in prompt.artifact
+    assert "Changes already tried on version #5" in prompt.turn
+    assert "- #7 reverted: say hi (score 0.3)" in prompt.turn
+    plain = build_prompt(spec, Proposal("s", {"a.md": "hello\n"}, [], [], [], 0.4, parent=5))
+    assert "best version so far" in plain.artifact and "already tried" not in plain.turn
