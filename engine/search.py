@@ -17,7 +17,6 @@ import math
 import random
 
 from engine import spec as specs
-from engine.decide import improvement
 from engine.model import PINNED
 from engine.versions import Version, Versions, rank
 
@@ -63,18 +62,26 @@ class Beam(Greedy):
         return out
 
     def resume(self, run_id: int) -> None:
-        """The frontier after a restart: the best, and the best-scoring other versions that
-        are kept or pinned and not vetoed (what pruning by score had left)."""
+        """The frontier after a restart: the kept and pinned versions (not vetoed) admitted
+        again in their order, each the best while it scores highest, so pruning leaves
+        what it had left; then the run's best as the store has it."""
         versions = self.versions
         best = versions.best
         if best is None or versions.width <= 1:
             return
         chain = versions.store.advancing_chain(run_id)
         versions.pinned = {r["id"] for r in chain if r["verdict"] == PINNED}
-        rows = [r for r in chain if r["id"] != best.exp_id and r["score"] is not None]
-        rows.sort(key=lambda r: -improvement(r["score"], 0.0, versions.direction))
-        for row in rows[: versions.width - 1]:
-            versions.admit(versions.load(row))
+        versions.reset_frontier()
+        for row in chain:
+            if row["id"] == best.exp_id or row["score"] is None:
+                continue
+            version = versions.load(row)
+            lead = versions.best
+            if lead is None or rank(version, versions.direction) > rank(lead, versions.direction):
+                versions.set_best(version)
+            else:
+                versions.admit(version)
+        versions.set_best(best)
 
 
 class Frontier(Beam):

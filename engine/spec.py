@@ -275,7 +275,7 @@ class Search(Strict):
     pick: Literal["best", "softmax", "epsilon"] = "softmax"
     epsilon: float = Field(default=0.2, ge=0, le=1)
     #: Softmax temperature, as a fraction of the frontier's score range.
-    temperature: float = Field(default=0.25, gt=0)
+    temperature: float = Field(default=1.0, gt=0)
     seed: int | None = None
 
 

@@ -80,8 +80,7 @@ class Versions:
         return self.admit(version)
 
     def admit(self, version: Version) -> list[Version]:
-        """Add a version to the frontier; returns those pruned to keep it `width` long (the
-        lowest-scoring, never the best)."""
+        """Add a version to the frontier; returns those pruned to keep it `width` long."""
         self.frontier[version.exp_id] = version
         return self._prune()
 
@@ -100,17 +99,27 @@ class Versions:
         """Remove versions from the frontier (a veto; the caller moves the best first)."""
         return [self.frontier.pop(i) for i in list(ids) if i in self.frontier]
 
+    def reset_frontier(self) -> None:
+        """An empty frontier (resume rebuilds it); the pinned set stays."""
+        self.best = None
+        self.frontier = {}
+
     def reset(self) -> None:
         self.best = None
         self.frontier = {}
         self.pinned = set()
 
     def _prune(self) -> list[Version]:
+        """Down to `width`: first the versions a child of theirs in the frontier already
+        beat (superseded; lowest score first), then the lowest-scoring, so each branch's
+        head outlives the ancestors it climbed from. Never the best or a pinned one."""
         pruned: list[Version] = []
         while len(self.frontier) > max(self.width, 1):
+            parents = {v.parent for v in self.frontier.values()}
             worst = min((v for v in self.frontier.values()
                          if v is not self.best and v.exp_id not in self.pinned),
-                        key=lambda v: rank(v, self.direction), default=None)
+                        key=lambda v: (v.exp_id not in parents, rank(v, self.direction)),
+                        default=None)
             if worst is None:  # only the best and pinned versions: they stay
                 break
             pruned.append(self.frontier.pop(worst.exp_id))
