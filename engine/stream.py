@@ -68,11 +68,17 @@ class ProposalStream:
         return await self.proposer.propose(round_no, parent, wave)
 
     def prefetch(self, n: int) -> None:
-        """The slots are busy: start proposing up to `n` of the next candidates."""
+        """Start proposing up to `n` of the next candidates at once (while the slots are
+        busy; or as a wave starts, so its candidates are not proposed one after another)."""
         controls = self.ctx.controls
         if not self.depth or controls.paused or controls.stopping:
             return
-        for parent in self.search.parents(max(0, min(n, self.depth - len(self.waiting)))):
+        self._abandon_stale()
+        room = self.depth - len(self.waiting)
+        rounds = self.ctx.spec.stop.max_rounds
+        if rounds is not None:  # never a proposal max_rounds would not let run
+            room = min(room, rounds - self.ctx.ledger.max_round - len(self.waiting))
+        for parent in self.search.parents(max(0, min(n, room))):
             task = asyncio.create_task(self.proposer.mutate(parent))
             self.waiting.append(_Ahead(parent, task))
 

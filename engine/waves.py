@@ -59,6 +59,8 @@ class WaveRunner:
             if self.screen is not None and not self._have_reference(best.exp_id):
                 tasks.append(asyncio.create_task(
                     self._screen_reference(best, round_no, wave)))
+            if n > 1:
+                self.stream.prefetch(n)  # this wave's proposals, made at once
             for k in range(n):
                 if k and (ctx.controls.paused or stop_now()):
                     break  # e.g. the cost in flight already reaches max_cost_usd

@@ -179,3 +179,20 @@ def test_the_prompt_names_the_parent_it_edits_and_what_its_siblings_tried():
     assert "- #7 reverted: say hi (score 0.3)" in prompt.turn
     plain = build_prompt(spec, Proposal("s", {"a.md": "hello\n"}, [], [], [], 0.4, parent=5))
     assert "best version so far" in plain.artifact and "already tried" not in plain.turn
+
+
+def test_pruning_drops_a_branch_s_stepping_stones_before_another_branch_s_head():
+    workspace = Workspace(Path("."), ["a"], [], [], "t")
+    versions = Versions(None, workspace, "mean", "maximize", width=3)  # type: ignore[arg-type]
+
+    def version(exp_id: int, parent: int | None, score: float) -> Version:
+        return Version(exp_id, {}, [Evaluation("ok", score=score)], parent, score)
+
+    versions.set_best(version(1, None, 0.4))        # the start
+    versions.admit(version(2, 1, 0.45))             # a slow branch: its head
+    versions.set_best(version(3, 1, 0.55))          # a fast branch climbs...
+    pruned = versions.set_best(version(4, 3, 0.65))
+    assert [v.exp_id for v in pruned] == [1]        # the start: superseded by its children
+    pruned = versions.set_best(version(5, 4, 0.7))
+    assert [v.exp_id for v in pruned] == [3]        # a stepping stone, not the slow head
+    assert {v.exp_id for v in versions.members()} == {2, 4, 5}
