@@ -1,0 +1,397 @@
+"""SLURM worker slots: evaluations as SLURM job steps, sent through a login node over SSH.
+
+A spec's `slurm` worker names a login node (an SSH host, as for `ssh` workers) and its
+SLURM settings. Its slots share a SlurmCluster: the login node's SSH connections
+(sshhost.py), the jobs this run owns there, and one `squeue` for all of them.
+
+    hold      one holder job of `slots` tasks (sbatch) for the run; each evaluation's
+              commands are steps in it (`srun --jobid=... --overlap`), so the queue is
+              waited for once. When it has less than `renew_before_s` left a successor is
+              asked for; new evaluations go to the successor once it runs, and the old one
+              is released when its last step ends. It is cancelled when the run stops.
+    per-job   each evaluation gets a one-task holder job of its own, cancelled when the
+              evaluation ends. While it waits the slot shows "queued 2m14s, reason
+              Resources": queue time is not evaluation time and does not count toward the
+              evaluation's timeout.
+
+The candidate's files go to the login node's `workdir` (the compute nodes must see it: a
+shared filesystem), as for SSH workers, and each command runs there as `srun ... sh -c
+COMMAND`. A timeout, a stop or a veto cancels the step (`scancel JOB.STEP`). A job or step
+the cluster ends — scancel from outside, preemption, a node failure, a time limit, a
+requeue — raises WorkerFailed: the pool retries the evaluation on another slot and it is
+recorded once, never as the candidate's crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import shlex
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncssh
+
+from engine import spec as specs
+from engine.model import CommandResult, LineSink
+from engine.workers.faults import WorkerFailed
+from engine.workers.slurmjobs import (
+    WAITING,
+    Job,
+    cluster_fault,
+    final_state_command,
+    parse_final_state,
+    parse_job_id,
+    parse_squeue,
+    sbatch_command,
+    squeue_command,
+    step_command,
+)
+from engine.workers.ssh import SSHSession, SSHWorker
+from engine.workers.sshhost import CONTROL_TIMEOUT_S, SLOTS_PER_CONNECTION, SSHHost, describe
+
+#: Called with what a slot waits for ("queued 2m14s, reason Resources", or "") and the
+#: SLURM job (or step) id it is on ("" when none).
+Report = Callable[[str, str], None]
+#: Step ids recorded per experiment before the rest are only counted.
+RECORDED_STEPS = 3
+
+
+def login_config(config: specs.SlurmWorker) -> specs.SSHWorker:
+    """The login node as an SSH worker's settings (commands go through it, no launcher)."""
+    shared = {k: getattr(config, k) for k in (
+        "host", "slots", "workdir", "env", "group", "trust_unknown_host", "known_hosts",
+        "identity", "ssh_config", "heartbeat_s", "connect_timeout_s", "backoff_s")}
+    return specs.SSHWorker(kind="ssh", **shared)
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()  # its waiters got it (or were cancelled): not "never retrieved"
+
+
+class SlurmCluster:
+    """One spec `slurm` entry: the login node's connections, the run's jobs, their states."""
+
+    def __init__(self, config: specs.SlurmWorker, run_name: str) -> None:
+        self.config = config
+        self.ssh = SSHHost(login_config(config))
+        self.label = self.ssh.label
+        #: Things worth telling the user once (shared with the SSH host: a key learned).
+        self.notes = self.ssh.notes
+        #: Every job of this run carries this name (`squeue -n` finds them).
+        self.job_name = f"autoresearch.{run_name}"
+        self.jobs: dict[str, Job] = {}
+        #: Hold: the allocation new steps go to.
+        self.held: Job | None = None
+        self._asking: asyncio.Task[Job] | None = None
+        self._query: asyncio.Task[None] | None = None
+        #: Every slot's report, for the allocation's queue state (shared by all in hold).
+        self.reports: list[Report] = []
+        #: Whether the last command could not reach the login node (all slots fail alike).
+        self.unreachable = False
+        self.closed = False
+
+    # ------------------------------------------------------------ the login node
+
+    async def control(self, script: str) -> tuple[int, str, str]:
+        """Run a SLURM command on the login node: (exit status, stdout, stderr)."""
+        if self.closed:
+            raise WorkerFailed("the run is shutting down")
+        exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in self.config.env.items())
+        try:
+            conn = await self.ssh.connection(0)
+        except WorkerFailed:
+            self.unreachable = True
+            raise
+        try:
+            result = await conn.run(f"sh -c {shlex.quote(exports + script)}", check=False,
+                                    timeout=CONTROL_TIMEOUT_S)
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            self.ssh.drop(conn)
+            self.unreachable = True
+            raise WorkerFailed(f"{self.config.host}: {describe(exc)}") from None
+        self.unreachable = False
+        status = result.exit_status if result.exit_status is not None else 255
+        return status, str(result.stdout or ""), str(result.stderr or "")
+
+    def _problem(self, status: int, out: str, err: str) -> str:
+        lines = (err.strip() or out.strip()).splitlines()
+        return lines[-1] if lines else f"exit {status}"
+
+    # ------------------------------------------------------------ jobs
+
+    async def submit(self, tasks: int) -> Job:
+        """A holder job of `tasks` tasks, submitted (not yet running)."""
+        status, out, err = await self.control(sbatch_command(self.config, self.job_name, tasks))
+        job_id = parse_job_id(out) if status == 0 else None
+        if job_id is None:
+            problem = self._problem(status, out, err)
+            raise WorkerFailed(f"{self.config.host}: sbatch refused the job: {problem}",
+                               permanent="invalid" in problem.lower())
+        job = self.jobs[job_id] = Job(job_id)
+        return job
+
+    async def refresh(self) -> None:
+        """One `squeue` for every live job of ours (callers at the same time share it)."""
+        if self._query is None or self._query.done():
+            self._query = asyncio.get_running_loop().create_task(self._poll())
+            self._query.add_done_callback(_retrieve)
+        await asyncio.shield(self._query)
+
+    async def _poll(self) -> None:
+        began = time.monotonic()
+        live = [j for j in self.jobs.values() if not j.gone]
+        if not live:
+            return
+        status, out, err = await self.control(squeue_command([j.id for j in live]))
+        if status != 0 and "Invalid job id" not in err:  # (every one of them has ended)
+            raise WorkerFailed(f"{self.config.host}: squeue failed: "
+                               f"{self._problem(status, out, err)}")
+        rows = parse_squeue(out) if status == 0 else {}
+        for job in live:
+            row = rows.get(job.id)
+            if row is not None:
+                job.update(*row)
+            elif job.submitted < began:  # (a job submitted after the query began is new)
+                job.gone = True
+
+    @staticmethod
+    def ended(job: Job) -> bool:
+        """Gone, or in a state it cannot run from, or requeued after it ran."""
+        if job.gone:
+            return True
+        if job.state == "RUNNING":
+            return False
+        return job.state not in WAITING or job.started is not None
+
+    async def wait_running(self, job: Job, report: Report) -> None:
+        """Until `job` runs, reporting its queue state; WorkerFailed if it ends first or
+        waits longer than `queue_timeout_s`."""
+        delay = 0.05
+        limit = self.config.queue_timeout_s
+        while True:
+            await self.refresh()
+            if job.running:
+                return
+            if self.ended(job):
+                state = await self.final_state(job)
+                raise WorkerFailed(f"{self.config.host}: job {job.id} ended before it ran: "
+                                   f"{state}")
+            report(job.queued(), job.id)
+            if limit is not None and time.monotonic() - job.submitted > limit:
+                await self.cancel(job)
+                raise WorkerFailed(f"{self.config.host}: job {job.id} waited more than "
+                                   f"{limit:g}s in the queue ({job.reason})")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.poll_s)
+
+    async def final_state(self, job: Job) -> str:
+        """How a job that left the queue ended (sacct, else scontrol), best effort."""
+        try:
+            _, out, _ = await self.control(final_state_command(job.id))
+        except WorkerFailed:
+            return job.state
+        return parse_final_state(out) or job.state
+
+    async def job_fault(self, job: Job) -> str:
+        """Why `job` cannot run steps any more ("" while it can)."""
+        await self.refresh()
+        if not self.ended(job):
+            return ""
+        return f"job {job.id} ended: {await self.final_state(job)}"
+
+    async def cancel(self, *jobs: Job | str) -> None:
+        """scancel jobs (or `JOB.STEP` steps), best effort and never cut short by a stop."""
+        ids = [j.id if isinstance(j, Job) else j for j in jobs]
+        for job_id in ids:
+            if job_id in self.jobs:
+                self.jobs.pop(job_id).gone = True
+        if ids:
+            try:
+                await asyncio.shield(self.control(shlex.join(["scancel", *ids])))
+            except WorkerFailed:
+                pass  # unreachable: the time limit ends it (and close() tries again)
+
+    # ------------------------------------------------------------ hold
+
+    def broadcast(self, queue: str, job_id: str) -> None:
+        for report in self.reports:
+            report(queue, job_id)
+
+    async def allocation(self) -> Job:
+        """The held allocation for a step: the running one, or (waiting in the queue) the
+        one asked for. One near its time limit keeps serving until its successor runs."""
+        while True:
+            job = self.held
+            if job is not None and self.ended(job):
+                self.held = None  # lost (a time limit, preemption, a node failure)
+                self.jobs.pop(job.id, None)
+                job = None
+            if job is not None:
+                left = job.remaining_s()
+                if left is not None and left < self.config.renew_before_s:
+                    self._ask()  # the successor, in the background
+                return job
+            await asyncio.shield(self._ask())
+
+    def _ask(self) -> asyncio.Task[Job]:
+        if self._asking is None or self._asking.done():
+            self._asking = asyncio.get_running_loop().create_task(self._hold())
+            self._asking.add_done_callback(_retrieve)
+        return self._asking
+
+    async def _hold(self) -> Job:
+        job = await self.submit(self.config.slots)
+        try:
+            await self.wait_running(job, self.broadcast)
+        except BaseException:
+            await self.cancel(job)
+            raise
+        old, self.held = self.held, job
+        self.broadcast("", job.id)
+        if old is not None:
+            old.retired = True
+            if old.steps == 0:
+                await self.cancel(old)
+        return job
+
+    async def release(self, job: Job) -> None:
+        """A step of `job` ended: a per-job job goes now, a retired allocation once idle."""
+        job.steps -= 1
+        if self.config.allocation == "per-job" or (job.retired and job.steps <= 0):
+            await self.cancel(job)
+
+    async def close(self) -> None:
+        if self._asking is not None and not self._asking.done():
+            self._asking.cancel()
+            await asyncio.gather(self._asking, return_exceptions=True)
+        live = [j for j in self.jobs.values() if not j.gone]
+        if live and not self.closed:
+            await self.cancel(*live)
+        self.closed = True
+        await self.ssh.close()
+
+
+class SlurmSession:
+    """A candidate's folder on the login node whose commands run as steps of a job."""
+
+    def __init__(self, inner: SSHSession, cluster: SlurmCluster, job: Job,
+                 worker: SlurmWorker) -> None:
+        self.inner, self.cluster, self.job, self.worker = inner, cluster, job, worker
+
+    async def run(self, command: str, *, timeout: float, stdin: str | None = None,
+                  env: dict[str, str] | None = None,
+                  on_line: LineSink | None = None) -> CommandResult:
+        marker = f"__autoresearch_step_{secrets.token_hex(4)}__ "
+        step = ""
+
+        def sink(line: str) -> None:
+            nonlocal step
+            if not step and line.startswith(marker):
+                step = line[len(marker):].strip()
+                self.worker.ran(step)
+            elif on_line is not None:
+                on_line(line)
+
+        script = step_command(self.job.id, command, marker, self.cluster.config)
+        try:
+            result = await self.inner.run(script, timeout=timeout, stdin=stdin, env=env,
+                                          on_line=sink)
+        except asyncio.CancelledError:  # a stop or a veto: the step goes too
+            if step:
+                await self.cluster.cancel(step)
+            raise
+        output = "\n".join(line for line in result.output.split("\n")
+                           if not line.startswith(marker))
+        if result.timed_out:  # srun was killed; make sure its step is gone as well
+            if step:
+                await self.cluster.cancel(step)
+            fault = await self.cluster.job_fault(self.job)
+        else:
+            fault = cluster_fault(output)
+            if not fault and result.exit_code != 0:
+                fault = await self.cluster.job_fault(self.job)
+        if fault:
+            raise WorkerFailed(f"{self.cluster.config.host}: {fault}")
+        return dataclasses.replace(result, output=output)
+
+    async def read_file(self, relpath: str) -> bytes | None:
+        return await self.inner.read_file(relpath)
+
+
+class SlurmWorker:
+    """One slot on a SLURM cluster: one evaluation at a time, as steps of a job."""
+
+    def __init__(self, config: specs.SlurmWorker, slot: int, cluster: SlurmCluster) -> None:
+        self.config = config
+        self.cluster = self.host = cluster  # (`host`: what the pool closes once per cluster)
+        self.ssh = SSHWorker(cluster.ssh.config, slot, host=cluster.ssh)
+        self.name = f"{cluster.label}:{slot}"
+        self.group = config.group
+        self.backoff_s = config.backoff_s
+        self._own_domain = f"slurm:{id(cluster)}:{slot}"
+        self._conn_index = (slot - 1) // SLOTS_PER_CONNECTION
+        #: Set by the pool: where this slot's queue state and job id go.
+        self.on_state: Report | None = None
+        #: The steps of the evaluation running now (or last).
+        self.steps: list[str] = []
+        #: What the last evaluation is recorded as: `login:3 job 1234.7`.
+        self.recorded_name = self.name
+        cluster.reports.append(self._report)
+
+    @property
+    def fault_domain(self) -> str:
+        """A job's fault is this slot's alone; an unreachable login node is every slot's."""
+        return f"slurm:{id(self.cluster)}" if self.cluster.unreachable else self._own_domain
+
+    def _report(self, queue: str, job_id: str) -> None:
+        if self.on_state is not None:
+            self.on_state(queue, job_id)
+
+    def ran(self, step: str) -> None:
+        self.steps.append(step)
+        self._report("", step)
+
+    async def _job(self) -> Job:
+        cluster = self.cluster
+        if self.config.allocation == "hold":
+            return await cluster.allocation()
+        job = await cluster.submit(1)
+        try:
+            await cluster.wait_running(job, self._report)
+        except BaseException:
+            await cluster.cancel(job)
+            raise
+        return job
+
+    @asynccontextmanager
+    async def open(self, candidate: Path) -> AsyncIterator[SlurmSession]:
+        self.steps = []
+        job = await self._job()
+        job.steps += 1
+        self._report("", job.id)
+        try:
+            async with self.ssh.open(candidate) as inner:
+                yield SlurmSession(inner, self.cluster, job, self)
+        finally:
+            shown = self.steps[:RECORDED_STEPS] or [job.id]
+            more = len(self.steps) - RECORDED_STEPS
+            self.recorded_name = f"{self.name} job {','.join(shown)}" + (
+                f" +{more}" if more > 0 else "")
+            await self.cluster.release(job)
+            self._report("", self.cluster.held.id if self.cluster.held else "")
+
+    async def warm_up(self) -> None:
+        """Connect, and (hold) ask for the allocation: the queue is waited for before the
+        first evaluation needs it."""
+        if self.config.allocation == "hold":
+            await self.cluster.allocation()
+        else:
+            await self.cluster.ssh.connection(self._conn_index)
+
+    async def close(self) -> None:
+        await self.cluster.close()
