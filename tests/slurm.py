@@ -62,7 +62,7 @@ JobCompType=jobcomp/filetxt
 JobCompLoc={folder}/jobcomp.txt
 MpiDefault=none
 SlurmdParameters=config_overrides
-ReturnToService=2
+ReturnToService=1
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
@@ -202,6 +202,19 @@ class SlurmCluster:
         """Live job steps other than batch/extern ones: "JOB.STEP" ids."""
         out = self.run("squeue", "-h", "-s", "-o", "%i", check=False)
         return [s for s in out.split() if s.rsplit(".", 1)[-1].isdigit()]
+
+    def processes(self, text: str) -> list[int]:
+        """Processes on this machine (the node) whose command line contains `text`."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                if text in cmdline and "pytest" not in cmdline:
+                    found.append(int(entry.name))
+        return found
 
     def set_node(self, state: str, reason: str = "test") -> None:
         """`scontrol update` the node: "down" (its jobs die), "resume"..."""

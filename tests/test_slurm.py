@@ -32,6 +32,8 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cluster: SlurmCluster
         lab.host("login")
         yield lab
     cluster.run("scancel", "--user", "root", check=False)  # nothing leaks into the next test
+    if cluster.node_state().startswith("down"):
+        cluster.set_node("resume")
 
 
 def slurm_worker(lab: SSHLab, cluster: SlurmCluster, **extra: object) -> dict[str, object]:
@@ -59,3 +61,122 @@ async def test_held_allocation_runs_eight_evaluations_as_steps_of_one_job(
     jobs = {s.split(".")[0] for s in steps}
     assert len(jobs) == 1 and len(set(steps)) == len(steps) == 9  # one allocation, 9 steps
     assert cluster.squeue() == []  # released when the run stopped
+    # The run's slots, as `status --json` shows them, carry the job id field.
+    from engine.export import status_json
+
+    workers = status_json(loop.store)[0]["workers"]
+    assert len(workers) == 8 and all({"queue", "job_id"} <= set(w) for w in workers)
+
+
+async def test_per_job_evaluations_wait_in_the_queue_outside_their_timeout(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+    # One GPU on the node and a GPU per job: the second job waits while the first runs.
+    # Each takes 2 s and may take 3.5 s: waiting too would be a timeout if it counted.
+    spec = make_spec(params_workspace, "perjob", command=f"sleep 2; {PY} score.py",
+                     workers=[slurm_worker(lab, cluster, slots=2, allocation="per-job",
+                                           gres="gpu:1")],
+                     parallel=2, stop={"max_rounds": 2}, timeout_s=3.5)
+    seen: set[str] = set()
+
+    async def during(loop: RunLoop) -> None:
+        def queued() -> bool:
+            seen.update(s.queue for s in loop.pool.states.values() if s.queue)
+            rows = loop.store.workers(loop.run_id)
+            seen.update(r["queue"] for r in rows if r["queue"])
+            return any("reason Resources" in q for q in seen)
+
+        await until(queued, what="a job waiting for the GPU")
+
+    loop = await run_loop(spec, tmp_path / "store.db", during=during)
+    rows = loop.store.experiments(loop.run_id)
+    assert [r["verdict"] for r in rows if r["kind"] == "baseline"] == ["baseline"]
+    assert all(r["score"] is not None for r in rows), [
+        (r["verdict"], r["reason"], r["duration"], r["worker"]) for r in rows]
+    assert any(re.fullmatch(r"queued \d+s, reason Resources", q) for q in seen), seen
+    jobs = [job_ids(r["worker"])[0].split(".")[0] for r in rows]
+    assert len(set(jobs)) == len(rows) == 3  # a job per evaluation
+    assert cluster.squeue() == []
+
+
+async def test_a_timeout_cancels_its_step_and_leaves_nothing_running(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+    spec = make_spec(params_workspace, "late", command="sleep 317", timeout_s=1,
+                     workers=[slurm_worker(lab, cluster)], stop={"max_rounds": 1})
+    loop = await run_loop(spec, tmp_path / "store.db")
+    rows = loop.store.experiments(loop.run_id)
+    assert rows[0]["verdict"] == "timeout" and job_ids(rows[0]["worker"])
+    await until(lambda: cluster.squeue() == [] and not cluster.processes("sleep 317"),
+                timeout=10, what="the step and the allocation to be gone")
+
+
+async def test_stopping_a_run_cancels_its_steps_and_allocation(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+    slow = tmp_path / "slow"  # candidates (not the baseline) hang once this exists
+    spec = make_spec(params_workspace, "halt", timeout_s=600, parallel=2,
+                     command=f"{PY} score.py; if [ -f {slow} ]; then sleep 318; fi",
+                     workers=[slurm_worker(lab, cluster, slots=2)])
+
+    async def during(loop: RunLoop) -> None:
+        await until(lambda: loop.best_id is not None, what="the baseline")
+        slow.touch()
+        await until(lambda: len(cluster.steps()) == 2, what="the candidates' steps")
+        assert len(cluster.squeue()) == 1  # the held allocation
+        loop.stopping = True  # what `stop` does
+        loop.wake()
+        loop.cancel_wave()
+
+    loop = await run_loop(spec, tmp_path / "store.db", during=during, timeout=20)
+    assert loop.store.get_run(loop.run_id)["status"] == "stopped"
+    assert [r["verdict"] for r in loop.store.experiments(loop.run_id)] == [
+        "baseline", "interrupted", "interrupted"]
+    await until(lambda: cluster.squeue() == [] and not cluster.processes("sleep 318"),
+                timeout=10, what="everything to be cancelled")
+
+
+async def test_a_job_cancelled_from_outside_is_retried_on_another_slot_once(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+    flag = tmp_path / "preempted"  # only the first try is slow (and gets preempted)
+    spec = make_spec(params_workspace, "preempt", stop={"max_rounds": 1},
+                     command=f"if [ ! -f {flag} ]; then touch {flag}; echo started; sleep 319; "
+                             f"fi; {PY} score.py",
+                     workers=[slurm_worker(lab, cluster, slots=2, allocation="per-job")])
+
+    async def during(loop: RunLoop) -> None:
+        await until(lambda: saw_line(loop, "started"), what="the baseline's job")
+        (job,) = [j for j, state, _ in cluster.squeue() if state == "RUNNING"]
+        cluster.run("scancel", job)  # a preemption stand-in
+
+    loop = await run_loop(spec, tmp_path / "store.db", during=during)
+    rows = loop.store.experiments(loop.run_id)
+    assert [r["verdict"] for r in rows] == ["baseline", "reverted"] or rows[0]["score"] is not None
+    baseline = [r for r in rows if r["kind"] == "baseline"]
+    assert len(baseline) == 1 and baseline[0]["score"] is not None
+    assert baseline[0]["worker"].startswith("login:2 job ")
+    assert saw_line(loop, "worker login:1 down: login: step")
+    assert cluster.squeue() == []
+
+
+async def test_a_node_going_down_mid_run_is_a_worker_fault_and_the_allocation_is_renewed(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+    flag = tmp_path / "down"
+    spec = make_spec(params_workspace, "nodedown", stop={"max_rounds": 1},
+                     command=f"if [ ! -f {flag} ]; then touch {flag}; echo started; sleep 320; "
+                             f"fi; {PY} score.py",
+                     workers=[slurm_worker(lab, cluster, slots=2)])
+
+    async def during(loop: RunLoop) -> None:
+        await until(lambda: saw_line(loop, "started"), what="the baseline's step")
+        cluster.set_node("down")
+        await until(lambda: saw_line(loop, "worker login:1 down"), what="the fault")
+        cluster.set_node("resume")
+
+    loop = await run_loop(spec, tmp_path / "store.db", during=during)
+    rows = loop.store.experiments(loop.run_id)
+    baseline = [r for r in rows if r["kind"] == "baseline"]
+    assert len(baseline) == 1 and baseline[0]["score"] is not None
+    assert all(r["verdict"] != "crashed" for r in rows)
+    first = [e["line"] for e in loop.store.events(loop.run_id, limit=10_000)
+             if "worker login:1 down" in e["line"]][0]
+    assert "NODE_FAIL" in first or "Node failure" in first, first
+    jobs = {job_ids(r["worker"])[0].split(".")[0] for r in rows}
+    assert len(jobs) == 1 and cluster.squeue() == []  # a new allocation served the rest

@@ -233,7 +233,9 @@ class SlurmCluster:
                 job = None
             if job is not None:
                 left = job.remaining_s()
-                if left is not None and left < self.config.renew_before_s:
+                # (an allocation shorter than twice the margin is renewed halfway through)
+                margin = min(self.config.renew_before_s, (job.left_s or 0) / 2)
+                if left is not None and left < margin:
                     self._ask()  # the successor, in the background
                 return job
             await asyncio.shield(self._ask())
@@ -307,14 +309,15 @@ class SlurmSession:
             raise
         output = "\n".join(line for line in result.output.split("\n")
                            if not line.startswith(marker))
+        fault = ""
         if result.timed_out:  # srun was killed; make sure its step is gone as well
             if step:
                 await self.cluster.cancel(step)
-            fault = await self.cluster.job_fault(self.job)
-        else:
+        else:  # (our own cancel's messages say nothing about the cluster)
             fault = cluster_fault(output)
-            if not fault and result.exit_code != 0:
-                fault = await self.cluster.job_fault(self.job)
+        if fault or result.timed_out or result.exit_code != 0:
+            # Whether the job itself is gone (then hold mode asks for a new allocation).
+            fault = "; ".join(filter(None, [fault, await self.cluster.job_fault(self.job)]))
         if fault:
             raise WorkerFailed(f"{self.cluster.config.host}: {fault}")
         return dataclasses.replace(result, output=output)
