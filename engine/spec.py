@@ -305,7 +305,7 @@ class SlurmWorker(Strict):
     #: `--gres` of each job (per-job) or of the held allocation (hold).
     gres: str | None = None
     #: Time limit of each job (per-job) or of the held allocation (hold), in SLURM's format.
-    time: str | None = Field(default=None, pattern=SLURM_TIME)
+    time: str | None = None
     #: `hold`: one allocation for the run, an evaluation is a step in it; `per-job`: one
     #: job per evaluation.
     allocation: Literal["hold", "per-job"] = "hold"
@@ -315,8 +315,9 @@ class SlurmWorker(Strict):
     group: str = "default"
     #: A folder on the login node that the compute nodes see too (a shared filesystem).
     workdir: str = "~/autoresearch"
-    #: Hold: a successor allocation is asked for when the current one has less left.
-    renew_before_s: float = Field(default=600, gt=0)
+    #: Hold: a successor allocation is asked for when the current one has less left
+    #: (default: 10 minutes, or half the time limit if that is shorter).
+    renew_before_s: float | None = Field(default=None, gt=0)
     #: Seconds a job may wait in the queue before the slot counts as failed (none: forever).
     queue_timeout_s: float | None = Field(default=None, gt=0)
     #: Seconds between `squeue` polls while jobs wait.
@@ -328,6 +329,16 @@ class SlurmWorker(Strict):
     heartbeat_s: float = Field(default=15, gt=0)
     connect_timeout_s: float = Field(default=15, gt=0)
     backoff_s: float = Field(default=5, gt=0)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _slurm_time(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # `time: 30` is thirty minutes, as for sbatch
+        if value is not None and not (isinstance(value, str) and re.match(SLURM_TIME, value)):
+            raise ValueError(f"{value!r} is not a SLURM time (MINUTES, MM:SS, HH:MM:SS or "
+                             "D-HH:MM:SS)")
+        return value
 
     @field_validator("env")
     @classmethod

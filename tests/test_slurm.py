@@ -4,6 +4,7 @@ stops, jobs cancelled from outside and a node going down mid-run."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from collections.abc import Iterator
@@ -180,3 +181,26 @@ async def test_a_node_going_down_mid_run_is_a_worker_fault_and_the_allocation_is
     assert "NODE_FAIL" in first or "Node failure" in first, first
     jobs = {job_ids(r["worker"])[0].split(".")[0] for r in rows}
     assert len(jobs) == 1 and cluster.squeue() == []  # a new allocation served the rest
+
+
+async def test_a_held_allocation_is_renewed_before_its_time_limit_and_the_old_one_released(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+    # A one-minute allocation renewed when it has 58 s left: after about two seconds.
+    spec = make_spec(params_workspace, "renew", command=f"sleep 0.4; {PY} score.py",
+                     workers=[slurm_worker(lab, cluster, slots=2, time="1",
+                                           renew_before_s=58)],
+                     parallel=2, stop={"max_minutes": 0.1})
+    live: list[int] = []
+
+    async def during(loop: RunLoop) -> None:
+        for _ in range(25):  # (the run lasts 6 s)
+            live.append(len(cluster.squeue()))  # never more than the old and its successor
+            await asyncio.sleep(0.2)
+
+    loop = await run_loop(spec, tmp_path / "store.db", during=during)
+    assert 0 < max(live) <= 2, live
+    rows = loop.store.experiments(loop.run_id)
+    jobs = [job_ids(r["worker"])[0].split(".")[0] for r in rows if r["worker"]]
+    assert len(set(jobs)) >= 2 and jobs == sorted(jobs, key=int), jobs  # moved on, not back
+    assert all(r["verdict"] not in ("crashed", "timeout") for r in rows)
+    assert cluster.squeue() == []

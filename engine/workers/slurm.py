@@ -56,6 +56,9 @@ from engine.workers.sshhost import CONTROL_TIMEOUT_S, SLOTS_PER_CONNECTION, SSHH
 #: Called with what a slot waits for ("queued 2m14s, reason Resources", or "") and the
 #: SLURM job (or step) id it is on ("" when none).
 Report = Callable[[str, str], None]
+#: Hold: a successor is asked for when the allocation has this long left (or half its
+#: time limit, if shorter), unless the spec says `renew_before_s`.
+RENEW_BEFORE_S = 600.0
 #: Step ids recorded per experiment before the rest are only counted.
 RECORDED_STEPS = 3
 
@@ -233,8 +236,7 @@ class SlurmCluster:
                 job = None
             if job is not None:
                 left = job.remaining_s()
-                # (an allocation shorter than twice the margin is renewed halfway through)
-                margin = min(self.config.renew_before_s, (job.left_s or 0) / 2)
+                margin = self.config.renew_before_s or min(RENEW_BEFORE_S, (job.left_s or 0) / 2)
                 if left is not None and left < margin:
                     self._ask()  # the successor, in the background
                 return job
