@@ -66,7 +66,8 @@ async def test_held_allocation_runs_eight_evaluations_as_steps_of_one_job(
     from engine.export import status_json
 
     workers = status_json(loop.store)[0]["workers"]
-    assert len(workers) == 8 and all({"queue", "job_id"} <= set(w) for w in workers)
+    assert [w["job_id"] for w in workers] == [jobs.pop()] * 8
+    assert [w["queue"] for w in workers] == [""] * 8 and workers[0]["name"] == "login:1"
 
 
 async def test_per_job_evaluations_wait_in_the_queue_outside_their_timeout(
