@@ -205,3 +205,29 @@ async def test_a_held_allocation_is_renewed_before_its_time_limit_and_the_old_on
     assert len(set(jobs)) >= 2 and jobs == sorted(jobs, key=int), jobs  # moved on, not back
     assert all(r["verdict"] not in ("crashed", "timeout") for r in rows)
     assert cluster.squeue() == []
+
+
+async def test_a_partition_sbatch_refuses_is_one_line_and_no_traceback(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+    spec = make_spec(params_workspace, "nopart", command=f"{PY} score.py",
+                     workers=[slurm_worker(lab, cluster, partition="nope")])
+    loop = await run_loop(spec, tmp_path / "store.db")
+    (row,) = loop.store.experiments(loop.run_id)
+    assert row["verdict"] == "crashed"
+    assert "sbatch refused the job: sbatch: error: Batch job submission failed: Invalid " \
+        "partition name specified" in row["reason"], row["reason"]
+    assert not any("Traceback" in e["line"] for e in loop.store.events(loop.run_id))
+
+
+async def test_jobs_left_by_a_killed_engine_of_the_run_are_cancelled_on_start(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+    stale = cluster.run("sbatch", "--parsable", "--job-name=autoresearch.again", "-t", "5",
+                        "-o", "/dev/null", "--wrap", "sleep 300").strip()
+    other = cluster.run("sbatch", "--parsable", "--job-name=someone-else", "-t", "5",
+                        "-o", "/dev/null", "--wrap", "sleep 300").strip()
+    spec = make_spec(params_workspace, "again", command=f"{PY} score.py",
+                     workers=[slurm_worker(lab, cluster)], stop={"max_rounds": 1})
+    loop = await run_loop(spec, tmp_path / "store.db")
+    assert all(r["score"] is not None for r in loop.store.experiments(loop.run_id))
+    live = [job for job, _, _ in cluster.squeue()]
+    assert stale not in live and other in live

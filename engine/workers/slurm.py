@@ -59,6 +59,8 @@ Report = Callable[[str, str], None]
 #: Hold: a successor is asked for when the allocation has this long left (or half its
 #: time limit, if shorter), unless the spec says `renew_before_s`.
 RENEW_BEFORE_S = 600.0
+#: Hold: seconds after which the allocation's state is asked again before a step.
+RECHECK_S = 30.0
 #: Step ids recorded per experiment before the rest are only counted.
 RECORDED_STEPS = 3
 
@@ -97,6 +99,9 @@ class SlurmCluster:
         #: Whether the last command could not reach the login node (all slots fail alike).
         self.unreachable = False
         self.closed = False
+        self._swept = False
+        #: When (time.monotonic) squeue last answered.
+        self.polled = 0.0
 
     # ------------------------------------------------------------ the login node
 
@@ -129,6 +134,12 @@ class SlurmCluster:
 
     async def submit(self, tasks: int) -> Job:
         """A holder job of `tasks` tasks, submitted (not yet running)."""
+        if not self._swept:
+            # Jobs of this run left by an engine that was killed (its allocations would
+            # hold the GPUs until their time limit): the run has one engine, so they go.
+            await self.control(f"scancel --name={shlex.quote(self.job_name)} "
+                               '--user="$(id -un)" 2>/dev/null')
+            self._swept = True
         status, out, err = await self.control(sbatch_command(self.config, self.job_name, tasks))
         job_id = parse_job_id(out) if status == 0 else None
         if job_id is None:
@@ -154,6 +165,7 @@ class SlurmCluster:
         if status != 0 and "Invalid job id" not in err:  # (every one of them has ended)
             raise WorkerFailed(f"{self.config.host}: squeue failed: "
                                f"{self._problem(status, out, err)}")
+        self.polled = began
         rows = parse_squeue(out) if status == 0 else {}
         for job in live:
             row = rows.get(job.id)
@@ -230,6 +242,8 @@ class SlurmCluster:
         one asked for. One near its time limit keeps serving until its successor runs."""
         while True:
             job = self.held
+            if job is not None and time.monotonic() - self.polled > RECHECK_S:
+                await self.refresh()  # (it may have ended while no step ran in it)
             if job is not None and self.ended(job):
                 self.held = None  # lost (a time limit, preemption, a node failure)
                 self.jobs.pop(job.id, None)
@@ -305,10 +319,14 @@ class SlurmSession:
         try:
             result = await self.inner.run(script, timeout=timeout, stdin=stdin, env=env,
                                           on_line=sink)
+        except WorkerFailed:  # the login node's connection: every slot's problem
+            self.cluster.unreachable = True
+            raise
         except asyncio.CancelledError:  # a stop or a veto: the step goes too
             if step:
                 await self.cluster.cancel(step)
             raise
+        self.cluster.unreachable = False
         output = "\n".join(line for line in result.output.split("\n")
                            if not line.startswith(marker))
         fault = ""
