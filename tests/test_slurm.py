@@ -81,10 +81,9 @@ async def test_per_job_evaluations_wait_in_the_queue_outside_their_timeout(
     seen: set[str] = set()
 
     async def during(loop: RunLoop) -> None:
-        def queued() -> bool:
-            seen.update(s.queue for s in loop.pool.states.values() if s.queue)
+        def queued() -> bool:  # as the app's worker lanes read it: the workers table
             rows = loop.store.workers(loop.run_id)
-            seen.update(r["queue"] for r in rows if r["queue"])
+            seen.update(f"{r['queue']} ({r['job_id']})" for r in rows if r["queue"])
             return any("reason Resources" in q for q in seen)
 
         await until(queued, what="a job waiting for the GPU")
@@ -94,7 +93,7 @@ async def test_per_job_evaluations_wait_in_the_queue_outside_their_timeout(
     assert [r["verdict"] for r in rows if r["kind"] == "baseline"] == ["baseline"]
     assert all(r["score"] is not None for r in rows), [
         (r["verdict"], r["reason"], r["duration"], r["worker"]) for r in rows]
-    assert any(re.fullmatch(r"queued \d+s, reason Resources", q) for q in seen), seen
+    assert any(re.fullmatch(r"queued \d+s, reason Resources \(\d+\)", q) for q in seen), seen
     jobs = [job_ids(r["worker"])[0].split(".")[0] for r in rows]
     assert len(set(jobs)) == len(rows) == 3  # a job per evaluation
     assert cluster.squeue() == []
@@ -186,23 +185,26 @@ async def test_a_node_going_down_mid_run_is_a_worker_fault_and_the_allocation_is
 
 async def test_a_held_allocation_is_renewed_before_its_time_limit_and_the_old_one_released(
         lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
-    # A one-minute allocation renewed when it has 58 s left: after about two seconds.
+    # A one-minute allocation renewed when it has 59 s left: after about a second.
     spec = make_spec(params_workspace, "renew", command=f"sleep 0.4; {PY} score.py",
                      workers=[slurm_worker(lab, cluster, slots=2, time="1",
-                                           renew_before_s=58)],
-                     parallel=2, stop={"max_minutes": 0.1})
+                                           renew_before_s=59)],
+                     parallel=2, stop={"max_rounds": 12})
     live: list[int] = []
+    states: list[str] = []
 
     async def during(loop: RunLoop) -> None:
-        for _ in range(25):  # (the run lasts 6 s)
-            live.append(len(cluster.squeue()))  # never more than the old and its successor
+        for _ in range(15):
+            seen = cluster.run("squeue", "-h", "-o", "%i|%T|%r", check=False).split()
+            live.append(len(seen))  # never more than the old and its successor
+            states.append(" ".join(seen) + f" node {cluster.node_state()}")
             await asyncio.sleep(0.2)
 
     loop = await run_loop(spec, tmp_path / "store.db", during=during)
     assert 0 < max(live) <= 2, live
     rows = loop.store.experiments(loop.run_id)
     jobs = [job_ids(r["worker"])[0].split(".")[0] for r in rows if r["worker"]]
-    assert len(set(jobs)) >= 2 and jobs == sorted(jobs, key=int), jobs  # moved on, not back
+    assert len(set(jobs)) >= 2 and jobs == sorted(jobs, key=int), (jobs, states)  # moved on
     assert all(r["verdict"] not in ("crashed", "timeout") for r in rows)
     assert cluster.squeue() == []
 
