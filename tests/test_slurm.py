@@ -110,18 +110,26 @@ async def test_a_timeout_cancels_its_step_and_leaves_nothing_running(
                 timeout=10, what="the step and the allocation to be gone")
 
 
-async def test_stopping_a_run_cancels_its_steps_and_allocation(
-        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("allocation", ["hold", "per-job"])
+async def test_stopping_a_run_cancels_its_steps_and_jobs(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
+        allocation: str) -> None:
     slow = tmp_path / "slow"  # candidates (not the baseline) hang once this exists
+    # Per-job, with the node's one GPU per job: one candidate runs, the other waits.
+    extra = {"allocation": "per-job", "gres": "gpu:1"} if allocation == "per-job" else {}
     spec = make_spec(params_workspace, "halt", timeout_s=600, parallel=2,
                      command=f"{PY} score.py; if [ -f {slow} ]; then sleep 318; fi",
-                     workers=[slurm_worker(lab, cluster, slots=2)])
+                     workers=[slurm_worker(lab, cluster, slots=2, **extra)])
 
     async def during(loop: RunLoop) -> None:
         await until(lambda: loop.best_id is not None, what="the baseline")
         slow.touch()
-        await until(lambda: len(cluster.steps()) == 2, what="the candidates' steps")
-        assert len(cluster.squeue()) == 1  # the held allocation
+        if allocation == "hold":
+            await until(lambda: len(cluster.steps()) == 2, what="the candidates' steps")
+            assert len(cluster.squeue()) == 1  # the held allocation
+        else:
+            await until(lambda: sorted(s for _, s, _ in cluster.squeue()) == [
+                "PENDING", "RUNNING"] and cluster.steps(), what="a job running, one queued")
         loop.stopping = True  # what `stop` does
         loop.wake()
         loop.cancel_wave()
@@ -233,3 +241,13 @@ async def test_jobs_left_by_a_killed_engine_of_the_run_are_cancelled_on_start(
     assert all(r["score"] is not None for r in loop.store.experiments(loop.run_id))
     live = [job for job, _, _ in cluster.squeue()]
     assert stale not in live and other in live
+
+
+async def test_a_failing_command_is_the_candidates_verdict_not_a_worker_fault(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+    spec = make_spec(params_workspace, "fails", command="echo broken; exit 3",
+                     workers=[slurm_worker(lab, cluster, slots=2)], stop={"max_rounds": 1})
+    loop = await run_loop(spec, tmp_path / "store.db")
+    (row,) = loop.store.experiments(loop.run_id)
+    assert row["verdict"] == "crashed" and "exit" in row["reason"] and "3" in row["reason"]
+    assert job_ids(row["worker"]) and not saw_line(loop, "down:")
