@@ -194,10 +194,10 @@ async def test_a_node_going_down_mid_run_is_a_worker_fault_and_the_allocation_is
 async def test_a_held_allocation_is_renewed_before_its_time_limit_and_the_old_one_released(
         lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
     # A one-minute allocation renewed when it has 59 s left: after about a second.
-    spec = make_spec(params_workspace, "renew", command=f"sleep 0.4; {PY} score.py",
+    spec = make_spec(params_workspace, "renew", command=f"sleep 0.3; {PY} score.py",
                      workers=[slurm_worker(lab, cluster, slots=2, time="1",
                                            renew_before_s=59)],
-                     parallel=2, stop={"max_rounds": 12})
+                     parallel=2, stop={"max_rounds": 8})
     live: list[int] = []
     states: list[str] = []
 
