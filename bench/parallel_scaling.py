@@ -56,6 +56,31 @@ async def measure(lab: SSHLab | None, folder: Path, slots: int, waves: int,
     return len(rows), max(r["finished"] for r in rows) - min(r["started"] for r in rows)
 
 
+def bare_steps(cluster, width: int, waves: int) -> float:
+    """Seconds per wave of `width` concurrent `srun` steps of EVALUATION in one allocation."""
+    import subprocess
+    import time
+
+    env = {**os.environ, **cluster.env}
+    job = cluster.run("sbatch", "--parsable", f"--ntasks={width}", "--time=10",
+                      "--output=/dev/null", "--wrap", "while :; do sleep 3600; done").strip()
+    deadline = time.monotonic() + 60
+    while "RUNNING" not in cluster.run("squeue", "-h", "-j", job, "-o", "%T"):
+        if time.monotonic() > deadline:
+            raise SystemExit("the reference allocation did not start")
+        time.sleep(0.05)
+    began = time.monotonic()
+    for _ in range(waves):
+        steps = [subprocess.Popen(["srun", f"--jobid={job}", "--overlap", "--exact", "-n1",
+                                   "-N1", "-Q", "sh", "-c", EVALUATION], env=env,
+                                  stdout=subprocess.DEVNULL) for _ in range(width)]
+        for step in steps:
+            step.wait()
+    took = (time.monotonic() - began) / waves
+    cluster.run("scancel", job)
+    return took
+
+
 async def slurm_series(waves: int) -> None:
     """Steps of one held allocation against one slot; then hold against per-job."""
     from tests.slurm import SlurmCluster, why_not
@@ -84,6 +109,10 @@ async def slurm_series(waves: int) -> None:
             verdict = "meets" if ratio >= 0.9 * 8 else "misses"
             print(f"8 steps in one allocation: {ratio:.2f}× one slot — {verdict} the target "
                   "of 7.2× (0.9 × 8)")
+            # SLURM's own floor at this width: the same steps from a shell, no engine.
+            one, eight = (bare_steps(cluster, n, waves) for n in (1, 8))
+            print(f"for reference, bare `srun` steps of the same command (no engine, no SSH): "
+                  f"8 = {8 * one / eight:.2f}× one (load average now {os.getloadavg()[0]:.2f})")
             # What SLURM adds to an instant evaluation: a step (hold) or a job and a step.
             costs = {}
             for allocation in ("hold", "per-job"):

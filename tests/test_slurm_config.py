@@ -166,3 +166,18 @@ async def test_a_skypilot_cluster_name_works_as_an_ssh_host(
     loop = await run_loop(spec, tmp_path / "store.db")
     rows = loop.store.experiments(loop.run_id)
     assert rows[0]["worker"] == "mycluster:1" and rows[0]["score"] is not None
+
+
+def test_two_partitions_make_a_screening_tier_and_a_promotion_tier() -> None:
+    text = BASE.replace("workers:\n  - kind: slurm\n    host: login\n", """\
+workers:
+  - {kind: slurm, host: login, partition: a100, slots: 8, group: screen-gpus}
+  - {kind: slurm, host: login, partition: h200, slots: 2, allocation: per-job, group: h200}
+parallel: 8
+screen: {group: screen-gpus, timeout_s: 60}
+promote: {top_k: 2, group: h200}
+""")
+    spec = parse_spec(text, "s.yaml")
+    assert spec.tier_groups() == ("screen-gpus", "h200")
+    names = [w.name for w in build_workers("s", spec.workers)]
+    assert names[:2] == ["login:1", "login:2"] and names[8:] == ["login+:1", "login+:2"]
