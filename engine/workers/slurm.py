@@ -115,7 +115,9 @@ class SlurmWorker:
         self.steps: list[str] = []
         #: What the last evaluation is recorded as: `login:3 job 1234.7`.
         self.recorded_name = self.name
-        cluster.reports.append(self._report)
+        #: The job this slot runs an evaluation in now (None between evaluations).
+        self.job: Job | None = None
+        cluster.reports.append(self._allocation_news)
 
     @property
     def fault_domain(self) -> str:
@@ -125,6 +127,12 @@ class SlurmWorker:
     def _report(self, queue: str, job_id: str) -> None:
         if self.on_state is not None:
             self.on_state(queue, job_id)
+
+    def _allocation_news(self, queue: str, job_id: str) -> None:
+        """The held allocation's state, for slots not busy in one (a successor queued while
+        steps run in its predecessor is not what those slots are doing)."""
+        if self.job is None:
+            self._report(queue, job_id)
 
     def ran(self, step: str) -> None:
         self.steps.append(step)
@@ -145,7 +153,7 @@ class SlurmWorker:
     @asynccontextmanager
     async def open(self, candidate: Path) -> AsyncIterator[SlurmSession]:
         self.steps = []
-        job = await self._job()
+        job = self.job = await self._job()
         job.steps += 1
         self._report("", job.id)
         try:
@@ -156,6 +164,7 @@ class SlurmWorker:
             more = len(self.steps) - RECORDED_STEPS
             self.recorded_name = f"{self.name} job {','.join(shown)}" + (
                 f" +{more}" if more > 0 else "")
+            self.job = None
             await self.cluster.release(job)
             self._report("", self.cluster.held.id if self.cluster.held else "")
 

@@ -70,7 +70,7 @@ class SlurmCluster:
         #: Whether the last command could not reach the login node (all slots fail alike).
         self.unreachable = False
         self.closed = False
-        self._swept = False
+        self._sweep: asyncio.Task[tuple[int, str, str]] | None = None
         #: When (time.monotonic) squeue last answered.
         self.polled = 0.0
 
@@ -105,12 +105,16 @@ class SlurmCluster:
 
     async def submit(self, tasks: int) -> Job:
         """A holder job of `tasks` tasks, submitted (not yet running)."""
-        if not self._swept:
+        sweep = self._sweep
+        if sweep is None or sweep.done() and (sweep.cancelled() or sweep.exception()):
             # Jobs of this run left by an engine that was killed (its allocations would
             # hold the GPUs until their time limit): the run has one engine, so they go.
-            await self.control(f"scancel --name={shlex.quote(self.job_name)} "
-                               '--user="$(id -un)" 2>/dev/null')
-            self._swept = True
+            # Once, and before any job of ours exists (every submission waits for it).
+            self._sweep = asyncio.get_running_loop().create_task(self.control(
+                f"scancel --name={shlex.quote(self.job_name)} --user=\"$(id -un)\" "
+                "2>/dev/null"))
+            self._sweep.add_done_callback(_retrieve)
+        await asyncio.shield(self._sweep)
         status, out, err = await self.control(sbatch_command(self.config, self.job_name, tasks))
         job_id = parse_job_id(out) if status == 0 else None
         if job_id is None:
