@@ -181,3 +181,21 @@ promote: {top_k: 2, group: h200}
     assert spec.tier_groups() == ("screen-gpus", "h200")
     names = [w.name for w in build_workers("s", spec.workers)]
     assert names[:2] == ["login:1", "login:2"] and names[8:] == ["login+:1", "login+:2"]
+
+
+def test_a_job_that_ran_and_is_queued_again_counts_as_ended() -> None:
+    """Jobs go in with --no-requeue (a preemption cancels them), but a requeue forced anyway
+    must not leave a slot waiting on a job that will rerun nothing of ours."""
+    from engine.workers.slurmcluster import SlurmCluster
+
+    job = Job("9")
+    job.update("PENDING", "Priority", "5:00")
+    assert not SlurmCluster.ended(job)
+    job.update("RUNNING", "None", "5:00")
+    assert not SlurmCluster.ended(job)
+    job.update("PENDING", "BeginTime", "5:00")  # requeued
+    assert SlurmCluster.ended(job)
+    for state in ("COMPLETING", "CANCELLED", "NODE_FAIL", "PREEMPTED", "TIMEOUT"):
+        other = Job("10")
+        other.update(state, "None", "0:00")
+        assert SlurmCluster.ended(other)
