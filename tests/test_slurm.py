@@ -73,8 +73,12 @@ async def test_held_allocation_runs_eight_evaluations_as_steps_of_one_job(
 async def test_per_job_evaluations_wait_in_the_queue_outside_their_timeout(
         lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
     # One GPU on the node and a GPU per job: the second job waits while the first runs.
-    # Each takes 2 s and may take 3.5 s: waiting too would be a timeout if it counted.
-    spec = make_spec(params_workspace, "perjob", command=f"sleep 2; {PY} score.py",
+    # Each candidate takes 2 s and may take 3.5 s: waiting too would be a timeout if it
+    # counted. (The baseline, whose params are the original's, does not wait.)
+    original = tmp_path / "original.yaml"
+    original.write_bytes((params_workspace / "params.yaml").read_bytes())
+    spec = make_spec(params_workspace, "perjob",
+                     command=f"cmp -s params.yaml {original} || sleep 2; {PY} score.py",
                      workers=[slurm_worker(lab, cluster, slots=2, allocation="per-job",
                                            gres="gpu:1")],
                      parallel=2, stop={"max_rounds": 2}, timeout_s=3.5)
@@ -96,11 +100,17 @@ async def test_per_job_evaluations_wait_in_the_queue_outside_their_timeout(
     assert any(re.fullmatch(r"queued \d+s, reason Resources \(\d+\)", q) for q in seen), seen
     jobs = [job_ids(r["worker"])[0].split(".")[0] for r in rows]
     assert len(set(jobs)) == len(rows) == 3  # a job per evaluation
+    # The experiment that waited says so (its wall time holds the wait).
+    assert any(re.search(r", queued \ds$", r["worker"]) for r in rows), rows
     assert cluster.squeue() == []
 
 
+@pytest.mark.parametrize("jobs", ["agent", "channels"])
 async def test_a_timeout_cancels_its_step_and_leaves_nothing_running(
-        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, jobs: str) -> None:
+    if jobs == "channels":  # a login node without python3: a channel per command
+        monkeypatch.setattr("engine.workers.agent.PYTHON", "no-such-python3")
     spec = make_spec(params_workspace, "late", command="sleep 317", timeout_s=1,
                      workers=[slurm_worker(lab, cluster)], stop={"max_rounds": 1})
     loop = await run_loop(spec, tmp_path / "store.db")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,7 +36,7 @@ from engine import spec as specs
 from engine.model import CommandResult, LineSink
 from engine.workers.faults import WorkerFailed
 from engine.workers.slurmcluster import Report, SlurmCluster
-from engine.workers.slurmjobs import Job, cluster_fault, step_command
+from engine.workers.slurmjobs import Job, clock, cluster_fault, step_command
 from engine.workers.ssh import SSHSession, SSHWorker
 from engine.workers.sshhost import SLOTS_PER_CONNECTION
 
@@ -43,6 +44,8 @@ __all__ = ["SlurmCluster", "SlurmSession", "SlurmWorker"]
 
 #: Step ids recorded per experiment before the rest are only counted.
 RECORDED_STEPS = 3
+#: A queue wait at least this long is recorded with the experiment (`, queued 2m14s`).
+QUEUE_NOTED_S = 1.0
 
 
 class SlurmSession:
@@ -153,7 +156,9 @@ class SlurmWorker:
     @asynccontextmanager
     async def open(self, candidate: Path) -> AsyncIterator[SlurmSession]:
         self.steps = []
+        asked = time.monotonic()
         job = self.job = await self._job()
+        queued = time.monotonic() - asked
         job.steps += 1
         self._report("", job.id)
         try:
@@ -162,8 +167,10 @@ class SlurmWorker:
         finally:
             shown = self.steps[:RECORDED_STEPS] or [job.id]
             more = len(self.steps) - RECORDED_STEPS
+            # The wait is not evaluation time, but the experiment's wall time holds it.
             self.recorded_name = f"{self.name} job {','.join(shown)}" + (
-                f" +{more}" if more > 0 else "")
+                f" +{more}" if more > 0 else "") + (
+                f", queued {clock(queued)}" if queued >= QUEUE_NOTED_S else "")
             self.job = None
             await self.cluster.release(job)
             self._report("", self.cluster.held.id if self.cluster.held else "")
