@@ -45,8 +45,8 @@ def slurm_worker(lab: SSHLab, cluster: SlurmCluster, **extra: object) -> dict[st
 
 
 def job_ids(worker: str) -> list[str]:
-    """`login:3 job 12.4,12.5` → ["12.4", "12.5"]."""
-    found = re.search(r" job (\S+)", worker or "")
+    """`login:3 job 12.4,12.5, queued 3s` → ["12.4", "12.5"]."""
+    found = re.search(r" job ([0-9.,]+?),?(?: queued|$)", worker or "")
     return found.group(1).split(",") if found else []
 
 
