@@ -96,6 +96,7 @@ class SlurmCluster:
     def __init__(self, folder: Path | None = None) -> None:
         # Short paths: the munge socket's must fit in a sockaddr_un (108 bytes).
         self.folder = Path(folder or tempfile.mkdtemp(prefix="arslurm-"))
+        self._made = folder is None  # removed by stop()
         self.conf = self.folder / "slurm.conf"
         self.munge_socket = self.folder / "munge" / "sock"
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -171,6 +172,8 @@ class SlurmCluster:
                 proc.kill()
                 proc.wait(timeout=5)
         self.procs = []
+        if self._made:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> SlurmCluster:
         return self.start() if not self.procs else self
