@@ -84,6 +84,13 @@ class LLMSettings(Strict):
     #: `anthropic-version` to send. Default: the SDK's (2026-10-21), which takes no sampling
     #: parameters, so `temperature` is not sent; "2023-06-01" sends it (models that accept it).
     api_version: str | None = None
+    #: After an outage (every retry failed) the run pauses and tries again this many seconds
+    #: later, doubling each time up to `outage_retry_max_s` (engine/outage.py).
+    outage_retry_s: float = Field(default=30, gt=0)
+    outage_retry_max_s: float = Field(default=600, gt=0)
+    #: Prompt-cache lifetime: "5m", "1h", or "auto" (1 hour once calls come more than
+    #: 4 minutes apart, as in runs with long evaluations).
+    cache_ttl: Literal["auto", "5m", "1h"] = "auto"
 
 
 class LLMMutator(LLMSettings):

@@ -94,11 +94,21 @@ async def test_judge_asks_for_temperature_zero_where_the_api_version_allows(
     assert request["headers"]["anthropic-version"] == "2023-06-01"
 
 
+async def evidence_of(ev: ChecklistEvaluator, session: LocalSession):
+    """The evaluation, also when its evidence is too broken to score (the loop pauses then)."""
+    from engine.evaluators.evidence import EvidenceBroken
+
+    try:
+        return await ev.evaluate(session, lambda line: None)
+    except EvidenceBroken as exc:
+        return exc.evaluation
+
+
 async def test_an_unclear_answer_is_recorded_as_such_not_guessed(api: FakeAnthropic,
                                                                  tmp_path: Path):
     api.script(answers([("cta", "Probably yes", "Contact us."), ("cta", "no", "a duplicate")]))
     ev, session = evaluator(tmp_path, MIXED)
-    result = await ev.evaluate(session, lambda line: None)
+    result = await evidence_of(ev, session)
 
     got = {r.item: r for r in result.items}
     assert got["cta"].passed is None
@@ -106,14 +116,15 @@ async def test_an_unclear_answer_is_recorded_as_such_not_guessed(api: FakeAnthro
     assert got["benefit"].passed is None
     assert got["benefit"].evidence == "the judge gave no answer"
     assert result.metrics["unanswered"] == 2
-    assert result.score == 0.25  # unanswered count as not passed, never as yes
+    assert result.status == "crashed"  # a judge that answers half the questions is broken
+    assert result.error.startswith("unusable evidence: the judge left 2 of 2 answers")
 
 
 async def test_a_judge_reply_without_the_tool_leaves_every_question_unanswered(
         api: FakeAnthropic, tmp_path: Path):
     api.script(text_reply("The page looks fine to me."))
     ev, session = evaluator(tmp_path, MIXED)
-    result = await ev.evaluate(session, lambda line: None)
+    result = await evidence_of(ev, session)
     unanswered = [r for r in result.items if r.passed is None]
     assert [r.item for r in unanswered] == ["cta", "benefit"]
     assert "without a usable record_answers call" in unanswered[0].evidence
@@ -202,8 +213,8 @@ async def test_a_judge_that_keeps_failing_crashes_the_candidate_and_pauses_the_r
     finally:
         host.stop_all()
         await asyncio.gather(task, return_exceptions=True)
-    assert cand["verdict"] == "crashed"
-    assert "checklist judge: the Anthropic API failed 2 times" in cand["error"]
+    assert cand["verdict"] == "interrupted"  # an outage is not the candidate's verdict
+    assert "not scored: checklist judge: the Anthropic API failed 2 times" in cand["error"]
     assert "529 overloaded_error" in run["stop_reason"]
     assert (ws / "page.md").read_text().startswith("# Grow faster")  # nothing advanced
 

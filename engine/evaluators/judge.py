@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine import spec as specs
-from engine.llm import EPHEMERAL, LLMClient, redact
+from engine.llm import EPHEMERAL, LLMClient, LLMReplyError, redact
 from engine.model import ItemResult, Usage
 
 TOOL_NAME = "record_answers"
@@ -80,14 +80,19 @@ class LLMJudge:
         shown = sample[:OUTPUT_CHARS] + ("\n…[output cut]" if len(sample) > OUTPUT_CHARS else "")
         turn = (f"<input>\n{input}\n</input>\n\n<output>\n{shown}\n</output>\n\n"
                 "Answer every question about this output.")
-        reply = await self.client.create(
-            system=[{"type": "text", "text": judge_system(questions), "cache_control": EPHEMERAL}],
-            messages=[{"role": "user", "content": turn}], tools=[JUDGE_TOOL], tool=TOOL_NAME,
-            temperature=self.temperature)
+        try:
+            reply = await self.client.create(
+                system=[{"type": "text", "text": judge_system(questions),
+                         "cache_control": EPHEMERAL}],
+                messages=[{"role": "user", "content": turn}], tools=[JUDGE_TOOL], tool=TOOL_NAME,
+                temperature=self.temperature)
+        except LLMReplyError as exc:  # one garbled reply: this output's answers are unknown
+            return [ItemResult(q.name, None, input, 0, str(exc)[:EVIDENCE_CHARS])
+                    for q in questions], Usage()
         args = reply.tool_input(TOOL_NAME)
         if args is None or not isinstance(args.get("answers"), list):
-            said = " ".join(reply.text().split())[:150] or "nothing"
-            why = redact(f"the judge replied without a usable {TOOL_NAME} call: {said!r}")
+            why = redact(f"the judge replied without a usable {TOOL_NAME} call: "
+                         f"{reply.describe(TOOL_NAME)}")
             return [ItemResult(q.name, None, input, 0, why) for q in questions], reply.usage
         answers: dict[str, dict[str, Any]] = {}
         for entry in args["answers"]:

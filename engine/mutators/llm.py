@@ -18,6 +18,7 @@ from engine.llm import EPHEMERAL, LLMClient, redact
 from engine.model import Mutation, MutationError, Proposal, Usage
 from engine.mutators.prompt import build_prompt
 from engine.playbook import load_playbook_files, load_playbook_runs
+from engine.redact import secrets_written
 from engine.store import Store
 
 TOOL_NAME = "propose_change"
@@ -59,6 +60,11 @@ def invalid(reason: str, usage: Usage, description: str = "") -> MutationError:
     return exc
 
 
+def identities(spec: specs.Spec) -> list[str]:
+    """The SSH identity files a spec's workers name (their contents must never be written)."""
+    return [w.identity for w in spec.workers if getattr(w, "identity", None)]
+
+
 def one_line(text: Any, limit: int = 200) -> str:
     line = " ".join(str(text or "").split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -68,7 +74,11 @@ def apply_edits(files: dict[str, str], edits: Any, targets: list[str],
                 protected: list[str]) -> dict[str, str]:
     """Apply search/replace edits to the target files; returns the full new contents of the
     files that changed. Raises ValueError with a reason a person can read."""
-    if not isinstance(edits, list) or not edits:
+    if isinstance(edits, str) or (edits is not None and not isinstance(edits, list)):
+        kind = "a string" if isinstance(edits, str) else type(edits).__name__
+        raise ValueError(f"edits must be a list of {{file, search, replace}} objects; the reply "
+                         f"gave {kind}: {one_line(edits, 80)!r}")
+    if not edits:
         raise ValueError("the reply has no edits")
     out: dict[str, str] = {}
     for n, edit in enumerate(edits, 1):
@@ -119,6 +129,15 @@ class LLMMutator:
             self._pending_runs = []
 
     async def propose(self, proposal: Proposal) -> Mutation:
+        try:
+            return await self._propose(proposal)
+        except MutationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reply we did not foresee is an outcome
+            raise invalid(f"the reply could not be used: {type(exc).__name__}: {exc}",
+                          getattr(exc, "usage", None) or Usage()) from None
+
+    async def _propose(self, proposal: Proposal) -> Mutation:
         prompt = build_prompt(self.spec, proposal, recent=self.config.recent,
                               playbooks=self.playbooks, finish=FINISH)
         reply = await self.client.create(
@@ -128,9 +147,8 @@ class LLMMutator:
             tools=[PROPOSE_TOOL], tool=TOOL_NAME)
         args = reply.tool_input(TOOL_NAME)
         if args is None:
-            said = one_line(reply.text(), 200) or "nothing"
-            raise invalid(f"the model answered without the {TOOL_NAME} tool: {said!r}",
-                          reply.usage)
+            raise invalid(f"the model answered without a usable {TOOL_NAME} call: "
+                          f"{reply.describe(TOOL_NAME)}", reply.usage)
         description = redact(one_line(args.get("description"))) or "(no description)"
         if reply.stop_reason == "max_tokens":
             raise invalid(f"the reply was cut off at max_tokens ({self.config.max_tokens}); "
@@ -142,6 +160,10 @@ class LLMMutator:
             raise invalid(str(exc), reply.usage, description) from None
         if not files:
             raise invalid("the edits change nothing", reply.usage, description)
+        leaked = secrets_written(files, proposal.best_files, identities(self.spec))
+        if leaked:
+            raise invalid(f"the edit would write {leaked} into a target file; refused",
+                          reply.usage, description)
         rationale = str(args.get("rationale") or "").strip()
         return Mutation(description, files, redact(rationale), usage=reply.usage)
 
