@@ -162,7 +162,7 @@ class LLMMutator:
             raise invalid("the edits change nothing", reply.usage, description)
         leaked = secrets_written(files, proposal.best_files, identities(self.spec))
         if leaked:
-            raise invalid(f"the edit would write {leaked} into a target file; refused",
+            raise invalid(f"the edit would write {leaked}; refused",
                           reply.usage, description)
         rationale = str(args.get("rationale") or "").strip()
         return Mutation(description, files, redact(rationale), usage=reply.usage)
