@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,8 @@ MAX_BACKOFF_S = 60.0
 NO_SAMPLING_VERSION = "2026-10-21"
 #: Mark a prompt block as a cache breakpoint (everything up to it is cached).
 EPHEMERAL = {"type": "ephemeral"}
+#: Calls further apart than this outlive the 5-minute cache: "auto" switches to 1 hour.
+LONG_GAP_S = 240.0
 
 
 class LLMUnavailable(MutationError):
@@ -233,6 +236,9 @@ class LLMClient:
         self.settings = settings
         self.role = role
         self.prices = prices_for(settings)
+        #: When the last call started, and whether calls came LONG_GAP_S apart (1-hour TTL).
+        self.last_call: float | None = None
+        self.long_gaps = False
         import anthropic
 
         headers = {"anthropic-version": settings.api_version} if settings.api_version else None
@@ -242,6 +248,15 @@ class LLMClient:
             api_key=key, base_url=settings.base_url or None, max_retries=0,
             timeout=settings.timeout_s, default_headers=headers)
 
+    def cache_control(self) -> dict[str, str]:
+        """The breakpoint marker for this client's next call: the 1-hour TTL when the spec
+        says so, or ("auto") once two calls came more than LONG_GAP_S apart — a round that
+        takes longer than the default 5-minute cache lives would find it expired every time."""
+        ttl = getattr(self.settings, "cache_ttl", "auto")
+        if ttl == "1h" or (ttl == "auto" and self.long_gaps):
+            return {"type": "ephemeral", "ttl": "1h"}
+        return dict(EPHEMERAL)
+
     async def create(self, *, system: list[dict[str, Any]], messages: list[dict[str, Any]],
                      tools: list[dict[str, Any]] | None = None, tool: str | None = None,
                      temperature: float | None = None) -> Reply:
@@ -249,6 +264,10 @@ class LLMClient:
         import anthropic
 
         s = self.settings
+        now = time.monotonic()
+        if self.last_call is not None and now - self.last_call > LONG_GAP_S:
+            self.long_gaps = True
+        self.last_call = now
         kwargs: dict[str, Any] = {"model": s.model, "max_tokens": s.max_tokens,
                                   "system": system, "messages": messages}
         if tools:

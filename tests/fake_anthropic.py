@@ -204,30 +204,38 @@ class FakeAnthropic:
         read = written = written_1h = 0
         prefix = hashlib.sha256()
         seen = 0
-        breakpoints: list[tuple[int, str, str]] = []  # (prefix tokens, hash, ttl)
+        ends: list[tuple[int, str]] = []  # every block boundary: (prefix tokens, hash)
+        breakpoints: list[tuple[int, str]] = []  # (index into ends, ttl)
         for text, control in pieces:
             prefix.update(text.encode("utf-8", "surrogatepass"))
             prefix.update(b"\x00")
             seen += tokens(text)
+            ends.append((seen, prefix.copy().hexdigest()))
             if control is not None:
-                breakpoints.append((seen, prefix.copy().hexdigest(), control.get("ttl", "5m")))
+                breakpoints.append((len(ends) - 1, control.get("ttl", "5m")))
         with self._lock:
-            for size, key, _ in breakpoints:  # the longest prefix written before is read
-                if size >= minimum and self._cached.get(key, 0) > now:
-                    read = size
-            for size, key, ttl in breakpoints:
-                if size < minimum or size <= read:
-                    continue
+            # A hit is the longest prefix written before, at an explicit breakpoint or at
+            # any of the 20 block boundaries before one (the API's lookback).
+            for at, _ in breakpoints:
+                for j in range(max(0, at - LOOKBACK), at + 1):
+                    size, key = ends[j]
+                    if size >= minimum and self._cached.get(key, 0) > now:
+                        read = max(read, size)
+            for at, ttl in breakpoints:
+                size, key = ends[at]
                 life = 3600.0 if ttl == "1h" else 300.0
+                if size <= read:
+                    if key in self._cached:  # a hit refreshes the entry's TTL
+                        self._cached[key] = now + life
+                    continue
+                if size < minimum:
+                    continue  # below the minimum a breakpoint does nothing
                 fresh = size - read - written - written_1h
                 if ttl == "1h":
                     written_1h += fresh
                 else:
                     written += fresh
                 self._cached[key] = now + life
-            for size, key, ttl in breakpoints:  # a hit refreshes the entry's TTL
-                if size <= read and key in self._cached and self._cached[key] > now:
-                    self._cached[key] = now + (3600.0 if ttl == "1h" else 300.0)
         body = json.loads(json.dumps(reply.body))
         out = int((body.get("usage") or {}).get("output_tokens") or 0)
         body["usage"] = {"input_tokens": total - read - written - written_1h,
@@ -270,6 +278,10 @@ def _client_gone(conn: socket.socket) -> bool:
 #: copy, so a mistake in the engine's table shows up as a test failure).
 CACHE_MINIMUM = [("opus-4-5", 4096), ("opus-4-6", 4096), ("haiku-4-5", 4096),
                  ("haiku-3", 2048), ("sonnet", 1024), ("opus", 1024), ("haiku", 2048)]
+
+
+#: Block boundaries before a breakpoint where the API also looks for a cache hit.
+LOOKBACK = 20
 
 
 def cache_minimum(model: str) -> int:
@@ -373,6 +385,14 @@ async def drive(host: Any, timeout: float = 30) -> dict[int, str]:
         host.stop_all()
         await asyncio.wait_for(task, 10)
         raise AssertionError(f"the runs did not finish within {timeout}s") from None
+
+
+def user_text(body: dict[str, Any]) -> str:
+    """The first user message as one text, whether a string or a list of text blocks."""
+    content = body["messages"][0]["content"]
+    if isinstance(content, str):
+        return content
+    return "\n\n".join(b.get("text", "") for b in content if b.get("type") == "text")
 
 
 def judged_output(body: dict[str, Any]) -> str:

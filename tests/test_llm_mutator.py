@@ -17,6 +17,7 @@ from fake_anthropic import (
     raw_reply,
     text_reply,
     tool_reply,
+    user_text,
 )
 
 from engine.host import Host
@@ -86,14 +87,17 @@ async def test_stable_prefix_carries_cache_control(api: FakeAnthropic, tmp_path:
     assert "Brand notes" not in artifact["text"]  # only targets are shown
     # The stable prefix is byte-identical from round to round: the cache can serve it.
     assert second["system"][0] == instructions
-    assert "cache_control" not in json.dumps(first["messages"])
+    # The history is a breakpoint too (it is the next round's prefix); the turn is not.
+    *history, turn_block = second["messages"][0]["content"]
+    assert history[-1]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in turn_block
     # The reply is forced through the tool.
     assert first["tool_choice"] == {"type": "tool", "name": "propose_change"}
     assert first["tools"][0]["name"] == "propose_change"
     assert first["model"] == "claude-sonnet-test"
     assert "temperature" not in first  # API 2026-10-21 takes no sampling parameters
     # Round two sees round one in its changelog, and the failing items' evidence.
-    turn = second["messages"][0]["content"]
+    turn = user_text(second)
     assert "Put a number in the headline" in turn and "kept" in turn
     assert "cta: failed on 1 output(s)" in turn
     assert "does not contain 'Start your free trial'" in turn

@@ -14,9 +14,9 @@ import posixpath
 from typing import Any
 
 from engine import spec as specs
-from engine.llm import EPHEMERAL, LLMClient, redact
+from engine.llm import LLMClient, redact
 from engine.model import Mutation, MutationError, Proposal, Usage
-from engine.mutators.prompt import build_prompt
+from engine.mutators.prompt import DiffCache, build_prompt
 from engine.playbook import load_playbook_files, load_playbook_runs
 from engine.redact import secrets_written
 from engine.store import Store
@@ -121,9 +121,13 @@ class LLMMutator:
         self.spec = spec
         self.client = LLMClient(config, role="llm mutator")
         self.playbooks, self._pending_runs = load_playbook_files(config.playbooks, spec)
+        self._store: Store | None = None
+        self._diffs = DiffCache(config.recent)
 
     def bind_store(self, store: Store, run_id: int) -> None:
-        """Called by the loop: earlier runs named in `playbooks` are read from the store."""
+        """Called by the loop: earlier runs named in `playbooks` are read from the store, and
+        the diffs of recent attempts (the changelog the loop hands over has none)."""
+        self._store = store
         if self._pending_runs:
             self.playbooks += load_playbook_runs(store, self._pending_runs, self.spec)
             self._pending_runs = []
@@ -138,12 +142,22 @@ class LLMMutator:
                           getattr(exc, "usage", None) or Usage()) from None
 
     async def _propose(self, proposal: Proposal) -> Mutation:
+        if self._store is not None:
+            self._diffs.fill(proposal.changelog, self._store)
         prompt = build_prompt(self.spec, proposal, recent=self.config.recent,
                               playbooks=self.playbooks, finish=FINISH)
+        mark = self.client.cache_control()
+        # Breakpoints where the prefix repeats: the instructions (the whole run), the best
+        # version (until a keep), and the end of the append-only history (next round's
+        # prefix); the turn after it is new every round.
+        history = [{"type": "text", "text": block} for block in prompt.history]
+        if history:
+            history[-1]["cache_control"] = mark
         reply = await self.client.create(
-            system=[{"type": "text", "text": prompt.stable, "cache_control": EPHEMERAL},
-                    {"type": "text", "text": prompt.artifact, "cache_control": EPHEMERAL}],
-            messages=[{"role": "user", "content": prompt.turn}],
+            system=[{"type": "text", "text": prompt.stable, "cache_control": mark},
+                    {"type": "text", "text": prompt.artifact, "cache_control": mark}],
+            messages=[{"role": "user", "content": [*history,
+                                                   {"type": "text", "text": prompt.turn}]}],
             tools=[PROPOSE_TOOL], tool=TOOL_NAME)
         args = reply.tool_input(TOOL_NAME)
         if args is None:
