@@ -160,6 +160,9 @@ def llm_warnings(spec: specs.Spec) -> list[str]:
     if roles and not os.environ.get("ANTHROPIC_API_KEY", "").strip():
         out.append(f"{spec.path}: ANTHROPIC_API_KEY is not set; `run` will refuse this spec "
                    f"({', '.join(roles)} call the Anthropic API)")
+    from engine.cache import cache_warnings
+
+    out += cache_warnings(spec)
     for role, s in roles.items():
         # The default judge (no `judge:` block) asks for 0 itself; only a person's choice warns.
         chosen = "temperature" in s.model_fields_set and not (

@@ -108,6 +108,9 @@ class AgentMutator(Strict):
     command: str
     timeout_s: float = Field(default=600, gt=0)
     recent: int = Field(default=20, ge=0)
+    #: USD per million tokens (input, output) for agents that print token counts but no cost
+    #: (codex); `claude -p --output-format json` and aider print their cost themselves.
+    prices: dict[str, float] | None = None
 
 
 Mutator = Annotated[ParamsMutator | LLMMutator | AgentMutator, Field(discriminator="kind")]

@@ -42,6 +42,14 @@ def test_every_ready_spec_passes_check_without_warnings(capsys: pytest.CaptureFi
     assert err == ""
 
 
+@pytest.mark.parametrize("name", ["landing-page", "claude-skill", "cold-email"])
+def test_ready_llm_specs_use_the_noise_aware_rule(name: str):
+    """Judge noise must not keep filler rules: the ready specs compare answer by answer."""
+    spec = load_spec(REPO / "checklists" / f"{name}.yaml")
+    assert spec.decide.rule == "paired" and spec.decide.confirm
+    assert spec.decide.noise_repeats and spec.decide.noise_repeats >= 3
+
+
 def test_landing_page_items_ask_the_questions_from_the_issue():
     spec = load_spec(REPO / "checklists" / "landing-page.yaml")
     questions = [i.question for i in spec.evaluate.items if i.question]

@@ -9,7 +9,7 @@ experiment, which is how the detail view shows what was judged.
 from __future__ import annotations
 
 from engine import spec as specs
-from engine.llm import EPHEMERAL, LLMClient, LLMUnavailable
+from engine.llm import LLMClient, LLMUnavailable
 from engine.model import Session, Usage, UserError
 
 #: Characters of each output kept in its event (the store clips events at 2,000).
@@ -50,6 +50,6 @@ class LLMProducer:
             # The API refuses empty text blocks; an empty artifact produces nothing to judge.
             return "", Usage(), None
         reply = await self.client.create(
-            system=[{"type": "text", "text": system, "cache_control": EPHEMERAL}],
+            system=[{"type": "text", "text": system, "cache_control": self.client.cache_control()}],
             messages=[{"role": "user", "content": input if input.strip() else NO_INPUT}])
         return reply.text(), reply.usage, reply.stop_reason
