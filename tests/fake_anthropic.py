@@ -105,6 +105,8 @@ class FakeAnthropic:
         self.billed: list[dict[str, Any]] = []
         #: Compute usage from the request, with the real API's cache rules.
         self.cache = cache
+        #: False: count every prompt token as uncached (a run without caching, compared).
+        self.honour_cache = True
         #: Written cache prefixes: hash -> expiry (monotonic seconds).
         self._cached: dict[str, float] = {}
         #: Seconds added to the clock (a test ages the cache without waiting).
@@ -169,7 +171,9 @@ class FakeAnthropic:
         used = reply.body.get("usage") if reply.raw is None and reply.status == 200 else None
         if isinstance(used, dict):
             with self._lock:
-                self.billed.append({"model": request.get("model"), **used})
+                self.billed.append({"model": request.get("model"),
+                                    "tool": (request.get("tool_choice") or {}).get("name"),
+                                    **used})
 
     def billed_tokens(self) -> dict[str, int]:
         """The four token counts summed over every delivered reply."""
@@ -211,7 +215,7 @@ class FakeAnthropic:
             prefix.update(b"\x00")
             seen += tokens(text)
             ends.append((seen, prefix.copy().hexdigest()))
-            if control is not None:
+            if control is not None and self.honour_cache:
                 breakpoints.append((len(ends) - 1, control.get("ttl", "5m")))
         with self._lock:
             # A hit is the longest prefix written before, at an explicit breakpoint or at
@@ -397,7 +401,7 @@ def user_text(body: dict[str, Any]) -> str:
 
 def judged_output(body: dict[str, Any]) -> str:
     """The output a judge request asks about."""
-    turn = body["messages"][0]["content"]
+    turn = user_text(body)
     found = re.search(r"<output>\n(.*)\n</output>", turn, flags=re.DOTALL)
     return found[1] if found else ""
 

@@ -22,6 +22,7 @@ from fake_anthropic import (
     page_spec,
     page_workspace,
     text_reply,
+    user_text,
 )
 
 from engine import spec as specs
@@ -79,7 +80,7 @@ async def test_judge_answers_questions_with_evidence_beside_deterministic_checks
     assert judged_items(request) == ["cta", "benefit"]  # only the questions go to the judge
     assert "Is there a clear call-to-action in the first paragraph?" in request["system"][0]["text"]
     assert judged_output(request).startswith("# Grow faster")
-    assert "<input>\nvisitor from search\n</input>" in request["messages"][0]["content"]
+    assert "<input>\nvisitor from search\n</input>" in user_text(request)
     assert "temperature" not in request  # the SDK's API version takes no sampling parameters
 
 

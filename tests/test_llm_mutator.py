@@ -99,8 +99,9 @@ async def test_stable_prefix_carries_cache_control(api: FakeAnthropic, tmp_path:
     # Round two sees round one in its changelog, and the failing items' evidence.
     turn = user_text(second)
     assert "Put a number in the headline" in turn and "kept" in turn
-    assert "cta: failed on 1 output(s)" in turn
-    assert "does not contain 'Start your free trial'" in turn
+    best = second["system"][1]["text"]  # cached with the best version's files until a keep
+    assert "cta: failed on 1 output(s)" in best
+    assert "does not contain 'Start your free trial'" in best
 
 
 async def test_garbage_reply_is_invalid_and_its_tokens_are_counted(api: FakeAnthropic,

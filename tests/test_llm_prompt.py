@@ -134,7 +134,7 @@ def test_failing_items_carry_the_judges_evidence(spec):
                 "evidence": "no call to action anywhere"},
                {"item": "cta", "input": "a gym", "sample": 1, "passed": None,
                 "evidence": "no clean yes/no (answered 'maybe'): Contact us."}]
-    turn = build_prompt(spec, Proposal("page", {}, [], failing, [], 0.4)).turn
+    turn = build_prompt(spec, Proposal("page", {}, [], failing, [], 0.4)).whole()
     assert "Best score so far: 0.4 (higher is better)." in turn
     assert "- cta: failed on 2 output(s), 1 without a clear answer" in turn
     assert "evidence (input 'a bakery'): no call to action anywhere" in turn

@@ -1,8 +1,10 @@
 """The LLM judge: answers a checklist's `question` items yes/no for one output, each with a
 short quoted piece of evidence, through a forced tool call.
 
-All questions for one output go in one call; the instructions and the questions form the
-cached prefix, the input and output follow. An answer that is not a clean yes/no (or no
+All questions for one output go in one call. The instructions (a judging guide long enough
+to reach the minimum cacheable length of a Sonnet judge) and the questions form the cached
+prefix, the input is a second breakpoint (its samples and later rounds repeat it), and the
+output follows. An answer that is not a clean yes/no (or no
 answer at all) is recorded as unanswered (`passed=None`), never guessed. The judge asks for
 temperature 0 whenever the API version accepts sampling parameters (see engine/llm.py).
 """
@@ -130,12 +132,16 @@ class LLMJudge:
     async def judge(self, questions: list[specs.Item], sample: str,
                     input: str) -> tuple[list[ItemResult], Usage]:
         shown = sample[:OUTPUT_CHARS] + ("\n…[output cut]" if len(sample) > OUTPUT_CHARS else "")
-        turn = (f"<input>\n{input}\n</input>\n\n<output>\n{shown}\n</output>\n\n"
-                "Answer every question about this output.")
+        mark = self.client.cache_control()
+        # Two breakpoints where the prefix repeats: the instructions and questions (every
+        # call), then the input (every sample of it, every round); the output is new.
+        turn = [{"type": "text", "text": f"<input>\n{input}\n</input>", "cache_control": mark},
+                {"type": "text", "text": f"<output>\n{shown}\n</output>\n\n"
+                                         "Answer every question about this output."}]
         try:
             reply = await self.client.create(
                 system=[{"type": "text", "text": judge_system(questions),
-                         "cache_control": self.client.cache_control()}],
+                         "cache_control": mark}],
                 messages=[{"role": "user", "content": turn}], tools=[JUDGE_TOOL], tool=TOOL_NAME,
                 temperature=self.temperature)
         except LLMReplyError as exc:  # one garbled reply: this output's answers are unknown

@@ -3,7 +3,7 @@ failed, what was tried, what the person said.
 
 It comes in four parts, ordered from most to least stable so prompt caching pays off:
 `stable` (instructions, the checklist or metric, playbooks: fixed for the whole run),
-`artifact` (the best version's target files: fixed until a keep), `history` (the changelog,
+`artifact` (the best version's target files and failing items: fixed until a keep), `history` (the changelog,
 one block per attempt, append-only: this round's history is the next round's prefix, so
 it is read from the cache and only the new attempts are written), and `turn` (failing
 items, banned and pinned ideas, what is in flight, guidance: new every round).
@@ -104,9 +104,14 @@ def build_prompt(spec: specs.Spec, proposal: Proposal, *, recent: int = 20,
     for path in spec.target.files:
         if path in proposal.best_files:
             artifact.append(f'<file path="{path}">\n{proposal.best_files[path]}</file>')
+    # The best version's failing items change only when the best version does: they belong
+    # with its files, in the part cached until a keep.
+    failing = _failing(proposal.failing_items)
+    if failing:
+        artifact.append(failing)
     history, marks = _changelog(proposal.changelog, recent)
-    turn = [marks, _score_line(spec, proposal), _failing(proposal.failing_items),
-            _guidance(proposal.guidance), finish or "Now propose one small, concrete change."]
+    turn = [marks, _score_line(spec, proposal), _guidance(proposal.guidance),
+            finish or "Now propose one small, concrete change."]
     return Prompt("\n\n".join(stable), "\n\n".join(artifact), history,
                   "\n\n".join(t for t in turn if t))
 
