@@ -74,6 +74,11 @@ def raw_reply(data: bytes, status: int = 200, content_type: str = "application/j
     return Reply(status, {}, raw=data, content_type=content_type)
 
 
+#: Text a hostile or broken model might send: a tmux retitle, a screen clear, colours, a
+#: bidi override and a C1 control. Stored as data; displays make it printable.
+HOSTILE_TEXT = "\x1b]0;pwned\x07\x1b[2J\x1b[31mred\x1b[0m \u202eevil\u202c \x9b6n done"
+
+
 def hang(seconds: float = 60.0) -> Reply:
     """A request the server sits on (until the client goes away or the server stops)."""
     return Reply(500, {"type": "error", "error": {"type": "api_error", "message": "hung"}},

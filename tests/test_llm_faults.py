@@ -129,6 +129,49 @@ async def test_one_garbled_judge_reply_leaves_that_output_unanswered(api: FakeAn
     assert store.get_run(run_id)["status"] == "done"
 
 
+async def test_a_prompt_too_long_for_the_api_is_that_candidates_verdict(api: FakeAnthropic,
+                                                                        tmp_path: Path):
+    """A candidate that grows the skill past what the API takes gets a 400: its own verdict,
+    not a pause of the run (and not a retry)."""
+    ws = page_workspace(tmp_path)
+
+    def produce(body: dict) -> object:
+        if "HUGE" in page_of(body):
+            return error_reply(400, "invalid_request_error",
+                               "prompt is too long: 215000 tokens > 200000 maximum")
+        return text_reply("Hello friend", tokens_in=20, tokens_out=5)
+
+    api.responder = Router([change("Make it huge", [{"file": "page.md", "search": "Contact us.",
+                                                     "replace": "HUGE " * 50}]),
+                            change("Put a number in the headline", [HEADLINE])],
+                           produce=produce, judge=lambda body: answers([("friendly", "no", "-")]))
+    store, run_id = await run(tmp_path, page_spec(ws, evaluate=produced(concurrency=1)))
+    first, second = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
+    assert first["verdict"] == "invalid"
+    assert "the API refused this request: 400 invalid_request_error: prompt is too long" \
+        in first["reason"]
+    assert second["verdict"] in ("kept", "reverted")
+    assert store.get_run(run_id)["status"] == "done"
+    assert sum(1 for b in api.bodies if "HUGE" in str(b.get("system"))) == 1  # not retried
+
+
+async def test_terminal_escapes_in_a_reply_are_stored_as_data(api: FakeAnthropic,
+                                                              tmp_path: Path):
+    """The stand-in can send escape sequences; the store keeps them as text (displays make
+    them printable with engine.text.printable), never anything worse."""
+    from fake_anthropic import HOSTILE_TEXT
+
+    from engine.text import printable
+
+    ws = page_workspace(tmp_path)
+    api.script(change(HOSTILE_TEXT, [HEADLINE], rationale=HOSTILE_TEXT))
+    store, run_id = await run(tmp_path, page_spec(ws, stop="max_rounds: 1"))
+    [cand] = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
+    assert cand["description"] == " ".join(HOSTILE_TEXT.split())
+    shown = printable(cand["description"], one_line=True)
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+
+
 # ---------------------------------------------------------------- 2: siblings are cancelled
 
 

@@ -63,13 +63,22 @@ class ChecklistEvaluator:
         usage = Usage()
         health = Health(len(jobs))
 
+        failed: list[bool] = []  # set before the gate is released, so no sibling starts after
+
         async def one(inp: str, sample_no: int) -> Outcome:
             async with gate:
-                sample, problem, tail = await self._produce(session, inp, sample_no, log, usage,
-                                                            health)
-                if problem is not None:
-                    return [], problem, tail
-                return await self._answer(session, inp, sample_no, sample, usage), None, tail
+                if failed:
+                    return [], None, ""  # (cancelled in a moment)
+                try:
+                    sample, problem, tail = await self._produce(session, inp, sample_no, log,
+                                                                usage, health)
+                    if problem is not None:
+                        failed.append(True)
+                        return [], problem, tail
+                    return await self._answer(session, inp, sample_no, sample, usage), None, tail
+                except Exception:
+                    failed.append(True)
+                    raise
 
         outcomes: list[Outcome] = []
         failure: BaseException | str | None = None
