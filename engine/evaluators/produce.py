@@ -44,7 +44,8 @@ class LLMProducer:
         assert path is not None
         raw = await session.read_file(path)
         if raw is None:
-            raise LLMUnavailable(f"llm producer: system_file {path} is not in the candidate")
+            raise LLMUnavailable(f"llm producer: system_file {path} is not in the candidate",
+                                 "refused")  # a spec to fix, not an outage to wait out
         system = raw.decode("utf-8", errors="replace")
         if not system.strip():
             # The API refuses empty text blocks; an empty artifact produces nothing to judge.
