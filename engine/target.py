@@ -21,10 +21,11 @@ def best_scores(loop: RunLoop) -> list[float | None]:
     re-evaluation of it (None for one that failed)."""
     if loop.best_id is None:
         return []
+    # Its re-evaluations come after it: the (run_id, id) index bounds the scan to them.
     rows = loop.store.conn.execute(
-        "SELECT score FROM experiments WHERE run_id = ? AND (id = ? OR (kind = 'reeval' "
-        "AND parent = ? AND verdict != 'running')) ORDER BY id",
-        [loop.run_id, loop.best_id, loop.best_id]).fetchall()
+        "SELECT score FROM experiments WHERE run_id = ? AND id >= ? AND (id = ? OR "
+        "(kind = 'reeval' AND parent = ? AND verdict != 'running')) ORDER BY id",
+        [loop.run_id, loop.best_id, loop.best_id, loop.best_id]).fetchall()
     return [r[0] for r in rows]
 
 
