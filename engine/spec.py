@@ -201,6 +201,9 @@ class ChecklistEval(Strict):
     judge: LLMSettings | None = None
     #: Run the producing command for several inputs/samples at once.
     concurrency: int = Field(default=1, ge=1)
+    #: Judge up to this many samples of one input in one call (the same instructions and
+    #: questions for all of them, answered in one reply); 1 judges each output on its own.
+    judge_batch: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ChecklistEval:

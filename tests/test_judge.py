@@ -22,6 +22,7 @@ from fake_anthropic import (
     page_spec,
     page_workspace,
     text_reply,
+    tool_reply,
     user_text,
 )
 
@@ -267,3 +268,31 @@ def test_produce_llm_needs_a_system_file(tmp_path: Path, monkeypatch: pytest.Mon
     spec = load_spec(page_spec(ws, evaluate=PRODUCED.replace("    system_file: page.md\n", "")))
     with pytest.raises(specs.UserError, match="system_file: name the target file"):
         ChecklistEvaluator(spec.evaluate)
+
+
+async def test_judge_batch_judges_the_samples_of_one_input_in_one_call(api: FakeAnthropic,
+                                                                      tmp_path: Path):
+    """Same questions, one call per input: each answer names its output, and each output's
+    answers land on that sample."""
+    import re as regex
+
+    def judge(body: dict) -> object:
+        outputs = regex.findall(r'<output n="(\d)">\n(.*?)\n</output>', user_text(body),
+                                flags=regex.DOTALL)
+        assert len(outputs) == 2
+        return tool_reply("record_answers", {"answers": [
+            {"output": int(n), "item": "friendly", "answer": "yes" if "warm" in text else "no",
+             "evidence": text[:10]} for n, text in outputs]})
+
+    produced = iter(["A warm hello 1", "A cold stare 2"] * 4)
+    api.responder = Router(produce=lambda body: text_reply(next(produced)), judge=judge)
+    ev, session = evaluator(tmp_path, PRODUCED + "  judge_batch: 2\n")
+    result = await ev.evaluate(session, lambda line: None)
+    judged = [b for b in api.bodies if b.get("tools")]
+    assert len(judged) == 2  # 2 inputs × 2 samples in 2 calls, not 4
+    schema = judged[0]["tools"][0]["input_schema"]["properties"]["answers"]["items"]
+    assert "output" in schema["required"]
+    friendly = {(r.input, r.sample): r for r in result.items if r.item == "friendly"}
+    assert len(friendly) == 4
+    for r in friendly.values():
+        assert r.passed == r.evidence.startswith("A warm")

@@ -291,9 +291,9 @@ async def test_a_stop_cancels_a_hanging_mutator_call_at_once(api: FakeAnthropic,
     assert len(api.requests) == 1  # no retry after the stop
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_or_ctrl_c_against_a_hanging_judge_exits_within_two_seconds(
-        tmp_path: Path, sig: signal.Signals):
+def test_sigterm_against_a_hanging_judge_exits_within_two_seconds(tmp_path: Path):
+    """(Ctrl-C is the same handler: engine/cli.py registers it for SIGINT and SIGTERM.)"""
+    sig = signal.SIGTERM
     ws = page_workspace(tmp_path)
     spec = page_spec(ws, evaluate=produced(inputs='["a bakery"]', concurrency=1),
                      stop="max_rounds: 3")
@@ -306,8 +306,9 @@ def test_sigterm_or_ctrl_c_against_a_hanging_judge_exits_within_two_seconds(
                                  "--db", str(db)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 30
-            while not any("tools" in b for b in server.bodies):  # the judge is hanging
+            deadline = time.monotonic() + 120  # (a loaded machine starts Python slowly)
+            while not any(b.get("tool_choice", {}).get("name") == "record_answers"
+                          for b in server.bodies):  # the judge is hanging
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.05)
             time.sleep(0.2)

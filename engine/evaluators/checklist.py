@@ -59,30 +59,41 @@ class ChecklistEvaluator:
     async def evaluate(self, session: Session, log: LineSink) -> Evaluation:
         cfg = self.config
         jobs = [(inp, s) for inp in cfg.inputs for s in range(cfg.samples)]
+        batch = cfg.judge_batch if self.questions else 1
+        # Samples of one input judged together (judge_batch), else each on its own.
+        groups = [(inp, list(range(start, min(start + batch, cfg.samples))))
+                  for inp in cfg.inputs for start in range(0, cfg.samples, batch)]
         gate = asyncio.Semaphore(cfg.concurrency)
         usage = Usage()
         health = Health(len(jobs))
-
         failed: list[bool] = []  # set before the gate is released, so no sibling starts after
 
-        async def one(inp: str, sample_no: int) -> Outcome:
+        async def make(inp: str, sample_no: int) -> tuple[str, str | None, str]:
             async with gate:
                 if failed:
-                    return [], None, ""  # (cancelled in a moment)
+                    return "", "", ""  # (cancelled in a moment)
                 try:
                     sample, problem, tail = await self._produce(session, inp, sample_no, log,
                                                                 usage, health)
-                    if problem is not None:
-                        failed.append(True)
-                        return [], problem, tail
-                    return await self._answer(session, inp, sample_no, sample, usage), None, tail
                 except Exception:
                     failed.append(True)
                     raise
+                if problem is not None:
+                    failed.append(True)
+                return sample, problem, tail
+
+        async def one(inp: str, numbers: list[int]) -> Outcome:
+            made = await asyncio.gather(*(make(inp, n) for n in numbers))
+            tail = "\n".join(t for _, _, t in made if t)
+            problem = next((p for _, p, _ in made if p is not None), None)
+            if problem is not None or failed:
+                return [], problem, tail
+            samples = [(n, sample) for n, (sample, _, _) in zip(numbers, made, strict=True)]
+            return await self._answer(session, inp, samples, usage), None, tail
 
         outcomes: list[Outcome] = []
         failure: BaseException | str | None = None
-        tasks = [asyncio.ensure_future(one(inp, s)) for inp, s in jobs]
+        tasks = [asyncio.ensure_future(one(inp, numbers)) for inp, numbers in groups]
         pending = set(tasks)
         try:
             while pending and failure is None:
@@ -92,7 +103,7 @@ class ChecklistEvaluator:
                         failure = failure or task.exception()
                         continue
                     outcomes.append(task.result())
-                    if task.result()[1] is not None:
+                    if task.result()[1]:
                         failure = failure or task.result()[1]
         finally:
             # The first failure decides the evaluation: its siblings are cancelled (a stop
@@ -149,32 +160,41 @@ class ChecklistEvaluator:
             return "", f"producing command exited {result.exit_code} (input {inp!r})", result.output
         return result.output[:MAX_SAMPLE], None, ""
 
-    async def _answer(self, session: Session, inp: str, sample_no: int, sample: str,
+    async def _answer(self, session: Session, inp: str, samples: list[tuple[int, str]],
                       usage: Usage) -> list[ItemResult]:
+        """Every item's answer for each (sample number, output) of one input."""
         from engine.evaluators.evidence import worthless
 
-        why = worthless(sample)
-        if why is not None:
-            # Nothing to judge: every item fails (an empty page passes `words: {max}` and
-            # `not_contains`, and must not make a version look good); no judge call is paid.
-            return [ItemResult(i.name, False, inp, sample_no, why) for i in self.config.items]
-        results: dict[str, ItemResult] = {}
-        for item in self.config.items:
-            if item.command is not None:
-                ok, evidence = await check_command(item, sample, session)
-            elif _has_check(item):
-                ok, evidence = check_text(item, sample)
-            else:
+        results: dict[int, dict[str, ItemResult]] = {n: {} for n, _ in samples}
+        to_judge: list[tuple[int, str]] = []
+        for n, sample in samples:
+            why = worthless(sample)
+            if why is not None:
+                # Nothing to judge: every item fails (an empty page passes `words: {max}` and
+                # `not_contains`, and must not make a version look good); no judge call is paid.
+                results[n] = {i.name: ItemResult(i.name, False, inp, n, why)
+                              for i in self.config.items}
                 continue
-            results[item.name] = ItemResult(item.name, ok, inp, sample_no, evidence)
-        if self.questions and self.judge is not None:
-            judged, cost = await self.judge.judge(self.questions, sample, inp)
+            for item in self.config.items:
+                if item.command is not None:
+                    ok, evidence = await check_command(item, sample, session)
+                elif _has_check(item):
+                    ok, evidence = check_text(item, sample)
+                else:
+                    continue
+                results[n][item.name] = ItemResult(item.name, ok, inp, n, evidence)
+            to_judge.append((n, sample))
+        if self.questions and self.judge is not None and to_judge:
+            judged, cost = await self.judge.judge_many(self.questions, [t for _, t in to_judge],
+                                                       inp)
             usage.add(cost)
-            for r in judged:
-                r.input, r.sample = inp, sample_no
-                results[r.item] = r
+            for (n, _), rows in zip(to_judge, judged, strict=True):
+                for r in rows:
+                    r.input, r.sample = inp, n
+                    results[n][r.item] = r
         # Keep the checklist's order whatever answered first.
-        return [results[i.name] for i in self.config.items if i.name in results]
+        return [results[n][i.name] for n, _ in samples for i in self.config.items
+                if i.name in results[n]]
 
 
 def _has_check(item: specs.Item) -> bool:

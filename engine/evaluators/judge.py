@@ -11,6 +11,7 @@ temperature 0 whenever the API version accepts sampling parameters (see engine/l
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from engine import spec as specs
@@ -40,6 +41,12 @@ JUDGE_TOOL = {
         "required": ["answers"],
     },
 }
+
+#: The tool when several outputs are judged in one call: every answer names its output.
+JUDGE_TOOL_MANY = json.loads(json.dumps(JUDGE_TOOL))
+_ENTRY = JUDGE_TOOL_MANY["input_schema"]["properties"]["answers"]["items"]
+_ENTRY["properties"]["output"] = {"type": "integer", "description": "the output's number"}
+_ENTRY["required"] = ["output", "item", "answer", "evidence"]
 
 RULES = """\
 You are a strict, consistent judge. You read one output and answer each question below with
@@ -131,40 +138,67 @@ class LLMJudge:
 
     async def judge(self, questions: list[specs.Item], sample: str,
                     input: str) -> tuple[list[ItemResult], Usage]:
-        shown = sample[:OUTPUT_CHARS] + ("\n…[output cut]" if len(sample) > OUTPUT_CHARS else "")
+        """Answer every question about one output."""
+        rows, usage = await self.judge_many(questions, [sample], input)
+        return rows[0], usage
+
+    async def judge_many(self, questions: list[specs.Item], samples: list[str],
+                         input: str) -> tuple[list[list[ItemResult]], Usage]:
+        """Answer every question about each of several outputs of one input, in one call
+        (the same instructions and questions for all of them): one list of answers per output."""
+        many = len(samples) > 1
         mark = self.client.cache_control()
         # Two breakpoints where the prefix repeats: the instructions and questions (every
-        # call), then the input (every sample of it, every round); the output is new.
-        turn = [{"type": "text", "text": f"<input>\n{input}\n</input>", "cache_control": mark},
-                {"type": "text", "text": f"<output>\n{shown}\n</output>\n\n"
-                                         "Answer every question about this output."}]
+        # call), then the input (every sample of it, every round); the outputs are new.
+        turn = [{"type": "text", "text": f"<input>\n{input}\n</input>", "cache_control": mark}]
+        for n, sample in enumerate(samples, 1):
+            shown = sample[:OUTPUT_CHARS] + ("\n…[output cut]" if len(sample) > OUTPUT_CHARS
+                                             else "")
+            tag = f'<output n="{n}">' if many else "<output>"
+            turn.append({"type": "text", "text": f"{tag}\n{shown}\n</output>"})
+        turn[-1]["text"] += ("\n\nAnswer every question about each output, judging each on "
+                             "its own; give the output's number in every answer." if many else
+                             "\n\nAnswer every question about this output.")
+        unknown = [[ItemResult(q.name, None, input, 0, "") for q in questions] for _ in samples]
         try:
             reply = await self.client.create(
                 system=[{"type": "text", "text": judge_system(questions),
                          "cache_control": mark}],
-                messages=[{"role": "user", "content": turn}], tools=[JUDGE_TOOL], tool=TOOL_NAME,
+                messages=[{"role": "user", "content": turn}],
+                tools=[JUDGE_TOOL_MANY if many else JUDGE_TOOL], tool=TOOL_NAME,
                 temperature=self.temperature)
-        except LLMReplyError as exc:  # one garbled reply: this output's answers are unknown
-            return [ItemResult(q.name, None, input, 0, str(exc)[:EVIDENCE_CHARS])
-                    for q in questions], Usage()
+        except LLMReplyError as exc:  # one garbled reply: these outputs' answers are unknown
+            for rows in unknown:
+                for r in rows:
+                    r.evidence = str(exc)[:EVIDENCE_CHARS]
+            return unknown, Usage()
         args = reply.tool_input(TOOL_NAME)
         if args is None or not isinstance(args.get("answers"), list):
             why = redact(f"the judge replied without a usable {TOOL_NAME} call: "
                          f"{reply.describe(TOOL_NAME)}")
-            return [ItemResult(q.name, None, input, 0, why) for q in questions], reply.usage
-        answers: dict[str, dict[str, Any]] = {}
+            for rows in unknown:
+                for r in rows:
+                    r.evidence = why
+            return unknown, reply.usage
+        answers: dict[tuple[int, str], dict[str, Any]] = {}
         for entry in args["answers"]:
             if isinstance(entry, dict) and isinstance(entry.get("item"), str):
-                answers.setdefault(entry["item"].strip(), entry)
-        results = []
-        for q in questions:
-            entry = answers.get(q.name)
-            if entry is None:
-                results.append(ItemResult(q.name, None, input, 0, "the judge gave no answer"))
-                continue
-            passed = clean_answer(entry.get("answer"))
-            evidence = " ".join(str(entry.get("evidence") or "").split())[:EVIDENCE_CHARS]
-            if passed is None:
-                evidence = f"no clean yes/no (answered {str(entry.get('answer'))[:40]!r}): {evidence}"
-            results.append(ItemResult(q.name, passed, input, 0, redact(evidence)))
-        return results, reply.usage
+                number = entry.get("output", 1) if many else 1
+                if isinstance(number, int) and not isinstance(number, bool):
+                    answers.setdefault((number, entry["item"].strip()), entry)
+        out = []
+        for n in range(1, len(samples) + 1):
+            results = []
+            for q in questions:
+                entry = answers.get((n, q.name))
+                if entry is None:
+                    results.append(ItemResult(q.name, None, input, 0, "the judge gave no answer"))
+                    continue
+                passed = clean_answer(entry.get("answer"))
+                evidence = " ".join(str(entry.get("evidence") or "").split())[:EVIDENCE_CHARS]
+                if passed is None:
+                    evidence = (f"no clean yes/no (answered {str(entry.get('answer'))[:40]!r}): "
+                                f"{evidence}")
+                results.append(ItemResult(q.name, passed, input, 0, redact(evidence)))
+            out.append(results)
+        return out, reply.usage
