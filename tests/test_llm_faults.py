@@ -170,6 +170,27 @@ async def test_terminal_escapes_in_a_reply_are_stored_as_data(api: FakeAnthropic
     assert cand["description"] == " ".join(HOSTILE_TEXT.split())
     shown = printable(cand["description"], one_line=True)
     assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    assert cand["rationale"] == HOSTILE_TEXT  # kept whole, as data
+
+
+async def test_the_detail_header_shows_the_rationale_beside_the_verdicts_reason(
+        api: FakeAnthropic, tmp_path: Path):
+    from tui.experiment_screen import ExperimentScreen
+
+    ws = page_workspace(tmp_path)
+    api.script(change("Put a number in the headline", [HEADLINE],
+                      rationale="the number item fails\x1b[2J on every output"),
+               change("Say it again", [{"file": "page.md", "search": "Contact us.",
+                                        "replace": "Contact us. Contact us."}],
+                      rationale="more is more"))
+    store, run_id = await run(tmp_path, page_spec(ws))
+    second = [e for e in store.experiments(run_id) if e["kind"] == "candidate"][-1]
+    head = str(ExperimentScreen(store, second["id"], "maximize")._head())
+    assert "rationale: more is more" in head
+    assert f"why: {second['reason']}" in head
+    first = [e for e in store.experiments(run_id) if e["kind"] == "candidate"][0]
+    head = str(ExperimentScreen(store, first["id"], "maximize")._head())
+    assert "rationale: the number item fails␛[2J on every output" in head
 
 
 # ---------------------------------------------------------------- 2: siblings are cancelled
