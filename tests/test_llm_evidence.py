@@ -229,3 +229,25 @@ async def test_an_edit_that_writes_an_ssh_identity_is_refused(api: FakeAnthropic
     assert "an SSH private key" in bad["reason"] and "id_ed25519" in bad["reason"]
     assert body not in bad["reason"]
     assert body not in (ws / "page.md").read_text()
+
+
+async def test_the_app_says_why_a_run_is_paused(tmp_path: Path):
+    """An outage's alert is the run's stop_reason; the app's status line shows it (made
+    printable: it carries a server's words)."""
+    from tui.app import make_app
+    from tui.fixtures import build_store
+    from tui.status_line import StatusLine
+
+    db = tmp_path / "fixed.db"
+    store = build_store(db, runs=1, experiments=10)
+    [row] = store.runs()
+    store.update_run(row["id"], status="paused", stop_reason="paused: API outage: llm mutator: "
+                     "the Anthropic API failed 5 times; last: 529 \x1b[2Joverloaded; trying "
+                     "again in 30s")
+    store.close()
+    app = make_app(db, [], attach=True)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await pilot.pause()
+        text = app.dash.query_one(StatusLine).text
+    assert "API outage" in text and "trying again in 30s" in text
+    assert "\x1b" not in text
