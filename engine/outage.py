@@ -92,6 +92,8 @@ def on_model_trouble(loop: RunLoop, exc: LLMUnavailable) -> None:
     text = str(exc).removeprefix("paused: ")
     if exc.kind == "outage":
         state = outages(loop)
+        if loop.paused and state.task is not None and not state.task.done():
+            return  # a sibling of this wave saw the same outage: one pause, one schedule
         wait = state.next_wait(exc)
         message = f"API outage: {text}; trying again in {wait:.0f}s"
         paused_at = time.time()
