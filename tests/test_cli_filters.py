@@ -155,3 +155,41 @@ def test_after_ctrl_c_no_new_experiment_starts(tmp_path, params_workspace):
     with sqlite3.connect(db) as conn:
         started = [r[0] for r in conn.execute("SELECT started FROM experiments")]
     assert started and max(started) < asked, (out, err)
+
+
+def test_headless_shows_steering_and_that_a_long_evaluation_is_alive(tmp_path,
+                                                                     params_workspace):
+    from engine.store import Store
+
+    write(params_workspace / "score.py", """
+        import sys, time
+        print("warming up \\x1b[2J the cache", flush=True)
+        time.sleep(7)
+        print("METRIC loss=3")
+    """)
+    spec = metric_spec(params_workspace, stop="max_rounds: 1")
+    db = tmp_path / "a.db"
+    proc = _spawn(db, spec)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 20
+    while not db.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)  # the baseline is evaluating
+    store = Store(db)
+    run_id = store.get_run("toy")["id"]
+    store.add_command(run_id, "pause")
+    store.add_command(run_id, "guide", argument="try x near 7\u2028(line two)")
+    store.add_command(run_id, "resume")
+    store.close()
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    steering = [line for line in lines if line.startswith("steering: ")]
+    assert steering[0] == "steering: pause → paused", lines
+    assert steering[1].startswith("steering: guide 'try x near 7\\u2028(line two)' → ")
+    assert steering[2] == "steering: resume → resumed"
+    alive = [line for line in lines if "evaluating for" in line]
+    assert alive and alive[0].startswith("… baseline evaluating for ")
+    assert alive[0].endswith("· warming up ␛[2J the cache")  # its last line, shown not obeyed
+    assert len(alive) <= 2  # at most one every few seconds
+    assert "\x1b" not in out
