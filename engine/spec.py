@@ -460,6 +460,11 @@ def _shown_key(key: object) -> str:
 
 def parse_spec(text: str, filename: str = "<spec>") -> Spec:
     """Parse and validate spec text. Raises SpecError with a one-line `file:line` message."""
+    return _parse(text, filename)[0]
+
+
+def _parse(text: str, filename: str) -> tuple[Spec, dict[str, Any], dict[tuple, int]]:
+    """The spec, and the YAML data and key lines it came from (read once)."""
     try:
         data, lines = read_yaml(text)
     except YamlRefused as exc:
@@ -470,7 +475,7 @@ def parse_spec(text: str, filename: str = "<spec>") -> Spec:
     if not isinstance(data, dict):
         raise SpecError(f"{filename}:1: a spec is a mapping of keys (name, target, mutator, ...)")
     try:
-        return Spec.model_validate(data)
+        return Spec.model_validate(data), data, lines
     except ValidationError as exc:
         errors = exc.errors()
         # An unknown key is the cause, a missing one usually its consequence (`mutater:`
@@ -547,16 +552,18 @@ def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise SpecError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
                         f"column {column}); save the spec as UTF-8") from None
-    spec = parse_spec(text, str(path))
+    spec, data, lines = _parse(text, str(path))
     spec.path = path.resolve()
     if check_files:
-        check_spec_files(spec, text)
+        check_spec_files(spec, text, (data, lines))
     return spec
 
 
-def check_spec_files(spec: Spec, text: str) -> None:
-    """Check what validation alone cannot: the workspace and target files exist and are confined."""
-    data, lines = read_yaml(text)  # it was read once already: no error is left in it
+def check_spec_files(spec: Spec, text: str,
+                     read: tuple[dict[str, Any], dict[tuple, int]] | None = None) -> None:
+    """Check what validation alone cannot: the workspace and target files exist and are
+    confined. `read`: the (data, lines) `text` gave already."""
+    data, lines = read or read_yaml(text)
     where = str(spec.path)
     ws = spec.workspace
     if not ws.is_dir():

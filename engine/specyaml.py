@@ -29,25 +29,71 @@ class YamlRefused(ValueError):
         self.line = line
 
 
+#: libyaml's parser when PyYAML has it (ten times faster); the pure-Python one otherwise, and
+#: always for the message of an error (the same wording and positions everywhere).
+FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(text: str) -> tuple[Any, dict[tuple, int]]:
     """(data, {key path: line}) for spec text; raises YamlRefused or yaml.YAMLError."""
-    _scan(text)
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    try:
+        return _read(text, FAST_LOADER)
+    except yaml.YAMLError:
+        if FAST_LOADER is yaml.SafeLoader:
+            raise
+    return _read(text, yaml.SafeLoader)
+
+
+def _read(text: str, loader: type) -> tuple[Any, dict[tuple, int]]:
+    _scan(text, loader)
+    node = yaml.compose(text, Loader=loader)
     lines: dict[tuple, int] = {}
     if node is None:
         return None, lines
-    data = yaml.SafeLoader(text).construct_document(node)  # refuses unhashable keys first
+    data = loader(text).construct_document(node)  # refuses unhashable keys first
     _lines(node, (), lines)
     return data, lines
 
 
-def _scan(text: str) -> None:
+def _flow_depth(text: str) -> None:
+    """Refuse deep `[[[[...` before PyYAML's scanner sees it: it rescans every open flow
+    level at each token (quadratic: 3,000 levels take seconds). Brackets in quotes and
+    comments are skipped; the count is rough, but no real spec opens 64 of them at once."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth, line, quote = 0, 1, ""
+    comment = False
+    for char in text:
+        if char == "\n":
+            line += 1
+            comment, quote = False, ""  # rough: a quote left open cannot hide the rest
+            continue
+        if comment:
+            continue
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlRefused(line, f"nested deeper than {MAX_DEPTH} levels")
+        elif char in "]}":
+            depth = max(0, depth - 1)
+
+
+def _scan(text: str, loader: type) -> None:
     """One pass over the events with bounded work; see the module docstring."""
+    if loader is yaml.SafeLoader:
+        _flow_depth(text)
     #: Per open collection: [its anchor, its expanded cost so far].
     stack: list[list[Any]] = []
     costs: dict[str, int] = {}
     added = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=loader):
         line = event.start_mark.line + 1
         if isinstance(event, yaml.CollectionStartEvent):
             stack.append([event.anchor, 1])
