@@ -26,9 +26,11 @@ __all__ = ["cmd_check", "cmd_demo_headless", "cmd_export", "cmd_status", "run_he
 
 def cmd_check(paths: list[str], out: TextIO = sys.stdout) -> int:
     from engine.llm import llm_warnings
+    from engine.speccheck import check_deeper
 
     for path in paths:
         spec = load_spec(path)
+        check_deeper(spec, Path(path).read_text(encoding="utf-8"))
         for warning in checklist_warnings(spec) + llm_warnings(spec):
             print(f"warning: {printable(warning, one_line=True)}", file=sys.stderr)
         print(f"{printable(str(path), one_line=True)}: ok — run {spec.name!r}, "
