@@ -118,7 +118,10 @@ def resume_command(db: Path, spec_path: str | None) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def cmd_demo_headless(db: Path, workdir: Path | None, out: TextIO = sys.stdout) -> int:
-    spec_paths = demo.prepare(db, workdir)
-    print(f"demo workspaces in {Path(spec_paths[0]).parent}", file=out, flush=True)
+def cmd_demo_headless(db: Path, workdir: Path | None, out: TextIO = sys.stdout, *,
+                      fresh: bool = False) -> int:
+    spec_paths, resumed = demo.prepare_or_resume(db, workdir, fresh=fresh)
+    where = printable(str(Path(spec_paths[0]).parent), one_line=True)
+    print(f"resuming the unfinished demo in {where} (`demo --fresh` starts a new one)"
+          if resumed else f"demo workspaces in {where}", file=out, flush=True)
     return asyncio.run(run_headless(db, [str(p) for p in spec_paths], out))

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the offline demo: two real loops")
     demo.add_argument("--headless", action="store_true")
     demo.add_argument("--workdir", type=Path, help="where the demo's copies go")
+    demo.add_argument("--fresh", action="store_true",
+                      help="a new demo, even if the last one did not finish (it is resumed)")
     attach = sub.add_parser("attach", help="watch and steer a headless engine through the store")
     for p in (check, run, export, status, demo, attach):
         p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
@@ -135,7 +137,7 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
         import asyncio
 
         return asyncio.run(cli.run_headless(db, args.specs))
-    return cli.cmd_demo_headless(db, args.workdir)
+    return cli.cmd_demo_headless(db, args.workdir, fresh=args.fresh)
 
 
 def _app(args: argparse.Namespace, specs: list[str]) -> int:
@@ -153,7 +155,7 @@ def _app(args: argparse.Namespace, specs: list[str]) -> int:
     if args.command == "demo":
         from engine import demo
 
-        specs = [str(p) for p in demo.prepare(db, args.workdir)]
+        specs = [str(p) for p in demo.prepare(db, args.workdir, fresh=args.fresh)]
     loaded = []
     if specs:  # the engine's modules load only when there is something to run here
         from engine.spec import load_spec
