@@ -87,11 +87,11 @@ def _copy(db: Path, workdir: Path | None, suffix: str) -> list[Path]:
         specs.append(path)
     if shutil.which("git"):
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            _git_init(folder)
+            git_init(folder)
     return specs
 
 
-def _git_init(folder: Path) -> None:
+def git_init(folder: Path) -> None:
     def git(*args: str) -> None:
         subprocess.run(["git", *GIT_IDENTITY, *args], cwd=folder, check=True,
                        capture_output=True)

@@ -156,8 +156,8 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO | None = Non
     """Host the runs, print them, stop cleanly on Ctrl-C/SIGTERM or a closed stdout.
     Raises BrokenPipeError at the end if stdout's reader went away (the CLI exits quietly)."""
     from engine.host import Host
-    from engine.spec import load_spec
     from engine.store import Store
+    from engine.templates import load_runnable
 
     host: Host | None = None
     interrupts: list[float] = []
@@ -185,7 +185,12 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO | None = Non
     for _ in signals.take_early()[:1]:  # one that came while Python was starting
         on_signal()
     try:
-        specs = [load_spec(p) for p in spec_paths]
+        specs = []
+        for path in spec_paths:
+            spec, note = load_runnable(path, db)  # a shipped template runs on a copy
+            if note:
+                write_err(printable(note, one_line=True))
+            specs.append(spec)
         if prepare is not None:
             specs = prepare(specs)
         store = Store(db)

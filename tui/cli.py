@@ -158,9 +158,13 @@ def _app(args: argparse.Namespace, specs: list[str]) -> int:
         specs = [str(p) for p in demo.prepare(db, args.workdir, fresh=args.fresh)]
     loaded = []
     if specs:  # the engine's modules load only when there is something to run here
-        from engine.spec import load_spec
+        from engine.templates import load_runnable
 
-        loaded = [load_spec(p) for p in specs]
+        for path in specs:
+            spec, note = load_runnable(path, db)  # a shipped template runs on a copy
+            if note:
+                _say(note)
+            loaded.append(spec)
     app = make_app(db, loaded, attach=args.command == "attach" or not loaded)
     app.run()
     return getattr(app, "return_code", 0) or 0
