@@ -52,9 +52,13 @@ def cmd_export(db: Path, run_name: str, fmt: str, output: str | None,
         names = ", ".join(r["name"] for r in store.runs()) or "none yet"
         raise UserError(f"no run named {run_name!r} in {db} (runs: {names})")
     if fmt == "playbook":
-        from engine.playbook import export_playbook
+        from engine import playbook
 
-        lines = export_playbook(store, run)
+        if playbook.needs_key():  # the deterministic part, and one line about the rest
+            lines = iter([playbook.changelog_playbook(store, run)])
+            print(f"note: {playbook.NEEDS_KEY}", file=sys.stderr)
+        else:
+            lines = playbook.export_playbook(store, run)
     elif fmt in FORMATS:
         lines = FORMATS[fmt](store, run)
     else:
