@@ -46,3 +46,23 @@ def test_running_a_shipped_spec_works_on_a_copy_and_says_where(tmp_path):
     # Run again: the same copy, so the same run resumes there.
     spec, note = load_runnable(template, db)
     assert spec.path == copy / "sqlite-load.yaml" and note is not None
+
+
+async def test_the_new_run_dialog_runs_a_template_on_a_copy(tmp_path):
+    from tui.app import make_app
+    from tui.dialogs import NewRunScreen
+
+    db = tmp_path / "a.db"
+    app = make_app(db, [], attach=True)
+    template = REPO / "checklists" / "demo" / "sqlite-load.yaml"
+    chosen = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(NewRunScreen(REPO), chosen.append)
+        await pilot.pause()
+        screen = app.screen
+        screen._try(template)  # what enter on the list entry does
+        await pilot.pause()
+        notes = [n.message for n in app._notifications]
+    copy = tmp_path / "autoresearch-runs" / "demo-sqlite-load" / "sqlite-load.yaml"
+    assert chosen and chosen[0].path == copy
+    assert any("running a copy in" in note for note in notes)
