@@ -110,7 +110,7 @@ def test_a_stop_signal_right_after_spawn_is_a_clean_stop(tmp_path, params_worksp
     # the first moment it is in place, while the CLI's and the engine's modules import, then
     # while the store opens and the run starts.
     spec = metric_spec(params_workspace, stop="max_rounds: 500")
-    for n, delay in enumerate([0, 0.1, 0.3]):
+    for n, delay in enumerate([0, 0.2]):
         db = tmp_path / f"{n}.db"
         proc = _spawn(db, spec)
         deadline = time.monotonic() + 10
