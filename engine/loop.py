@@ -377,6 +377,8 @@ class RunLoop:
             self.log(f"round {round_no}: invalid mutation: {exc}", level="warning", exp_id=exp_id)
             self.notify()
             return None
+        if self.stopping:  # a stop came while proposing: no new experiment starts after it
+            return None
         row: dict[str, Any] = dict(
             round=round_no, kind="candidate", parent=parent, description=mutation.description,
             rationale=mutation.rationale, wave=wave,
