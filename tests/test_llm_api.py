@@ -271,6 +271,7 @@ def test_check_warns_that_a_temperature_is_not_sent_under_the_new_api_version(
                for w in llm_warnings(warm))
     old = load_spec(page_spec(ws, "old", mutator='  temperature: 0.7\n  api_version: "2023-06-01"'))
     assert llm_warnings(old) == []
-    unknown = load_spec(page_spec(ws, "odd", mutator="  model: claude-mythos-5",
-                                  prices="null"))
+    odd = page_spec(ws, "odd", prices="null")
+    odd.write_text(odd.read_text().replace("claude-sonnet-test", "claude-mythos-5"))
+    unknown = load_spec(odd)
     assert any("no `prices` for model 'claude-mythos-5'" in w for w in llm_warnings(unknown))

@@ -191,8 +191,9 @@ evaluate:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         store = Store(tmp_path / "ar.db")
         host = Host(store)
-        host.add(load_spec(page_spec(ws, evaluate=evaluate, stop="max_rounds: 6",
-                                     mutator="  model: claude-sonnet-4-6")))
+        spec = page_spec(ws, evaluate=evaluate, stop="max_rounds: 6")
+        spec.write_text(spec.read_text().replace("claude-sonnet-test", "claude-sonnet-4-6"))
+        host.add(load_spec(spec))
         await drive(host, 60)
         bills = list(server.billed)
     produced = [b for b in bills if b["tool"] is None]

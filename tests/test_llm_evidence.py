@@ -166,7 +166,7 @@ async def test_an_empty_page_never_looks_good_and_empty_outputs_pause_the_run(
                            produce=produce,
                            judge=lambda body: answers([("friendly", "no", "-")]))
     store, run_id, alert = await until_paused(tmp_path, page_spec(
-        ws, evaluate=PRODUCED.format(extra=""), stop="max_rounds: 5\n  max_failures: 9"))
+        ws, evaluate=PRODUCED.format(extra=""), stop="max_rounds: 5"))
     baseline, first, second = store.experiments(run_id)
     assert first["verdict"] == "reverted" and first["score"] == 0.0  # not 2/3 for empty pages
     assert all(r["passed"] == 0 and r["evidence"] == "the output is empty"
