@@ -24,6 +24,7 @@ from engine import spec as specs
 from engine.ahead import ProposingAhead
 from engine.decide import aggregate, build_policy, improvement
 from engine.evaluators import build_evaluator
+from engine.evaluators.metric import constraint_breach
 from engine.llm import LLMUnavailable, run_prices
 from engine.model import (
     ADVANCING,
@@ -449,6 +450,8 @@ class RunLoop:
                     cand.verdict, cand.reason = REVERTED, "its parent is no longer the best version"
                 elif first.metrics.get("guard_passed") == 0.0:
                     cand.verdict, cand.reason = REVERTED, "guard command failed"
+                elif breach := constraint_breach(self.spec.evaluate, cand.evals):
+                    cand.verdict, cand.reason = REVERTED, breach
                 else:
                     decision = self.policy.decide(cand.evals, self.best_evals, self.direction)
                     cand.verdict, cand.reason = decision.verdict, decision.reason

@@ -201,10 +201,27 @@ class ChecklistEval(Strict):
         return self
 
 
+class Constraint(Strict):
+    """A bound on a secondary metric (`{metric: peak_vram_mb, max: 80000}`): a candidate that
+    breaks it is reverted, however good its score."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> Constraint:
+        if self.max is None and self.min is None:
+            raise ValueError(f"constraint on `{self.metric}` needs `max` or `min`")
+        return self
+
+
 class MetricEval(Strict):
     kind: Literal["metric"]
     command: str
-    #: Read from a `METRIC name=value` line, or from the last JSON line's key `name`.
+    #: Read from a `METRIC name=value` line, then a `name: value` / `name=value` line (the
+    #: last one wins), then the last JSON line's key `name`; every other number printed so
+    #: is kept as a secondary metric.
     metric: str
     #: Optional regex with one group that captures the value instead.
     regex: str | None = None
@@ -212,6 +229,8 @@ class MetricEval(Strict):
     timeout_s: float = Field(default=600, gt=0)
     #: A command that must exit 0 for a candidate to be kept (e.g. the tests still pass).
     guard: str | None = None
+    #: Bounds on secondary metrics a kept candidate must respect.
+    constraints: list[Constraint] = []
 
 
 class TestsEval(Strict):
