@@ -127,7 +127,7 @@ def cmd_export(db: Path, run_name: str, fmt: str, output: str | None,
     elif fmt in FORMATS:
         lines = FORMATS[fmt](store, run)
     else:
-        raise UserError(f"unknown format {fmt!r}; use md, tsv, jsonl or playbook")
+        raise UserError(f"unknown format {fmt!r}; use {', '.join(FORMATS)} or playbook")
     if output:
         Path(output).write_text("".join(lines), encoding="utf-8")
         print(f"wrote {output}", file=sys.stderr)

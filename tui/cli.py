@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="no app: one line per experiment")
     export = sub.add_parser("export", help="export a run's changelog")
     export.add_argument("run")
-    export.add_argument("--format", default="md", choices=["md", "tsv", "jsonl", "playbook"])
+    export.add_argument("--format", default="md", choices=["md", "tsv", "jsonl", "results-tsv", "pi-jsonl", "playbook"])
     export.add_argument("-o", "--output", help="write to a file instead of stdout")
     status = sub.add_parser("status", help="every run's state")
     status.add_argument("--json", action="store_true")
