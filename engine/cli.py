@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import TextIO
 
 from engine import demo
+from engine.evaluators.metric import metric_notes
 from engine.export import FORMATS, status_json
 from engine.host import Host
 from engine.model import UserError
-from engine.spec import checklist_warnings, load_spec
+from engine.spec import check_notes, checklist_warnings, load_spec
 from engine.store import Store
 
 
@@ -32,6 +33,8 @@ def cmd_check(paths: list[str], out: TextIO = sys.stdout) -> int:
         print(f"{path}: ok — run {spec.name!r}, {spec.evaluate.kind} evaluator, "
               f"{spec.mutator.kind} mutator, {sum(w.slots for w in spec.workers)} worker slot(s)",
               file=out)
+        for note in check_notes(spec) + metric_notes(spec):
+            print(f"  {note}", file=out)
     return 0
 
 

@@ -28,12 +28,25 @@ class Strict(BaseModel):
 # ---------------------------------------------------------------- target
 
 
+#: Names always skipped when a candidate copy is made; `target.ignore` adds to them.
+DEFAULT_IGNORE = [".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"]
+
+
 class Target(Strict):
     workspace: str = "."
     files: list[str] = Field(min_length=1)
     protected: list[str] = []
-    #: Names skipped when a candidate copy is made (big or irrelevant folders).
-    ignore: list[str] = [".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"]
+    #: Names skipped when a candidate copy is made (big or irrelevant folders): added to
+    #: DEFAULT_IGNORE, never replacing it (a forgotten `.git` would be copied every round);
+    #: `!name` takes a default back out.
+    ignore: list[str] = list(DEFAULT_IGNORE)
+
+    @field_validator("ignore")
+    @classmethod
+    def _added_to_defaults(cls, value: list[str]) -> list[str]:
+        dropped = {v[1:] for v in value if v.startswith("!")}
+        added = [v for v in value if not v.startswith("!")]
+        return [n for n in dict.fromkeys([*DEFAULT_IGNORE, *added]) if n not in dropped]
 
 
 # ---------------------------------------------------------------- mutators
@@ -570,6 +583,14 @@ def check_spec_files(spec: Spec, text: str) -> None:
     if isinstance(mut, ParamsMutator) and mut.file not in spec.target.files:
         line = lines.get(("mutator", "file"), 1)
         raise SpecError(f"{where}:{line}: mutator.file: {mut.file} is not one of target.files")
+
+
+def check_notes(spec: Spec) -> list[str]:
+    """What `check` tells about how the spec reads (not warnings): what `ignore:` adds to."""
+    if "ignore" not in spec.target.model_fields_set:
+        return []
+    return [f"target.ignore adds to the default list; candidate copies skip: "
+            f"{', '.join(spec.target.ignore)}"]
 
 
 def checklist_warnings(spec: Spec) -> list[str]:

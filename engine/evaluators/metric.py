@@ -113,13 +113,27 @@ def parse_all(output: str, name: str, regex: str | None = None) -> dict[str, flo
     return out
 
 
-def name_warning(config: specs.MetricEval) -> str | None:
-    """`check`'s advice when the metric's name cannot appear in a METRIC or `name: value`
-    line (only in a JSON line): a `regex` is then the way to read it."""
-    if config.regex or _FULL_NAME.match(config.metric):
-        return None
-    return (f"evaluate.metric: {config.metric!r} can only be read from a JSON line's key; "
-            "give a `regex` with one group if the script prints it another way")
+def metric_notes(spec: specs.Spec) -> list[str]:
+    """What `check` says about a metric spec: where the number will be read from, and
+    advice when its name cannot appear in a METRIC or `name: value` line."""
+    cfg = spec.evaluate
+    if not isinstance(cfg, specs.MetricEval):
+        return []
+    if cfg.regex:
+        return [f"evaluate.metric: {cfg.metric} is read with the regex {cfg.regex!r}"]
+    if not _FULL_NAME.match(cfg.metric):
+        return [f"evaluate.metric: {cfg.metric!r} can only be read from a JSON line's key "
+                "(not a name a `METRIC name=value` or `name: value` line can hold); give a "
+                "`regex` with one group if the script prints it another way"]
+    notes = [f"evaluate.metric: {cfg.metric} is read from `METRIC {cfg.metric}=…`, else the last "
+             f"`{cfg.metric}: …` line, else the last JSON line; other numbers printed so are "
+             "kept as secondary metrics"]
+    notes += [f"evaluate.constraints: a candidate with {c.metric}"
+              + (f" > {c.max:g}" if c.max is not None else "")
+              + (" or" if c.max is not None and c.min is not None else "")
+              + (f" < {c.min:g}" if c.min is not None else "") + " is reverted"
+              for c in cfg.constraints]
+    return notes
 
 
 def constraint_breach(evaluate: object, evals: Sequence[Evaluation]) -> str | None:
