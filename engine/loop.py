@@ -608,7 +608,7 @@ class RunLoop:
                 return "the baseline cannot be vetoed"
             if row["verdict"] == PINNED:
                 return f"#{exp_id} is pinned"
-            if row["verdict"] != KEPT:
+            if row["verdict"] != KEPT or row["kind"] == "imported":  # (no files: only banned)
                 self.store.set_verdict(exp_id, VETOED, "vetoed: banned from later proposals")
                 return f"#{exp_id} banned"
             chain = self.store.advancing_chain(self.run_id)
@@ -631,6 +631,8 @@ class RunLoop:
             row = self.store.experiment(exp_id)
             if row is None or row["run_id"] != self.run_id:
                 return f"#{exp_id}: no such experiment in this run"
+            if row["kind"] == "imported":
+                return f"#{exp_id} was imported: its files are not in the store"
             if row["verdict"] in (KEPT, BASELINE, PINNED):
                 self.store.set_verdict(exp_id, PINNED, "pinned")
                 return f"#{exp_id} pinned"

@@ -601,7 +601,7 @@ class Store:
 
     def last_round(self, run_id: int) -> int:
         row = self._one("SELECT MAX(round) AS r FROM experiments WHERE run_id = ?", [run_id])
-        return (row or {}).get("r") or 0
+        return max((row or {}).get("r") or 0, 0)  # imported history has rounds below 0
 
     def iter_experiments(self, run_id: int) -> Iterator[dict[str, Any]]:
         cursor = self.conn.execute("SELECT * FROM experiments WHERE run_id = ? ORDER BY id",
@@ -626,7 +626,8 @@ class Store:
     def advancing_chain(self, run_id: int) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(ADVANCING))
         return self._rows(
-            f"SELECT * FROM experiments WHERE run_id = ? AND verdict IN ({marks}) ORDER BY id",
+            f"SELECT * FROM experiments WHERE run_id = ? AND verdict IN ({marks}) "
+            "AND kind != 'imported' ORDER BY id",  # imported rows have no files to go back to
             [run_id, *ADVANCING])
 
     # ------------------------------------------------------------ events

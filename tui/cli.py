@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.model import UserError
 
-COMMANDS = ("check", "run", "export", "status", "demo", "attach")
+COMMANDS = ("check", "run", "export", "status", "demo", "attach", "import")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,13 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run")
     export.add_argument("--format", default="md", choices=["md", "tsv", "jsonl", "results-tsv", "pi-jsonl", "playbook"])
     export.add_argument("-o", "--output", help="write to a file instead of stdout")
+    imp = sub.add_parser("import", help="a results.tsv or .auto/log.jsonl into a run's changelog")
+    imp.add_argument("file")
+    imp.add_argument("--run", help="the run to import into (made if new)")
+    imp.add_argument("--spec", help="or the spec whose run it is (made as `run` would)")
     status = sub.add_parser("status", help="every run's state")
     status.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", help="the offline demo: two real loops")
     demo.add_argument("--headless", action="store_true")
     demo.add_argument("--workdir", type=Path, help="where the demo's copies go")
     attach = sub.add_parser("attach", help="watch and steer a headless engine through the store")
-    for p in (check, run, export, status, demo, attach):
+    for p in (check, run, export, imp, status, demo, attach):
         p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -90,6 +94,10 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
         return cli.cmd_check(args.specs)
     if args.command == "export":
         return cli.cmd_export(db, args.run, args.format, args.output)
+    if args.command == "import":
+        from engine.history import cmd_import
+
+        return cmd_import(db, args.file, args.run, args.spec)
     if args.command == "status":
         return cli.cmd_status(db, args.json)
     if args.command == "run" and args.headless:
