@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -213,3 +214,19 @@ def test_sqlite_utils_and_datasette_one_liners_from_the_readme(traced):
     assert out.returncode == 0 and "baseline" in out.stdout, out.stderr
     out = subprocess.run(["sqlite-utils", "memory", "--help"], capture_output=True, timeout=60)
     assert out.returncode == 0
+
+
+def test_datasette_links_experiments_to_their_run(traced):
+    if shutil.which("datasette") is None:
+        pytest.skip("datasette is not installed (pip install -e '.[dev]')")
+    db = traced["db"]
+    got = subprocess.run(["datasette", str(db), "--get",
+                          f"/{db.stem}/experiments.json?_shape=array&_labels=on&_size=2"],
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    rows = json.loads(got.stdout)
+    assert rows[0]["run_id"] == {"value": 1, "label": "toy"}  # through the foreign key
+    assert rows[1]["parent"]["value"] == rows[0]["id"]
+    got = subprocess.run(["datasette", str(db), "--get", f"/{db.stem}/best_path.json?_shape=array"],
+                         capture_output=True, text=True, timeout=60)
+    assert json.loads(got.stdout)[0]["run"] == "toy"
