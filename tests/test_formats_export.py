@@ -115,7 +115,7 @@ def exported(tmp_path_factory) -> dict:
     write(ws / "score.py", KARPATHY_SCORE)
     subprocess.run("git init -q -b main && git add -A && git -c user.name=t -c user.email=t@t "
                    "commit -qm start", shell=True, cwd=ws, check=True)
-    spec = metric_spec(ws, name="bpb", stop="max_rounds: 30, max_failures: 30")
+    spec = metric_spec(ws, name="bpb", stop="max_rounds: 14, max_failures: 30")
     spec.write_text(spec.read_text().replace("metric: loss", "metric: val_bpb"))
     db = tmp / "a.db"
     import asyncio

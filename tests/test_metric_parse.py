@@ -112,7 +112,7 @@ async def test_a_candidate_breaking_a_constraint_is_reverted_with_the_reason(
         print(f"loss:           {abs(p['x'] - 7) + (0 if p['y'] == 'b' else 3):.6f}")
         print(f"peak_vram_mb:   {1000.0 * p['x']:.1f}")
     """)
-    spec = metric_spec(params_workspace, stop="max_rounds: 25")
+    spec = metric_spec(params_workspace, stop="max_rounds: 12")
     spec.write_text(spec.read_text().replace(
         "  direction: minimize\n",
         "  direction: minimize\n  constraints: [{metric: peak_vram_mb, max: 4000}]\n"))
@@ -124,7 +124,7 @@ async def test_a_candidate_breaking_a_constraint_is_reverted_with_the_reason(
     assert rows[0]["verdict"] == "baseline" and rows[0]["score"] == 9
     assert json.loads(rows[0]["metrics_json"]) == {"loss": 9, "peak_vram_mb": 1000.0}
     broken = [r for r in rows if json.loads(r["metrics_json"] or "{}").get("peak_vram_mb", 0) > 4000]
-    assert broken, "the seeded params mutator should try x > 4 within 25 rounds"
+    assert broken, "the seeded params mutator should try x > 4 within 12 rounds"
     for r in broken:
         assert r["verdict"] == "reverted"
         assert r["reason"].startswith("constraint: peak_vram_mb ") and "> max 4000" in r["reason"]
