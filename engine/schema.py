@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-#: (table, column, other table, other column): every reference between the store's tables.
+#: (table, column, other table, other column): every reference between the store's tables
+#: but one: `commands.target` names an experiment as a person typed or picked it, and the
+#: engine answers a wrong one ("no such experiment") instead of the store refusing the
+#: command (a UI's write must not fail on it).
 FOREIGN_KEYS = [
     ("runs", "best_experiment", "experiments", "id"),
     ("experiments", "parent", "experiments", "id"),
     ("events", "run_id", "runs", "id"),
     ("events", "experiment_id", "experiments", "id"),
     ("commands", "run_id", "runs", "id"),
-    ("commands", "target", "experiments", "id"),
     ("workers", "run_id", "runs", "id"),
 ]
 
@@ -71,7 +73,6 @@ VIEWS = {
 INDEXES = """
     CREATE INDEX IF NOT EXISTS events_experiment ON events(experiment_id, id);
     CREATE INDEX IF NOT EXISTS commands_run ON commands(run_id, id);
-    CREATE INDEX IF NOT EXISTS commands_target ON commands(target);
     CREATE INDEX IF NOT EXISTS experiments_parent ON experiments(parent);
     CREATE INDEX IF NOT EXISTS runs_best ON runs(best_experiment);
 """
@@ -79,13 +80,8 @@ INDEXES = """
 
 def m006_foreign_keys(db: Database) -> None:
     """Declare every reference as a foreign key (a table rebuild per table; indexes kept).
-    A dangling reference an older store may hold (a command aimed at an experiment that is
-    not there) is cleared first: it pointed nowhere, and would fail the check."""
-    # A pending command aimed at nothing is answered, not turned into one aimed at the
-    # experiment in flight (what a veto without a target means).
-    db.execute("UPDATE commands SET applied = COALESCE(applied, strftime('%s', 'now')), "
-               "result = COALESCE(result, 'no such experiment') WHERE target IS NOT NULL "
-               "AND target NOT IN (SELECT id FROM experiments)")
+    A dangling reference an older store may hold (an event of an experiment a lost
+    transaction took away) is cleared first: it pointed nowhere, and would fail the check."""
     for table, column, other, other_column in FOREIGN_KEYS:
         db.execute(f"UPDATE {table} SET {column} = NULL WHERE {column} IS NOT NULL AND "
                    f"{column} NOT IN (SELECT {other_column} FROM {other})")

@@ -589,10 +589,11 @@ class Store:
             [run_id, after_id, limit])
 
     def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
-        """The newest experiments' kind, verdict and score, newest first (for stop rules)."""
+        """The newest experiments' kind, verdict and score, newest first (for stop rules,
+        which count only the run's own: not an imported history)."""
         return self._rows(
             "SELECT id, kind, verdict, score, tier FROM experiments WHERE run_id = ? "
-            "ORDER BY id DESC LIMIT ?", [run_id, limit])
+            "AND kind != 'imported' ORDER BY id DESC LIMIT ?", [run_id, limit])
 
     def in_flight(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows(

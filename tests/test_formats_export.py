@@ -240,8 +240,16 @@ def test_a_guard_failure_is_checks_failed_in_pi_and_discard_for_karpathy(tmp_pat
                                   description="skip\tthe\ncheck")
     store.finish_experiment(cand, verdict="reverted", reason="guard command failed", score=2e6,
                             metrics={"latency_ms": 2e6, "guard_passed": 0.0})
+    screened = store.start_experiment(run_id, round=2, kind="candidate", parent=base,
+                                      tier="screen", description="screened out")
+    store.finish_experiment(screened, verdict="reverted", score=5.0, metrics={"latency_ms": 5.0})
+    again = store.start_experiment(run_id, round=2, kind="reeval", parent=base,
+                                   description="re-evaluate the best")
+    store.finish_experiment(again, verdict="reevaluated", score=1234000.5)
     run = store.get_run(run_id)
     tsv = "".join(FORMATS["results-tsv"](store, run)).splitlines()
+    assert len(tsv) == 4 and "screened out" not in "".join(tsv)  # screen scores: another scale
+    assert tsv[3] == "0000000\t1234000.500000\t0.0\tdiscard\tre-evaluate the best"
     assert tsv[0] == "commit\tlatency_ms\tmemory_gb\tstatus\tdescription"
     assert tsv[1] == "0000000\t1234567.891011\t0.0\tkeep\tbaseline"  # no git: seven zeros
     assert tsv[2] == "0000000\t2000000.000000\t0.0\tdiscard\tskip the check"

@@ -168,8 +168,8 @@ def test_migrations_are_named_in_the_order_they_run():
 
 def test_a_store_migrated_under_the_old_names_opens_and_upgrades(tmp_path):
     """A store made before the renames: its records say m040_decision, m030_workers,
-    m010_tui_indexes (applied in that order), it has no foreign keys or views, and a
-    command aimed at an experiment that is not there."""
+    m010_tui_indexes (applied in that order), it has no foreign keys or views, an event of
+    an experiment that is not there, and a command aimed at one."""
     db = tmp_path / "old.db"
     fresh = Store(tmp_path / "fresh.db")
     schema = [sql for (sql,) in fresh.conn.execute(
@@ -185,15 +185,16 @@ def test_a_store_migrated_under_the_old_names_opens_and_upgrades(tmp_path):
                      "VALUES (1, 1, 0, 'baseline', 'baseline', 0, 0.5)")
         conn.execute("UPDATE runs SET best_experiment = 1")
         conn.execute("INSERT INTO events (run_id, experiment_id, ts, line) VALUES (1, 1, 0, 'x')")
+        conn.execute("INSERT INTO events (run_id, experiment_id, ts, line) VALUES (1, 42, 0, 'y')")
         conn.execute("INSERT INTO commands (run_id, verb, target, created) VALUES (1, 'veto', 99, 0)")
     conn.close()
     store = Store(db)
     names = [n for (n,) in store.conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
     assert names == [step.__name__ for step, _ in migrations.steps]
     assert store.conn.execute("SELECT decision_json FROM experiments").fetchone() == (None,)
-    assert store.experiment(1)["score"] == 0.5 and len(store.events(1)) == 1
-    command = store.commands(1)[0]
-    assert command["applied"] is not None and command["result"] == "no such experiment"
+    assert store.experiment(1)["score"] == 0.5
+    assert [(e["experiment_id"], e["line"]) for e in store.events(1)] == [(1, "x"), (None, "y")]
+    assert store.commands(1)[0]["target"] == 99  # left for the engine to answer
     upgraded = [sql for (sql,) in store.conn.execute(
         "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'")]
     assert len(upgraded) == len(schema)
