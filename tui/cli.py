@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="no app: one line per experiment")
     export = sub.add_parser("export", help="export a run's changelog")
     export.add_argument("run")
-    export.add_argument("--format", default="md", choices=["md", "tsv", "jsonl", "results-tsv", "pi-jsonl", "playbook"])
+    export.add_argument("--format", default="md", choices=[
+        "md", "tsv", "jsonl", "results-tsv", "pi-jsonl", "playbook"])
     export.add_argument("-o", "--output", help="write to a file instead of stdout")
     imp = sub.add_parser("import", help="a results.tsv or .auto/log.jsonl into a run's changelog")
     imp.add_argument("file")
