@@ -9,6 +9,7 @@ signed toward better, and the indexes every query of the app and the CLI needs
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -79,16 +80,36 @@ INDEXES = """
 
 
 def m006_foreign_keys(db: Database) -> None:
-    """Declare every reference as a foreign key (a table rebuild per table; indexes kept).
-    A dangling reference an older store may hold (an event of an experiment a lost
-    transaction took away) is cleared first: it pointed nowhere, and would fail the check."""
-    for table, column, other, other_column in FOREIGN_KEYS:
-        db.execute(f"UPDATE {table} SET {column} = NULL WHERE {column} IS NOT NULL AND "
-                   f"{column} NOT IN (SELECT {other_column} FROM {other})")
-    have = {(fk.table, fk.column) for t in db.tables for fk in t.foreign_keys}
-    missing = [fk for fk in FOREIGN_KEYS if (fk[0], fk[1]) not in have]
-    if missing:
-        db.add_foreign_keys(missing)
+    """Declare every reference as a foreign key: a table rebuild per table that gains one
+    (indexes kept), all in one transaction, with enforcement off meanwhile (registered
+    non-transactional: the pragma cannot change inside a transaction). Otherwise SQLite would
+    check every key of the whole store after each table, and sqlite-utils would VACUUM it:
+    minutes on a store of millions of events instead of seconds. A dangling reference an older
+    store may hold (an event of an experiment a lost transaction took away) is cleared first:
+    it pointed nowhere, and would fail the check. Safe to re-run after a crash midway."""
+    from sqlite_utils.db import ForeignKey
+
+    enforced = db.execute("PRAGMA foreign_keys").fetchone()[0]
+    db.execute("PRAGMA foreign_keys=OFF")
+    try:
+        with db.conn:
+            db.execute("BEGIN IMMEDIATE")
+            for table, column, other, other_column in FOREIGN_KEYS:
+                db.execute(f"UPDATE {table} SET {column} = NULL WHERE {column} IS NOT NULL AND "
+                           f"{column} NOT IN (SELECT {other_column} FROM {other})")
+            have = {(fk.table, fk.column) for t in db.tables for fk in t.foreign_keys}
+            by_table: dict[str, list[ForeignKey]] = {}
+            for table, column, other, other_column in FOREIGN_KEYS:
+                if (table, column) not in have:
+                    by_table.setdefault(table, []).append(
+                        ForeignKey(table, column, other, other_column))
+            for table, fks in by_table.items():
+                db.table(table).transform(add_foreign_keys=fks)
+            if db.execute("PRAGMA foreign_key_check").fetchall():
+                raise sqlite3.IntegrityError("FOREIGN KEY constraint failed after migration")
+    finally:
+        if enforced:
+            db.execute("PRAGMA foreign_keys=ON")
 
 
 def m007_views_and_indexes(db: Database) -> None:

@@ -229,7 +229,7 @@ def m005_tui_indexes(db: Database) -> None:
 
 from engine.schema import m006_foreign_keys, m007_views_and_indexes  # noqa: E402
 
-migrations()(m006_foreign_keys)
+migrations(transactional=False)(m006_foreign_keys)
 migrations()(m007_views_and_indexes)
 
 
