@@ -79,7 +79,7 @@ INDEXES = """
 """
 
 
-def m006_foreign_keys(db: Database) -> None:
+def m007_foreign_keys(db: Database) -> None:
     """Declare every reference as a foreign key: a table rebuild per table that gains one
     (indexes kept), all in one transaction, with enforcement off meanwhile (registered
     non-transactional: the pragma cannot change inside a transaction). Otherwise SQLite would
@@ -112,7 +112,7 @@ def m006_foreign_keys(db: Database) -> None:
             db.execute("PRAGMA foreign_keys=ON")
 
 
-def m007_views_and_indexes(db: Database) -> None:
+def m008_views_and_indexes(db: Database) -> None:
     """The changelog, best_path, event_log and run_summary views, and the missing indexes."""
     db.executescript(INDEXES)
     for name, sql in VIEWS.items():

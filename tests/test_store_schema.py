@@ -166,9 +166,10 @@ def test_migrations_are_named_in_the_order_they_run():
     assert numbers == list(range(1, len(names) + 1)), names
 
 
-def test_a_store_migrated_under_the_old_names_opens_and_upgrades(tmp_path):
+@pytest.mark.parametrize("with_queue", [False, True])
+def test_a_store_migrated_under_the_old_names_opens_and_upgrades(tmp_path, with_queue):
     """A store made before the renames: its records say m040_decision, m030_workers,
-    m010_tui_indexes (applied in that order), it has no foreign keys or views, an event of
+    m010_tui_indexes (applied in that order; perhaps m050_worker_queue too), it has no foreign keys or views, an event of
     an experiment that is not there, and a command aimed at one."""
     db = tmp_path / "old.db"
     fresh = Store(tmp_path / "fresh.db")
@@ -187,6 +188,11 @@ def test_a_store_migrated_under_the_old_names_opens_and_upgrades(tmp_path):
         conn.execute("INSERT INTO events (run_id, experiment_id, ts, line) VALUES (1, 1, 0, 'x')")
         conn.execute("INSERT INTO events (run_id, experiment_id, ts, line) VALUES (1, 42, 0, 'y')")
         conn.execute("INSERT INTO commands (run_id, verb, target, created) VALUES (1, 'veto', 99, 0)")
+        if with_queue:  # and then the SLURM worker's step, once called m050_worker_queue
+            conn.execute("ALTER TABLE workers ADD COLUMN queue TEXT")
+            conn.execute("ALTER TABLE workers ADD COLUMN job_id TEXT")
+            conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                         "VALUES ('autoresearch', 'm050_worker_queue', '2026-11-02')")
     conn.close()
     store = Store(db)
     names = [n for (n,) in store.conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
