@@ -214,7 +214,7 @@ class WaveRunner:
                 tasks.append(asyncio.create_task(self._screen_reference(parent, round_no, wave)))
                 loop._evaluating = True
             for k in range(loop.spec.parallel):
-                if k and (loop.paused or loop.check_stop(mid_wave=True)):
+                if loop.stopping or k and (loop.paused or loop.check_stop(mid_wave=True)):
                     break  # e.g. the cost in flight already reaches max_cost_usd
                 cand = (loop._take_retest(round_no + k + 1, parent, wave)
                         or await loop._propose(round_no + k + 1, parent, wave))

@@ -153,6 +153,22 @@ def constraint_breach(evaluate: object, evals: Sequence[Evaluation]) -> str | No
     return None
 
 
+#: How much of a crashed command's last output its message quotes.
+CRASH_LINES = 3
+CRASH_LINE_CHARS = 200
+
+
+def last_lines(output: str) -> str:
+    """`: <its last few lines>` for a crash's one-line message (the shell's own `pyhton: not
+    found` says more than an exit status); "" when the command printed nothing."""
+    lines = [line.strip() for line in output[-8000:].splitlines() if line.strip()]
+    if not lines:
+        return ""
+    shown = [line if len(line) <= CRASH_LINE_CHARS else line[:CRASH_LINE_CHARS] + "…"
+             for line in lines[-CRASH_LINES:]]
+    return ": " + " ⏎ ".join(shown)
+
+
 class MetricEvaluator:
     def __init__(self, config: specs.MetricEval) -> None:
         self.config = config
@@ -168,11 +184,13 @@ class MetricEvaluator:
         value = metrics.get(cfg.metric)
         if value is None:
             return Evaluation(
-                CRASHED, error=f"no `{cfg.metric}` metric in the output (exit {result.exit_code})",
-                metrics=metrics, log_tail=result.output, duration=result.duration)
+                CRASHED, error=f"no `{cfg.metric}` metric in the output (exit {result.exit_code})"
+                + last_lines(result.output), metrics=metrics, log_tail=result.output,
+                duration=result.duration)
         if result.exit_code != 0:
-            return Evaluation(CRASHED, error=f"command exited {result.exit_code}",
-                              metrics=metrics, log_tail=result.output, duration=result.duration)
+            return Evaluation(CRASHED, error=f"command exited {result.exit_code}"
+                              + last_lines(result.output), metrics=metrics,
+                              log_tail=result.output, duration=result.duration)
         if cfg.guard:
             guard = await session.run(cfg.guard, timeout=cfg.timeout_s, on_line=log)
             metrics["guard_passed"] = float(guard.exit_code == 0)
