@@ -33,6 +33,7 @@ from tui.changelog_view import ChangelogView
 from tui.chart_pane import ScoreChart
 from tui.drawing import Drawing
 from tui.footer import LeanFooter
+from tui.guard import guarded
 from tui.messages import (
     ExperimentChosen,
     FilterChanged,
@@ -254,11 +255,8 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
             mine = [r for r in changes.experiments if r["run_id"] == run_id]
             commands = list({c["id"]: c for c in changes.commands + changes.applied
                              if c["run_id"] in (run_id, None)}.values())
-            changelog = self.dash.query_one(Changelog)
             if mine or commands:
-                changelog.upsert(mine, commands)
-                if changelog.table.row_count > WINDOW and changelog.table.cursor_row <= 0:
-                    self._load_changelog()
+                self._update_changelog(mine, commands)
             if mine:
                 self._chart_dirty = True
             if any(c["run_id"] in (run_id, None) and c["verb"] in ("veto", "pin")
@@ -314,6 +312,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
             here = self.engine is not None and self.engine.hosts(run_id)
             self.alive[run_id] = here or engine_alive(self.db, run["name"])
 
+    @guarded("#changelog-table")
     def _refresh_verdicts(self) -> None:
         """Catch verdicts rewritten in place (a veto reverting a chain): no timestamp moves."""
         detail = self.board.detail
@@ -368,6 +367,15 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
     def _run_chosen(self) -> None:
         self.action_pane("changelog")
 
+    @guarded("#changelog-table")
+    def _update_changelog(self, rows: list[dict[str, Any]],
+                          commands: list[dict[str, Any]]) -> None:
+        changelog = self.dash.query_one(Changelog)
+        changelog.upsert(rows, commands)
+        if changelog.table.row_count > WINDOW and changelog.table.cursor_row <= 0:
+            self._load_changelog()
+
+    @guarded("#changelog-table")
     def _load_changelog(self) -> None:
         detail = self.board.detail
         if detail is None:

@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from tui.guard import Guarded
 from tui.summary import fmt_delta, fmt_score
 
 
@@ -140,6 +141,10 @@ def _scale(best: float, latest: float | None, band: float, width: int) -> Text:
     return text
 
 
+class Body(Guarded, Static):
+    """The breakdown's text."""
+
+
 class Breakdown(VerticalScroll):
     """Scrolls when a checklist (or a test suite) has more items than fit."""
 
@@ -157,7 +162,7 @@ class Breakdown(VerticalScroll):
         self._baseline: float | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(Text("Select a run.", style="dim"))
+        yield Body(Text("Select a run.", style="dim"))
 
     def show_checklist(self, best: Side, latest: Side) -> None:
         self._args = ("checklist", (best, latest))
@@ -184,5 +189,5 @@ class Breakdown(VerticalScroll):
         lines = body.plain.count("\n") + 1
         if body.plain != self._shown or body.spans != self._spans:
             self._shown, self._spans = body.plain, body.spans
-            self.query_one(Static).update(body, layout=lines != self._lines)
+            self.query_one(Body).update(body, layout=lines != self._lines)
             self._lines = lines

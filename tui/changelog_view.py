@@ -22,6 +22,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.guard import Guarded
+
 
 @dataclass
 class Column:
@@ -45,7 +47,7 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class ChangelogView(ScrollView, can_focus=True, inherit_bindings=False):
+class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False):
     """Rows newest first under a fixed header, with a row cursor."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from tui.breakdown_pane import Breakdown, side
 from tui.chart_pane import ScoreChart
+from tui.guard import guarded, guarded_async
 from tui.runs_pane import RunsPane, status_text
 from tui.status_line import StatusLine
 from tui.summary import LIVE, fmt_cost, live_elapsed, noise_band, stop_outlook
@@ -48,6 +49,7 @@ class Drawing:
     def select_run(self, run_id: int) -> None:  # the app's
         raise NotImplementedError
 
+    @guarded_async("#runs")
     async def _show_runs(self) -> None:
         """The runs pane; selects the first run (or the one asked for) once runs exist."""
         now = self.clock()
@@ -60,6 +62,7 @@ class Drawing:
             self.dash.query_one(RunsPane).select(wanted)
             self.select_run(wanted)
 
+    @guarded("#chart")
     def _draw_chart(self) -> None:
         self._chart_dirty = False
         self._chart_drawn = time.monotonic()
@@ -75,6 +78,7 @@ class Drawing:
         self.dash.query_one(ScoreChart).show(run["name"], run["direction"],
                                              self._chart.series(), run["target"])
 
+    @guarded("#checklist Body")
     def _show_breakdown(self) -> None:
         detail = self.board.detail
         if detail is None:
@@ -102,6 +106,7 @@ class Drawing:
         else:
             pane.show_checklist(best, cand)
 
+    @guarded("#workers")
     def _show_workers(self) -> None:
         slots: list[Slot] = []
         board = self.board
@@ -122,6 +127,7 @@ class Drawing:
                     slots.append(Slot(run["name"], f"{total - len(running)} more slot(s)"))
         self.dash.query_one(WorkersPane).show(slots, self.clock())
 
+    @guarded("#status")
     def _show_status(self) -> None:
         detail = self.board.detail
         if detail is None:

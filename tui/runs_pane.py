@@ -14,6 +14,7 @@ from textual.containers import Vertical
 from textual.renderables.sparkline import Sparkline as SparklineRenderable
 from textual.widgets import Label, ListItem, ListView
 
+from tui.guard import Guarded
 from tui.messages import RunSelected
 from tui.summary import LIVE, fmt_cost, fmt_duration, fmt_score
 
@@ -32,7 +33,7 @@ def status_text(run: dict[str, Any], alive: bool | None) -> Text:
     return Text(f"{GLYPHS.get(status, '·')} {status}", style=STYLES.get(status, ""))
 
 
-class RunCard(ListItem):
+class RunCard(Guarded, ListItem):
     """One run, three lines high, drawn as one widget (ten runs must not cost sixty widgets to
     lay out): its name and status; its best score and a sparkline of its scores (Textual's own
     sparkline renderer); rounds, cost and elapsed time."""

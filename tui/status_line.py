@@ -6,10 +6,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from tui.guard import Guarded
 from tui.summary import Outlook
 
 
-class StatusLine(Static):
+class StatusLine(Guarded, Static):
     """One line (two when narrow: see app.tcss) above the footer."""
 
     text = ""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from tui.guard import Guarded
 from tui.summary import fmt_duration
 
 
@@ -20,7 +21,7 @@ class Slot:
     since: float | None = None
 
 
-class WorkersPane(Static):
+class WorkersPane(Guarded, Static):
     """A few lines; grouped by run, busy slots first."""
 
     DEFAULT_CSS = """
