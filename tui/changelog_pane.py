@@ -47,8 +47,9 @@ class Changelog(Vertical):
     BINDINGS = [Binding("escape", "close_filter", "Clear filter", show=False)]
     DEFAULT_CSS = """
     Changelog { height: 1fr; }
-    Changelog Input { display: none; height: 1; border: none; padding: 0 1; }
-    Changelog Input.-shown { display: block; }
+    /* One line, no border: see app.tcss. */
+    #changelog-filter { display: none; }
+    #changelog-filter.-shown { display: block; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
