@@ -42,6 +42,7 @@ from tui.messages import (
     StoreChanged,
 )
 from tui.runs_pane import RunsPane
+from tui.safe import markup
 from tui.status_line import StatusLine
 from tui.steering import BINDINGS, SteeringActions
 from tui.summary import LIVE, ChartData
@@ -207,7 +208,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self.post_message(StoreChanged())
 
     def _engine_error(self, message: str) -> None:
-        self.notify(message, title="engine", severity="error", timeout=8)
+        self.notify(markup(message), title="engine", severity="error", timeout=8)
 
     @on(StoreChanged)
     async def _store_changed(self) -> None:

@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tui.guard import Guarded
+from tui.safe import line
 from tui.summary import fmt_delta, fmt_score
 
 
@@ -32,7 +33,9 @@ def side(row: dict[str, Any] | None, summary: list[dict[str, Any]]) -> Side:
     if row is None:
         return Side(None, {}, {}, None)
     metrics = json.loads(row["metrics_json"]) if row.get("metrics_json") else {}
-    items = {r["item"]: (r["passed"] or 0, r["total"] or 0) for r in summary}
+    # Item and metric names come from a spec and an evaluation's output: shown, never obeyed.
+    items = {line(r["item"]): (r["passed"] or 0, r["total"] or 0) for r in summary}
+    metrics = {line(k): v for k, v in metrics.items()} if isinstance(metrics, dict) else {}
     return Side(row["id"], items, metrics, row["score"])
 
 
@@ -84,7 +87,8 @@ def metric_text(metric: str, direction: str, best: Side, latest: Side,
                 baseline: float | None = None) -> Text:
     text = Text()
     arrow = "lower is better" if direction == "minimize" else "higher is better"
-    text.append(f"{metric}", style="bold")
+    metric = line(metric)
+    text.append(metric, style="bold")
     text.append(f"  ({arrow})\n", style="dim")
     vb = best.metrics.get(metric, best.score)
     vc = latest.metrics.get(metric, latest.score)

@@ -21,6 +21,7 @@ from textual.widgets import Input
 
 from tui.changelog_view import ChangelogView, Column, Row
 from tui.messages import ExperimentChosen, FilterChanged, OlderRowsWanted
+from tui.safe import line
 from tui.summary import fmt_cost, fmt_delta, fmt_duration, fmt_score
 
 #: Verdict styles: colour helps, but the word itself always says it.
@@ -134,7 +135,7 @@ class Changelog(Vertical):
         # Sign and colour say better or worse; no ▲▼ here: their East Asian width is
         # ambiguous, and terminals that draw them wide would shift every later column.
         delta, better = fmt_delta(row["delta"], self.direction)
-        description = " ".join((row["description"] or "").split())
+        description = line(row["description"])  # a model's words: shown, never obeyed
         return {
             "ref": Text(f"#{row['id']}"),
             "round": Text(str(row["round"])),
@@ -142,7 +143,7 @@ class Changelog(Vertical):
             "score": Text(fmt_score(row["score"])),
             "delta": Text(delta, style="green" if better else "red" if better is False else ""),
             "description": Text(description),
-            "worker": Text(row["worker"] or "", style="dim"),
+            "worker": Text(line(row["worker"]), style="dim"),
             "time": Text("…" if verdict == "running" else fmt_duration(row["duration"])),
             "cost": Text(fmt_cost(row["cost_usd"]) if row["cost_usd"] else ""),
         }
@@ -154,12 +155,12 @@ class Changelog(Vertical):
         if command["target"] is not None:
             parts.append(f"#{command['target']}")
         if command["argument"]:
-            parts.append(repr(command["argument"]))
+            parts.append(repr(line(command["argument"])))
         text = Text(" ".join(parts) + (" " if parts else ""))
         if command["applied"] is None:
             text.append("… waiting for the engine", style="dim")
         else:
-            text.append(f"→ applied: {command['result']}", style="italic")
+            text.append(f"→ applied: {line(command['result'])}", style="italic")
         return text
 
     # ------------------------------------------------------------ selection

@@ -15,6 +15,7 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from engine.model import UserError
+from tui.safe import markup
 
 if TYPE_CHECKING:
     from engine.spec import Spec  # noqa: F401 - named in a string type argument
@@ -44,9 +45,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Label(markup(self.question))
             if self.detail:
-                yield Label(self.detail, classes="hint")
+                yield Label(markup(self.detail), classes="hint")
             yield Label("y / enter: yes    n / esc: no", classes="hint")
 
     def action_answer(self, yes: bool) -> None:
@@ -68,7 +69,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text)
+            yield Label(markup(self.title_text))
             yield Input(value=self.value, placeholder=self.placeholder)
             yield Label(self.hint, classes="hint")
 
@@ -115,10 +116,10 @@ class NewRunScreen(ModalScreen["Spec | None"]):
         with Vertical():
             yield Label("Start a run")
             if self.specs:
-                yield OptionList(*[Option(str(_rel(p, self.root)), id=str(i))
+                yield OptionList(*[Option(markup(_rel(p, self.root)), id=str(i))
                                    for i, p in enumerate(self.specs)])
             else:
-                yield Label(f"No specs in {self.root / 'checklists'}.", classes="hint")
+                yield Label(f"No specs in {markup(self.root / 'checklists')}.", classes="hint")
             yield Input(placeholder="…or a spec path, then enter")
             yield Label("", classes="error")
             yield Label("enter: start    tab: list / path    esc: cancel", classes="hint")
@@ -140,7 +141,7 @@ class NewRunScreen(ModalScreen["Spec | None"]):
         try:
             spec = load_spec(path)
         except UserError as exc:
-            self.query_one(".error", Label).update(str(exc))
+            self.query_one(".error", Label).update(markup(exc))
             return
         self.dismiss(spec)
 

@@ -12,6 +12,7 @@ from tui.breakdown_pane import Breakdown, side
 from tui.chart_pane import ScoreChart
 from tui.guard import guarded, guarded_async
 from tui.runs_pane import RunsPane, status_text
+from tui.safe import line
 from tui.status_line import StatusLine
 from tui.summary import LIVE, fmt_cost, live_elapsed, noise_band, stop_outlook
 from tui.workers_pane import Slot, WorkersPane
@@ -75,7 +76,7 @@ class Drawing:
             self._chart_key = key
             self._chart.reset()
         self._chart.feed(detail.points)
-        self.dash.query_one(ScoreChart).show(run["name"], run["direction"],
+        self.dash.query_one(ScoreChart).show(line(run["name"]), run["direction"],
                                              self._chart.series(), run["target"])
 
     @guarded("#checklist Body")
@@ -140,6 +141,6 @@ class Drawing:
             if run["status"] in LIVE and self.alive.get(detail.run_id) is not False else []
         status = status_text(run, self.alive.get(detail.run_id))
         if run["status"] not in LIVE and run["stop_reason"]:
-            status.append(f" ({run['stop_reason']})", style="dim")
-        self.dash.query_one(StatusLine).show(run["name"], status, fmt_cost(run["cost_usd"]),
+            status.append(f" ({line(run['stop_reason'])})", style="dim")
+        self.dash.query_one(StatusLine).show(line(run["name"]), status, fmt_cost(run["cost_usd"]),
                                              outlook, self.last_command)

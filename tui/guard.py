@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from rich.markup import escape
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -19,6 +20,8 @@ from textual.css.query import NoMatches
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.visual import visualize
+
+from engine.text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,7 +31,7 @@ NOTE_STYLE = Style(color="red", bold=True)
 
 def note(exc: BaseException) -> str:
     """The one line shown for a failure: what failed, never a traceback."""
-    detail = " ".join(str(exc).split())[:120]
+    detail = " ".join(printable(str(exc), one_line=True).split())[:120]
     return f"⚠ could not draw this: {type(exc).__name__}" + (f": {detail}" if detail else "")
 
 
@@ -146,7 +149,8 @@ def _mark(app: Any, selector: str, exc: Exception) -> None:
     text = note(exc)
     if (selector, text) not in told:  # once per pane and error: a poll repeats it twice a second
         told.add((selector, text))  # type: ignore[arg-type]
-        app.notify(f"{selector.lstrip('#')} pane: {text}", severity="error", timeout=8)
+        app.notify(escape(f"{selector.lstrip('#')} pane: {printable(text)}"), severity="error",
+                   timeout=8)
 
 
 def _clear(app: Any, selector: str) -> None:

@@ -16,6 +16,7 @@ from textual.widgets import Label, ListItem, ListView
 
 from tui.guard import Guarded
 from tui.messages import RunSelected
+from tui.safe import line
 from tui.summary import LIVE, fmt_cost, fmt_duration, fmt_score
 
 #: A glyph per run status, so status reads without colour.
@@ -57,7 +58,7 @@ class RunCard(Guarded, ListItem):
     def show(self, run: dict[str, Any], spark: list[float], elapsed: float,
              alive: bool | None) -> None:
         """Update the card; it is repainted only when what it shows changed."""
-        title = Text(run["name"], style="bold", overflow="ellipsis", no_wrap=True)
+        title = Text(line(run["name"]), style="bold", overflow="ellipsis", no_wrap=True)
         title.append("  ")
         title.append_text(status_text(run, alive))
         best = f"best {fmt_score(run['best_score'])}"

@@ -23,6 +23,7 @@ from textual.screen import ModalScreen, Screen
 from engine.export import FORMATS
 from engine.model import BASELINE, KEPT, PINNED, RUNNING
 from tui.changelog_pane import Changelog
+from tui.safe import line, markup
 from tui.summary import LIVE
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class SteeringActions:
         app.last_command = Text(f"{what}: sent, waiting for the engine…", style="italic")
         run = app.board.runs[run_id]
         if app.alive.get(run_id) is False:
-            app.notify(f"No engine is running {run['name']}: the command waits in the store "
+            app.notify(f"No engine is running {markup(run['name'])}: the command waits in the store "
                        "until one does.", severity="warning")
         app._show_status()
         app.call_later(app.poll)
@@ -148,8 +149,9 @@ class SteeringActions:
         app = self._app()
         what = command["verb"] + (f" #{command['target']}" if command["target"] else "")
         if command["id"] in app.board.mine:
-            app.last_command = Text(f"{what} → applied: {command['result']}", style="bold")
-            app.notify(f"applied: {command['result']}", title=what, timeout=4)
+            app.last_command = Text(f"{what} → applied: {line(command['result'])}",
+                                    style="bold")
+            app.notify(f"applied: {markup(command['result'])}", title=what, timeout=4)
 
     # ------------------------------------------------------------ steering keys
 
@@ -245,16 +247,16 @@ class SteeringActions:
         run = app.board.runs[app.selected_run]
         fmt = path.suffix.lstrip(".") or "md"
         if fmt not in FORMATS:
-            app.notify(f"{path}: unknown format .{fmt}; use .md, .tsv or .jsonl",
+            app.notify(f"{markup(path)}: unknown format .{markup(fmt)}; use .md, .tsv or .jsonl",
                        severity="error")
             return
         try:
             with path.open("w", encoding="utf-8") as out:
                 out.writelines(FORMATS[fmt](app.board.store, run))
         except OSError as exc:
-            app.notify(f"{path}: {exc.strerror or exc}", severity="error")
+            app.notify(markup(f"{path}: {exc.strerror or exc}"), severity="error")
             return
-        app.notify(f"wrote {path}", title="export")
+        app.notify(f"wrote {markup(path)}", title="export")
 
     def action_new_run(self) -> None:
         from tui.dialogs import NewRunScreen
@@ -265,7 +267,7 @@ class SteeringActions:
             if spec is not None:
                 app._want_run = spec.name
                 app.ensure_engine().start(spec)
-                app.notify(f"starting {spec.name}", title="new run")
+                app.notify(f"starting {markup(spec.name)}", title="new run")
 
         app.push_screen(NewRunScreen(Path.cwd()), chosen)
 

@@ -11,6 +11,7 @@ from itertools import islice
 from typing import Any
 
 from engine.model import ADVANCING, BASELINE, FAILURES, RUNNING, VETOED
+from engine.text import printable
 
 #: Statuses in which an engine is (or should be) working on the run.
 LIVE = frozenset({"starting", "running", "paused"})
@@ -33,6 +34,9 @@ def fmt_num(value: float | None, digits: int = 4, width: int = 6, sign: bool = F
     never an exponent that a narrow column would cut (`1.134e…`)."""
     if value is None:
         return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # A metric an evaluation printed as something else: shown as text, never obeyed.
+        return printable(str(value), one_line=True)[:width + 1]
     if not math.isfinite(value):
         return "nan" if math.isnan(value) else ("-inf" if value < 0 else "+inf" if sign
                                                  else "inf")

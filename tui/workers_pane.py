@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui.guard import Guarded
+from tui.safe import line
 from tui.summary import fmt_duration
 
 
@@ -41,8 +42,8 @@ class WorkersPane(Guarded, Static):
                 run = slot.run
                 if text:
                     text.append("\n")
-                text.append(run, style="bold")
-            text.append(f"\n {slot.name:<12}")
+                text.append(line(run), style="bold")
+            text.append(f"\n {line(slot.name):<12}")
             if slot.exp_id is None:
                 text.append(" idle", style="dim")
             else:
