@@ -24,6 +24,12 @@ from textual.strip import Strip
 
 from tui.guard import Guarded
 
+#: The gap between cells: a style of its own that looks like none, so each cell is its own
+#: segment whatever the colours. Adjacent plain cells merged into one, and a renderer that
+#: spaces a segment's glyphs to fit its width (SVG's textLength: the README's pictures)
+#: shifted the later columns of rows split differently (issue 12: rows with a negative delta).
+_GAP = Style(blink=False)
+
 
 @dataclass
 class Column:
@@ -245,7 +251,7 @@ class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False)
             cell.truncate(w, overflow="ellipsis")
             cell.align("right" if column.right else "left", w)
             line.append_text(cell)
-            line.append(" ")
+            line.append(" ", _GAP)
         segments: Any = line.render(self.app.console)
         if over:  # the cursor's colours go over the cells' own
             segments = Segment.apply_style(segments, None, over)

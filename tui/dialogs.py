@@ -26,6 +26,7 @@ DIALOG_CSS = """
     width: 72; max-width: 95%; height: auto; max-height: 90%;
     border: round $accent; background: $panel; padding: 0 1;
 }}
+{name} Label {{ width: 100%; }}  /* wraps at the dialog's width, never cut mid-word */
 {name} .hint {{ color: $text-muted; }}
 {name} .error {{ color: $error; }}
 {name} OptionList {{ height: auto; max-height: 14; border: none; }}

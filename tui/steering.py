@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 
+from engine.actions import ACTIONS
 from engine.export import FORMATS
 from engine.model import BASELINE, KEPT, PINNED, RUNNING
 from tui.changelog_pane import Changelog
@@ -36,18 +37,11 @@ FORCE_WINDOW_S = 2.0
 UNSENT_RETRY_S = 0.002
 UNSENT_GIVE_UP_S = 30.0
 
+#: The keys, from the one table of actions (engine/actions.py) that also makes the help
+#: screen, the command palette and the CLI's steering verbs.
 BINDINGS = [
-    Binding("p", "pause", "Pause", id="pause", tooltip="Pause the run after the experiment in flight"),
-    Binding("p", "resume", "Resume", id="resume", tooltip="Resume the paused run"),
-    Binding("v", "veto", "Veto", id="veto", tooltip="Veto the selected experiment"),
-    Binding("i", "pin", "Pin", id="pin", tooltip="Pin the selected experiment"),
-    Binding("s", "stop_run", "Stop", id="stop", tooltip="Stop the run"),
-    Binding("g", "guide", "Guide", id="guide", tooltip="Guidance for the mutator"),
-    Binding("e", "export", "Export", id="export", tooltip="Export the changelog"),
-    Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the changelog"),
-    Binding("n", "new_run", "New", id="new", tooltip="Start a run from a spec"),
-    Binding("question_mark", "help", "Help", id="help"),
-    Binding("q", "quit", "Quit", id="quit"),
+    *[Binding(a.key, a.name, a.label, id=a.name, tooltip=a.description[:1].upper() +
+              a.description[1:], show=a.footer) for a in ACTIONS],
     Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
     Binding("left_square_bracket", "step_run(-1)", "Previous run", show=False),
     Binding("right_square_bracket", "step_run(1)", "Next run", show=False),
@@ -55,8 +49,8 @@ BINDINGS = [
       for i, p in enumerate(("runs", "changelog", "chart", "checklist", "workers"), 1)],
 ]
 
-#: Actions that need a selected run, and those that need a selected experiment too.
-RUN_ACTIONS = {"pause", "resume", "stop_run", "guide", "export", "filter", "veto", "pin"}
+#: Actions that need a selected run.
+RUN_ACTIONS = {a.name for a in ACTIONS if a.needs_run}
 
 
 class SteeringActions:
@@ -327,18 +321,17 @@ class SteeringActions:
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         app = self._app()
-        yield from super().get_system_commands(screen)  # type: ignore[misc]
-        entries = [
-            ("Pause or resume the run", "p: the experiment in flight finishes first",
-             lambda: app.action_resume() if app.check_action("resume", ()) else app.action_pause()),
-            ("Veto the selected experiment", "v: reject it, or revert a kept one", self.action_veto),
-            ("Pin the selected experiment", "i: keep it whatever its score", self.action_pin),
-            ("Stop the run", "s", self.action_stop_run),
-            ("Guidance for the mutator", "g: free text for the next prompts", self.action_guide),
-            ("Export the changelog", "e: .md, .tsv or .jsonl", self.action_export),
-            ("Filter the changelog", "/", self.action_filter),
-            ("Start a run from a spec", "n", self.action_new_run),
-            ("Keys", "?", self.action_help),
-        ]
-        for title, help_text, callback in entries:
-            yield SystemCommand(title, help_text, callback)
+        for command in super().get_system_commands(screen):  # type: ignore[misc]
+            if command.title != "Keys":  # ours (below) is the full list; one "Keys" only
+                yield command
+        for action in ACTIONS:
+            if action.name == "resume":
+                continue  # one entry for both: p does whichever applies
+            if action.name == "pause":
+                title, callback = "Pause or resume the run", (
+                    lambda: app.action_resume() if app.check_action("resume", ())
+                    else app.action_pause())
+            else:
+                title, callback = action.title, getattr(app, f"action_{action.name}")
+            key = app.get_key_display(Binding(action.key, action.name))
+            yield SystemCommand(title, f"{key}: {action.description}", callback)
