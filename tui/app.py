@@ -355,7 +355,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         row = self.selected()
         state = (self.selected_run, run and run["status"],
                  row and (row["verdict"] in ("running", "baseline"), row["score"] is None),
-                 type(self.screen))
+                 self.in_flight_veto(), type(self.screen))
         if state != self._binding_state:
             self._binding_state = state
             self.refresh_bindings()

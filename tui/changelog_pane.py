@@ -174,6 +174,7 @@ class Changelog(Vertical):
 
     def select_experiment(self, exp_id: int) -> None:
         if str(exp_id) in self.table.rows:
+            self.table.following = False  # a row picked: the cursor stays on it
             self.table.move_cursor(self.table.row_index(str(exp_id)))
 
     @on(ChangelogView.Chosen)

@@ -100,6 +100,8 @@ class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False)
         self.rows: dict[str, Row] = {}
         self._order: list[str] = []
         self.cursor_row = 0
+        #: The cursor follows the newest row until the person moves it (home follows again).
+        self.following = True
         self._cache: LRUCache[tuple[Any, ...], Strip] = LRUCache(1024)
         #: How many row strips were rendered (the benchmark checks updates stay cheap).
         self.rendered = 0
@@ -122,15 +124,16 @@ class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False)
         self.rows.clear()
         self._order.clear()
         self.cursor_row = 0
+        self.following = True
         self._cache.clear()
         self._resize()
         self.scroll_to(y=0, animate=False)
 
     def add(self, rows: list[Row]) -> None:
-        """Add rows; the cursor stays on its row unless it was on the newest (following)."""
+        """Add rows; the cursor stays on its row unless it follows the newest."""
         if not rows:
             return
-        following = self.cursor_row == 0
+        following = self.following
         keep = self.selected_key()
         top_before = self._order[0] if self._order else None
         for row in rows:
@@ -269,12 +272,15 @@ class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False)
             self.scroll_to(y=self.cursor_row - visible + 1, animate=False)
 
     def action_cursor(self, by: int) -> None:
+        self.following = False
         self.move_cursor(self.cursor_row + by)
 
     def action_page(self, by: int) -> None:
+        self.following = False
         self.move_cursor(self.cursor_row + by * max(1, self.size.height - 2))
 
     def action_jump(self, where: int) -> None:
+        self.following = where == 0  # home: follow the newest again
         self.move_cursor(0 if where == 0 else len(self._order) - 1)
 
     def action_choose(self) -> None:
@@ -284,6 +290,7 @@ class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False)
 
     def on_click(self, event: events.Click) -> None:
         if event.y >= 1:
+            self.following = False
             self.move_cursor(round(self.scroll_y) + event.y - 1)
             if event.chain == 2:
                 self.action_choose()

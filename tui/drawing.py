@@ -52,16 +52,29 @@ class Drawing:
 
     @guarded_async("#runs")
     async def _show_runs(self) -> None:
-        """The runs pane; selects the first run (or the one asked for) once runs exist."""
+        """The runs pane; selects what is live (see `_run_to_open`) once runs exist."""
         now = self.clock()
         runs = self.board.runs
         elapsed = {rid: live_elapsed(run, now) for rid, run in runs.items()}
         await self.dash.query_one(RunsPane).show(runs, self.board.sparks, now, elapsed, self.alive)
-        if self.selected_run is None and runs:
-            wanted = next((rid for rid, r in runs.items() if r["name"] == self._want_run),
-                          next(iter(runs)))
+        wanted = self._run_to_open(runs)
+        if wanted is not None and wanted != self.selected_run:
             self.dash.query_one(RunsPane).select(wanted)
             self.select_run(wanted)
+
+    def _run_to_open(self, runs: dict[int, dict[str, Any]]) -> int | None:
+        """The run to show: one just started here (`n`, or the specs this app hosts) as soon
+        as it exists — even if another is shown meanwhile; at first, the newest live run
+        (attach, a second demo), else the first. The view follows what is live (issue 12)."""
+        if self._want_run is not None:
+            found = next((rid for rid, r in runs.items() if r["name"] == self._want_run), None)
+            if found is not None:
+                self._want_run = None
+                return found
+        if self.selected_run is None and runs:
+            live = [rid for rid, r in runs.items() if r["status"] in LIVE]
+            return max(live) if live else next(iter(runs))
+        return None
 
     @guarded("#chart")
     def _draw_chart(self) -> None:

@@ -31,6 +31,8 @@ KEYS = [
     ("enter", "open the selected experiment: diff, evidence, log, record"),
     ("[  ]", "previous / next run"),
     ("1-5", "narrow terminals: show runs, changelog, chart, checklist, workers"),
+    ("↑ ↓ home", "move in the changelog; it follows the newest row until you move, home "
+                 "follows again"),
     ("tab", "move between panes"),
     ("ctrl+p", "command palette: every action by name"),
     ("ctrl+c", "as q; twice within 2 s forces"),

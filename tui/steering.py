@@ -97,6 +97,8 @@ class SteeringActions:
             return run["status"] == "paused"
         if action in ("stop_run", "guide"):
             return True if live else None
+        if action == "veto" and not one_experiment and self.in_flight_veto():
+            return True if live else None
         if action in ("veto", "pin"):
             if not one_experiment:
                 row = self.selected()
@@ -117,7 +119,8 @@ class SteeringActions:
         app.board.send(run_id, verb, target, argument)
         if app.board.unsent:
             self._send_later(time.monotonic())
-        what = verb + (f" #{target}" if target is not None else "")
+        what = verb + (f" #{target}" if target is not None else
+                       " (the experiment in flight)" if verb == "veto" else "")
         app.last_command = Text(f"{what}: sent, waiting for the engine…", style="italic")
         run = app.board.runs[run_id]
         if app.alive.get(run_id) is False:
@@ -155,7 +158,23 @@ class SteeringActions:
     def action_resume(self) -> None:
         self.send("resume")
 
+    def in_flight_veto(self) -> bool:
+        """`v` means "the experiment in flight": the cursor follows the newest row (the
+        person has not picked one) and the run has one in flight. The engine vetoes what is
+        in flight when it applies the command and says which, so a row that streamed in just
+        before the key is never mistaken for another (issue 12)."""
+        app = self._app()
+        try:
+            following = app.dash.query_one(Changelog).table.following
+        except NoMatches:
+            return False
+        return following and any(r["run_id"] == app.selected_run
+                                 for r in app.board.running.values())
+
     def action_veto(self) -> None:
+        if self.in_flight_veto():
+            self.send("veto")
+            return
         row = self.selected()
         if row is not None:
             self.steer_experiment("veto", row["id"])
@@ -201,16 +220,22 @@ class SteeringActions:
                                       "running the spec again resumes."), answered)
 
     def action_guide(self) -> None:
+        from engine.mutators import reads_guidance
         from tui.dialogs import PromptScreen
 
         app = self._app()
+        spec = app.board.specs.get(app.selected_run, {}) if app.selected_run else {}
+        kind = (spec.get("mutator") or {}).get("kind") or "llm"
+        hint = "enter: send    esc: cancel"
+        if not reads_guidance(kind):  # say what will happen to it (issue 12)
+            hint = (f"The {kind} mutator does not read guidance: it is recorded in the "
+                    f"changelog but will not change the next proposals.\n{hint}")
 
         def answered(text: str | None) -> None:
             if text:
                 self.send("guide", argument=text)
 
-        app.push_screen(PromptScreen("Guidance for the mutator's next proposals",
-                                     "enter: send    esc: cancel",
+        app.push_screen(PromptScreen("Guidance for the mutator's next proposals", hint,
                                      placeholder="e.g. try smaller networks first"), answered)
 
     # ------------------------------------------------------------ the rest
@@ -258,9 +283,25 @@ class SteeringActions:
         app = self._app()
 
         def chosen(spec: Spec | None) -> None:
-            if spec is not None:
-                app._want_run = spec.name
-                app.ensure_engine().start(spec)
+            if spec is None:
+                return
+            run = next((r for r in app.board.runs.values() if r["name"] == spec.name), None)
+            app._want_run = spec.name  # the view follows the run started (or found)
+            if run is not None and run["status"] in LIVE and app.alive.get(run["id"]) is not False:
+                where = "here" if app.engine and app.engine.hosts(run["id"]) else "in another engine"
+                app.notify(f"run {markup(spec.name)} is already running {where}: showing it",
+                           title="new run")
+                app.call_later(app.poll)
+                return
+            app.ensure_engine().start(spec)
+            if run is not None and run["status"] not in LIVE:
+                reason = f" ({markup(run['stop_reason'])})" if run["stop_reason"] else ""
+                app.notify(f"run {markup(spec.name)} is {run['status']}{reason}: starting it "
+                           "again resumes it, and it goes on only if the spec now allows more "
+                           "(a larger stop: max_rounds, max_minutes or max_cost_usd). For a "
+                           "fresh run, give the spec a new name.", title="resuming",
+                           timeout=12)
+            else:
                 app.notify(f"starting {markup(spec.name)}", title="new run")
 
         app.push_screen(NewRunScreen(Path.cwd()), chosen)
