@@ -45,7 +45,8 @@ def fmt_num(value: float | None, digits: int = 4, width: int = 6, sign: bool = F
     magnitude = abs(value)
     power = 0 if 1e-3 <= magnitude < 1000 else math.floor(math.log10(magnitude) / 3)
     if not -4 <= power <= 4:  # beyond the prefixes: an exponent it must be
-        return f"{value:{'+' if sign else ''}.2g}"
+        mantissa, exponent = f"{value:{'+' if sign else ''}.0e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
     for places in range(max(1, digits), 0, -1):
         p = power
         text = _sig(magnitude / 1000 ** p, places)
