@@ -131,7 +131,7 @@ async def test_the_footer_drops_keys_rather_than_cut_one(tmp_path: Path, width: 
 async def test_the_status_line_is_one_line_and_keeps_the_last_command(db: Path,
                                                                       width: int) -> None:
     app = make_app(db, [], attach=True)
-    async with app.run_test(size=(width, 24)) as pilot:
+    async with app.run_test(size=(width, 24)):
         line = app.dash.query_one(StatusLine)
         outlook = [Outlook("12 rounds left", 0.5), Outlook("target 1: 0/3 in a row", 0.1),
                    Outlook("plateau 3/40", 0.07)]
