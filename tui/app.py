@@ -9,13 +9,14 @@ runs here). Either way the app reads state only from the store, through its own 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -88,9 +89,11 @@ class Dashboard(Screen[None]):
         app: Any = self.app
         await app.start()
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         app: Any = self.app
-        app._apply_layout()
+        # The screen's new size, not the app's: that one can still be the old size here,
+        # and a missed switch left the narrow layout on a wide terminal (found in tmux).
+        app._apply_layout(event.size)
 
 
 class AutoresearchApp(SteeringActions, Drawing, App[int]):
@@ -151,10 +154,11 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
                 engine.start(spec)
         self.dash.query_one("#changelog-table").focus()
 
-    def _apply_layout(self) -> None:
+    def _apply_layout(self, size: Any = None) -> None:
         if not self.dash.is_mounted:
             return
-        narrow = self.size.width < NARROW_W or self.size.height < NARROW_H
+        size = size or self.size
+        narrow = size.width < NARROW_W or size.height < NARROW_H
         self.narrow = narrow
         self.dash.set_class(narrow, "-narrow")
         active = self.active_pane
@@ -182,8 +186,8 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self._apply_layout()
         target = {"runs": "#runs-list", "changelog": "#changelog-table",
                   "checklist": "#checklist"}.get(pane)
-        if target:
-            self.dash.query_one(target).focus()
+        if target:  # focused at once: the next key typed goes there (see Changelog.open_filter)
+            self.dash.set_focus(self.dash.query_one(target))
         elif self.narrow:
             self.dash.set_focus(None)
 
@@ -221,6 +225,11 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
     async def _early_poll(self) -> None:
         self._early = None
         await self.poll()
+
+    def on_key(self, event: events.Key) -> None:
+        """A key no widget or binding took (see `Changelog.take_typed`)."""
+        if self.screen is self.dash and self.dash.query_one(Changelog).take_typed(event):
+            event.stop()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "engine" and event.state == WorkerState.ERROR:
@@ -407,6 +416,11 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
 def make_app(db: Path, specs: list[Spec], attach: bool) -> AutoresearchApp:
     """The app for the CLI and the tests: `attach` with no specs watches and steers the store;
     with specs the engine runs in-process and starts them."""
+    # Textual sizes the screen with shutil.get_terminal_size(), which believes COLUMNS and
+    # LINES when they are exported: the app then never followed a resize (found in tmux,
+    # where a parent had exported them). The terminal itself knows its size.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
     freeze_imports()
     return AutoresearchApp(Path(db), list(specs), attach=attach and not specs)
 

@@ -193,7 +193,21 @@ class Changelog(Vertical):
     def open_filter(self) -> None:
         box = self.query_one(Input)
         box.add_class("-shown")
-        box.focus()
+        # Focused now, not after the queued events: keys typed right after `/` (a fast
+        # typist, a paste, an SSH link that bunches keys) must land in the box (issue 12).
+        self.screen.set_focus(box)
+
+    def take_typed(self, event: events.Key) -> bool:
+        """Keys typed right after `/` in one burst (a fast typist, a paste, an SSH link that
+        bunches keys) were sent to the table before `/` opened the box, and reach the app
+        only after: they belong in the box (issue 12: "/kept" showed an empty box). The app
+        hands each unhandled key here. Enter and Escape need no help: bindings follow the
+        focus as it is when they are handled."""
+        box = self.query_one(Input)
+        if self.app.focused is box and event.is_printable and event.character:
+            box.insert_text_at_cursor(event.character)
+            return True
+        return False
 
     def action_close_filter(self) -> None:
         self.close_filter()
@@ -204,7 +218,7 @@ class Changelog(Vertical):
         if box.value:
             box.value = ""
             self._emit_filter()
-        self.table.focus()
+        self.screen.set_focus(self.table)
 
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
@@ -217,7 +231,7 @@ class Changelog(Vertical):
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self._emit_filter()
-        self.table.focus()
+        self.screen.set_focus(self.table)
 
     def _emit_filter(self) -> None:
         text = self.query_one(Input).value.strip()

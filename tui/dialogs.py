@@ -4,13 +4,14 @@ export path), and pick a spec to start a run from. All keyboard-driven; Escape c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from textual.screen import ScreenResultType as ResultType
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
@@ -33,7 +34,19 @@ DIALOG_CSS = """
 """
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class Dialog(ModalScreen[ResultType], Generic[ResultType]):
+    """A modal that answers once: a second Enter (or y) before it has closed — keys come in
+    bursts over SSH — is ignored; dismissing twice ended the app (ScreenStackError)."""
+
+    _answered = False
+
+    def answer(self, result: ResultType | None) -> None:
+        if not self._answered:
+            self._answered = True
+            self.dismiss(result)
+
+
+class ConfirmScreen(Dialog[bool]):
     """Yes or no: `y` / Enter confirms, `n` / Escape cancels."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
@@ -52,10 +65,10 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Label("y / enter: yes    n / esc: no", classes="hint")
 
     def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
+        self.answer(yes)
 
 
-class PromptScreen(ModalScreen[str | None]):
+class PromptScreen(Dialog[str | None]):
     """One line of text; Enter sends it, Escape cancels."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="PromptScreen")
@@ -77,10 +90,10 @@ class PromptScreen(ModalScreen[str | None]):
     @on(Input.Submitted)
     def _send(self, event: Input.Submitted) -> None:
         event.stop()
-        self.dismiss(event.value.strip() or None)
+        self.answer(event.value.strip() or None)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
 def find_specs(root: Path) -> list[Path]:
@@ -102,7 +115,7 @@ def _looks_like_spec(path: Path) -> bool:
     return "\nmutator:" in head and "\nevaluate:" in head
 
 
-class NewRunScreen(ModalScreen["Spec | None"]):
+class NewRunScreen(Dialog["Spec | None"]):
     """Pick a spec from `checklists/` or type a path; it is validated before it is returned."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="NewRunScreen")
@@ -144,10 +157,10 @@ class NewRunScreen(ModalScreen["Spec | None"]):
         except UserError as exc:
             self.query_one(".error", Label).update(markup(exc))
             return
-        self.dismiss(spec)
+        self.answer(spec)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
 def _rel(path: Path, root: Path) -> Path:
