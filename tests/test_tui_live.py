@@ -99,7 +99,7 @@ async def test_v_with_no_row_picked_vetoes_the_one_in_flight_and_says_which(
         await wait_until(pilot, lambda: slow_in_flight(app), 10, "a slow experiment in flight")
         target = max(app.board.running)
         await pilot.press("v")
-        assert "veto (the experiment in flight): sent" in status(app)
+        assert "veto (the experiment in flight)" in status(app) or "vetoed in flight" in status(app)
         await wait_until(pilot, lambda: f"vetoed in flight: #{target}" in status(app), 5)
         veto = next(c for c in Store(app.db).commands(None) if c["verb"] == "veto")
         assert veto["target"] is None  # the engine chose, when it applied it
@@ -125,3 +125,29 @@ def test_guidance_is_read_by_llm_and_agent_mutators_only() -> None:
 
 
 _ = load_spec  # the fixtures above load specs through it
+
+
+async def test_a_running_row_shows_its_time_and_last_line_and_the_status_a_spinner(
+        tmp_path: Path) -> None:
+    db = tmp_path / "running.db"
+    build_store(db, runs=1, experiments=30, live=True).close()
+    store = Store(db)
+    running = [r["id"] for r in store.running_experiments()]
+    store.add_event(store.runs()[0]["id"], "epoch 3/10 loss=0.41", source="local:1",
+                    experiment_id=max(running))
+    store.close()
+    lock = take_lock(db, "classifier-1")
+    try:
+        app = make_app(db, [], attach=True)
+        started = {r["id"]: r["started"] for r in Store(db).running_experiments()}
+        app.clock = lambda: started[max(running)] + 95.0
+        async with app.run_test(size=(160, 48)) as pilot:
+            table = app.dash.query_one(Changelog).table
+            cell = await wait_until(pilot, lambda: "epoch 3/10" in table.get_cell(
+                str(max(running)), "description").plain and table.get_cell(
+                str(max(running)), "description"), 5, "the last line")
+            assert "› epoch 3/10 loss=0.41" in cell.plain
+            assert table.get_cell(str(max(running)), "time").plain == "1m35s"
+            await wait_until(pilot, lambda: "evaluating #" in status(app), 5, "the spinner")
+    finally:
+        lock.close()

@@ -294,11 +294,23 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         if self._ticks % 5 == 0:
             self._refresh_verdicts()
         await self._show_runs()
+        self._show_progress()
         self._show_workers()
         self._show_status()
         self._sync_bindings()
         if self._chart_dirty:
             self._draw_chart()
+
+    @guarded("#changelog-table")
+    def _show_progress(self) -> None:
+        """Each experiment in flight of the selected run: elapsed time and last output line."""
+        now = self.clock()
+        changelog = self.dash.query_one(Changelog)
+        for row in self.board.running.values():
+            if row["run_id"] == self.selected_run and row["started"]:
+                events = self.board.store.events(experiment_id=row["id"], limit=1)
+                changelog.progress(row["id"], now - row["started"],
+                                   events[-1]["line"] if events else None)
 
     def _preload(self) -> None:
         """Import the engine's host module off the UI thread: it pulls in the whole engine

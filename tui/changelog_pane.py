@@ -101,6 +101,7 @@ class Changelog(Vertical):
         for row in {r["id"]: r for r in rows}.values():
             key = str(row["id"])
             if key in table.rows:
+                table.rows[key].extra.pop("description", None)  # see progress()
                 table.update(key, self._cells(row))
             elif (self.oldest_id is None or row["id"] > self.oldest_id) and self._matches(row):
                 added.append(row)
@@ -147,6 +148,21 @@ class Changelog(Vertical):
             "time": Text("…" if verdict == "running" else fmt_duration(row["duration"])),
             "cost": Text(fmt_cost(row["cost_usd"]) if row["cost_usd"] else ""),
         }
+
+    def progress(self, exp_id: int, elapsed: float, last_line: str | None) -> None:
+        """An experiment in flight: how long it has run and the last line its evaluation
+        printed, so "running" and "hung" do not look the same (issue 12)."""
+        key = str(exp_id)
+        row = self.table.rows.get(key)
+        if row is None or row.cells["verdict"].plain != "running":
+            return
+        base = row.extra.setdefault("description", row.cells["description"].copy())
+        description = base.copy()
+        if last_line:
+            description.append("  › ", style="dim")
+            description.append(line(last_line), style="dim italic")
+        self.table.update(key, {"time": Text(fmt_duration(elapsed), style="cyan"),
+                                "description": description})
 
     @staticmethod
     def _command_text(command: dict[str, Any]) -> Text:

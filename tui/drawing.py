@@ -13,8 +13,8 @@ from tui.chart_pane import ScoreChart
 from tui.guard import guarded, guarded_async
 from tui.runs_pane import RunsPane, status_text
 from tui.safe import line
-from tui.status_line import StatusLine
-from tui.summary import LIVE, fmt_cost, live_elapsed, noise_band, stop_outlook
+from tui.status_line import SPINNER, StatusLine
+from tui.summary import LIVE, fmt_cost, fmt_duration, live_elapsed, noise_band, stop_outlook
 from tui.workers_pane import Slot, WorkersPane
 
 if TYPE_CHECKING:
@@ -156,4 +156,16 @@ class Drawing:
         if run["status"] not in LIVE and run["stop_reason"]:
             status.append(f" ({line(run['stop_reason'])})", style="dim")
         self.dash.query_one(StatusLine).show(line(run["name"]), status, fmt_cost(run["cost_usd"]),
-                                             outlook, self.last_command)
+                                             outlook, self.last_command, self._busy(run))
+
+    def _busy(self, run: dict[str, Any]) -> Text | None:
+        """A spinner and what is being evaluated, for how long: alive, not hung."""
+        now = self.clock()
+        mine = sorted((r for r in self.board.running.values() if r["run_id"] == run["id"]),
+                      key=lambda r: r["id"])
+        if not mine or run["status"] not in LIVE:
+            return None
+        frame = SPINNER[int(now) % len(SPINNER)]
+        oldest = min(r["started"] or now for r in mine)
+        ids = ", ".join(f"#{r['id']}" for r in mine[:3]) + ("…" if len(mine) > 3 else "")
+        return Text(f"{frame} evaluating {ids} {fmt_duration(now - oldest)}", style="cyan")
