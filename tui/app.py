@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.gcfreeze import freeze_imports
 from engine.store import Store
+from tui import config
 from tui.board import Board
 from tui.breakdown_pane import Breakdown
 from tui.changelog_pane import PAGE, WINDOW, Changelog
@@ -130,6 +131,10 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self._ticks = 0
         #: The wall clock for what is shown (elapsed, time left); tests fix it for snapshots.
         self.clock: Callable[[], float] = time.time
+        # The theme last chosen from the palette (tui/config.py), if it still exists.
+        theme = config.load().get("theme")
+        if isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
 
     # ------------------------------------------------------------ layout
 
@@ -140,6 +145,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         """Once the dashboard is up: read the store, start polling, start hosted runs."""
         for pane, title in TITLES.items():
             self.dash.query_one(f"#{pane}").border_title = title
+        self.theme_changed_signal.subscribe(self, lambda theme: config.save(theme=theme.name))
         self.board.load()
         self._apply_layout()
         await self._show_runs()

@@ -298,6 +298,14 @@ class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False)
     def on_resize(self) -> None:
         self._resize()
 
+    def on_mount(self) -> None:
+        # Rows and the header are cached as drawn, colours included: a new theme redraws them.
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
+
+    def _restyle(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
     def on_focus(self) -> None:
         self._refresh_index(self.cursor_row)
 

@@ -44,6 +44,14 @@ class RunCard(Guarded, ListItem):
     RunCard { height: 3; padding: 0 1; }
     RunCard > .runcard--spark-max { color: $primary; }
     RunCard > .runcard--spark-min { color: $primary 30%; }
+    /* On the highlighted card the cursor's own foreground: readable on its background,
+       whatever the theme (it was dark blue on dark teal). */
+    RunCard.-highlight > .runcard--spark-max { color: $block-cursor-blurred-foreground; }
+    RunCard.-highlight > .runcard--spark-min { color: $block-cursor-blurred-foreground 45%; }
+    ListView:focus > RunCard.-highlight > .runcard--spark-max { color: $block-cursor-foreground; }
+    ListView:focus > RunCard.-highlight > .runcard--spark-min {
+        color: $block-cursor-foreground 45%;
+    }
     """
 
     def __init__(self, run_id: int) -> None:
@@ -53,6 +61,8 @@ class RunCard(Guarded, ListItem):
         self.best = Text()
         self.stats = Text()
         self.spark: list[float] = []
+        #: The sparkline's scale: its lowest and highest score, as shown beside it.
+        self.scale = Text()
         self._shown: tuple[Any, ...] = ()
 
     def show(self, run: dict[str, Any], spark: list[float], elapsed: float,
@@ -64,19 +74,27 @@ class RunCard(Guarded, ListItem):
         best = f"best {fmt_score(run['best_score'])}"
         stats = (f"{run['rounds']} rounds · {fmt_cost(run['cost_usd'])} · "
                  f"{fmt_duration(elapsed)}")
-        shown = (title.plain, best, stats, len(spark), spark[-1] if spark else None)
+        shown = (title.plain, best, stats, len(spark), spark[-1] if spark else None,
+                 spark[0] if spark else None)
         if shown == self._shown:
             return
         self._shown = shown
         self.title, self.best, self.stats = title, Text(best), Text(stats, style="dim")
         # A minimised score is better when lower: flip it so a rising line always means better.
         self.spark = [-v for v in spark] if run["direction"] == "minimize" else list(spark)
+        # The scale, in the scores' own units: worst to best as the line draws them.
+        if spark:
+            lo, hi = min(spark), max(spark)
+            if run["direction"] == "minimize":
+                lo, hi = hi, lo
+            self.scale = Text(f"{fmt_score(lo)}→{fmt_score(hi)}", style="dim")
         self.refresh()
 
     def render(self) -> RenderableType:
         middle = Table.grid(expand=True)
         middle.add_column(width=13, no_wrap=True)
         middle.add_column(ratio=1)
+        middle.add_column(no_wrap=True, justify="right")
         line: RenderableType = Text("")
         if self.spark:
             line = SparklineRenderable(
@@ -85,7 +103,7 @@ class RunCard(Guarded, ListItem):
                 or Color.default(),
                 max_color=self.get_component_rich_style("runcard--spark-max").color
                 or Color.default())
-        middle.add_row(self.best, line)
+        middle.add_row(self.best, line, Text(" ") + self.scale if self.spark else "")
         return Group(self.title, middle, self.stats)
 
 
