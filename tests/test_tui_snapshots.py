@@ -19,6 +19,12 @@ SMALL, LARGE = (80, 24), (160, 48)
 SCREENSHOTS = REPO / "screenshots"
 
 
+@pytest.fixture(autouse=True)
+def no_saved_theme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pictures in the default theme, whatever theme this machine's person chose."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Path]:
     """Three runs; the first still running with two experiments in flight. Its lock is held
