@@ -150,13 +150,15 @@ class NewRunScreen(Dialog["Spec | None"]):
             self._try(Path(event.value.strip()).expanduser())
 
     def _try(self, path: Path) -> None:
-        from engine.spec import load_spec
+        from engine.templates import load_runnable
 
-        try:
-            spec = load_spec(path)
+        try:  # a shipped template runs on a copy beside the store (engine/templates.py)
+            spec, note = load_runnable(path, getattr(self.app, "db", Path("autoresearch.db")))
         except UserError as exc:
             self.query_one(".error", Label).update(markup(exc))
             return
+        if note:
+            self.app.notify(markup(note), title="template")
         self.answer(spec)
 
     def action_cancel(self) -> None:
