@@ -153,7 +153,8 @@ class Drawing:
                                self.clock()) \
             if run["status"] in LIVE and self.alive.get(detail.run_id) is not False else []
         status = status_text(run, self.alive.get(detail.run_id))
-        if run["status"] not in LIVE and run["stop_reason"]:
+        # A paused run says why (an API outage and when it tries again, unusable evidence).
+        if run["stop_reason"] and (run["status"] not in LIVE or run["status"] == "paused"):
             status.append(f" ({line(run['stop_reason'])})", style="dim")
         self.dash.query_one(StatusLine).show(line(run["name"]), status, fmt_cost(run["cost_usd"]),
                                              outlook, self.last_command, self._busy(run))

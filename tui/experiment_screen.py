@@ -98,6 +98,10 @@ class ExperimentScreen(Screen[None]):
         text.append(f" · {line(row['worker']) or 'no worker'} · {fmt_duration(row['duration'])}"
                     f" · {fmt_cost(row['cost_usd'])}\n")
         text.append(line(row["description"]), style="bold")
+        if row.get("rationale"):  # the mutator's why, beside the verdict's why
+            idea = line(row["rationale"])
+            idea = idea if len(idea) <= 200 else idea[:199] + "…"
+            text.append(f"\nrationale: {idea}", style="italic")
         if row["reason"]:
             text.append(f"\nwhy: {line(row['reason'])}", style="italic")
         return text
