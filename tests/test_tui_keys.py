@@ -160,7 +160,7 @@ async def test_g_sends_guidance_for_the_next_proposals(tmp_path: Path, toy: Spec
         await pilot.press("g")
         assert isinstance(app.screen, PromptScreen)
         await pilot.press(*"try x=7", "enter")
-        await wait_until(pilot, lambda: "guidance noted" in status(app), 5)
+        await wait_until(pilot, lambda: "does not read guidance" in status(app), 5)
         guide = next(c for c in commands(app) if c["verb"] == "guide")
         assert guide["argument"] == "try x=7"
         cell = app.dash.query_one(Changelog).table.get_cell(f"c{guide['id']}", "description")
