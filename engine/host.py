@@ -18,8 +18,9 @@ from typing import IO
 
 from engine import spec as specs
 from engine.gcfreeze import freeze_imports
-from engine.loop import BaselineFailed, RunLoop, storage_trouble
+from engine.loop import BaselineFailed, RunLoop
 from engine.model import UserError
+from engine.storage import storage_trouble
 from engine.store import Store
 from engine.workers.childwatch import watch_children_with_pidfds
 
@@ -178,7 +179,10 @@ class Host:
             except (sqlite3.Error, OSError) as exc:
                 if not storage_trouble(exc):
                     self._report(f"command poller: {exc!r}")
-                # A full disk or read-only store: the runs pause and say so; keep polling.
+                else:  # a full disk or read-only store: the runs pause and say so
+                    for run_id, loop in self.loops.items():
+                        if run_id in self.tasks and not self.tasks[run_id].done():
+                            loop.storage.trip(exc)
             except Exception as exc:  # the poller must outlive one bad command
                 self._report(f"command poller: {exc!r}")
             await asyncio.sleep(COMMAND_POLL_S)
