@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from engine import leftovers
 from engine import spec as specs
 from engine.gcfreeze import freeze_imports
 from engine.loop import BaselineFailed, RunLoop
@@ -76,6 +77,9 @@ class Host:
         self.results: dict[int, str] = {}
         self._locks: dict[int, IO[str]] = {}
         self._poller: asyncio.Task[None] | None = None
+        # What an engine killed on this store left (evaluations, scratch), and this one's record.
+        for note in leftovers.claim(store.path):
+            self._report(note, level="warning")
 
     def notify(self) -> None:
         for listener in list(self.listeners):
@@ -187,9 +191,9 @@ class Host:
                 self._report(f"command poller: {exc!r}")
             await asyncio.sleep(COMMAND_POLL_S)
 
-    def _report(self, line: str) -> None:
+    def _report(self, line: str, level: str = "error") -> None:
         try:
-            self.store.add_event(None, line, level="error")
+            self.store.add_event(None, line, level=level)
         except (sqlite3.Error, OSError):
             pass
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from engine.store import Store
 from engine.workers.local import run_local
-from tests.conftest import metric_spec, write
+from tests.conftest import REPO, cli_env, metric_spec, write
 from tests.test_loop import run_spec
 
 
@@ -79,3 +84,68 @@ async def test_a_stop_while_evaluations_are_being_started_leaves_no_child(tmp_pa
             pass
     await asyncio.sleep(0.1)
     assert processes_with(length) == []
+
+
+def _engine(db: Path, spec: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tui", "--db", str(db), "run", str(spec),
+                             "--headless"], env=cli_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _wait_for(what, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _scratch(pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"autoresearch-{pid}-*"))
+
+
+def test_sigkill_of_the_engine_kills_its_evaluation_and_removes_its_scratch(
+        tmp_path, params_workspace):
+    length = unique_sleep()
+    spec = metric_spec(params_workspace, stop="max_rounds: 3",
+                       command=f"'sleep {length}; python score.py'", timeout="60")
+    db = tmp_path / "a.db"
+    # 1. The watchdog: the evaluation dies with the engine.
+    engine = _engine(db, spec)
+    try:
+        evaluation = _wait_for(lambda: processes_with(length))
+        assert _scratch(engine.pid)
+    finally:
+        engine.kill()
+        engine.wait()
+    _wait_for(lambda: not processes_with(length), timeout=5)
+    _wait_for(lambda: not _scratch(engine.pid), timeout=5)
+    assert evaluation
+    # 2. The watchdog killed too: the next engine on the store cleans up after both.
+    engine = _engine(db, spec)
+    try:
+        evaluation = _wait_for(lambda: processes_with(length))
+        watchdogs = [p for p in processes_with("engine.watchdog")
+                     if f"autoresearch-{engine.pid}-".encode() in
+                     Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(watchdogs) == 1
+        os.kill(watchdogs[0], signal.SIGKILL)
+    finally:
+        engine.kill()
+        engine.wait()
+    time.sleep(0.3)
+    assert processes_with(length) == evaluation  # nobody cleaned up yet
+    assert _scratch(engine.pid)
+    second = _engine(db, spec)
+    try:
+        _wait_for(lambda: not set(evaluation) & set(processes_with(length)), timeout=10)
+        assert not _scratch(engine.pid)
+    finally:
+        second.send_signal(signal.SIGINT)
+        second.wait(20)
+    store = Store(db, readonly=True)
+    notes = [e["line"] for e in store.events(None, limit=500) if "cleaned up" in e["line"]]
+    assert notes and f"engine {engine.pid}" in notes[0]
+    _wait_for(lambda: not processes_with(length), timeout=5)
