@@ -1,8 +1,8 @@
 """The host: runs several loops concurrently in one asyncio process, applies steering commands
 from the store to them, and tells listeners when something changed.
 
-A run can be hosted by one engine at a time; an OS file lock (released even on SIGKILL)
-refuses a second one.
+A run can be hosted by one engine at a time, and a workspace worked on by one engine at a
+time; OS file locks (released even on SIGKILL) refuse a second one (engine/locks.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import IO
 from engine import leftovers
 from engine import spec as specs
 from engine.gcfreeze import freeze_imports
+from engine.locks import WorkspaceLock, sidecar_dir, take_workspace
 from engine.loop import BaselineFailed, RunLoop
 from engine.model import UserError
 from engine.storage import storage_trouble
@@ -31,7 +32,8 @@ VERBS = ("pause", "resume", "stop", "veto", "pin", "guide")
 
 
 def lock_path(db: Path, run_name: str) -> Path:
-    return db.parent / f".{db.name}.locks" / f"{run_name}.lock"
+    """Keyed on the store file itself: a symlink to it finds the same lock."""
+    return sidecar_dir(db) / f"{run_name}.lock"
 
 
 def take_lock(db: Path, run_name: str) -> IO[str]:
@@ -76,6 +78,7 @@ class Host:
         self.listeners: list[Callable[[], None]] = []
         self.results: dict[int, str] = {}
         self._locks: dict[int, IO[str]] = {}
+        self._workspaces: dict[int, WorkspaceLock] = {}
         self._poller: asyncio.Task[None] | None = None
         # What an engine killed on this store left (evaluations, scratch), and this one's record.
         for note in leftovers.claim(store.path):
@@ -101,15 +104,22 @@ class Host:
                 raise UserError(f"run {spec.name!r} is already running here")
         lock = take_lock(self.store.path, spec.name)
         try:
+            held = take_workspace(spec.workspace, spec.target.files, self.store.path, spec.name)
+        except BaseException:
+            lock.close()
+            raise
+        try:
             self.store.update_run(run_id, spec_json=spec_json, spec_path=str(spec.path or ""),
                                   workspace=str(spec.workspace), direction=spec.direction,
                                   target=spec.target_score, engine_pid=os.getpid(),
                                   heartbeat=time.time(), status="starting", stop_reason=None)
             loop = RunLoop(spec, self.store, run_id, notify=self.notify)
         except BaseException:
+            held.release()
             lock.close()
             raise
         self._locks[run_id] = lock
+        self._workspaces[run_id] = held
         self.loops[run_id] = loop
         return loop
 
@@ -134,6 +144,9 @@ class Host:
             self.store.update_run(loop.run_id, status="failed", stop_reason=reason,
                                   engine_pid=None)
         finally:
+            held = self._workspaces.pop(loop.run_id, None)
+            if held:
+                held.release()
             lock = self._locks.pop(loop.run_id, None)
             if lock:
                 lock.close()

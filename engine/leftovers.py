@@ -86,7 +86,9 @@ def scratch_dir() -> Path:
 
 
 def records_dir(db: Path) -> Path:
-    return db.parent / f".{db.name}.locks" / "engines"
+    from engine.locks import sidecar_dir
+
+    return sidecar_dir(db) / "engines"
 
 
 def claim(db: Path) -> list[str]:

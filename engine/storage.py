@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.locks import sidecar_dir
+
 if TYPE_CHECKING:
     from engine.loop import RunLoop
 
@@ -56,7 +58,7 @@ class Reserve:
     """Preallocated files beside the store, given up one at a time when the disk is full."""
 
     def __init__(self, db: Path) -> None:
-        self.folder = db.parent / f".{db.name}.locks"
+        self.folder = sidecar_dir(db)
 
     def make(self) -> bool:
         """Make every reserve file; False when the disk has no room for them (yet)."""
