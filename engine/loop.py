@@ -323,6 +323,8 @@ class RunLoop:
         self.log(noise.describe(), exp_id=exp_id)
         self.best_id, self.best_files = exp_id, files
         self.best_evals = [e for e in evaluation if e.status == "ok"]
+        # The recorded version, as keeps do: the evaluation may have changed the targets.
+        self.workspace.write_best(files)
         sha = self.workspace.commit(f"autoresearch {self.spec.name}: baseline", f"Experiment: {exp_id}")
         if sha:
             self.store.set_commit(exp_id, sha)

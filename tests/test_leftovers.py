@@ -13,10 +13,12 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from engine.store import Store
 from engine.workers.local import run_local
 from tests.conftest import REPO, cli_env, metric_spec, write
-from tests.test_loop import run_spec
+from tests.test_loop import git, make_repo, run_spec
 
 
 def processes_with(word: str) -> list[int]:
@@ -149,3 +151,30 @@ def test_sigkill_of_the_engine_kills_its_evaluation_and_removes_its_scratch(
     notes = [e["line"] for e in store.events(None, limit=500) if "cleaned up" in e["line"]]
     assert notes and f"engine {engine.pid}" in notes[0]
     _wait_for(lambda: not processes_with(length), timeout=5)
+
+
+@pytest.mark.parametrize("vandal", ["delete", "overwrite"])
+async def test_a_baseline_that_changes_the_targets_commits_the_recorded_version(
+        tmp_path, params_workspace, vandal):
+    """Nothing sandboxes an evaluation: one that deletes or overwrites the target on disk
+    during the baseline must not get that into the branch's first commit."""
+    target = params_workspace / "params.yaml"
+    original = target.read_text()
+    flag = tmp_path / "vandalized"
+    act = f"rm -f {target}" if vandal == "delete" else f"echo 'x: 99' > {target}"
+    write(params_workspace / "score.sh", f"""
+        if [ ! -e {flag} ]; then touch {flag}; {act}; fi
+        python score.py
+    """)
+    make_repo(params_workspace)
+    spec = metric_spec(params_workspace, stop="max_rounds: 2", command="sh score.sh")
+    store = await run_spec(tmp_path / "a.db", spec)
+    run = store.get_run("toy")
+    first = git(params_workspace, "log", "--format=%H", "--grep=: baseline",
+                "autoresearch/toy").split()[0]
+    assert git(params_workspace, "show", f"{first}:params.yaml") == original
+    assert git(params_workspace, "status", "--porcelain", "params.yaml") == ""
+    # ... and the run resumes.
+    more = metric_spec(params_workspace, stop="max_rounds: 4", command="sh score.sh")
+    store = await run_spec(tmp_path / "a.db", more)
+    assert store.get_run(run["id"])["status"] == "done"
