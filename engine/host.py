@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from engine import leftovers
+from engine import leftovers, redact
 from engine import spec as specs
 from engine.gcfreeze import freeze_imports
 from engine.locks import WorkspaceLock, sidecar_dir, take_workspace
@@ -92,8 +92,14 @@ class Host:
 
     def add(self, spec: specs.Spec) -> RunLoop:
         """Create the run (or pick up the one with this name) and take its lock."""
+        missing = redact.missing_env_from(spec)
+        if missing:
+            raise UserError(f"{spec.path}: workers: env_from: {', '.join(missing)} not set in "
+                            "the engine's environment")
+        # Values passed to workers that are secret are masked in all this store writes.
+        self.store.add_secrets(redact.spec_secrets(spec))
         run = self.store.get_run(spec.name)
-        spec_json = spec.model_dump_json()
+        spec_json = redact.redacted_spec_json(spec)
         if run is None:
             run_id = self.store.create_run(
                 spec.name, spec_path=str(spec.path or ""), spec_json=spec_json,
