@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.model import CommandResult, LineSink
 from engine.workers.output import OutputTail
@@ -181,10 +182,18 @@ class LocalSession:
                                env={**self.env, **(env or {})}, on_line=on_line)
 
     async def read_file(self, relpath: str) -> bytes | None:
+        handle = self.open_file(relpath)
+        if handle is None:
+            return None
+        with handle:
+            return handle.read()
+
+    def open_file(self, relpath: str) -> BinaryIO | None:
+        """The file, open for reading as a stream (a big report need not fit in memory)."""
         path = (self.folder / relpath).resolve()
         if not path.is_relative_to(self.folder.resolve()) or not path.is_file():
             return None
-        return path.read_bytes()
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
 
 
 class LocalWorker:
