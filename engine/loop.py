@@ -539,8 +539,8 @@ class RunLoop:
         stop = self.spec.stop
         needs_rows = not mid_wave and (
             self.target is not None or stop.plateau or stop.max_failures)
-        rows = self.store.recent_outcomes(
-            self.run_id, max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1)
+        rows = self.store.recent_outcomes(  # (room for interrupted rows, which are skipped)
+            self.run_id, 2 * max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1) + 8
         ) if needs_rows else []
         if self.records.waiting:  # outcomes decided but not yet written
             rows = [{**r, **{k: waiting[k] for k in ("verdict", "score")}}
@@ -558,7 +558,8 @@ class RunLoop:
         if stop.max_cost_usd is not None and (
                 self._cost + self.in_flight_cost() >= stop.max_cost_usd):
             return f"max cost (${stop.max_cost_usd:g}) reached"
-        candidates = [r for r in rows if r["kind"] == "candidate"]
+        # A round a stop or kill interrupted is no round without a keep, nor a failure.
+        candidates = [r for r in rows if r["kind"] == "candidate" and r["verdict"] != INTERRUPTED]
         if stop.plateau is not None and len(candidates) >= stop.plateau and not any(
                 r["verdict"] in ADVANCING for r in candidates[: stop.plateau]):
             return f"plateau: {stop.plateau} rounds without a keep"
