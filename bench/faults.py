@@ -61,11 +61,13 @@ def setup(root: Path, counter: Path) -> Path:
     ws.mkdir()
     (ws / "params.yaml").write_text("x: 500.0\n")
     # The metric has a best at x=123: some candidates are kept, most reverted. Every 50th
-    # evaluation leaves a child holding its output (it must not outlive the evaluation).
+    # evaluation leaves a child holding its output (it must not outlive the evaluation). The
+    # log lines make each record take fresh pages (a full disk shows at once).
     (ws / "score.sh").write_text(textwrap.dedent(f"""\
         x=$(sed -n 's/^x: //p' params.yaml)
         case $x in *7.*) (sleep 30 &) ;; esac
-        awk -v x="$x" 'BEGIN {{d = x - 123; if (d < 0) d = -d; print "METRIC loss=" d}}'
+        awk -v x="$x" 'BEGIN {{d = x - 123; if (d < 0) d = -d; printf "%3000s\\n", "log";
+                               print "METRIC loss=" d}}'
         cat params.yaml >> {counter}
     """))
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "start"]):
@@ -106,6 +108,13 @@ def rounds_done(db: Path) -> int:
         return 0
 
 
+def progress(db: Path, beyond: int, timeout: float = 30) -> None:
+    """Wait until the run has recorded more than `beyond` rounds."""
+    deadline = time.monotonic() + timeout
+    while rounds_done(db) <= beyond and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def main(kills: int) -> int:
     if not can_mount():
         print("bench/faults.py needs root (it mounts a small tmpfs that fills up)")
@@ -121,18 +130,24 @@ def main(kills: int) -> int:
         with full_disk(root / "disk", size_mb=24) as disk:
             db = disk.mount / "faults.db"
             fill_at = kills // 2
+            pauses = tracebacks = 0
             for k in range(kills):
                 proc = engine(db, spec, token)
+                progress(db, rounds_done(db))  # (an engine takes a while to start)
                 if k == fill_at:  # the disk fills mid-run and frees again, then the kill
-                    time.sleep(rng.uniform(0.8, 1.2))
+                    time.sleep(rng.uniform(0.1, 0.5))
                     disk.fill()
-                    time.sleep(2.5)
+                    time.sleep(3)
                     disk.free()
-                    time.sleep(2.5)
-                time.sleep(rng.uniform(0.6, 1.4))
+                    progress(db, rounds_done(db) + 5)
+                time.sleep(rng.uniform(0.05, 0.8))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
+                said = proc.stderr.read()
                 proc.stderr.close()
+                if k == fill_at:
+                    pauses = said.count("cannot write")
+                    tracebacks = said.count("Traceback")
             final = engine(db, spec, token)
             _, err = final.communicate(timeout=300)
             code = final.returncode
@@ -165,6 +180,7 @@ def main(kills: int) -> int:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    print(f"full disk: {pauses} pause line(s), {tracebacks} traceback(s) on stderr")
     print(f"kills {kills} + one full disk, final engine exit {code}, "
           f"{time.monotonic() - started:.0f} s, run {run['status']} at round {run['rounds']}")
     print(f"evaluations run {sum(ran.values())}, recorded {recorded}, "

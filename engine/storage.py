@@ -116,9 +116,11 @@ class StorageGuard:
         return self.trouble is not None
 
     def trip(self, exc: BaseException) -> None:
-        """A write failed somewhere: alert once, and record the pause if the reserve allows."""
+        """A write failed somewhere: alert once, and record the pause if the reserve allows.
+        Any other failure (a bug, not the disk) is logged, not raised into a callback."""
         if not storage_trouble(exc):
-            raise exc
+            self.loop.log(f"a write failed: {exc!r}", level="error")
+            return
         if self.trouble is not None:
             return
         self.trouble = exc
