@@ -265,6 +265,7 @@ class RunLoop:
         elapsed = self._elapsed_before + time.monotonic() - self._started
         status = ("failed" if self.failed else
                   "stopped" if self.stopping and self.stop_reason in (None, "stopped") else "done")
+
         def record_stop() -> None:
             self.records.write()
             self.flush_events()
