@@ -4,6 +4,7 @@ evaluations ran, how many are recorded, how many were lost, and what the kills l
 (processes still running, scratch folders). Target: 0 lost, 0 orphans.
 
     python bench/faults.py [KILLS]        (root, for the tmpfs that fills; ~1-2 minutes)
+    FAULTS_ENGINE=/path/to/checkout python bench/faults.py    (another checkout's engine)
 
 Every evaluation appends its candidate (the params file's one line) to a file outside the
 store once it has printed its metric, so an evaluation that ran is matched to its row.
@@ -34,6 +35,8 @@ from engine.store import Store  # noqa: E402
 from tests.fulldisk import can_mount, full_disk  # noqa: E402
 
 ROUNDS = 600
+#: The checkout whose engine is attacked (FAULTS_ENGINE=/path/to/other/checkout compares).
+ENGINE = Path(os.environ.get("FAULTS_ENGINE", ROOT))
 TOKEN = "BENCH_FAULTS_TOKEN"
 
 
@@ -90,9 +93,9 @@ def setup(root: Path, counter: Path) -> Path:
 
 
 def engine(db: Path, spec: Path, token: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), TOKEN: token}
+    env = {**os.environ, "PYTHONPATH": str(ENGINE), TOKEN: token}
     return subprocess.Popen([sys.executable, "-m", "tui", "--db", str(db), "run", str(spec),
-                             "--headless"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                             "--headless"], env=env, cwd=ENGINE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -149,8 +152,13 @@ def main(kills: int) -> int:
                     pauses = said.count("cannot write")
                     tracebacks = said.count("Traceback")
             final = engine(db, spec, token)
-            _, err = final.communicate(timeout=300)
-            code = final.returncode
+            try:
+                _, err = final.communicate(timeout=240)
+                code = final.returncode
+            except subprocess.TimeoutExpired:  # e.g. evaluations scored at their timeout
+                final.kill()
+                _, err = final.communicate()
+                code, err = None, "the final engine did not finish within 240 s\n" + err
             time.sleep(0.5)  # the last watchdog's sweep
             orphans = marked(token)
             store = Store(db, readonly=True)
