@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from engine.export import FORMATS
+from engine.host import Host
+from engine.model import UserError
 from engine.redact import make_redactor
+from engine.spec import load_spec
 from engine.store import Store
-from tests.conftest import run_cli
 from tests.sshd import SSHLab, make_spec, open_lab, run_loop
 
 API_KEY = "sk-ant-api03-SECRET-MARKER-never-store-me-0123456789"
@@ -110,10 +112,9 @@ async def test_secrets_a_spec_passes_to_workers_never_reach_the_store(
 def test_env_from_a_variable_the_engine_lacks_is_a_one_line_error(tmp_path, params_workspace):
     spec = make_spec(params_workspace, "nokey", command="true", workers=[
         {"kind": "ssh", "host": "nowhere", "env_from": ["NO_SUCH_VARIABLE_HERE"]}])
-    result = run_cli("--db", str(tmp_path / "a.db"), "run", str(spec), "--headless")
-    assert result.returncode == 2, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "env_from: NO_SUCH_VARIABLE_HERE not set" in result.stderr
+    with pytest.raises(UserError, match="env_from: NO_SUCH_VARIABLE_HERE not set") as err:
+        Host(Store(tmp_path / "a.db")).add(load_spec(spec))
+    assert "\n" not in str(err.value)
 
 
 def test_private_key_blocks_are_masked_whole_or_cut_off():
