@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from engine import spec as specs
+from engine.evaluators.metric import last_lines
 from engine.model import CRASHED, TIMEOUT, Evaluation, ItemResult, LineSink, Session
 
 #: Largest JUnit report read.
@@ -119,8 +120,8 @@ class TestsEvaluator:
             xml = handle if handle is not None else await session.read_file(cfg.junit)
             if xml is None:
                 return Evaluation(CRASHED, error=f"no JUnit report at {cfg.junit} "
-                                  f"(exit {result.exit_code})", log_tail=result.output,
-                                  duration=result.duration)
+                                  f"(exit {result.exit_code})" + last_lines(result.output),
+                                  log_tail=result.output, duration=result.duration)
             report = await asyncio.to_thread(parse_junit, xml)  # big ones take a while
         except (ET.ParseError, ReportTooBig) as exc:
             why = "malformed JUnit XML" if isinstance(exc, ET.ParseError) else "report too big"
