@@ -93,6 +93,13 @@ class LLMSettings(Strict):
     #: `anthropic-version` to send. Default: the SDK's (2026-10-21), which takes no sampling
     #: parameters, so `temperature` is not sent; "2023-06-01" sends it (models that accept it).
     api_version: str | None = None
+    #: After an outage (every retry failed) the run pauses and tries again this many seconds
+    #: later, doubling each time up to `outage_retry_max_s` (engine/outage.py).
+    outage_retry_s: float = Field(default=30, gt=0)
+    outage_retry_max_s: float = Field(default=600, gt=0)
+    #: Prompt-cache lifetime: "5m", "1h", or "auto" (1 hour once calls come more than
+    #: 4 minutes apart, as in runs with long evaluations).
+    cache_ttl: Literal["auto", "5m", "1h"] = "auto"
 
 
 class LLMMutator(LLMSettings):
@@ -110,6 +117,9 @@ class AgentMutator(Strict):
     command: str
     timeout_s: float = Field(default=600, gt=0)
     recent: int = Field(default=20, ge=0)
+    #: USD per million tokens (input, output) for agents that print token counts but no cost
+    #: (codex); `claude -p --output-format json` and aider print their cost themselves.
+    prices: dict[str, float] | None = None
 
 
 Mutator = Annotated[ParamsMutator | LLMMutator | AgentMutator, Field(discriminator="kind")]
@@ -200,6 +210,9 @@ class ChecklistEval(Strict):
     judge: LLMSettings | None = None
     #: Run the producing command for several inputs/samples at once.
     concurrency: int = Field(default=1, ge=1)
+    #: Judge up to this many samples of one input in one call (the same instructions and
+    #: questions for all of them, answered in one reply); 1 judges each output on its own.
+    judge_batch: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ChecklistEval:
