@@ -15,7 +15,9 @@ from pathlib import Path
 from engine import signals
 from engine.model import UserError
 
-COMMANDS = ("check", "run", "export", "status", "demo", "attach")
+#: The steering verbs (engine/actions.py: the same table as the app's keys).
+STEER = ("pause", "resume", "stop", "veto", "pin", "guide")
+COMMANDS = ("check", "run", "export", "status", "demo", "attach", *STEER)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +45,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fresh", action="store_true",
                       help="a new demo, even if the last one did not finish (it is resumed)")
     attach = sub.add_parser("attach", help="watch and steer a headless engine through the store")
-    for p in (check, run, export, status, demo, attach):
+    steer = []
+    for verb, what in (("pause", "pause a run (the experiment in flight finishes first)"),
+                       ("resume", "resume a paused run"), ("stop", "stop a run cleanly"),
+                       ("veto", "veto an experiment (none given: the one in flight)"),
+                       ("pin", "pin an experiment: keep it whatever its score"),
+                       ("guide", "guidance for the mutator's next proposals")):
+        p = sub.add_parser(verb, help=what + ", as the app's key does")
+        p.add_argument("run")
+        if verb in ("veto", "pin"):
+            p.add_argument("experiment", type=int, nargs="?" if verb == "veto" else None)
+        if verb == "guide":
+            p.add_argument("text", nargs="+")
+        steer.append(p)
+    for p in (check, run, export, status, demo, attach, *steer):
         p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -133,6 +148,13 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
         return cli.cmd_export(db, args.run, args.format, args.output)
     if args.command == "status":
         return cli.cmd_status(db, args.json)
+    if args.command in STEER:  # the same command row the app's key writes
+        from engine.actions import send
+
+        code, said = send(db, args.run, args.command, getattr(args, "experiment", None),
+                          " ".join(args.text) if args.command == "guide" else None)
+        print(said)
+        return code
     if args.command == "run" and args.headless:
         import asyncio
 

@@ -116,6 +116,9 @@ def apply_edits(files: dict[str, str], edits: Any, targets: list[str],
 class LLMMutator:
     """Proposes mutations with Claude through the Messages API."""
 
+    #: Guidance goes into its next prompts.
+    reads_guidance = True
+
     def __init__(self, config: specs.LLMMutator, spec: specs.Spec) -> None:
         self.config = config
         self.spec = spec
