@@ -11,7 +11,6 @@ target files on disk only ever hold the best version.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import re
 import sqlite3
@@ -53,6 +52,7 @@ from engine.outage import on_model_trouble
 from engine.records import WaitingRecords
 from engine.spend import metered, settle
 from engine.stopping import cancellable_proposal, interrupted
+from engine.storage import StorageGuard, storage_trouble
 from engine.store import Store
 from engine.target import confirm_due, target_reached
 from engine.waves import WaveRunner
@@ -62,8 +62,6 @@ from engine.workspace import PathRefused, SlotFolders, Workspace, unified_diff
 
 #: Experiments shown to a mutator (the newest); older ones stay in the store.
 CHANGELOG_WINDOW = 200
-#: How often a run paused by a full disk or read-only store checks whether writes work again.
-STORAGE_PROBE_S = 5.0
 #: Event lines buffered before they are written in one transaction.
 EVENT_BATCH = 200
 MAX_PENDING_EVENTS = 5_000
@@ -142,6 +140,9 @@ class RunLoop:
         self.alert: str | None = None
         #: Records of reverted candidates, written while the next evaluation runs.
         self.records = WaitingRecords(store, run_id)
+        #: Pauses the run when a write fails on any path (engine/storage.py).
+        self.storage = StorageGuard(self)
+        self.records.on_trouble = self.storage.trip
         #: Waves, tiers and worker retries (engine/waves.py).
         self.waves = WaveRunner(self)
 
@@ -151,7 +152,7 @@ class RunLoop:
             exp_id: int | None = None) -> None:
         self._events.append((self.run_id, exp_id, level, source, line))
         if len(self._events) >= EVENT_BATCH:
-            self.flush_events()
+            self.storage.quietly(self.flush_events)
 
     def flush_events(self) -> None:
         self.records.write_quietly()  # their event lines come first
@@ -250,9 +251,10 @@ class RunLoop:
         """Baseline, then waves, until a stop rule applies; returns its reason."""
         while True:
             while self.paused and not self.stopping:
-                self.records.write()
+                self.storage.quietly(self.records.write)
                 self._wake.clear()
                 await self._wake.wait()
+            await self.storage.wait()  # a write failed somewhere: paused until writes work
             reason = self.check_stop()
             if reason:
                 return reason
@@ -268,12 +270,16 @@ class RunLoop:
         elapsed = self._elapsed_before + time.monotonic() - self._started
         status = ("failed" if self.failed else
                   "stopped" if self.stopping and self.stop_reason in (None, "stopped") else "done")
-        try:
+
+        def record_stop() -> None:
             self.records.write()
             self.flush_events()
             self.store.update_run(self.run_id, status=status,
                                   stop_reason=self.stop_reason or "stopped",
                                   finished=time.time(), elapsed=elapsed, engine_pid=None)
+
+        try:
+            self.storage.with_reserve(record_stop)  # a full disk still records the stop
         except (sqlite3.Error, OSError) as exc:
             if not storage_trouble(exc):
                 raise
@@ -281,26 +287,22 @@ class RunLoop:
         self.notify()
 
     async def _wait_for_storage(self, exc: BaseException) -> None:
-        """The store or the disk refused a write: pause, probe, and pick up where the store
-        says we are once it writes again (nothing half-recorded is trusted)."""
-        self.alert = (f"paused: cannot write ({exc}); free disk space or fix permissions — "
-                      f"the run resumes by itself when writes work again")
-        self.notify()
+        """The store or the disk refused a write on the loop's own path: pause, probe, and
+        pick up where the store says we are once it writes again (nothing half-recorded is
+        trusted)."""
+        self.storage.trip(exc)
         while not self.stopping:
-            await asyncio.sleep(STORAGE_PROBE_S)
+            await self.storage.wait()
+            if self.stopping:
+                return
             try:
-                self.store.update_run(self.run_id, heartbeat=time.time())
-                self.records.write()  # outcomes decided before the trouble, then reconcile
                 self.in_flight.clear()
                 self.resume()
+                return
             except (sqlite3.Error, OSError) as again:
                 if not storage_trouble(again):
                     raise
-                continue
-            self.alert = None
-            self.log(f"storage works again after: {exc}", level="warning")
-            self.notify()
-            return
+                self.storage.trip(again)
 
     async def _baseline(self) -> None:
         files = self.workspace.read_targets()
@@ -339,6 +341,8 @@ class RunLoop:
         self.log(noise.describe(), exp_id=exp_id)
         self.best_id, self.best_files = exp_id, files
         self.best_evals = [e for e in evaluation if e.status == "ok"]
+        # The recorded version, as keeps do: the evaluation may have changed the targets.
+        self.workspace.write_best(files)
         sha = self.workspace.commit(f"autoresearch {self.spec.name}: baseline", f"Experiment: {exp_id}")
         if sha:
             self.store.set_commit(exp_id, sha)
@@ -522,8 +526,6 @@ class RunLoop:
             error=first.error, log_tail=first.log_tail, worker=cand.worker,
             best_files=best_files, run_update=run_update, decision=cand.details,
             events=events))
-        if won:
-            self.records.write()
 
     def _run_totals(self, usage: Usage) -> dict[str, Any]:
         """The run row's counters after one more experiment (kept in memory, written with it)."""
@@ -534,6 +536,7 @@ class RunLoop:
 
     async def _advance(self, cand: Candidate) -> None:
         """Make the kept candidate the best: files on disk, then a commit on the run's branch."""
+        await self.storage.committed()  # its record first (waits while the disk is full)
         self.best_files = {**self.best_files, **cand.mutation.files}
         self.best_evals = self.policy.incumbent(cand.evals)
         self.best_id = cand.exp_id
@@ -562,8 +565,8 @@ class RunLoop:
         stop = self.spec.stop
         needs_rows = not mid_wave and (
             self.target is not None or stop.plateau or stop.max_failures)
-        rows = self.store.recent_outcomes(
-            self.run_id, max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1)
+        rows = self.store.recent_outcomes(  # (room for interrupted rows, which are skipped)
+            self.run_id, 2 * max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1) + 8
         ) if needs_rows else []
         if self.records.waiting:  # outcomes decided but not yet written
             rows = [{**r, **{k: waiting[k] for k in ("verdict", "score")}}
@@ -578,7 +581,8 @@ class RunLoop:
         if stop.max_cost_usd is not None and (
                 self._cost + self.in_flight_cost() >= stop.max_cost_usd):
             return f"max cost (${stop.max_cost_usd:g}) reached"
-        candidates = [r for r in rows if r["kind"] == "candidate"]
+        # A round a stop or kill interrupted is no round without a keep, nor a failure.
+        candidates = [r for r in rows if r["kind"] == "candidate" and r["verdict"] != INTERRUPTED]
         if stop.plateau is not None and len(candidates) >= stop.plateau and not any(
                 r["verdict"] in ADVANCING for r in candidates[: stop.plateau]):
             return f"plateau: {stop.plateau} rounds without a keep"
@@ -800,17 +804,6 @@ class RunLoop:
                     Decision(RETEST, cand.reason, cand.details), cand.exp_id, cand.mutation,
                     cand.parent, cand.attempt, winner.exp_id if winner else None)
                 cand.verdict, cand.reason = decision.verdict, decision.reason
-
-
-def storage_trouble(exc: BaseException) -> bool:
-    """A write failed for a reason outside the run: full disk, read-only file, a locked store."""
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc).lower()
-        return any(k in text for k in ("full", "readonly", "read-only", "disk i/o", "locked",
-                                       "unable to open"))
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES)
-    return False
 
 
 class BaselineFailed(Exception):

@@ -81,10 +81,10 @@ class WaveRunner:
         # overwritten before a write); "stopped" is the one change its state does not show.
         self._dirty[state.name] = (state, change)
         if change in ("down", "up", "stopped"):
-            self.flush_workers()  # news worth showing at once
+            loop.storage.quietly(self.flush_workers)  # news worth showing at once
         elif self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(WORKER_FLUSH_S,
-                                                                self.flush_workers)
+            self._flush = asyncio.get_running_loop().call_later(
+                WORKER_FLUSH_S, loop.storage.quietly, self.flush_workers)
 
     @staticmethod
     def _row(state: WorkerState, change: str) -> dict:
@@ -100,8 +100,12 @@ class WaveRunner:
             self._flush = None
         if self._dirty or replace:
             rows = [self._row(state, change) for state, change in self._dirty.values()]
-            self._dirty = {}
-            self.loop.store.set_workers(self.loop.run_id, rows, replace=replace)
+            dirty, self._dirty = self._dirty, {}
+            try:
+                self.loop.store.set_workers(self.loop.run_id, rows, replace=replace)
+            except BaseException:
+                self._dirty = {**dirty, **self._dirty}  # written again once writes work
+                raise
 
     async def score(self, exp_id: int, files: dict[str, str], repeats: int,
                     tier: Tier | None = None,
@@ -216,7 +220,8 @@ class WaveRunner:
                 tasks.append(asyncio.create_task(self._screen_reference(parent, round_no, wave)))
                 loop._evaluating = True
             for k in range(loop.spec.parallel):
-                if loop.stopping or k and (loop.paused or loop.check_stop(mid_wave=True)):
+                if loop.stopping or k and (
+                        loop.paused or loop.storage.down or loop.check_stop(mid_wave=True)):
                     break  # e.g. the cost in flight already reaches max_cost_usd
                 cand = (loop._take_retest(round_no + k + 1, parent, wave)
                         or await loop._propose(round_no + k + 1, parent, wave))
