@@ -75,10 +75,19 @@ class RunContext:
     wake: Callable[[], None] = lambda: None
     #: The best version's experiment id (set by the loop: its versions answer).
     best: Callable[[], int | None] = lambda: None
+    #: Writes the workers' rows now (set by the loop: its scorer keeps them).
+    flush_workers: Callable[[], None] = lambda: None
     #: Awaits a stop may cancel now: evaluations, and model calls (engine/stopping.py).
     cancellable: int = 0
 
-    # Read by engine/outage.py and engine/target.py.
+    # Read by engine/outage.py, engine/target.py and engine/storage.py.
+    @property
+    def records(self) -> Any:
+        return self.ledger.records
+
+    def flush_events(self) -> None:
+        self.ledger.flush_events()
+
     @property
     def paused(self) -> bool:
         return self.controls.paused

@@ -1,8 +1,8 @@
 """The host: runs several loops concurrently in one asyncio process, applies steering commands
 from the store to them, and tells listeners when something changed.
 
-A run can be hosted by one engine at a time; an OS file lock (released even on SIGKILL)
-refuses a second one.
+A run can be hosted by one engine at a time, and a workspace worked on by one engine at a
+time; OS file locks (released even on SIGKILL) refuse a second one (engine/locks.py).
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from engine import leftovers, redact
 from engine import spec as specs
 from engine.gcfreeze import freeze_imports
-from engine.loop import BaselineFailed, RunLoop, storage_trouble
+from engine.locks import WorkspaceLock, sidecar_dir, take_workspace
+from engine.loop import BaselineFailed, RunLoop
 from engine.model import UserError
 from engine.mutators import IGNORED_GUIDANCE
+from engine.storage import storage_trouble
 from engine.store import Store
 from engine.workers.childwatch import watch_children_with_pidfds
 
@@ -30,7 +33,8 @@ VERBS = ("pause", "resume", "stop", "veto", "pin", "guide")
 
 
 def lock_path(db: Path, run_name: str) -> Path:
-    return db.parent / f".{db.name}.locks" / f"{run_name}.lock"
+    """Keyed on the store file itself: a symlink to it finds the same lock."""
+    return sidecar_dir(db) / f"{run_name}.lock"
 
 
 def take_lock(db: Path, run_name: str) -> IO[str]:
@@ -75,7 +79,11 @@ class Host:
         self.listeners: list[Callable[[], None]] = []
         self.results: dict[int, str] = {}
         self._locks: dict[int, IO[str]] = {}
+        self._workspaces: dict[int, WorkspaceLock] = {}
         self._poller: asyncio.Task[None] | None = None
+        # What an engine killed on this store left (evaluations, scratch), and this one's record.
+        for note in leftovers.claim(store.path):
+            self._report(note, level="warning")
 
     def notify(self) -> None:
         for listener in list(self.listeners):
@@ -85,8 +93,14 @@ class Host:
 
     def add(self, spec: specs.Spec) -> RunLoop:
         """Create the run (or pick up the one with this name) and take its lock."""
+        missing = redact.missing_env_from(spec)
+        if missing:
+            raise UserError(f"{spec.path}: workers: env_from: {', '.join(missing)} not set in "
+                            "the engine's environment")
+        # Values passed to workers that are secret are masked in all this store writes.
+        self.store.add_secrets(redact.spec_secrets(spec))
         run = self.store.get_run(spec.name)
-        spec_json = spec.model_dump_json()
+        spec_json = redact.redacted_spec_json(spec)
         if run is None:
             run_id = self.store.create_run(
                 spec.name, spec_path=str(spec.path or ""), spec_json=spec_json,
@@ -98,15 +112,22 @@ class Host:
                 raise UserError(f"run {spec.name!r} is already running here")
         lock = take_lock(self.store.path, spec.name)
         try:
+            held = take_workspace(spec.workspace, spec.target.files, self.store.path, spec.name)
+        except BaseException:
+            lock.close()
+            raise
+        try:
             self.store.update_run(run_id, spec_json=spec_json, spec_path=str(spec.path or ""),
                                   workspace=str(spec.workspace), direction=spec.direction,
                                   target=spec.target_score, engine_pid=os.getpid(),
                                   heartbeat=time.time(), status="starting", stop_reason=None)
             loop = RunLoop(spec, self.store, run_id, notify=self.notify)
         except BaseException:
+            held.release()
             lock.close()
             raise
         self._locks[run_id] = lock
+        self._workspaces[run_id] = held
         self.loops[run_id] = loop
         return loop
 
@@ -131,6 +152,9 @@ class Host:
             self.store.update_run(loop.run_id, status="failed", stop_reason=reason,
                                   engine_pid=None)
         finally:
+            held = self._workspaces.pop(loop.run_id, None)
+            if held:
+                held.release()
             lock = self._locks.pop(loop.run_id, None)
             if lock:
                 lock.close()
@@ -180,14 +204,17 @@ class Host:
             except (sqlite3.Error, OSError) as exc:
                 if not storage_trouble(exc):
                     self._report(f"command poller: {exc!r}")
-                # A full disk or read-only store: the runs pause and say so; keep polling.
+                else:  # a full disk or read-only store: the runs pause and say so
+                    for run_id, loop in self.loops.items():
+                        if run_id in self.tasks and not self.tasks[run_id].done():
+                            loop.storage.trip(exc)
             except Exception as exc:  # the poller must outlive one bad command
                 self._report(f"command poller: {exc!r}")
             await asyncio.sleep(COMMAND_POLL_S)
 
-    def _report(self, line: str) -> None:
+    def _report(self, line: str, level: str = "error") -> None:
         try:
-            self.store.add_event(None, line, level="error")
+            self.store.add_event(None, line, level=level)
         except (sqlite3.Error, OSError):
             pass
 

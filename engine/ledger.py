@@ -8,13 +8,14 @@ the counters (rounds, cost, elapsed) are kept in memory and written with the out
 
 from __future__ import annotations
 
-import errno
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from engine.model import Usage
 from engine.records import WaitingRecords
+from engine.storage import storage_trouble  # noqa: F401 - (one test of it, re-exported)
 from engine.store import Store
 
 #: Event lines buffered before they are written in one transaction.
@@ -22,17 +23,6 @@ EVENT_BATCH = 200
 MAX_PENDING_EVENTS = 5_000
 
 Event = tuple[int | None, int | None, str, str, str]
-
-
-def storage_trouble(exc: BaseException) -> bool:
-    """A write failed for a reason outside the run: full disk, read-only file, a locked store."""
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc).lower()
-        return any(k in text for k in ("full", "readonly", "read-only", "disk i/o", "locked",
-                                       "unable to open"))
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES)
-    return False
 
 
 class Ledger:
@@ -51,6 +41,8 @@ class Ledger:
         self.cost = 0.0
         self._started = time.monotonic()
         self._elapsed_before = 0.0
+        #: Told of a write that failed where nobody can be told (engine/storage.py's trip).
+        self.trouble: Callable[[BaseException], None] | None = None
 
     # ------------------------------------------------------------ events
 
@@ -58,7 +50,12 @@ class Ledger:
             exp_id: int | None = None) -> None:
         self.events.append((self.run_id, exp_id, level, source, line))
         if len(self.events) >= EVENT_BATCH:
-            self.flush_events()
+            try:
+                self.flush_events()
+            except (sqlite3.Error, OSError) as exc:
+                if self.trouble is None:
+                    raise
+                self.trouble(exc)
 
     def flush_events(self) -> None:
         self.records.write_quietly()  # their event lines come first

@@ -30,7 +30,7 @@ from engine import spec as specs
 from engine.context import Candidate, RunContext, usage_of
 from engine.decide import aggregate, build_policy
 from engine.evaluators import build_evaluator
-from engine.ledger import Ledger, storage_trouble
+from engine.ledger import Ledger
 from engine.llm import run_prices
 from engine.model import BASELINE, INTERRUPTED
 from engine.mutators import build_mutator
@@ -44,6 +44,7 @@ from engine.settle import Settler
 from engine.steering import Steering
 from engine.stopping import interrupted
 from engine.stoprules import StopRules
+from engine.storage import StorageGuard, storage_trouble
 from engine.store import Store
 from engine.stream import ProposalStream
 from engine.versions import Versions
@@ -54,8 +55,6 @@ from engine.workspace import SlotFolders, Workspace
 
 __all__ = ["BaselineFailed", "Candidate", "RunLoop", "storage_trouble"]
 
-#: How often a run paused by a full disk or read-only store checks whether writes work again.
-STORAGE_PROBE_S = 5.0
 
 
 class BaselineFailed(Exception):
@@ -100,6 +99,12 @@ class RunLoop:
         self.steering = Steering(ctx, self.versions, self.best_lock,
                                  self.proposer.forget_changelog)
         self.stops = StopRules(ctx)
+        #: Pauses the run when a write fails on any path (engine/storage.py).
+        ctx.flush_workers = self.scorer.flush_workers
+        self.storage = StorageGuard(ctx)
+        self.ledger.records.on_trouble = self.storage.trip
+        self.ledger.trouble = self.storage.trip
+        self.scorer.quietly = self.storage.quietly
         # Thinking ahead (engine/ahead.py) is for one candidate a wave, nothing before it.
         alone = (spec.parallel == 1 and tiers[0] is None and not spec.decide.reeval_every
                  and spec.search.strategy == "greedy")
@@ -144,9 +149,10 @@ class RunLoop:
         """Baseline, then rounds, until a stop rule applies; returns its reason."""
         while True:
             while self.paused and not self.stopping:
-                self.ledger.records.write()
+                self.storage.quietly(self.ledger.records.write)
                 self._wake.clear()
                 await self._wake.wait()
+            await self.storage.wait()  # a write failed somewhere: paused until writes work
             reason = self.check_stop()
             if reason:
                 return reason
@@ -163,12 +169,15 @@ class RunLoop:
                 return
         # pick parents → propose → stage → score: each candidate comes from the proposal
         # stream (a parent the search picks; proposed ahead while the last wave was scored)
-        candidates = await self.waves.run(wave, self.spec.parallel,
-                                          lambda: self.check_stop(mid_wave=True))
+        candidates = await self.waves.run(
+            wave, self.spec.parallel,
+            lambda: "storage" if self.storage.down else self.check_stop(mid_wave=True))
         async with self.best_lock:
             outcome = self.settler.decide(candidates)
             self.retests.offer(candidates, outcome.best)
             self.settler.record(candidates, outcome)
+            if outcome.kept:
+                await self.storage.committed()  # their records first (waits on a full disk)
             for cand in outcome.kept:
                 version = self.versions.make(cand.exp_id, cand.files,
                                              self.policy.incumbent(cand.evals), cand.parent)
@@ -214,6 +223,8 @@ class RunLoop:
         self.log(noise.describe(), exp_id=exp_id)
         self.versions.set_best(self.versions.make(
             exp_id, files, [e for e in evaluation if e.status == "ok"], None))
+        # The recorded version, as keeps do: the evaluation may have changed the targets.
+        self.workspace.write_best(files)
         sha = self.workspace.commit(f"autoresearch {self.spec.name}: baseline",
                                     f"Experiment: {exp_id}")
         if sha:
@@ -264,13 +275,16 @@ class RunLoop:
         self.slot_folders.discard()
         status = ("failed" if self.failed else
                   "stopped" if self.stopping and self.stop_reason in (None, "stopped") else "done")
-        try:
+        def record_stop() -> None:
             self.ledger.records.write()
             self.flush_events()
             self.store.update_run(self.run_id, status=status,
                                   stop_reason=self.stop_reason or "stopped",
                                   finished=time.time(), elapsed=self.ledger.elapsed(),
                                   engine_pid=None)
+
+        try:
+            self.storage.with_reserve(record_stop)  # a full disk still records the stop
         except (sqlite3.Error, OSError) as exc:
             if not storage_trouble(exc):
                 raise
@@ -278,25 +292,21 @@ class RunLoop:
         self.ctx.notify()
 
     async def _wait_for_storage(self, exc: BaseException) -> None:
-        """The store or the disk refused a write: pause, probe, and pick up where the store
-        says we are once it writes again (nothing half-recorded is trusted)."""
-        self.alert = (f"paused: cannot write ({exc}); free disk space or fix permissions — "
-                      f"the run resumes by itself when writes work again")
-        self.ctx.notify()
+        """The store or the disk refused a write on the loop's own path: pause, probe, and
+        pick up where the store says we are once it writes again (nothing half-recorded is
+        trusted)."""
+        self.storage.trip(exc)
         while not self.stopping:
-            await asyncio.sleep(STORAGE_PROBE_S)
+            await self.storage.wait()
+            if self.stopping:
+                return
             try:
-                self.store.update_run(self.run_id, heartbeat=time.time())
-                self.ledger.records.write()  # outcomes decided before the trouble, then reconcile
                 self.resume()
+                return
             except (sqlite3.Error, OSError) as again:
                 if not storage_trouble(again):
                     raise
-                continue
-            self.alert = None
-            self.log(f"storage works again after: {exc}", level="warning")
-            self.ctx.notify()
-            return
+                self.storage.trip(again)
 
     # ------------------------------------------------------------ what the host uses
 

@@ -74,6 +74,8 @@ class WaitingRecords:
         self._changes = -1
         self._last_commit = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        #: Told of a write that failed in a callback or in add() (engine/storage.py).
+        self.on_trouble: Callable[[BaseException], None] = lambda exc: None
 
     def start(self, insert: Callable[[int | None], int],
               complete: Callable[[], object] | None = None) -> int:
@@ -91,8 +93,8 @@ class WaitingRecords:
     def add(self, exp_id: int, fields: dict[str, Any]) -> None:
         """Queue a record; write() or the timer writes it."""
         self.waiting.append((exp_id, fields))
-        if len(self.waiting) > 1:  # an earlier one failed to write: retry where errors surface
-            self.write()
+        if len(self.waiting) > 1:  # an earlier one failed to write: retry now
+            self.write_quietly()
         else:
             self._arm()
 
@@ -134,11 +136,11 @@ class WaitingRecords:
 
     def write_quietly(self, commit: bool = True) -> None:
         """write() from a callback, which has no caller to report to: a failure stays waiting
-        for the next write() on the loop's own path."""
+        (to be written again) and goes to `on_trouble`, which pauses the run."""
         try:
             self.write(commit)
-        except (sqlite3.Error, OSError):
-            pass
+        except (sqlite3.Error, OSError) as exc:
+            self.on_trouble(exc)
 
     def write_once_started(self) -> None:
         """Called just before an evaluation starts: write at its first pause (for a local

@@ -50,6 +50,8 @@ class Scorer:
         self._flush: asyncio.TimerHandle | None = None
         #: How long the last staging took (0: try inline first).
         self._stage_s = 0.0
+        #: Runs a write from a callback (the loop sets engine/storage.py's guard).
+        self.quietly: Callable[[Callable[[], object]], None] = lambda write: write()
         pool.on_change = self._worker_changed
         for state in pool.states.values():
             self._dirty[state.name] = (state, "idle")
@@ -68,10 +70,10 @@ class Scorer:
         # overwritten before a write); "stopped" is the one change its state does not show.
         self._dirty[state.name] = (state, change)
         if change in ("down", "up", "stopped"):
-            self.flush_workers()  # news worth showing at once
+            self.quietly(self.flush_workers)  # news worth showing at once
         elif self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(WORKER_FLUSH_S,
-                                                                self.flush_workers)
+            self._flush = asyncio.get_running_loop().call_later(
+                WORKER_FLUSH_S, self.quietly, self.flush_workers)
 
     @staticmethod
     def _row(state: WorkerState, change: str) -> dict:
@@ -87,8 +89,12 @@ class Scorer:
             self._flush = None
         if self._dirty or replace:
             rows = [self._row(state, change) for state, change in self._dirty.values()]
-            self._dirty = {}
-            self.ctx.store.set_workers(self.ctx.run_id, rows, replace=replace)
+            dirty, self._dirty = self._dirty, {}
+            try:
+                self.ctx.store.set_workers(self.ctx.run_id, rows, replace=replace)
+            except BaseException:
+                self._dirty = {**dirty, **self._dirty}  # written again once writes work
+                raise
 
     # ------------------------------------------------------------ scoring
 

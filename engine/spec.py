@@ -5,6 +5,7 @@ anything runs; every error names `file:line`, the field, and what was expected.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -346,12 +347,20 @@ class SSHWorker(Strict):
     workdir: str = "/tmp/autoresearch"
     launcher: str = ""
     env: dict[str, str] = {}
+    #: Names passed through from the engine's environment (the values never enter the spec);
+    #: they, and `env` names in `secret` or that look secret, are masked in whatever is stored.
+    env_from: list[str] = []
+    secret: list[str] = []
     group: str = "default"
     #: Accept a host key not in known_hosts (off by default).
     trust_unknown_host: bool = False
     known_hosts: str | None = None
     identity: str | None = None
     ssh_config: str | None = None
+    def environment(self) -> dict[str, str]:
+        """What the worker's commands get: `env_from` from the engine's environment, then `env`."""
+        return {**{k: os.environ[k] for k in self.env_from if k in os.environ}, **self.env}
+
     #: Seconds between SSH keepalives; three missed ones mean the host hangs (heartbeat).
     heartbeat_s: float = Field(default=15, gt=0)
     connect_timeout_s: float = Field(default=15, gt=0)

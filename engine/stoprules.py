@@ -4,7 +4,7 @@ rounds, max time, max cost (counting what is in flight), a plateau, failures in 
 from __future__ import annotations
 
 from engine.context import RunContext
-from engine.model import ABANDONED, ADVANCING, FAILURES, RUNNING
+from engine.model import ABANDONED, ADVANCING, FAILURES, INTERRUPTED, RUNNING
 from engine.target import target_reached
 
 
@@ -25,8 +25,8 @@ class StopRules:
         stop, target = ctx.spec.stop, ctx.spec.target_score
         records = ctx.ledger.records
         needs_rows = not mid_wave and (target is not None or stop.plateau or stop.max_failures)
-        rows = ctx.store.recent_outcomes(
-            ctx.run_id, max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1)
+        rows = ctx.store.recent_outcomes(  # (room for interrupted rows, which are skipped)
+            ctx.run_id, 2 * max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1) + 8
         ) if needs_rows else []
         if records.waiting:  # outcomes decided but not yet written
             rows = [{**r, **{k: waiting[k] for k in ("verdict", "score")}}
@@ -41,7 +41,9 @@ class StopRules:
                 ctx.ledger.cost + self.in_flight_cost() >= stop.max_cost_usd):
             return f"max cost (${stop.max_cost_usd:g}) reached"
         # (a proposal abandoned unevaluated is no round of the search)
-        candidates = [r for r in rows if r["kind"] == "candidate" and r["verdict"] != ABANDONED]
+        # A round a stop or kill interrupted is no round without a keep, nor a failure.
+        candidates = [r for r in rows if r["kind"] == "candidate"
+                      and r["verdict"] not in (ABANDONED, INTERRUPTED)]
         if stop.plateau is not None and len(candidates) >= stop.plateau and not any(
                 r["verdict"] in ADVANCING for r in candidates[: stop.plateau]):
             return f"plateau: {stop.plateau} rounds without a keep"

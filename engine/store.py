@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.model import ADVANCING, RUNNING, UserError
-from engine.redact import make_redactor
+from engine.redact import KeyBlockLines, make_redactor
 
 SCHEMA_VERSION = 1
 #: Largest text kept for one log tail, diff or evidence; longer text is cut in the middle.
@@ -335,6 +335,9 @@ class Store:
             #: The connection; reads use it directly (see `db`).
             self.conn = conn
             self.redact = make_redactor()
+            self._secrets: set[str] = set()
+            #: A private key printed line by line is masked line by line.
+            self._key_lines = KeyBlockLines()
             if not readonly:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 _apply_migrations(self)
@@ -387,6 +390,13 @@ class Store:
             self.conn.execute("PRAGMA wal_autocheckpoint=1000")
 
     # ------------------------------------------------------------ helpers
+
+    def add_secrets(self, values: list[str]) -> None:
+        """Mask these values too (a spec's secret worker environment) in what is written."""
+        fresh = set(values) - self._secrets
+        if fresh:
+            self._secrets |= fresh
+            self.redact = make_redactor(extra=self._secrets)
 
     def _text(self, text: str | None, limit: int = MAX_TEXT) -> str | None:
         """Text as it may be stored: secrets masked, then clipped."""
@@ -657,7 +667,8 @@ class Store:
         conn.executemany(
             "INSERT INTO events (run_id, experiment_id, ts, level, source, line) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(r, e, now, lvl, src, self._text(line, 2000)) for r, e, lvl, src, line in rows])
+            [(r, e, now, lvl, src, self._text(self._key_lines((r, e, src), line), 2000))
+             for r, e, lvl, src, line in rows])
 
     def events(self, run_id: int | None = None, *, after_id: int = 0, limit: int = 200,
                experiment_id: int | None = None) -> list[dict[str, Any]]:

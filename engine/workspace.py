@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from engine.leftovers import scratch_dir
 from engine.model import UserError
 
 #: Lines of context around a change in a diff (difflib's default).
@@ -210,7 +211,7 @@ class Workspace:
         from the workspace is copied again, and whatever the last evaluation left behind is
         deleted, so every evaluation starts from the same state as a fresh copy.
         """
-        dest = into or Path(tempfile.mkdtemp(prefix=f"ar-{self.run_name}-"))
+        dest = into or Path(tempfile.mkdtemp(prefix=f"ar-{self.run_name}-", dir=scratch_dir()))
         if not synced:
             self._sync(dest, files)
         for rel, content in files.items():
@@ -318,7 +319,9 @@ class SlotFolders:
         pair = self._pairs.get(slot)
         if pair is None:
             prefix = f"ar-{self.run_name}-{slot.replace(':', '-')}-"
-            pair = self._pairs[slot] = [Path(tempfile.mkdtemp(prefix=prefix)) for _ in "ab"]
+            # Under this engine's scratch folder: removed even if the engine is killed.
+            pair = self._pairs[slot] = [Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_dir()))
+                                        for _ in "ab"]
         pair.reverse()
         folder = pair[1]
         synced = folder in self._synced

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import engine.loop as loop_module
+import engine.storage as storage_module
 from engine.host import Host
 from engine.model import ADVANCING
 from engine.spec import load_spec
@@ -107,7 +107,7 @@ async def test_unwritable_store_pauses_the_run_and_it_resumes_when_writes_work(
         p = yaml.safe_load(open("params.yaml"))
         print(f"METRIC loss={abs(p['x'] - 7) + (0 if p['y'] == 'b' else 3)}")
     """)
-    monkeypatch.setattr(loop_module, "STORAGE_PROBE_S", 0.2)
+    monkeypatch.setattr(storage_module, "PROBE_S", 0.2)
     spec = metric_spec(params_workspace, stop="max_rounds: 12")
     store = Store(tmp_path / "a.db")
     host = Host(store)

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.model import CommandResult, LineSink
 from engine.workers.output import OutputTail
@@ -24,6 +25,36 @@ def _devnull() -> int:
     return os.open(os.devnull, os.O_RDONLY)
 
 
+#: After the command exits, how long its output may take to arrive before whatever it left
+#: running (holding the pipe open) is killed.
+EXIT_GRACE_S = 0.2
+
+
+def _group_members(pgid: int) -> int:
+    """How many processes are in this process group now (0 when none; Linux reads /proc,
+    elsewhere 1 stands for "some")."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return 0
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 1
+    count = 0
+    for name in names:
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2:].split()
+            if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
+                count += 1
+    return count or 1
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -31,15 +62,70 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's, plus: once the process has exited, whatever it left running that still
+    holds its output open is killed after EXIT_GRACE_S (asyncio waits for the pipe's end)."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self._loop_ = loop
+        self._grace: asyncio.TimerHandle | None = None
+        #: Processes killed because they outlived the command holding its output.
+        self.leftovers = 0
+        self.reading = True
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if self.reading:
+            self._grace = self._loop_.call_later(EXIT_GRACE_S, self._kill_leftovers)
+
+    def _kill_leftovers(self) -> None:
+        self._grace = None
+        pid = self._transport.get_pid() if self._transport is not None else None
+        if self.reading and pid is not None:
+            self.leftovers = _group_members(pid)
+            _kill_group(pid)  # then the pipe closes and the read ends
+
+    def done_reading(self) -> None:
+        self.reading = False
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+
+
+async def _spawn(command: str, cwd: Path, env: dict[str, str] | None,
+                 stdin: str | None) -> tuple[asyncio.subprocess.Process, _Protocol]:
+    """Start the command; a cancellation that lands while it is being started still gets
+    the process, kills its group and then propagates (asyncio would leave it running)."""
+    loop = asyncio.get_running_loop()
+    spawn = asyncio.ensure_future(loop.subprocess_shell(
+        lambda: _Protocol(READ_CHUNK, loop), command, cwd=cwd,
+        env={**os.environ, **env} if env else None, start_new_session=True,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else _devnull(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT))
+    try:
+        transport, protocol = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        try:
+            transport, protocol = await spawn
+        except Exception:  # it did not start: nothing to kill
+            raise asyncio.CancelledError from None
+        _kill_group(transport.get_pid())
+        transport.close()
+        raise
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol
+
+
 async def run_local(command: str, cwd: Path, *, timeout: float, stdin: str | None = None,
                     env: dict[str, str] | None = None,
                     on_line: LineSink | None = None) -> CommandResult:
-    """Run a shell command with a timeout that kills its whole process group."""
+    """Run a shell command with a timeout that kills its whole process group.
+
+    The command is over when its process exits, even if processes it started still hold its
+    output open: those are killed (and the output says so).
+    """
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_shell(
-        command, cwd=cwd, env={**os.environ, **env} if env else None, start_new_session=True,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else _devnull(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, limit=READ_CHUNK)
+    proc, protocol = await _spawn(command, cwd, env, stdin)
     tail = OutputTail(on_line)
     timed_out = False
     try:
@@ -53,10 +139,12 @@ async def run_local(command: str, cwd: Path, *, timeout: float, stdin: str | Non
                 proc.stdin.close()
             while chunk := await proc.stdout.read(READ_CHUNK):
                 tail.feed(chunk.decode("utf-8", errors="replace"))
+            protocol.done_reading()
             await proc.wait()
     except TimeoutError:
         timed_out = True
     finally:
+        protocol.done_reading()
         # Whatever happened (timeout, cancellation), nothing the command started survives it.
         _kill_group(proc.pid)
         if proc.returncode is None:
@@ -64,6 +152,10 @@ async def run_local(command: str, cwd: Path, *, timeout: float, stdin: str | Non
                 await asyncio.wait_for(proc.wait(), 5)
             except TimeoutError:
                 pass
+    if protocol.leftovers:
+        n = protocol.leftovers
+        tail.feed(f"\n[autoresearch] the command exited but left {n} process"
+                  f"{'es' if n > 1 else ''} running (holding its output): killed\n")
     tail.close()
     return CommandResult(
         exit_code=None if timed_out else proc.returncode, output=tail.text(),
@@ -90,10 +182,18 @@ class LocalSession:
                                env={**self.env, **(env or {})}, on_line=on_line)
 
     async def read_file(self, relpath: str) -> bytes | None:
+        handle = self.open_file(relpath)
+        if handle is None:
+            return None
+        with handle:
+            return handle.read()
+
+    def open_file(self, relpath: str) -> BinaryIO | None:
+        """The file, open for reading as a stream (a big report need not fit in memory)."""
         path = (self.folder / relpath).resolve()
         if not path.is_relative_to(self.folder.resolve()) or not path.is_file():
             return None
-        return path.read_bytes()
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
 
 
 class LocalWorker:

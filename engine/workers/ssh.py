@@ -115,7 +115,7 @@ class SSHSession:
                   env: dict[str, str] | None = None,
                   on_line: LineSink | None = None) -> CommandResult:
         started = time.monotonic()
-        full_env = {**self.host.config.env, **(env or {})}
+        full_env = {**self.host.config.environment(), **(env or {})}
         bad = [k for k in full_env if not _ENV_NAME.match(k)]
         if bad:
             return CommandResult(exit_code=127, output=f"invalid environment name {bad[0]!r}")
