@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from engine import demo
-from engine.export import FORMATS, status_json
+from engine.export import FORMATS, held_out_line, status_json
 from engine.host import Host
 from engine.model import UserError
 from engine.spec import checklist_warnings, load_spec
@@ -98,7 +98,8 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO = sys.stdout
     for run_id, reason in results.items():
         run = store.get_run(run_id)
         print(f"[{run['name']}] {run['status']}: {reason} · baseline {_fmt(run['baseline_score'])}"
-              f" → best {_fmt(run['best_score'])}", file=out, flush=True)
+              f" → best {_fmt(run['best_score'])}{held_out_line(store, run)}", file=out,
+              flush=True)
         failed += run["status"] == "failed"
     store.close()
     return 1 if failed else 0
@@ -148,7 +149,9 @@ def cmd_status(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
         print(f"no runs in {db}", file=out)
     for r in rows:
         print(f"{r['name']:<24} {r['status']:<9} rounds {r['rounds']:>4}  "
-              f"baseline {_fmt(r['baseline'])} → best {_fmt(r['best'])}  "
+              f"baseline {_fmt(r['baseline'])} → best {_fmt(r['best'])}  " +
+              (f"held out {_fmt(r['holdout_baseline'])} → {_fmt(r['holdout_best'])}  "
+               if r["holdout_baseline"] is not None else "") +
               f"${r['cost_usd']:.4f}" + (f"  ({r['stop_reason']})" if r["stop_reason"] else ""),
               file=out)
     return 0

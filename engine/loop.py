@@ -30,6 +30,7 @@ from engine import spec as specs
 from engine.context import Candidate, RunContext, usage_of
 from engine.decide import aggregate, build_policy
 from engine.evaluators import build_evaluator
+from engine.holdout import HeldOut
 from engine.ledger import Ledger, storage_trouble
 from engine.llm import run_prices
 from engine.model import BASELINE, INTERRUPTED
@@ -98,6 +99,7 @@ class RunLoop:
         self.steering = Steering(ctx, self.versions, self.best_lock,
                                  self.proposer.forget_changelog)
         self.stops = StopRules(ctx)
+        self.holdout = HeldOut(ctx, self.scorer, self.versions, self.policy, self.waves.full)
         # Thinking ahead (engine/ahead.py) is for one candidate a wave, nothing before it.
         alone = (spec.parallel == 1 and tiers[0] is None and not spec.decide.reeval_every
                  and spec.search.strategy == "greedy")
@@ -146,12 +148,15 @@ class RunLoop:
                 await self._wake.wait()
             reason = self.check_stop()
             if reason:
-                return reason
+                if not self.stopping:  # the best on the held-out part, at the end
+                    await self.holdout.final()
+                return self.holdout.stop_reason or reason
             if self.versions.best is None:
                 await self._baseline()
             else:
                 self._wave_no += 1
                 await self._round(self._wave_no)
+            await self.holdout.due()  # at the baseline, after every K keeps
 
     async def _round(self, wave: int) -> None:
         """One round: pick parents → propose → stage → score → decide → record → apply."""
@@ -173,6 +178,7 @@ class RunLoop:
                 else:
                     await self.versions.keep(version, cand.mutation.description)
         self.proposer.feedback(candidates, retests_waiting=len(self.retests) > 0)
+        self.holdout.note_round(outcome.best is not None)
         self.ctx.notify()
 
     async def _baseline(self) -> None:
@@ -241,6 +247,7 @@ class RunLoop:
         self.search.resume(self.run_id)
         self.policy.restore_noise(run["noise_json"])
         self.retests.resume()
+        self.holdout.resume()
 
     async def _finish(self) -> None:
         try:
@@ -289,7 +296,7 @@ class RunLoop:
     # ------------------------------------------------------------ what the host uses
 
     def check_stop(self, *, mid_wave: bool = False) -> str | None:
-        return self.stops.check(mid_wave=mid_wave)
+        return self.holdout.stop_reason or self.stops.check(mid_wave=mid_wave)
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations in flight (they are recorded as interrupted)."""

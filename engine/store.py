@@ -565,8 +565,15 @@ class Store:
         """The newest `limit` experiments after `after_id`, oldest first, without logs or diffs."""
         return self._rows(
             f"SELECT * FROM (SELECT {self.CHANGELOG_COLUMNS} FROM experiments "
-            "WHERE run_id = ? AND id > ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            # held-out scorings never reach a mutator (engine/holdout.py)
+            "WHERE run_id = ? AND id > ? AND kind != 'holdout' ORDER BY id DESC LIMIT ?) "
+            "ORDER BY id",
             [run_id, after_id, limit])
+
+    def experiments_of_kind(self, run_id: int, kind: str) -> list[dict[str, Any]]:
+        """A run's experiments of one kind (e.g. `holdout`), oldest first."""
+        return self._rows("SELECT * FROM experiments WHERE run_id = ? AND kind = ? ORDER BY id",
+                          [run_id, kind])
 
     def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
         """The newest experiments' kind, verdict and score, newest first (for stop rules)."""

@@ -28,8 +28,10 @@ class TestsEvaluator:
     __test__ = False  # not a pytest class
     direction = "maximize"
 
-    def __init__(self, config: specs.TestsEval) -> None:
+    def __init__(self, config: specs.TestsEval, held_out: bool = False) -> None:
         self.config = config
+        #: Score only the held-out tests (`holdout:` pattern) instead of only the others.
+        self.held_out = held_out
 
     async def evaluate(self, session: Session, log: LineSink) -> Evaluation:
         cfg = self.config
@@ -47,8 +49,13 @@ class TestsEvaluator:
         except ET.ParseError as exc:
             return Evaluation(CRASHED, error=f"{cfg.junit}: malformed JUnit XML: {exc}",
                               log_tail=result.output, duration=result.duration)
+        if cfg.holdout is not None:  # held-out tests never decide a keep (engine/holdout.py)
+            from engine.splits import held_out_test
+
+            items = [i for i in items if held_out_test(cfg.holdout, i.item) == self.held_out]
         if not items:
-            return Evaluation(CRASHED, error=f"{cfg.junit}: no test cases ran",
+            return Evaluation(CRASHED, error=f"{cfg.junit}: no test cases ran" +
+                              (" (of the held-out ones)" if self.held_out else ""),
                               log_tail=result.output, duration=result.duration)
         passed = sum(1 for i in items if i.passed)
         return Evaluation("ok", score=passed / len(items), items=items,
