@@ -35,6 +35,8 @@ from engine.workers.tiers import Tier
 
 #: The experiment kind (and verdict) of a held-out scoring.
 HOLDOUT = "holdout"
+#: Checkpoints averaged on each side of a divergence (bench/holdout.py measured 1-3).
+WINDOW = 3
 
 
 # ---------------------------------------------------------------- spec: what is held out
@@ -97,28 +99,38 @@ def _minus(value: float) -> str:
 
 
 def divergence(points: list[Point], z: float, direction: str = "maximize",
-               floor: float = 0.0) -> Divergence | None:
-    """The optimized score rose since an earlier checkpoint while the held-out score fell by
-    more than `z` standard errors of the difference (and more than `floor`); the reference is
-    the earlier checkpoint whose held-out score is highest. Several earlier checkpoints are
-    several chances of a false alarm: the bar holds `z`'s tail for all of them together."""
+               floor: float = 0.0, window: int = WINDOW) -> Divergence | None:
+    """The optimized score rose since an earlier stretch of checkpoints while the held-out
+    score fell by more than `z` standard errors of the difference (and more than `floor`).
+
+    The latest `window` checkpoints' mean held-out score is compared with the best mean of
+    `window` earlier ones (fewer while the run is young): a trend, not one noisy scoring.
+    Every checkpoint is one more chance of a false alarm, so the k-th check spends only
+    6/(π² k²) of `z`'s tail (the shares sum to the whole over any run's length)."""
     if len(points) < 2:
         return None
-    now, earlier = points[-1], points[:-1]
-    ref = max(earlier, key=lambda p: (improvement(p.held_out, now.held_out, direction), p.exp_id))
-    gain = improvement(now.optimized, ref.optimized, direction)
-    loss = improvement(now.held_out, ref.held_out, direction)
+    w = max(1, min(window, len(points) // 2))
+    now = points[-w:]
+    refs = [points[i:i + w] for i in range(len(points) - 2 * w + 1)]
+    ref = max(refs, key=lambda r: (improvement(_mean(r), _mean(now), direction), r[-1].exp_id))
+    gain = improvement(now[-1].optimized, ref[-1].optimized, direction)
+    loss = improvement(_mean(now), _mean(ref), direction)
     if gain <= 0 or loss >= 0:
         return None
-    se = math.sqrt(ref.se ** 2 + now.se ** 2)
-    bar = _z_for(z, len(earlier)) * se
-    if -loss > max(bar, floor) or (se == 0 and -loss > floor):
-        return Divergence(ref, now, gain, loss, -loss / se if se else math.inf)
+    se = math.sqrt(sum(p.se ** 2 for p in now) + sum(p.se ** 2 for p in ref)) / w
+    k = len(points) - w
+    bar = _z_for(z, math.pi ** 2 * k * k / 6) * se
+    if -loss > max(bar, floor):
+        return Divergence(ref[-1], now[-1], gain, loss, -loss / se if se else math.inf)
     return None
 
 
-def _z_for(z: float, comparisons: int) -> float:
-    """The one-sided z whose tail is `z`'s split over `comparisons` (Bonferroni, by bisection)."""
+def _mean(points: list[Point]) -> float:
+    return sum(p.held_out for p in points) / len(points)
+
+
+def _z_for(z: float, comparisons: float) -> float:
+    """The one-sided z whose tail is `z`'s split over `comparisons` (by bisection)."""
     if comparisons <= 1:
         return z
     tail = normal_sf(z) / comparisons
@@ -136,8 +148,20 @@ def held_out_se(evals: list[Evaluation], floor_sd: float | None) -> float:
     if not ok:
         return 0.0
     noise = NoiseFloor.measure(ok)
-    sd = max(noise.sd or 0.0, noise.item_sd or 0.0, floor_sd or 0.0)
+    sd = max(noise.sd or 0.0, _binomial_sd(ok), floor_sd or 0.0)
     return sd / math.sqrt(len(ok))
+
+
+def _binomial_sd(evals: list[Evaluation]) -> float:
+    """The pass rate's binomial sd over an evaluation's answers, with one pass and one fail
+    added (Laplace): a perfect score out of 30 answers is not a certainty."""
+    values = []
+    for e in evals:
+        n = len(e.items)
+        if n and e.score is not None and 0 <= e.score <= 1:
+            p = (e.score * n + 1) / (n + 2)
+            values.append(p * (1 - p) / n)
+    return math.sqrt(sum(values) / len(values)) if values else 0.0
 
 
 # ---------------------------------------------------------------- the run's collaborator
