@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.model import UserError
 
-COMMANDS = ("check", "run", "export", "status", "demo", "attach")
+COMMANDS = ("check", "run", "export", "status", "demo", "attach", "judge-report")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true")
     demo.add_argument("--workdir", type=Path, help="where the demo's copies go")
     attach = sub.add_parser("attach", help="watch and steer a headless engine through the store")
-    for p in (check, run, export, status, demo, attach):
+    report = sub.add_parser("judge-report", help="the judge against a person's labels, per item")
+    report.add_argument("run")
+    report.add_argument("--rejudge", action="store_true",
+                        help="ask the spec's judge again on every labelled output")
+    for p in (check, run, export, status, demo, attach, report):
         p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -92,6 +96,10 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
         return cli.cmd_export(db, args.run, args.format, args.output)
     if args.command == "status":
         return cli.cmd_status(db, args.json)
+    if args.command == "judge-report":
+        from engine.labels import cmd_judge_report
+
+        return cmd_judge_report(db, args.run, args.rejudge)
     if args.command == "run" and args.headless:
         return asyncio.run(cli.run_headless(db, args.specs))
     return cli.cmd_demo_headless(db, args.workdir)
