@@ -165,6 +165,39 @@ def label_examples(store: Store, run_name: str) -> str:
     return "\n".join(parts)
 
 
+def prime_judges(spec: specs.Spec, store: Store, evaluators: list[Any]) -> str | None:
+    """At a run's start: give its judges the labelled examples (`judge: {examples: labels}`);
+    returns the alert for items the labels say the judge gets wrong, if any."""
+    ev = spec.evaluate
+    if not isinstance(ev, specs.ChecklistEval):
+        return None
+    if ev.judge is not None and ev.judge.examples == "labels":
+        text = label_examples(store, spec.name)
+        for evaluator in evaluators:
+            judge = getattr(evaluator, "judge", None)
+            if judge is not None:
+                judge.examples = text
+    run = store.get_run(spec.name)
+    flagged = flagged_items(store, run["id"]) if run is not None else []
+    return flag_message(flagged) if flagged else None
+
+
+def check_labels(db: Path, paths: list[str], out: TextIO = sys.stderr) -> None:
+    """`check` with a store: warn of items whose judge the labels disagree with."""
+    if not db.exists():
+        return
+    store = Store(db, readonly=True)
+    try:
+        for path in paths:
+            spec = specs.load_spec(path, check_files=False)
+            run = store.get_run(spec.name)
+            flagged = flagged_items(store, run["id"]) if run is not None else []
+            if flagged:
+                print(f"warning: {path}: {flag_message(flagged)}", file=out)
+    finally:
+        store.close()
+
+
 async def rejudge(spec: specs.Spec, rows: list[dict[str, Any]]) -> dict[int, bool | None]:
     """The spec's judge asked again on every labelled output; answers by label id."""
     from engine.evaluators.judge import LLMJudge

@@ -31,6 +31,7 @@ from engine.context import Candidate, RunContext, usage_of
 from engine.decide import aggregate, build_policy
 from engine.evaluators import build_evaluator
 from engine.holdout import HeldOut
+from engine.labels import prime_judges
 from engine.ledger import Ledger, storage_trouble
 from engine.llm import run_prices
 from engine.model import BASELINE, INTERRUPTED
@@ -100,6 +101,9 @@ class RunLoop:
                                  self.proposer.forget_changelog)
         self.stops = StopRules(ctx)
         self.holdout = HeldOut(ctx, self.scorer, self.versions, self.policy, self.waves.full)
+        # the judges get the labelled examples; items the labels disagree with are an alert
+        ctx.alert = prime_judges(spec, store, [t.evaluator for t in (*tiers, self.holdout.tier)
+                                               if t is not None])
         # Thinking ahead (engine/ahead.py) is for one candidate a wave, nothing before it.
         alone = (spec.parallel == 1 and tiers[0] is None and not spec.decide.reeval_every
                  and spec.search.strategy == "greedy")

@@ -12,6 +12,8 @@ from pathlib import Path
 from fake_anthropic import FakeAnthropic, answers, judged_items, judged_output
 
 from engine.labels import cmd_judge_report, item_reports, label_examples, output_hash, wilson
+from engine.loop import RunLoop
+from engine.spec import load_spec
 from engine.store import Store
 from tests.conftest import run_cli, write
 from tests.test_loop import run_spec
@@ -96,6 +98,15 @@ async def test_judge_report_finds_the_miscalibrated_item(tmp_path: Path, api: Fa
     # judge: {examples: labels}: the disagreements, as the person answered them
     examples = label_examples(store, "calib")
     assert examples.count("<example item=\"tone\"") == min(12, len(tone.disagreements))
+    # judge: {examples: labels} primes a run's judge; the flagged item is the run's alert,
+    # and `check` against the store says so.
+    primed = write(tmp_path / "p.yaml", SPEC.replace("timeout_s: 5}", "timeout_s: 5, "
+                                                     "examples: labels}"))
+    loop = RunLoop(load_spec(primed), store, run["id"])
+    assert loop.evaluator.judge.examples == examples
+    assert loop.alert.startswith("judge disagrees with the labels on tone (")
+    checked = run_cli("--db", str(tmp_path / "a.db"), "check", str(primed))
+    assert checked.returncode == 0 and "judge disagrees with the labels on tone" in checked.stderr
     # --rejudge with a judge that is right now: agreement on tone goes up to 1.
     api.responder = judge(miscalibrated=False)
     text = io.StringIO()

@@ -91,7 +91,11 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
 
     db: Path = args.db
     if args.command == "check":
-        return cli.cmd_check(args.specs)
+        done = cli.cmd_check(args.specs)
+        from engine.labels import check_labels  # items the labels say the judge gets wrong
+
+        check_labels(db, args.specs)
+        return done
     if args.command == "export":
         return cli.cmd_export(db, args.run, args.format, args.output)
     if args.command == "status":

@@ -71,6 +71,8 @@ class LLMJudge:
     def __init__(self, settings: specs.LLMSettings) -> None:
         self.settings = settings
         self.client = LLMClient(settings, role="checklist judge")
+        #: Labelled examples appended to the cached prefix (`judge: {examples: labels}`).
+        self.examples = ""
         # A judge is deterministic unless the person chose otherwise.
         self.temperature = (settings.temperature if "temperature" in settings.model_fields_set
                             else 0.0)
@@ -81,7 +83,8 @@ class LLMJudge:
         turn = (f"<input>\n{input}\n</input>\n\n<output>\n{shown}\n</output>\n\n"
                 "Answer every question about this output.")
         reply = await self.client.create(
-            system=[{"type": "text", "text": judge_system(questions), "cache_control": EPHEMERAL}],
+            system=[{"type": "text", "text": judge_system(questions) + self.examples,
+                     "cache_control": EPHEMERAL}],
             messages=[{"role": "user", "content": turn}], tools=[JUDGE_TOOL], tool=TOOL_NAME,
             temperature=self.temperature)
         args = reply.tool_input(TOOL_NAME)
