@@ -139,3 +139,78 @@ def test_divergence_needs_the_fall_beyond_noise():
     # minimize: a held-out loss that grows is the fall
     low = Point(1, 1, 9.0, 3.0, 0.1)
     assert divergence([low, Point(2, 4, 5.0, 4.0, 0.1)], 2.0, "minimize") is not None
+
+
+async def test_held_out_inputs_and_outputs_never_reach_the_llm_mutator(tmp_path: Path, api):
+    from fake_anthropic import Router, change, page_spec, page_workspace
+
+    ws = page_workspace(tmp_path)
+    edits = [change(f"edit {n}", [{"file": "page.md", "search": "Contact us.",
+                                   "replace": f"Contact us{'!' * n}."}]) for n in range(1, 5)]
+    api.responder = Router(edits)
+    spec = page_spec(ws, stop="max_rounds: 3", evaluate="""
+evaluate:
+  kind: checklist
+  produce: {kind: command, command: "cat page.md; echo {input}-echo"}
+  inputs: [visible-one, visible-two]
+  holdout: [SECRET-HELD-IN]
+  items:
+    - {name: bang, contains: "!"}
+    - {name: echoed, contains: "-echo"}
+""", extra="holdout_every: 1")
+    store = await run_spec(tmp_path / "a.db", spec)
+    run = store.get_run("page")
+    assert store.experiments_of_kind(run["id"], "holdout")
+    asked = [b for b in api.bodies if (b.get("tool_choice") or {}).get("name") == "propose_change"]
+    assert asked
+    for body in asked:
+        text = json.dumps(body)
+        assert "SECRET-HELD" not in text and "held out" not in text
+        assert "visible-one" in text  # the optimized inputs are named
+
+
+async def test_metric_holdout_command_and_tests_holdout_pattern(tmp_path: Path, params_workspace):
+    from tests.conftest import metric_spec
+
+    write(params_workspace / "held.py", """
+        import yaml
+        p = yaml.safe_load(open("params.yaml"))
+        print(f"METRIC loss={abs(p['x'] - 5) + 1}")
+    """)
+    spec = metric_spec(params_workspace, stop="max_rounds: 12",
+                       extra="holdout_every: 2\n")
+    text = spec.read_text().replace("timeout_s: 20", "timeout_s: 20\n  holdout_command: "
+                                    "python held.py")
+    spec.write_text(text)
+    store = await run_spec(tmp_path / "a.db", spec)
+    run = store.get_run("toy")
+    rows = store.experiments_of_kind(run["id"], "holdout")
+    assert json.loads(rows[0]["metrics_json"])["holdout_score"] == 5  # |1-5| + 1
+    assert rows[-1]["parent"] == run["best_experiment"]
+
+    ws = tmp_path / "tws"
+    write(ws / "conf.yaml", "limit: 1\n")
+    write(ws / "test_limit.py", """
+        import yaml
+        LIMIT = yaml.safe_load(open("conf.yaml"))["limit"]
+        def test_above_two(): assert LIMIT > 2
+        def test_below_ten(): assert LIMIT < 10
+        def test_held_even(): assert LIMIT % 2 == 0
+    """)
+    spec = write(tmp_path / "t.yaml", """
+        name: suite
+        target: {workspace: tws, files: [conf.yaml], protected: [test_limit.py]}
+        mutator: {kind: params, file: conf.yaml, seed: 1, params: {limit: {type: int, min: 0, max: 12}}}
+        evaluate:
+          kind: tests
+          command: python -m pytest -q -p no:cacheprovider --junitxml=report.xml test_limit.py
+          holdout: "held_"
+        stop: {max_rounds: 6}
+    """)
+    store = await run_spec(tmp_path / "b.db", spec)
+    run = store.get_run("suite")
+    base = store.experiments(run["id"])[0]
+    assert {r["item"] for r in store.item_results(base["id"])} == {
+        "test_limit::test_above_two", "test_limit::test_below_ten"}
+    held = store.experiments_of_kind(run["id"], "holdout")[0]
+    assert [r["item"] for r in store.item_results(held["id"])] == ["test_limit::test_held_even"]
