@@ -217,7 +217,10 @@ class HeldOut:
 
     async def final(self) -> None:
         """At the end of a run: score the best if it changed since the last checkpoint."""
-        best = self.versions.best
+        best, budget = self.versions.best, self.ctx.spec.stop.max_cost_usd
+        if budget is not None and self.ctx.ledger.cost >= budget:
+            self.ctx.log("no held-out scoring at the end: max_cost_usd is spent", level="warning")
+            return
         if (self.enabled and best is not None and self.stop_reason is None
                 and (not self.points or self.points[-1].version != best.exp_id)):
             await self.score("at the end")
