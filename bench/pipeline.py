@@ -2,9 +2,11 @@
 experiments per hour, against today's serial loop (`ahead: 0`), both measured in this run.
 
 A stand-in model takes L seconds to propose (an in-process mutator that awaits L seconds,
-as a model call does, then writes a random number); an evaluation takes E seconds (a real
-command that sleeps, then prints the number as the loss; the baseline is low, so about one
-candidate in twenty is kept, as in a real run); S slots. A slot is busy from the moment the
+as a model call does, then sets one of eight numbers in the target file at random); an
+evaluation takes E seconds (a real command that sleeps, then prints their sum as the loss;
+the baseline's are low, so about one candidate in twenty is kept, as in a real run); S
+slots. A proposal made ahead that a keep overtakes is carried over when it edits another
+line (engine/rebase.py), else abandoned and made again. A slot is busy from the moment the
 engine hands it an evaluation until it gets the slot back (staging, the command's start-up
 and its E seconds); the command's own span is printed too. Targets: the busy fraction >= 0.95 when L <= E, and
 >= 1.8x the serial loop's experiments per hour at L = E.
@@ -30,12 +32,13 @@ from engine.model import Mutation, Proposal  # noqa: E402
 from engine.spec import load_spec  # noqa: E402
 from engine.store import Store  # noqa: E402
 
-#: The baseline's loss; a candidate's is uniform in [0, 1): P(keep) about this, early on.
+#: The baseline's numbers; a candidate's new one is uniform in [0, 1): P(keep) about this.
 BASELINE = 0.05
-#: bash: its clock and `read` need no process of their own, so the logged span is the
-#: evaluation's and the time around it is the engine's (and the machine's).
-EVALUATE = ('s=$EPOCHREALTIME; sleep {E}; read x < x.txt; echo "$s $EPOCHREALTIME" >> {log}; '
-            'echo "METRIC loss=$x"')
+LINES = 8
+#: bash: its clock needs no process of its own, so the logged span is the evaluation's and
+#: the time around it is the engine's (and the machine's).
+EVALUATE = ('s=$EPOCHREALTIME; sleep {E}; echo "$s $EPOCHREALTIME" >> {log}; '
+            "awk '{{t += $1}} END {{print \"METRIC loss=\" t}}' x.txt")
 
 
 class StandIn:
@@ -47,8 +50,10 @@ class StandIn:
 
     async def propose(self, proposal: Proposal) -> Mutation:
         await asyncio.sleep(self.latency)
-        x = self.rng.random()
-        return Mutation(f"x = {x:.4f}", {"x.txt": f"{x}\n"})
+        lines = proposal.best_files["x.txt"].splitlines()
+        n, x = self.rng.randrange(len(lines)), self.rng.random()
+        lines[n] = f"{x}"
+        return Mutation(f"x{n} = {x:.4f}", {"x.txt": "\n".join(lines) + "\n"})
 
     def feedback(self, mutation: Mutation, verdict: str) -> None:
         pass
@@ -61,7 +66,7 @@ async def measure(root: Path, L: float, E: float, slots: int, rounds: int, ahead
     name = f"p{abs(hash((L, E, slots, ahead))) % 10**6}"
     ws = root / name
     ws.mkdir()
-    (ws / "x.txt").write_text(f"{BASELINE}\n")
+    (ws / "x.txt").write_text(f"{BASELINE}\n" * LINES)
     log = root / f"{name}.times"
     evaluate = root / f"{name}.evaluate.sh"
     evaluate.write_text(EVALUATE.format(E=E, log=log) + "\n")
@@ -133,4 +138,4 @@ async def main(rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 12))
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 20))

@@ -27,6 +27,7 @@ from engine.model import (
     Proposal,
     Usage,
 )
+from engine.rebase import rebase
 from engine.versions import Version, Versions
 from engine.workspace import PathRefused, unified_diff
 
@@ -134,16 +135,45 @@ class Proposer:
             return None
         return self.start(mutation, round_no, parent, wave)
 
-    def record_abandoned(self, description: str, usage: Usage | None, parent: int) -> None:
-        """A proposal made ahead whose parent was replaced before a slot was free: recorded
-        with what it cost, never evaluated."""
+    async def carried_over(self, task: asyncio.Task[Mutation], round_no: int, old: Version,
+                           new: Version, wave: int) -> Candidate | None | bool:
+        """A mutation made ahead from `old`, which is gone, made to `new` instead (a
+        candidate, or None when it was invalid); False when it does not apply there (then
+        it is recorded as abandoned)."""
+        self.ctx.ledger.round_started(round_no)
+        try:
+            mutation = await task
+        except (MutationError, PathRefused) as exc:
+            self.record_invalid(exc, round_no, old.exp_id, wave)
+            return None
+        files = rebase(old.files, new.files, mutation.files)
+        if files is None or all(new.files.get(p) == c for p, c in files.items()):
+            self.record_abandoned(mutation.description, mutation.usage, old.exp_id,
+                                  f"replaced by #{new.exp_id} before a slot was free, and "
+                                  "the change does not carry over to it")
+            return False
+        note = f"proposed on #{old.exp_id}, carried over to #{new.exp_id}"
+        moved = Mutation(mutation.description, files,
+                         f"{mutation.rationale} ({note})" if mutation.rationale else note,
+                         mutation.state, mutation.usage)
+        try:
+            self.check(moved, new.files)
+        except (MutationError, PathRefused) as exc:
+            self.record_invalid(exc, round_no, new.exp_id, wave)
+            return None
+        self.ctx.log(f"round {round_no}: {note}")
+        return self.start(moved, round_no, new, wave)
+
+    def record_abandoned(self, description: str, usage: Usage | None, parent: int,
+                         why: str) -> None:
+        """A proposal made ahead that is never evaluated: recorded with what it cost."""
         ctx = self.ctx
         usage = usage or Usage()
         ctx.ledger.records.write()
         exp_id = ctx.store.start_experiment(ctx.run_id, round=ctx.ledger.max_round,
                                             kind="candidate", parent=parent,
                                             description=description)
-        reason = f"proposed ahead from #{parent}, which was replaced before a slot was free"
+        reason = f"proposed ahead from #{parent}; {why}"
         ctx.store.finish_experiment(exp_id, verdict=ABANDONED, reason=reason, usage=usage,
                                     run_update=ctx.ledger.totals(usage))
         ctx.log(f"#{exp_id} abandoned: {description} ({reason})", exp_id=exp_id)

@@ -78,7 +78,8 @@ class Scorer:
         return {"name": state.name, "group": state.group,
                 "status": "stopped" if change == "stopped" else state.status,
                 "job": state.job, "reason": state.reason, "failures": state.failures,
-                "retry_at": None if state.up else time.time() + state.retry_in}
+                "retry_at": None if state.up else time.time() + state.retry_in,
+                "queue": state.queue, "job_id": state.job_id}
 
     def flush_workers(self, replace: bool = False) -> None:
         if self._flush is not None:
@@ -112,7 +113,7 @@ class Scorer:
                         results = await self._evaluate_on(worker, exp_id, files, repeats, tier,
                                                           more)
                     self._notes(worker)
-                    return results, name
+                    return results, getattr(worker, "recorded_name", name)  # + SLURM's job ids
                 except WorkerFailed as exc:
                     reason = f"{name}: {exc.reason}"
                     retrying = attempt < pool.max_tries

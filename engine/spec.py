@@ -5,6 +5,7 @@ anything runs; every error names `file:line`, the field, and what was expected.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -346,7 +347,66 @@ class SSHWorker(Strict):
     backoff_s: float = Field(default=5, gt=0)
 
 
-Worker = Annotated[LocalWorker | SSHWorker, Field(discriminator="kind")]
+#: A SLURM time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS.
+SLURM_TIME = r"^(\d+-\d+(:\d+){0,2}|\d+(:\d+){0,2})$"
+
+
+class SlurmWorker(Strict):
+    """Slots on a SLURM cluster, reached over SSH at a login node (engine/workers/slurm.py)."""
+
+    kind: Literal["slurm"]
+    #: The login node: a `~/.ssh/config` alias or `user@host:port`.
+    host: str
+    slots: int = Field(default=1, ge=1)
+    partition: str | None = None
+    #: `--gres` of each job (per-job) or of the held allocation (hold).
+    gres: str | None = None
+    #: Time limit of each job (per-job) or of the held allocation (hold), in SLURM's format.
+    time: str | None = None
+    #: `hold`: one allocation for the run, an evaluation is a step in it; `per-job`: one
+    #: job per evaluation.
+    allocation: Literal["hold", "per-job"] = "hold"
+    sbatch_args: list[str] = []
+    srun_args: list[str] = []
+    env: dict[str, str] = {}
+    group: str = "default"
+    #: A folder on the login node that the compute nodes see too (a shared filesystem).
+    workdir: str = "~/autoresearch"
+    #: Hold: a successor allocation is asked for when the current one has less left
+    #: (default: 10 minutes, or half the time limit if that is shorter).
+    renew_before_s: float | None = Field(default=None, gt=0)
+    #: Seconds a job may wait in the queue before the slot counts as failed (none: forever).
+    queue_timeout_s: float | None = Field(default=None, gt=0)
+    #: Seconds between `squeue` polls while jobs wait.
+    poll_s: float = Field(default=2, gt=0)
+    trust_unknown_host: bool = False
+    known_hosts: str | None = None
+    identity: str | None = None
+    ssh_config: str | None = None
+    heartbeat_s: float = Field(default=15, gt=0)
+    connect_timeout_s: float = Field(default=15, gt=0)
+    backoff_s: float = Field(default=5, gt=0)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _slurm_time(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # `time: 30` is thirty minutes, as for sbatch
+        if value is not None and not (isinstance(value, str) and re.match(SLURM_TIME, value)):
+            raise ValueError(f"{value!r} is not a SLURM time (MINUTES, MM:SS, HH:MM:SS or "
+                             "D-HH:MM:SS)")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an environment variable name")
+        return env
+
+
+Worker = Annotated[LocalWorker | SSHWorker | SlurmWorker, Field(discriminator="kind")]
 
 
 class Screen(Strict):

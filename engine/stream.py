@@ -7,9 +7,11 @@ being evaluated will be reverted, which most are. When the next wave starts, it 
 proposals first:
 
     parent still alive (in the frontier)   the proposal is used (its parent is unchanged)
-    parent gone (a keep moved the greedy   the proposal is abandoned: recorded as an
-    best on, a veto, pruned)               `abandoned` experiment with what it cost, and a
-                                           new one is made from a live parent
+    parent gone (a keep moved the greedy   its change is carried over to a live parent when
+    best on, a veto, pruned)               it still applies there (engine/rebase.py: it
+                                           edits other lines); else it is abandoned —
+                                           recorded as an `abandoned` experiment with what
+                                           it cost — and a new one is asked for
 
 Beam and frontier search keep the old parent alive after a keep, so their proposals made
 ahead stay valid as siblings. Slots pick up retests first, as before. A mutator that can
@@ -60,10 +62,18 @@ class ProposalStream:
         retest = self.retests.take(round_no, wave, self.alive)
         if retest is not None:
             return retest
-        self._abandon_stale()
         if self.waiting:
             ahead = self.waiting.pop(0)
-            return await self.proposer.from_task(ahead.task, round_no, ahead.parent, wave)
+            if self.alive(ahead.parent.exp_id) is not None:
+                return await self.proposer.from_task(ahead.task, round_no, ahead.parent, wave)
+            # Its parent is gone: carried over to the parent the search picks now, if the
+            # change still applies there; else abandoned (recorded) and proposed afresh.
+            parent = self.search.parents(1)[0]
+            cand = await self.proposer.carried_over(ahead.task, round_no, ahead.parent,
+                                                    parent, wave)
+            if cand is not False:
+                return cand
+            return await self.proposer.propose(round_no, parent, wave)
         parent = self.search.parents(1)[0]
         return await self.proposer.propose(round_no, parent, wave)
 
@@ -73,7 +83,6 @@ class ProposalStream:
         controls = self.ctx.controls
         if not self.depth or controls.paused or controls.stopping:
             return
-        self._abandon_stale()
         room = self.depth - len(self.waiting)
         rounds = self.ctx.spec.stop.max_rounds
         if rounds is not None:  # never a proposal max_rounds would not let run
@@ -82,17 +91,6 @@ class ProposalStream:
             task = asyncio.create_task(self.proposer.mutate(parent))
             self.waiting.append(_Ahead(parent, task))
 
-    def _abandon_stale(self) -> None:
-        """Proposals whose parent is gone: recorded (with their cost) once they are made."""
-        for ahead in list(self.waiting):
-            if self.alive(ahead.parent.exp_id) is not None:
-                continue
-            self.waiting.remove(ahead)
-            if ahead.task.done():
-                self._record(ahead)
-            else:
-                ahead.task.add_done_callback(lambda _t, a=ahead: self._record_quietly(a))
-
     def _record(self, ahead: _Ahead) -> None:
         if ahead.task.cancelled():
             return
@@ -100,13 +98,8 @@ class ProposalStream:
         usage = getattr(exc, "usage", None) if exc is not None else ahead.task.result().usage
         description = (ahead.task.result().description if exc is None
                        else getattr(exc, "description", "") or "invalid mutation")
-        self.proposer.record_abandoned(description, usage, ahead.parent.exp_id)
-
-    def _record_quietly(self, ahead: _Ahead) -> None:
-        try:
-            self._record(ahead)
-        except Exception:  # (a callback has no caller; the proposal's cost is in its usage)
-            pass
+        self.proposer.record_abandoned(description, usage, ahead.parent.exp_id,
+                                       "the run stopped before a slot was free")
 
     async def close(self) -> None:
         """The run stops: proposals still being made are cancelled, made ones recorded."""

@@ -16,6 +16,8 @@ from engine.store import Store
 
 HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
 CTA = {"file": "page.md", "search": "Contact us.", "replace": "Start your free trial today."}
+#: Another headline: the same line HEADLINE changes (it cannot be carried over to it).
+HEADLINE2 = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 2x faster"}
 #: Scoring takes a moment, so the next proposal is asked for while it runs.
 SLOW = """
 evaluate:
@@ -43,7 +45,8 @@ async def test_a_keep_abandons_the_proposal_made_ahead_and_records_its_cost(
         api: FakeAnthropic, tmp_path: Path):
     ws = page_workspace(tmp_path)
     api.script(change("Put a number in the headline", [HEADLINE], tokens_in=100),
-               change("Add the call to action", [CTA], tokens_in=200, tokens_out=20),
+               change("Another number in the headline", [HEADLINE2], tokens_in=200,
+                      tokens_out=20),
                change("Add the call to action", [CTA], tokens_in=300))
     store, run_id = await run(tmp_path, page_spec(ws, evaluate=SLOW, ahead=1))
 
@@ -53,7 +56,8 @@ async def test_a_keep_abandons_the_proposal_made_ahead_and_records_its_cost(
     # The second request was made while the first candidate was scored: from the baseline.
     assert "# Grow faster\n" in api.bodies[1]["system"][1]["text"]
     assert "# Grow 3x faster\n" in api.bodies[2]["system"][1]["text"]
-    assert abandoned["parent"] == first["parent"] and "was replaced" in abandoned["reason"]
+    assert abandoned["parent"] == first["parent"]
+    assert "does not carry over" in abandoned["reason"]
     assert (abandoned["tokens_in"], abandoned["tokens_out"]) == (200, 20)
     assert abandoned["cost_usd"] == pytest.approx((200 * 3 + 20 * 15) / 1e6)
     run_row = store.get_run(run_id)
@@ -61,6 +65,23 @@ async def test_a_keep_abandons_the_proposal_made_ahead_and_records_its_cost(
         sum(e["cost_usd"] for e in (first, abandoned, second)))
     assert (ws / "page.md").read_text().startswith("# Grow 3x faster")
     assert len(api.requests) == 3  # nothing asked for that max_rounds would not use
+
+
+async def test_a_proposal_made_ahead_that_edits_other_lines_is_carried_over_a_keep(
+        api: FakeAnthropic, tmp_path: Path):
+    ws = page_workspace(tmp_path)
+    api.script(change("Put a number in the headline", [HEADLINE]),
+               change("Add the call to action", [CTA]))
+    store, run_id = await run(tmp_path, page_spec(ws, evaluate=SLOW, ahead=1))
+
+    first, second = candidates(store, run_id)
+    assert (first["verdict"], second["verdict"]) == ("kept", "kept")
+    assert second["parent"] == first["id"]  # made on the baseline, evaluated on the new best
+    assert f"carried over to #{first['id']}" in second["rationale"]
+    assert "# Grow faster\n" in api.bodies[1]["system"][1]["text"]  # (asked for ahead)
+    assert (ws / "page.md").read_text() == \
+        "# Grow 3x faster\n\nOur tool helps teams ship.\n\nStart your free trial today.\n"
+    assert len(api.requests) == 2 and store.get_run(run_id)["best_score"] == 1.0
 
 
 async def test_in_beam_search_a_proposal_made_ahead_survives_a_keep_as_a_sibling(
@@ -87,3 +108,16 @@ async def test_ahead_zero_proposes_only_when_a_slot_is_free(api: FakeAnthropic, 
     store, run_id = await run(tmp_path, page_spec(ws, evaluate=SLOW, ahead=0))
     assert [e["verdict"] for e in candidates(store, run_id)] == ["kept", "kept"]
     assert "# Grow 3x faster\n" in api.bodies[1]["system"][1]["text"]
+
+
+def test_a_change_carries_over_only_where_its_lines_are_unchanged():
+    from engine.rebase import rebase
+
+    old = {"a.py": "x = 1\ny = 2\nz = 3\n", "b.py": "b\n"}
+    new = {"a.py": "x = 10\ny = 2\nz = 3\n", "b.py": "b\n"}
+    assert rebase(old, new, {"a.py": "x = 1\ny = 2\nz = 30\n"}) == \
+        {"a.py": "x = 10\ny = 2\nz = 30\n"}
+    assert rebase(old, new, {"a.py": "x = 5\ny = 2\nz = 3\n"}) is None  # the same line
+    assert rebase(old, new, {"b.py": "c\n"}) == {"b.py": "c\n"}  # a file the keep left alone
+    # A hunk whose context occurs twice in the new version is not guessed at.
+    assert rebase({"f": "a\nb\n"}, {"f": "a\nb\na\nb\n"}, {"f": "a\nB\n"}) is None
