@@ -115,6 +115,8 @@ class Proposer:
         except (MutationError, PathRefused) as exc:
             self.record_invalid(exc, round_no, parent.exp_id, wave)
             return None
+        if ctx.controls.stopping:  # a stop came while proposing: no new experiment after it
+            return None
         return self.start(mutation, round_no, parent, wave)
 
     async def mutate(self, parent: Version) -> Mutation:

@@ -14,11 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from engine.model import UserError
+from engine.specyaml import YamlRefused, error_line, read_yaml
 from engine.splits import split_inputs
+from engine.text import printable
 
 
 class SpecError(UserError):
-    """A spec that cannot run. The message is one line: `file:line: field: problem`."""
+    """A spec that cannot run. The message is one line: `file:line: field: problem`; user
+    text quoted in it (a key with a line break, U+2028, a carriage return) is shown, never
+    allowed to break the line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message, one_line=True))
 
 
 class Strict(BaseModel):
@@ -534,23 +541,6 @@ class TierError(ValueError):
 # ---------------------------------------------------------------- loading
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that remembers the line of every mapping key and sequence entry."""
-
-
-def _compose_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _compose_lines(value_node, path + (key,), lines)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, child in enumerate(node.value):
-            _compose_lines(child, path + (index,), lines)
-
-
 def _line_for(loc: tuple, data: Any, lines: dict[tuple, int]) -> tuple[int, str]:
     """Map a pydantic error location to the YAML line and a dotted field name.
 
@@ -594,39 +584,45 @@ def _shown_key(key: object) -> str:
 
 def parse_spec(text: str, filename: str = "<spec>") -> Spec:
     """Parse and validate spec text. Raises SpecError with a one-line `file:line` message."""
+    return _parse(text, filename)[0]
+
+
+def _parse(text: str, filename: str) -> tuple[Spec, dict[str, Any], dict[tuple, int]]:
+    """The spec, and the YAML data and key lines it came from (read once)."""
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        data, lines = read_yaml(text)
+    except YamlRefused as exc:
+        raise SpecError(f"{filename}:{exc.line}: {exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        line, problem = error_line(exc, text)
         raise SpecError(f"{filename}:{line}: malformed YAML: {problem}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{filename}:1: a spec is a mapping of keys (name, target, mutator, ...)")
-    lines: dict[tuple, int] = {}
-    if node is not None:
-        _compose_lines(node, (), lines)
     try:
-        return Spec.model_validate(data)
+        return Spec.model_validate(data), data, lines
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # An unknown key is the cause, a missing one usually its consequence (`mutater:`
+        # makes `mutator` missing): report the unknown key, at its own line.
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = tuple(err["loc"])
         if err["type"].startswith("union_tag"):
             loc += ("kind",)
         line, field = _line_for(loc, data, lines)
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-        explained = " ".join(_explain(err).split())  # one line, whatever pydantic said
+        explained = " ".join(_explain(err, errors).split())  # one line, whatever pydantic said
         raise SpecError(f"{filename}:{line}: {field}: {explained}{suffix}") from None
 
 
-def _explain(err: dict) -> str:
+def _explain(err: dict, errors: list[dict]) -> str:
     kind = err["type"]
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling)"
+        guess = _closest_key(err, errors)
+        return f"unknown key; did you mean `{guess}`?" if guess else (
+            "unknown key (check the spelling)")
     if kind == "union_tag_invalid":
         expected = err.get("ctx", {}).get("expected_tags", "")
         return f"unknown kind; expected one of {expected}"
@@ -636,27 +632,62 @@ def _explain(err: dict) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _closest_key(err: dict, errors: list[dict]) -> str | None:
+    """The valid key an unknown one was probably meant to be: first among the keys missing
+    beside it, then among every key a spec may have."""
+    import difflib
+
+    typed = str(err["loc"][-1])
+    parent = tuple(err["loc"][:-1])
+    missing = [str(e["loc"][-1]) for e in errors
+               if e["type"] == "missing" and tuple(e["loc"][:-1]) == parent]
+    for pool in (missing, _all_keys()):
+        found = difflib.get_close_matches(typed, pool, n=1, cutoff=0.6)
+        if found:
+            return found[0]
+    return None
+
+
+def _all_keys() -> list[str]:
+    keys: set[str] = set()
+    todo: list[type[BaseModel]] = [Strict]
+    while todo:
+        model = todo.pop()
+        todo.extend(model.__subclasses__())
+        for name, info in model.model_fields.items():
+            keys.add(info.alias or name)
+    keys.discard("path")  # set by load_spec, not a YAML key
+    return sorted(keys)
+
+
 def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
     """Read, parse and validate a spec file; with `check_files`, the target files must exist."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise SpecError(f"{path}: cannot read spec: {exc}") from None
-    spec = parse_spec(text, str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                        f"column {column}); save the spec as UTF-8") from None
+    spec, data, lines = _parse(text, str(path))
     spec.path = path.resolve()
     if check_files:
-        check_spec_files(spec, text)
+        check_spec_files(spec, text, (data, lines))
     return spec
 
 
-def check_spec_files(spec: Spec, text: str) -> None:
-    """Check what validation alone cannot: the workspace and target files exist and are confined."""
-    data = yaml.load(text, Loader=yaml.SafeLoader)
-    lines: dict[tuple, int] = {}
-    _compose_lines(yaml.compose(text, Loader=_LineLoader), (), lines)
+def check_spec_files(spec: Spec, text: str,
+                     read: tuple[dict[str, Any], dict[tuple, int]] | None = None) -> None:
+    """Check what validation alone cannot: the workspace and target files exist and are
+    confined. `read`: the (data, lines) `text` gave already."""
+    data, lines = read or read_yaml(text)
     where = str(spec.path)
     ws = spec.workspace
     if not ws.is_dir():

@@ -62,7 +62,7 @@ class WaveRunner:
             if n > 1:
                 self.stream.prefetch(n)  # this wave's proposals, made at once
             for k in range(n):
-                if k and (ctx.controls.paused or stop_now()):
+                if ctx.controls.stopping or k and (ctx.controls.paused or stop_now()):
                     break  # e.g. the cost in flight already reaches max_cost_usd
                 # From the stream: a retest, a proposal made ahead, or a fresh one from a
                 # parent the search picks (engine/stream.py).
