@@ -110,7 +110,9 @@ def cmd_status(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
             # A killed engine cannot say so itself: the lock it held is gone.
             status, why = "interrupted", f"  — resume with {resume_command(db, spec_paths[r['name']])}"
         line = (f"{r['name']:<24} {status:<11} rounds {r['rounds']:>4}  "
-                f"baseline {_fmt(r['baseline'])} → best {_fmt(r['best'])}  "
+                f"baseline {_fmt(r['baseline'])} → best {_fmt(r['best'])}  " +
+                (f"held out {_fmt(r['holdout_baseline'])} → {_fmt(r['holdout_best'])}  "
+                 if r["holdout_baseline"] is not None else "") +
                 f"${r['cost_usd']:.4f}{why}")
         print(printable(line, one_line=True), file=out)
     return 0

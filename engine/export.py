@@ -68,6 +68,7 @@ def export_md(store: Store, run: dict[str, Any]) -> Iterator[str]:
     yield (f"Status **{run['status']}**"
            + (f" ({run['stop_reason']})" if run["stop_reason"] else "")
            + f" · baseline {_fmt(base)} → best {_fmt(best)}"
+           + held_out_line(store, run)
            + f" ({run['direction']}) · {run['rounds']} rounds · ${run['cost_usd'] or 0:.4f}\n\n")
     yield "| # | round | verdict | score | delta | what was tried | why |\n"
     yield "|---|---|---|---|---|---|---|\n"
@@ -78,12 +79,23 @@ def export_md(store: Store, run: dict[str, Any]) -> Iterator[str]:
         yield "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |\n"
 
 
+def held_out_line(store: Store, run: dict[str, Any]) -> str:
+    """` · held out A → B`, or nothing for a run that holds nothing out."""
+    from engine.holdout import holdout_summary
+
+    held = holdout_summary(store, run["id"])
+    if held["holdout_baseline"] is None:
+        return ""
+    return f" · held out {_fmt(held['holdout_baseline'])} → {_fmt(held['holdout_best'])}"
+
+
 FORMATS = {"md": export_md, "tsv": export_tsv, "jsonl": export_jsonl,
            "results-tsv": export_results_tsv, "pi-jsonl": export_pi_jsonl}
 
 
 def status_json(store: Store) -> list[dict[str, Any]]:
     """Every run's state: the stable machine-readable view for scripts and agents."""
+    from engine.holdout import holdout_summary
     from engine.host import engine_alive
 
     out = []
@@ -98,7 +110,7 @@ def status_json(store: Store) -> list[dict[str, Any]]:
             "best": run["best_score"], "best_experiment": run["best_experiment"],
             "target": run["target"], "cost_usd": round(run["cost_usd"] or 0, 6),
             "elapsed_s": round(run["elapsed"] or 0, 1), "branch": run["branch"],
-            "workspace": run["workspace"],
+            "workspace": run["workspace"], **holdout_summary(store, run["id"]),
             # Slots: what each runs (`#12`), waits for (a SLURM queue) and its batch job id.
             "workers": [{k: w[k] or "" for k in ("name", "status", "job", "queue", "job_id",
                                                   "reason")}

@@ -211,11 +211,14 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO | None = Non
     finally:
         for sig in signals.STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+    from engine.export import held_out_line
+
     failed = 0
     for run_id, reason in results.items():
         run = store.get_run(run_id)
         write_out(f"[{run['name']}] {run['status']}: {printable(reason, one_line=True)} · "
-                  f"baseline {_fmt(run['baseline_score'])} → best {_fmt(run['best_score'])}")
+                  f"baseline {_fmt(run['baseline_score'])} → best {_fmt(run['best_score'])}"
+                  f"{held_out_line(store, run)}")
         failed += run["status"] == "failed"
     store.close()
     if write_out.closed:

@@ -30,6 +30,8 @@ from engine import spec as specs
 from engine.context import Candidate, RunContext, usage_of
 from engine.decide import aggregate, build_policy
 from engine.evaluators import build_evaluator
+from engine.holdout import HeldOut
+from engine.labels import prime_judges
 from engine.ledger import Ledger
 from engine.llm import run_prices
 from engine.model import BASELINE, INTERRUPTED
@@ -105,6 +107,10 @@ class RunLoop:
         self.ledger.records.on_trouble = self.storage.trip
         self.ledger.trouble = self.storage.trip
         self.scorer.quietly = self.storage.quietly
+        self.holdout = HeldOut(ctx, self.scorer, self.versions, self.policy, self.waves.full)
+        # the judges get the labelled examples; items the labels disagree with are an alert
+        ctx.alert = prime_judges(spec, store, [t.evaluator for t in (*tiers, self.holdout.tier)
+                                               if t is not None])
         # Thinking ahead (engine/ahead.py) is for one candidate a wave, nothing before it.
         alone = (spec.parallel == 1 and tiers[0] is None and not spec.decide.reeval_every
                  and spec.search.strategy == "greedy")
@@ -155,12 +161,15 @@ class RunLoop:
             await self.storage.wait()  # a write failed somewhere: paused until writes work
             reason = self.check_stop()
             if reason:
-                return reason
+                if not self.stopping:  # the best on the held-out part, at the end
+                    await self.holdout.final()
+                return self.holdout.stop_reason or reason
             if self.versions.best is None:
                 await self._baseline()
             else:
                 self._wave_no += 1
                 await self._round(self._wave_no)
+            await self.holdout.due()  # at the baseline, after every K keeps
 
     async def _round(self, wave: int) -> None:
         """One round: pick parents → propose → stage → score → decide → record → apply."""
@@ -186,6 +195,7 @@ class RunLoop:
                 else:
                     await self.versions.keep(version, cand.mutation.description)
         self.proposer.feedback(candidates, retests_waiting=len(self.retests) > 0)
+        self.holdout.note_round(outcome.best is not None)
         self.ctx.notify()
 
     async def _baseline(self) -> None:
@@ -264,6 +274,7 @@ class RunLoop:
         self.search.resume(self.run_id)
         self.policy.restore_noise(run["noise_json"])
         self.retests.resume()
+        self.holdout.resume()
 
     async def _finish(self) -> None:
         try:
@@ -311,7 +322,7 @@ class RunLoop:
     # ------------------------------------------------------------ what the host uses
 
     def check_stop(self, *, mid_wave: bool = False) -> str | None:
-        return self.stops.check(mid_wave=mid_wave)
+        return self.holdout.stop_reason or self.stops.check(mid_wave=mid_wave)
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations and model calls in flight (recorded as interrupted)."""

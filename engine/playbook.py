@@ -105,7 +105,7 @@ def read_playbooks(spec: specs.Spec, store: Store) -> list[tuple[str, str]]:
 def run_digest(store: Store, run: dict[str, Any]) -> str:
     """What an earlier run learned, from its changelog alone: kept, reverted, banned."""
     rows = store.experiments(run["id"], newest_first=True, limit=MAX_ROWS)
-    cands = [r for r in rows if r["kind"] != BASELINE]
+    cands = [r for r in rows if r["kind"] not in (BASELINE, "holdout")]
     kept = sorted((r for r in cands if r["verdict"] in (KEPT, PINNED)),
                   key=lambda r: -abs(r["delta"] or 0))
     reverted = [r for r in cands if r["verdict"] == "reverted"]
@@ -183,7 +183,8 @@ def changelog_playbook(store: Store, run: dict[str, Any]) -> str:
 async def distil_playbook(store: Store, run: dict[str, Any]) -> str:
     spec = _spec_of(run)
     settings = _settings_for(spec)
-    rows = list(reversed(store.experiments(run["id"], newest_first=True, limit=MAX_ROWS)))
+    rows = [r for r in reversed(store.experiments(run["id"], newest_first=True, limit=MAX_ROWS))
+            if r["kind"] != "holdout"]  # held-out scorings never reach a mutator
     if not any(r["kind"] != BASELINE for r in rows):
         raise UserError(f"run {run['name']!r} has no experiments beyond the baseline yet; "
                         "nothing to distil")

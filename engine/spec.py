@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from engine.model import UserError
 from engine.specyaml import YamlRefused, error_line, read_yaml
+from engine.splits import split_inputs
 from engine.text import printable
 
 
@@ -214,13 +215,30 @@ class ProduceLLM(LLMSettings):
 Produce = Annotated[ProduceCommand | ProduceLLM, Field(discriminator="kind")]
 
 
+class HoldoutSplit(Strict):
+    """Hold out a seeded random fraction of a checklist's inputs (engine/holdout.py)."""
+
+    fraction: float = Field(gt=0, lt=1)
+    seed: int = 0
+
+
+class JudgeSettings(LLMSettings):
+    #: `labels`: a person's labelled disagreements go in the judge's cached prompt prefix as
+    #: few-shot examples (engine/labels.py).
+    examples: Literal["labels"] | None = None
+
+
 class ChecklistEval(Strict):
     kind: Literal["checklist"]
     produce: Produce
     inputs: list[str] = Field(default_factory=lambda: [""], min_length=1)
+    #: Held-out inputs: never optimized on nor shown to the mutator, scored on the best
+    #: version now and then to see overfitting (a list, or a fraction of `inputs`). After
+    #: validation this is always the list, and `inputs` holds only the optimized ones.
+    holdout: list[str] | HoldoutSplit | None = None
     samples: int = Field(default=1, ge=1)
     items: list[Item] = Field(min_length=1)
-    judge: LLMSettings | None = None
+    judge: JudgeSettings | None = None
     #: Run the producing command for several inputs/samples at once.
     concurrency: int = Field(default=1, ge=1)
     #: Judge up to this many samples of one input in one call (the same instructions and
@@ -233,6 +251,7 @@ class ChecklistEval(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"item names must be unique; repeated: {', '.join(dupes)}")
+        self.inputs, self.holdout = split_inputs(self.inputs, self.holdout)
         return self
 
 
@@ -266,6 +285,9 @@ class MetricEval(Strict):
     guard: str | None = None
     #: Bounds on secondary metrics a kept candidate must respect.
     constraints: list[Constraint] = []
+    #: The same measurement on held-out data (another split, other seeds): scored on the
+    #: best version now and then, never deciding a keep (engine/holdout.py).
+    holdout_command: str | None = None
 
 
 class TestsEval(Strict):
@@ -274,6 +296,21 @@ class TestsEval(Strict):
     command: str
     junit: str = "report.xml"
     timeout_s: float = Field(default=600, gt=0)
+    #: A regex on test names (`class::name`): matching tests are held out, never deciding a
+    #: keep, scored on the best version now and then (engine/holdout.py).
+    holdout: str | None = None
+
+    @field_validator("holdout")
+    @classmethod
+    def _holdout_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from None
+        return value
 
 
 Evaluate = Annotated[ChecklistEval | MetricEval | TestsEval, Field(discriminator="kind")]
@@ -314,6 +351,9 @@ class Stop(Strict):
     #: Stop after this many rounds without a keep.
     plateau: int | None = Field(default=None, ge=1)
     max_failures: int | None = Field(default=5, ge=1)
+    #: Stop when the held-out score falls while the optimized one rises (overfitting), and
+    #: name the version before the divergence as the one to ship.
+    overfit: bool = False
 
 
 class Search(Strict):
@@ -473,6 +513,9 @@ class Spec(Strict):
     #: Two-tier screening: a cheap tier for every candidate, the full tier for the top_k.
     screen: Screen | None = None
     promote: Promote | None = None
+    #: Score the best version on the held-out inputs after every K keeps (and at the
+    #: baseline and the end).
+    holdout_every: int = Field(default=3, ge=1)
 
     #: Set by `load_spec`: where the spec came from (not a YAML key).
     path: Path | None = Field(default=None, exclude=True)

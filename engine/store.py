@@ -240,6 +240,29 @@ migrations(transactional=False)(m007_foreign_keys)
 migrations()(m008_views_and_indexes)
 
 
+@migrations()
+def m009_labels(db: Database) -> None:
+    """A person's right/wrong labels of a judge's answers (engine/labels.py): one per
+    (experiment, item, input, sample), with the output's hash and text (for re-judging)."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS labels (
+            id INTEGER PRIMARY KEY,
+            experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+            item TEXT NOT NULL,
+            input TEXT NOT NULL DEFAULT '',
+            sample INTEGER NOT NULL DEFAULT 0,
+            output_hash TEXT,
+            output TEXT,
+            label INTEGER NOT NULL,
+            note TEXT,
+            created REAL NOT NULL,
+            UNIQUE (experiment_id, item, input, sample)
+        );
+        """
+    )
+
+
 def _apply_migrations(store: Store, tries: int = 5) -> None:
     """Apply migrations; another process opening a new store at the same moment (an engine and
     an attached app) can apply or record the same step first: a clash is retried, not fatal."""
@@ -602,8 +625,37 @@ class Store:
         """The newest `limit` experiments after `after_id`, oldest first, without logs or diffs."""
         return self._rows(
             f"SELECT * FROM (SELECT {self.CHANGELOG_COLUMNS} FROM experiments "
-            "WHERE run_id = ? AND id > ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            # held-out scorings never reach a mutator (engine/holdout.py)
+            "WHERE run_id = ? AND id > ? AND kind != 'holdout' ORDER BY id DESC LIMIT ?) "
+            "ORDER BY id",
             [run_id, after_id, limit])
+
+    def experiments_of_kind(self, run_id: int, kind: str) -> list[dict[str, Any]]:
+        """A run's experiments of one kind (e.g. `holdout`), oldest first."""
+        return self._rows("SELECT * FROM experiments WHERE run_id = ? AND kind = ? ORDER BY id",
+                          [run_id, kind])
+
+    def add_label(self, exp_id: int, item: str, input: str, sample: int, label: bool, *,
+                  note: str = "", output: str | None = None,
+                  output_hash: str | None = None) -> None:
+        """A person's yes/no for one answer; labelling it again replaces the label."""
+        self._write(
+            "INSERT INTO labels (experiment_id, item, input, sample, output_hash, output, label, "
+            "note, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (experiment_id, item, "
+            "input, sample) DO UPDATE SET label = excluded.label, note = excluded.note, "
+            "output_hash = COALESCE(excluded.output_hash, output_hash), "
+            "output = COALESCE(excluded.output, output), created = excluded.created",
+            [exp_id, item, input or "", sample, output_hash, self._text(output), int(label),
+             self._text(note, 2000), time.time()])
+
+    def labels(self, run_id: int) -> list[dict[str, Any]]:
+        """A run's labels beside the judge's answer to the same (item, input, sample), oldest
+        first (`passed` is None where the experiment has no such answer)."""
+        return self._rows(
+            "SELECT l.*, r.passed, r.evidence FROM labels l JOIN experiments e "
+            "ON e.id = l.experiment_id LEFT JOIN item_results r ON r.experiment_id = "
+            "l.experiment_id AND r.item = l.item AND COALESCE(r.input, '') = l.input "
+            "AND r.sample = l.sample WHERE e.run_id = ? ORDER BY l.created, l.id", [run_id])
 
     def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
         """The newest experiments' kind, verdict and score, newest first (for stop rules,

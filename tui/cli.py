@@ -17,7 +17,7 @@ from engine.model import UserError
 
 #: The steering verbs (engine/actions.py: the same table as the app's keys).
 STEER = ("pause", "resume", "stop", "veto", "pin", "guide")
-COMMANDS = ("check", "run", "export", "status", "demo", "attach", "import", *STEER)
+COMMANDS = ("check", "run", "export", "status", "demo", "attach", "import", "judge-report", *STEER)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fresh", action="store_true",
                       help="a new demo, even if the last one did not finish (it is resumed)")
     attach = sub.add_parser("attach", help="watch and steer a headless engine through the store")
+    report = sub.add_parser("judge-report", help="the judge against a person's labels, per item")
+    report.add_argument("run")
+    report.add_argument("--rejudge", action="store_true",
+                        help="ask the spec's judge again on every labelled output")
     steer = []
     for verb, what in (("pause", "pause a run (the experiment in flight finishes first)"),
                        ("resume", "resume a paused run"), ("stop", "stop a run cleanly"),
@@ -63,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "guide":
             p.add_argument("text", nargs="+")
         steer.append(p)
-    for p in (check, run, export, imp, status, demo, attach, *steer):
+    for p in (check, run, export, imp, status, demo, attach, report, *steer):
         p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -148,7 +152,11 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
 
     db: Path = args.db
     if args.command == "check":
-        return cli.cmd_check(args.specs)
+        done = cli.cmd_check(args.specs)
+        from engine.labels import check_labels  # items the labels say the judge gets wrong
+
+        check_labels(db, args.specs)
+        return done
     if args.command == "export":
         return cli.cmd_export(db, args.run, args.format, args.output)
     if args.command == "import":
@@ -164,6 +172,10 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
                           " ".join(args.text) if args.command == "guide" else None)
         print(said)
         return code
+    if args.command == "judge-report":
+        from engine.labels import cmd_judge_report
+
+        return cmd_judge_report(db, args.run, args.rejudge)
     if args.command == "run" and args.headless:
         import asyncio
 

@@ -132,6 +132,8 @@ class LLMJudge:
     def __init__(self, settings: specs.LLMSettings) -> None:
         self.settings = settings
         self.client = LLMClient(settings, role="checklist judge")
+        #: Labelled examples appended to the cached prefix (`judge: {examples: labels}`).
+        self.examples = ""
         # A judge is deterministic unless the person chose otherwise.
         self.temperature = (settings.temperature if "temperature" in settings.model_fields_set
                             else 0.0)
@@ -162,7 +164,7 @@ class LLMJudge:
         unknown = [[ItemResult(q.name, None, input, 0, "") for q in questions] for _ in samples]
         try:
             reply = await self.client.create(
-                system=[{"type": "text", "text": judge_system(questions),
+                system=[{"type": "text", "text": judge_system(questions) + self.examples,
                          "cache_control": mark}],
                 messages=[{"role": "user", "content": turn}],
                 tools=[JUDGE_TOOL_MANY if many else JUDGE_TOOL], tool=TOOL_NAME,

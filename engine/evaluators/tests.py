@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -62,8 +63,10 @@ class _Bounded(io.RawIOBase):
 
 
 def parse_junit(source: bytes | BinaryIO, max_items: int = MAX_ITEMS,
-                limit: int = MAX_REPORT_BYTES) -> Report:
-    """One item per test case (skipped ones left out), failures carrying their message."""
+                limit: int = MAX_REPORT_BYTES,
+                counts: Callable[[str], bool] | None = None) -> Report:
+    """One item per test case (skipped ones left out, and those `counts` refuses: the other
+    side of a held-out split), failures carrying their message."""
     if isinstance(source, bytes | bytearray):
         if len(source) > limit:
             raise ReportTooBig(f"larger than {limit // (1024 * 1024)} MB")
@@ -83,6 +86,11 @@ def parse_junit(source: bytes | BinaryIO, max_items: int = MAX_ITEMS,
             continue
         if elem.find("skipped") is None:
             name = "::".join(p for p in (elem.get("classname"), elem.get("name")) if p)
+            if counts is not None and not counts(name):
+                elem.clear()
+                if stack:
+                    stack[-1].remove(elem)
+                continue
             problem = elem.find("failure")
             if problem is None:
                 problem = elem.find("error")
@@ -105,8 +113,10 @@ class TestsEvaluator:
     __test__ = False  # not a pytest class
     direction = "maximize"
 
-    def __init__(self, config: specs.TestsEval) -> None:
+    def __init__(self, config: specs.TestsEval, held_out: bool = False) -> None:
         self.config = config
+        #: Score only the held-out tests (`holdout:` pattern) instead of only the others.
+        self.held_out = held_out
 
     async def evaluate(self, session: Session, log: LineSink) -> Evaluation:
         cfg = self.config
@@ -122,7 +132,14 @@ class TestsEvaluator:
                 return Evaluation(CRASHED, error=f"no JUnit report at {cfg.junit} "
                                   f"(exit {result.exit_code})" + last_lines(result.output),
                                   log_tail=result.output, duration=result.duration)
-            report = await asyncio.to_thread(parse_junit, xml)  # big ones take a while
+            counts = None
+            if cfg.holdout is not None:  # held-out tests never decide a keep (engine/holdout.py)
+                from engine.splits import held_out_test
+
+                def counts(name: str) -> bool:
+                    return held_out_test(cfg.holdout, name) == self.held_out
+            # big ones take a while
+            report = await asyncio.to_thread(parse_junit, xml, MAX_ITEMS, MAX_REPORT_BYTES, counts)
         except (ET.ParseError, ReportTooBig) as exc:
             why = "malformed JUnit XML" if isinstance(exc, ET.ParseError) else "report too big"
             return Evaluation(CRASHED, error=f"{cfg.junit}: {why}: {exc}",
@@ -131,7 +148,8 @@ class TestsEvaluator:
             if handle is not None:
                 handle.close()
         if not report.total:
-            return Evaluation(CRASHED, error=f"{cfg.junit}: no test cases ran",
+            return Evaluation(CRASHED, error=f"{cfg.junit}: no test cases ran" +
+                              (" (of the held-out ones)" if self.held_out else ""),
                               log_tail=result.output, duration=result.duration)
         tail = result.output
         metrics = {"tests": report.total, "passed": report.passed}
