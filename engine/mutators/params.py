@@ -136,3 +136,25 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def round_value(param: specs.Param, value: float) -> Any:
+    """A value in the parameter's range as it is written: ints rounded, floats to 4
+    significant digits (a changelog reads `lr 0.02 → 0.0125`, not 17 digits)."""
+    lo, hi = float(param.min), float(param.max)  # type: ignore[arg-type]
+    value = min(max(value, lo), hi)
+    if param.type == "int":
+        return int(min(max(round(value), math.ceil(lo)), math.floor(hi)))
+    rounded = _round_sig(value)
+    return rounded if lo <= rounded <= hi else value
+
+
+def coerce(param: specs.Param, value: Any) -> Any:
+    """A value read from the file as the declared type (`1e-05` is a string to YAML)."""
+    if param.type == "choice":
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise MutationError(f"`{value!r}` is not a number") from None
+    return int(round(number)) if param.type == "int" else number
