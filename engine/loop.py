@@ -534,6 +534,8 @@ class RunLoop:
         recent outcomes (target streak, plateau, failures) are skipped."""
         if self.stopping:
             return "stopped"
+        if finished := getattr(self.mutator, "finished", None):  # nothing left to propose
+            return finished
         stop = self.spec.stop
         needs_rows = not mid_wave and (
             self.target is not None or stop.plateau or stop.max_failures)
