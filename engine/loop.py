@@ -534,8 +534,6 @@ class RunLoop:
         recent outcomes (target streak, plateau, failures) are skipped."""
         if self.stopping:
             return "stopped"
-        if finished := getattr(self.mutator, "finished", None):  # nothing left to propose
-            return finished
         stop = self.spec.stop
         needs_rows = not mid_wave and (
             self.target is not None or stop.plateau or stop.max_failures)
@@ -565,7 +563,8 @@ class RunLoop:
         if stop.max_failures is not None and len(candidates) >= stop.max_failures and all(
                 r["verdict"] in FAILURES for r in candidates[: stop.max_failures]):
             return f"{stop.max_failures} failures in a row"
-        return None
+        # Last: the mutator has nothing left to propose (every value combination tried).
+        return getattr(self.mutator, "finished", None)
 
     def in_flight_cost(self) -> float:
         """Money committed but not yet recorded: the in-flight candidates' mutations, plus

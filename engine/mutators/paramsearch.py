@@ -33,11 +33,11 @@ from engine import spec as specs
 
 MOVES = ("local", "model", "wide")
 #: Prior successes and tries of each move (a move's chance follows its success rate).
-PRIOR = {"local": (1.2, 3.0), "model": (1.0, 3.0), "wide": (0.8, 3.0)}
+PRIOR = {"local": (2.0, 3.0), "model": (0.8, 3.0), "wide": (0.5, 3.0)}
 #: Every round the bandit's counts decay by this factor (the phase of a run changes).
 DECAY = 0.95
 #: Every move keeps at least this chance.
-FLOOR = 0.12
+FLOOR = 0.08
 #: The model needs this many observations before it is used.
 MODEL_AFTER = 6
 #: Observations the model reads (the newest), and values remembered as tried.
@@ -46,10 +46,14 @@ TRIED_MAX = 4096
 #: Local step size in the unit cube: start, bounds, and the 1/5-rule factors.
 SIGMA0, SIGMA_MIN, SIGMA_MAX = 0.2, 0.03, 0.5
 GROW, SHRINK = math.exp(0.6), math.exp(-0.15)
-#: Rounds without a keep after which the local step is reset to SIGMA0.
+#: Rounds without a keep after which the local step is widened again (a plateau is wide,
+#: not narrow), and after which a restart is as likely again as it was (and so on).
 STALL = 12
+STALL_WIDE = 1e9
 #: Candidates drawn by the model and by a wide move.
 MODEL_DRAWS, WIDE_DRAWS = 24, 6
+#: The share of restarts that draw only some parameters afresh.
+PARTIAL = 0.5
 
 
 def _round_sig(value: float, digits: int = 4) -> float:
@@ -197,6 +201,7 @@ class Search:
     def _pick_move(self) -> str:
         st = self.state
         rates = {m: st.wins[m] / st.tries[m] for m in MOVES}
+        rates["wide"] *= 1 + st.stall / STALL_WIDE  # stuck: restarts, more and more
         if len(st.observed) < MODEL_AFTER:
             rates["model"] = 0.0
         total = sum(rates.values()) or 1.0
@@ -207,7 +212,7 @@ class Search:
         if move == "model":
             return self._model(best)
         if move == "wide":
-            return self._wide()
+            return self._wide(best)
         return self._local(best, reach)
 
     def _local(self, best: dict[str, Any], reach: float) -> dict[str, Any]:
@@ -234,9 +239,16 @@ class Search:
             values[name] = new
         return values
 
-    def _wide(self) -> dict[str, Any]:
-        """A fresh point: of a few uniform draws, the farthest from every observation."""
-        draws = [self.space.uniform(self.rng) for _ in range(WIDE_DRAWS)]
+    def _wide(self, best: dict[str, Any]) -> dict[str, Any]:
+        """A fresh point: of a few uniform draws, the farthest from every observation; half
+        the time only some parameters are drawn afresh, the others kept from the best (a
+        plateau's way out often needs two or three far moves at once, not all seven)."""
+        space, rng = self.space, self.rng
+        if len(space.names) > 2 and rng.random() < PARTIAL:
+            chosen = rng.sample(space.names, rng.randint(2, len(space.names) - 1))
+            fresh = space.uniform(rng)
+            return {n: fresh[n] if n in chosen else best[n] for n in space.names}
+        draws = [space.uniform(rng) for _ in range(WIDE_DRAWS)]
         seen = [self._point(o.values) for o in self.state.observed[-OBSERVED_MAX:]]
         if not seen:
             return draws[0]
@@ -359,7 +371,7 @@ class Search:
             if move == "local":
                 st.sigma = max(st.sigma * SHRINK, SIGMA_MIN)
             if st.stall % STALL == 0:
-                st.sigma = SIGMA0  # a plateau: look wider again
+                st.sigma = min(max(st.sigma * 2, SIGMA0), SIGMA_MAX)  # a plateau: wider
         st.observed.append(Observation(values, kept))
         if len(st.observed) > 2 * OBSERVED_MAX:  # (trimmed in steps: no shift every round)
             del st.observed[:OBSERVED_MAX]
