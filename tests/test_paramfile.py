@@ -87,7 +87,7 @@ CHOICES = st.one_of(st.text(max_size=20), st.integers(-1000, 1000), st.booleans(
 
 
 @pytest.mark.parametrize("path", FORMATS)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(value=CHOICES)
 def test_a_choice_keeps_its_type(path, value):
     if path == "p.toml" and value is None:

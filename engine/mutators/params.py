@@ -85,16 +85,21 @@ class ParamsMutator:
         The mutator is left in the state it would have then; Ahead.undo() puts back the
         state before, for the verdict's own feedback. None when no proposal can be made
         (propose() will say why, in its turn)."""
-        saved = self.search.snapshot()
+        saved, finished = self.search.snapshot(), self.finished
         self.feedback(last, REVERTED)
         try:
             mutation = self._propose(proposal)
         except MutationError:  # (the same error comes again from propose(), where handled)
             self.search.restore(saved)
-            self.finished = None
+            self.finished = finished
             return None
         key = self.search.space.key(mutation.state["values"])
-        return Ahead(mutation, lambda: self.search.restore(saved, key))
+
+        def undo() -> None:
+            self.search.restore(saved, key)
+            self.finished = finished
+
+        return Ahead(mutation, undo)
 
     def _propose(self, proposal: Proposal) -> Mutation:
         cfg = self.config
