@@ -13,8 +13,9 @@ got kept (a bandit whose memory decays, so it follows the run's phase):
 - `model`: a tree-structured Parzen estimate (as Optuna's TPE) of where kept versions lie
   against where reverted ones lie; of a few candidates drawn near kept versions the one
   most likely to be good is proposed;
-- `wide`: a restart: every parameter drawn afresh (the farthest of a few draws from
-  everything tried): random search's strength on plateaus, kept as a floor.
+- `wide`: a restart: some parameters (half the time) or all of them drawn afresh over
+  their whole range (a full one: the farthest of a few draws from everything tried):
+  random search's strength on plateaus, kept as a floor.
 
 All randomness comes from one `random.Random`; the whole state is a value that can be
 copied and put back (a proposal made ahead is undone that way). Memory is bounded: the
@@ -47,9 +48,8 @@ TRIED_MAX = 4096
 SIGMA0, SIGMA_MIN, SIGMA_MAX = 0.2, 0.03, 0.5
 GROW, SHRINK = math.exp(0.6), math.exp(-0.15)
 #: Rounds without a keep after which the local step is widened again (a plateau is wide,
-#: not narrow), and after which a restart is as likely again as it was (and so on).
+#: not narrow).
 STALL = 12
-STALL_WIDE = 1e9
 #: Candidates drawn by the model and by a wide move.
 MODEL_DRAWS, WIDE_DRAWS = 24, 6
 #: The share of restarts that draw only some parameters afresh.
@@ -201,7 +201,6 @@ class Search:
     def _pick_move(self) -> str:
         st = self.state
         rates = {m: st.wins[m] / st.tries[m] for m in MOVES}
-        rates["wide"] *= 1 + st.stall / STALL_WIDE  # stuck: restarts, more and more
         if len(st.observed) < MODEL_AFTER:
             rates["model"] = 0.0
         total = sum(rates.values()) or 1.0
