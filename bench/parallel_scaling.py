@@ -6,7 +6,13 @@ whose evaluation is a one-second `sleep` that prints a metric. For 1, 4, 8 and 1
 (`parallel` = slots) it measures experiments per second over WAVES waves and prints each as a
 ratio to the single slot measured in the same run. Target: at least 0.9 × 16 at 16 slots.
 
-    python bench/parallel_scaling.py [--waves 4] [--slots 1 4 8 16]
+With `--slurm`, the same over a real single-node SLURM cluster (tests/slurm.py, needs root
+and scripts/setup-system's packages) behind the sshd as its login node: 1, 4 and 8 slots as
+steps of one held allocation, against one slot (target: at least 0.9 × slots); then the
+overhead an evaluation pays for SLURM — an instant evaluation on one slot, `hold` against
+`per-job` — printed as a ratio.
+
+    python bench/parallel_scaling.py [--waves 4] [--slots 1 4 8 16] [--slurm]
 """
 
 from __future__ import annotations
@@ -27,17 +33,20 @@ EVALUATION = "sleep 1; echo METRIC loss=1"
 PARAMS = {name: {"type": "float", "min": 0.0, "max": 1e6} for name in ("x", "y")}
 
 
-async def measure(lab: SSHLab | None, folder: Path, slots: int,
-                  waves: int) -> tuple[int, float]:
+async def measure(lab: SSHLab | None, folder: Path, slots: int, waves: int,
+                  slurm: dict | None = None, command: str = EVALUATION) -> tuple[int, float]:
     """(candidate experiments, seconds from the first one's start to the last one's end);
-    over SSH, or on local slots when `lab` is None."""
-    name = f"{'ssh' if lab else 'local'}{slots}"
+    over SSH, on local slots when `lab` is None, or on SLURM slots (`slurm`: the worker's
+    spec entry but for `slots`)."""
+    kind = "slurm-" + slurm["allocation"] if slurm else "ssh" if lab else "local"
+    name = f"{kind}{slots}"
     ws = folder / f"ws-{name}"
     ws.mkdir(parents=True)
     (ws / "params.yaml").write_text("x: 1.0\ny: 1.0\n")
     (ws / "score.py").write_text("")
-    workers = [lab.worker("gpu", slots=slots) if lab else {"kind": "local", "slots": slots}]
-    spec = make_spec(ws, name, command=EVALUATION, parallel=slots, workers=workers,
+    workers = [{**slurm, "slots": slots} if slurm else lab.worker("gpu", slots=slots) if lab
+               else {"kind": "local", "slots": slots}]
+    spec = make_spec(ws, name, command=command, parallel=slots, workers=workers,
                      params=PARAMS, stop={"max_rounds": slots * waves, "plateau": None})
     loop = await run_loop(spec, folder / f"{name}.db", timeout=600)
     rows = [r for r in loop.store.experiments(loop.run_id) if r["kind"] == "candidate"]
@@ -47,12 +56,88 @@ async def measure(lab: SSHLab | None, folder: Path, slots: int,
     return len(rows), max(r["finished"] for r in rows) - min(r["started"] for r in rows)
 
 
+def bare_steps(cluster, width: int, waves: int) -> float:
+    """Seconds per wave of `width` concurrent `srun` steps of EVALUATION in one allocation."""
+    import subprocess
+    import time
+
+    env = {**os.environ, **cluster.env}
+    job = cluster.run("sbatch", "--parsable", f"--ntasks={width}", "--time=10",
+                      "--output=/dev/null", "--wrap", "while :; do sleep 3600; done").strip()
+    deadline = time.monotonic() + 60
+    while "RUNNING" not in cluster.run("squeue", "-h", "-j", job, "-o", "%T"):
+        if time.monotonic() > deadline:
+            raise SystemExit("the reference allocation did not start")
+        time.sleep(0.05)
+    began = time.monotonic()
+    for _ in range(waves):
+        steps = [subprocess.Popen(["srun", f"--jobid={job}", "--overlap", "--exact", "-n1",
+                                   "-N1", "-Q", "sh", "-c", EVALUATION], env=env,
+                                  stdout=subprocess.DEVNULL) for _ in range(width)]
+        for step in steps:
+            step.wait()
+    took = (time.monotonic() - began) / waves
+    cluster.run("scancel", job)
+    return took
+
+
+async def slurm_series(waves: int) -> None:
+    """Steps of one held allocation against one slot; then hold against per-job."""
+    from tests.slurm import SlurmCluster, why_not
+
+    if why_not():
+        raise SystemExit(f"no SLURM series: {why_not()}")
+    with tempfile.TemporaryDirectory(prefix="ar-bench-") as tmp, SlurmCluster() as cluster:
+        lab = SSHLab(Path(tmp) / "ssh")
+        lab.host("login")
+        worker = {"kind": "slurm", "host": "login", "ssh_config": str(lab.config),
+                  "workdir": str(lab.remote / "login"), "env": cluster.env, "poll_s": 0.2,
+                  "time": "30", "allocation": "hold"}
+        try:
+            print(f"{EVALUATION!r} as SLURM steps of one allocation (a local single-node "
+                  f"cluster behind a local sshd), {waves} waves; load average "
+                  f"{os.getloadavg()[0]:.2f}")
+            print(f"{'slots':>5} {'exps':>5} {'seconds':>8} {'exp/s':>7} {'ratio':>6} {'ideal':>6}")
+            base = ratio = 0.0
+            for slots in (1, 4, 8):
+                count, seconds = await measure(lab, Path(tmp), slots, waves, slurm=worker)
+                rate = count / seconds
+                base = base or rate
+                ratio = rate / base
+                print(f"{slots:>5} {count:>5} {seconds:>8.2f} {rate:>7.2f} {ratio:>6.2f} "
+                      f"{slots:>6}", flush=True)
+            verdict = "meets" if ratio >= 0.9 * 8 else "misses"
+            print(f"8 steps in one allocation: {ratio:.2f}× one slot — {verdict} the target "
+                  "of 7.2× (0.9 × 8)")
+            # SLURM's own floor at this width: the same steps from a shell, no engine.
+            one, eight = (bare_steps(cluster, n, waves) for n in (1, 8))
+            print(f"for reference, bare `srun` steps of the same command (no engine, no SSH): "
+                  f"8 = {8 * one / eight:.2f}× one (load average now {os.getloadavg()[0]:.2f})")
+            # What SLURM adds to an instant evaluation: a step (hold) or a job and a step.
+            costs = {}
+            for allocation in ("hold", "per-job"):
+                count, seconds = await measure(
+                    lab, Path(tmp) / allocation, 1, 3 * waves, command="echo METRIC loss=1",
+                    slurm={**worker, "allocation": allocation})
+                costs[allocation] = seconds / count
+            print(f"per-evaluation time of an instant evaluation: hold {costs['hold']:.3f}s, "
+                  f"per-job {costs['per-job']:.3f}s — per-job = "
+                  f"{costs['per-job'] / costs['hold']:.2f}× hold")
+        finally:
+            lab.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--waves", type=int, default=4)
     parser.add_argument("--slots", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--slurm", action="store_true",
+                        help="the SLURM series instead (a local cluster, needs root)")
     args = parser.parse_args()
     os.environ.pop("SSH_AUTH_SOCK", None)
+    if args.slurm:
+        await slurm_series(args.waves)
+        return
     with tempfile.TemporaryDirectory(prefix="ar-bench-") as tmp:
         lab = SSHLab(Path(tmp) / "ssh")
         lab.host("gpu")

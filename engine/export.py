@@ -78,5 +78,9 @@ def status_json(store: Store) -> list[dict[str, Any]]:
             "target": run["target"], "cost_usd": round(run["cost_usd"] or 0, 6),
             "elapsed_s": round(run["elapsed"] or 0, 1), "branch": run["branch"],
             "workspace": run["workspace"],
+            # Slots: what each runs (`#12`), waits for (a SLURM queue) and its batch job id.
+            "workers": [{k: w[k] or "" for k in ("name", "status", "job", "queue", "job_id",
+                                                  "reason")}
+                        for w in store.workers(run["id"])],
         })
     return out

@@ -359,6 +359,8 @@ class RunLoop:
                 self.pause_for_error(str(exc))
             self.notify()
             return None
+        if self.stopping:  # a stop came while proposing: no new experiment starts after it
+            return None
         row: dict[str, Any] = dict(
             round=round_no, kind="candidate", parent=parent, description=mutation.description,
             rationale=mutation.rationale, wave=wave,

@@ -5,6 +5,7 @@ anything runs; every error names `file:line`, the field, and what was expected.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,10 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from engine.model import UserError
+from engine.specyaml import YamlRefused, error_line, read_yaml
+from engine.text import printable
 
 
 class SpecError(UserError):
-    """A spec that cannot run. The message is one line: `file:line: field: problem`."""
+    """A spec that cannot run. The message is one line: `file:line: field: problem`; user
+    text quoted in it (a key with a line break, U+2028, a carriage return) is shown, never
+    allowed to break the line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message, one_line=True))
 
 
 class Strict(BaseModel):
@@ -289,7 +297,66 @@ class SSHWorker(Strict):
     backoff_s: float = Field(default=5, gt=0)
 
 
-Worker = Annotated[LocalWorker | SSHWorker, Field(discriminator="kind")]
+#: A SLURM time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS.
+SLURM_TIME = r"^(\d+-\d+(:\d+){0,2}|\d+(:\d+){0,2})$"
+
+
+class SlurmWorker(Strict):
+    """Slots on a SLURM cluster, reached over SSH at a login node (engine/workers/slurm.py)."""
+
+    kind: Literal["slurm"]
+    #: The login node: a `~/.ssh/config` alias or `user@host:port`.
+    host: str
+    slots: int = Field(default=1, ge=1)
+    partition: str | None = None
+    #: `--gres` of each job (per-job) or of the held allocation (hold).
+    gres: str | None = None
+    #: Time limit of each job (per-job) or of the held allocation (hold), in SLURM's format.
+    time: str | None = None
+    #: `hold`: one allocation for the run, an evaluation is a step in it; `per-job`: one
+    #: job per evaluation.
+    allocation: Literal["hold", "per-job"] = "hold"
+    sbatch_args: list[str] = []
+    srun_args: list[str] = []
+    env: dict[str, str] = {}
+    group: str = "default"
+    #: A folder on the login node that the compute nodes see too (a shared filesystem).
+    workdir: str = "~/autoresearch"
+    #: Hold: a successor allocation is asked for when the current one has less left
+    #: (default: 10 minutes, or half the time limit if that is shorter).
+    renew_before_s: float | None = Field(default=None, gt=0)
+    #: Seconds a job may wait in the queue before the slot counts as failed (none: forever).
+    queue_timeout_s: float | None = Field(default=None, gt=0)
+    #: Seconds between `squeue` polls while jobs wait.
+    poll_s: float = Field(default=2, gt=0)
+    trust_unknown_host: bool = False
+    known_hosts: str | None = None
+    identity: str | None = None
+    ssh_config: str | None = None
+    heartbeat_s: float = Field(default=15, gt=0)
+    connect_timeout_s: float = Field(default=15, gt=0)
+    backoff_s: float = Field(default=5, gt=0)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _slurm_time(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # `time: 30` is thirty minutes, as for sbatch
+        if value is not None and not (isinstance(value, str) and re.match(SLURM_TIME, value)):
+            raise ValueError(f"{value!r} is not a SLURM time (MINUTES, MM:SS, HH:MM:SS or "
+                             "D-HH:MM:SS)")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an environment variable name")
+        return env
+
+
+Worker = Annotated[LocalWorker | SSHWorker | SlurmWorker, Field(discriminator="kind")]
 
 
 class Screen(Strict):
@@ -410,23 +477,6 @@ class TierError(ValueError):
 # ---------------------------------------------------------------- loading
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that remembers the line of every mapping key and sequence entry."""
-
-
-def _compose_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _compose_lines(value_node, path + (key,), lines)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, child in enumerate(node.value):
-            _compose_lines(child, path + (index,), lines)
-
-
 def _line_for(loc: tuple, data: Any, lines: dict[tuple, int]) -> tuple[int, str]:
     """Map a pydantic error location to the YAML line and a dotted field name.
 
@@ -470,39 +520,45 @@ def _shown_key(key: object) -> str:
 
 def parse_spec(text: str, filename: str = "<spec>") -> Spec:
     """Parse and validate spec text. Raises SpecError with a one-line `file:line` message."""
+    return _parse(text, filename)[0]
+
+
+def _parse(text: str, filename: str) -> tuple[Spec, dict[str, Any], dict[tuple, int]]:
+    """The spec, and the YAML data and key lines it came from (read once)."""
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        data, lines = read_yaml(text)
+    except YamlRefused as exc:
+        raise SpecError(f"{filename}:{exc.line}: {exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        line, problem = error_line(exc, text)
         raise SpecError(f"{filename}:{line}: malformed YAML: {problem}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{filename}:1: a spec is a mapping of keys (name, target, mutator, ...)")
-    lines: dict[tuple, int] = {}
-    if node is not None:
-        _compose_lines(node, (), lines)
     try:
-        return Spec.model_validate(data)
+        return Spec.model_validate(data), data, lines
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # An unknown key is the cause, a missing one usually its consequence (`mutater:`
+        # makes `mutator` missing): report the unknown key, at its own line.
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = tuple(err["loc"])
         if err["type"].startswith("union_tag"):
             loc += ("kind",)
         line, field = _line_for(loc, data, lines)
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-        explained = " ".join(_explain(err).split())  # one line, whatever pydantic said
+        explained = " ".join(_explain(err, errors).split())  # one line, whatever pydantic said
         raise SpecError(f"{filename}:{line}: {field}: {explained}{suffix}") from None
 
 
-def _explain(err: dict) -> str:
+def _explain(err: dict, errors: list[dict]) -> str:
     kind = err["type"]
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling)"
+        guess = _closest_key(err, errors)
+        return f"unknown key; did you mean `{guess}`?" if guess else (
+            "unknown key (check the spelling)")
     if kind == "union_tag_invalid":
         expected = err.get("ctx", {}).get("expected_tags", "")
         return f"unknown kind; expected one of {expected}"
@@ -512,27 +568,62 @@ def _explain(err: dict) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _closest_key(err: dict, errors: list[dict]) -> str | None:
+    """The valid key an unknown one was probably meant to be: first among the keys missing
+    beside it, then among every key a spec may have."""
+    import difflib
+
+    typed = str(err["loc"][-1])
+    parent = tuple(err["loc"][:-1])
+    missing = [str(e["loc"][-1]) for e in errors
+               if e["type"] == "missing" and tuple(e["loc"][:-1]) == parent]
+    for pool in (missing, _all_keys()):
+        found = difflib.get_close_matches(typed, pool, n=1, cutoff=0.6)
+        if found:
+            return found[0]
+    return None
+
+
+def _all_keys() -> list[str]:
+    keys: set[str] = set()
+    todo: list[type[BaseModel]] = [Strict]
+    while todo:
+        model = todo.pop()
+        todo.extend(model.__subclasses__())
+        for name, info in model.model_fields.items():
+            keys.add(info.alias or name)
+    keys.discard("path")  # set by load_spec, not a YAML key
+    return sorted(keys)
+
+
 def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
     """Read, parse and validate a spec file; with `check_files`, the target files must exist."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise SpecError(f"{path}: cannot read spec: {exc}") from None
-    spec = parse_spec(text, str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                        f"column {column}); save the spec as UTF-8") from None
+    spec, data, lines = _parse(text, str(path))
     spec.path = path.resolve()
     if check_files:
-        check_spec_files(spec, text)
+        check_spec_files(spec, text, (data, lines))
     return spec
 
 
-def check_spec_files(spec: Spec, text: str) -> None:
-    """Check what validation alone cannot: the workspace and target files exist and are confined."""
-    data = yaml.load(text, Loader=yaml.SafeLoader)
-    lines: dict[tuple, int] = {}
-    _compose_lines(yaml.compose(text, Loader=_LineLoader), (), lines)
+def check_spec_files(spec: Spec, text: str,
+                     read: tuple[dict[str, Any], dict[tuple, int]] | None = None) -> None:
+    """Check what validation alone cannot: the workspace and target files exist and are
+    confined. `read`: the (data, lines) `text` gave already."""
+    data, lines = read or read_yaml(text)
     where = str(spec.path)
     ws = spec.workspace
     if not ws.is_dir():

@@ -213,6 +213,13 @@ def m010_tui_indexes(db: Database) -> None:
     )
 
 
+@migrations()
+def m050_worker_queue(db: Database) -> None:
+    """What a slot waits for outside an evaluation (a SLURM queue) and its batch job id."""
+    db.execute("ALTER TABLE workers ADD COLUMN queue TEXT")
+    db.execute("ALTER TABLE workers ADD COLUMN job_id TEXT")
+
+
 def _apply_migrations(store: Store, tries: int = 5) -> None:
     """Apply migrations; another process opening a new store at the same moment (an engine and
     an attached app) can apply or record the same step first: a clash is retried, not fatal."""
@@ -748,7 +755,8 @@ class Store:
     def set_workers(self, run_id: int, rows: list[dict[str, Any]], *,
                     replace: bool = False) -> None:
         """Record worker slots' states in one transaction: dicts with name, group, status,
-        job, reason, failures and retry_at (wall-clock). Rows keep their first order;
+        job, reason, failures, retry_at (wall-clock), and for batch-system slots queue (what
+        it waits for: "queued 2m14s, reason Resources") and job_id (SLURM's job or step). Rows keep their first order;
         `replace` forgets the run's other slots (its workers changed)."""
         now = time.time()
         with self.conn:
@@ -756,13 +764,14 @@ class Store:
                 self.conn.execute("DELETE FROM workers WHERE run_id = ?", [run_id])
             self.conn.executemany(
                 "INSERT INTO workers (run_id, name, grp, status, job, reason, failures, "
-                "retry_at, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "retry_at, queue, job_id, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run_id, name) DO UPDATE SET grp = excluded.grp, "
                 "status = excluded.status, job = excluded.job, reason = excluded.reason, "
                 "failures = excluded.failures, retry_at = excluded.retry_at, "
-                "updated = excluded.updated",
+                "queue = excluded.queue, job_id = excluded.job_id, updated = excluded.updated",
                 [(run_id, r["name"], r["group"], r["status"], r.get("job", ""),
-                  self._text(r.get("reason", ""), 500), r.get("failures", 0), r.get("retry_at"), now)
+                  self._text(r.get("reason", ""), 500), r.get("failures", 0), r.get("retry_at"),
+                  self._text(r.get("queue", ""), 200), r.get("job_id", ""), now)
                  for r in rows])
 
     def workers(self, run_id: int) -> list[dict[str, Any]]:

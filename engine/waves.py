@@ -89,7 +89,8 @@ class WaveRunner:
         return {"name": state.name, "group": state.group,
                 "status": "stopped" if change == "stopped" else state.status,
                 "job": state.job, "reason": state.reason, "failures": state.failures,
-                "retry_at": None if state.up else time.time() + state.retry_in}
+                "retry_at": None if state.up else time.time() + state.retry_in,
+                "queue": state.queue, "job_id": state.job_id}
 
     def flush_workers(self, replace: bool = False) -> None:
         if self._flush is not None:
@@ -119,7 +120,7 @@ class WaveRunner:
                     tried.append(name)
                     results = await self._evaluate_on(worker, exp_id, files, repeats, tier, more)
                 self._notes(worker)
-                return results, name
+                return results, getattr(worker, "recorded_name", name)  # + SLURM's job ids
             except WorkerFailed as exc:
                 reason = f"{name}: {exc.reason}"
                 retrying = attempt < pool.max_tries
@@ -213,7 +214,7 @@ class WaveRunner:
                 tasks.append(asyncio.create_task(self._screen_reference(parent, round_no, wave)))
                 loop._evaluating = True
             for k in range(loop.spec.parallel):
-                if k and (loop.paused or loop.check_stop(mid_wave=True)):
+                if loop.stopping or k and (loop.paused or loop.check_stop(mid_wave=True)):
                     break  # e.g. the cost in flight already reaches max_cost_usd
                 cand = (loop._take_retest(round_no + k + 1, parent, wave)
                         or await loop._propose(round_no + k + 1, parent, wave))

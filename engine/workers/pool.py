@@ -9,6 +9,7 @@ the first evaluation given to it afterwards is the probe that brings it back up.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ def build_workers(run_name: str, configs: list[specs.Worker]) -> list[Worker]:
     names: set[str] = set()
     for config in configs:
         host = None
+        if isinstance(config, specs.SlurmWorker):
+            from engine.workers.slurm import SlurmCluster, SlurmWorker  # asyncssh when needed
+
+            cluster = SlurmCluster(config, run_name)
+            while any(n.startswith(f"{cluster.label}:") for n in names):
+                cluster.label += "+"
+            for slot in range(1, config.slots + 1):
+                workers.append(SlurmWorker(config, slot, cluster))
+                names.add(workers[-1].name)
+            continue
         if isinstance(config, specs.SSHWorker):
             from engine.workers.ssh import SSHHost  # asyncssh only when needed
 
@@ -66,6 +77,10 @@ class WorkerState:
     #: When (time.monotonic) a down slot may be tried again.
     retry_at: float = 0.0
     permanent: bool = False
+    #: What it waits for outside the evaluation (a SLURM queue: "queued 2m14s, reason
+    #: Resources"), and the batch system's job (or step) id it is on.
+    queue: str = ""
+    job_id: str = ""
 
     @property
     def status(self) -> str:
@@ -94,6 +109,15 @@ class WorkerPool:
         self.busy: dict[str, str] = {}
         self._changed = asyncio.Event()
         self._warming: asyncio.Task[None] | None = None
+        for worker in workers:  # slots that wait in a queue say so (slurm.py)
+            if hasattr(worker, "on_state"):
+                worker.on_state = functools.partial(self._queued, worker.name)
+
+    def _queued(self, name: str, queue: str, job_id: str) -> None:
+        state = self.states[name]
+        if (state.queue, state.job_id) != (queue, job_id):
+            state.queue, state.job_id = queue, job_id
+            self._emit(state, "queue")
 
     @property
     def size(self) -> int:
