@@ -22,8 +22,9 @@ from typing import Any
 
 from engine import spec as specs
 from engine.ahead import ProposingAhead
-from engine.decide import aggregate, build_policy, improvement
+from engine.decide import aggregate, build_policy
 from engine.evaluators import build_evaluator
+from engine.evaluators.metric import constraint_breach
 from engine.llm import LLMUnavailable, run_prices
 from engine.model import (
     ADVANCING,
@@ -48,8 +49,12 @@ from engine.model import (
 )
 from engine.mutators import build_mutator
 from engine.noise import Retest, RetestQueue, reeval_due, restore_evaluations
+from engine.outage import on_model_trouble
 from engine.records import WaitingRecords
+from engine.spend import metered, settle
+from engine.stopping import cancellable_proposal, interrupted
 from engine.store import Store
+from engine.target import confirm_due, target_reached
 from engine.waves import WaveRunner
 from engine.workers.pool import WorkerPool, build_workers
 from engine.workers.tiers import Tier
@@ -302,11 +307,22 @@ class RunLoop:
         exp_id = self.store.start_experiment(self.run_id, round=0, kind=BASELINE, parent=None,
                                              description="baseline", files=files)
         self.log("evaluating the baseline", exp_id=exp_id)
-        evaluation, worker = await self._score(exp_id, files, self.policy.baseline_repeats)
+        self._evaluating = True  # a stop cancels it (model calls included)
+        try:
+            evaluation, worker = await self._score(exp_id, files, self.policy.baseline_repeats)
+        except asyncio.CancelledError:
+            interrupted(self, exp_id, "stopped before the baseline was scored")
+            raise
+        finally:
+            self._evaluating = False
         if evaluation[0].status != "ok":
             err = evaluation[0].error
             self.store.finish_experiment(exp_id, verdict=evaluation[0].status, reason=err,
-                                         error=err, log_tail=evaluation[0].log_tail, worker=worker)
+                                         error=err, log_tail=evaluation[0].log_tail, worker=worker,
+                                         items=evaluation[0].items, usage=_usage(evaluation),
+                                         run_update=self._run_totals(_usage(evaluation)))
+            if self.paused:  # model trouble paused the run (engine/outage.py): not a failure
+                return
             self.stop_reason = f"baseline failed: {err}"
             raise BaselineFailed(self.stop_reason)
         score = aggregate(evaluation, self.spec.decide.aggregate)
@@ -316,7 +332,8 @@ class RunLoop:
             exp_id, verdict=BASELINE, reason="starting point", score=score, metrics=first.metrics,
             items=first.items, usage=_usage(evaluation), log_tail=first.log_tail, worker=worker,
             best_files=files,
-            run_update={"best_experiment": exp_id, "best_score": score, "baseline_score": score,
+            run_update={**self._run_totals(_usage(evaluation)), "best_experiment": exp_id,
+                        "best_score": score, "baseline_score": score,
                         "noise_json": noise.to_json()})
         self.store.set_decision(exp_id, {"scores": noise.scores, "repeats": noise.repeats})
         self.log(noise.describe(), exp_id=exp_id)
@@ -344,8 +361,12 @@ class RunLoop:
             if ahead is not None:  # proposed, checked and staged already
                 mutation = ahead.mutation
             else:
-                mutation = await self.mutator.propose(self._proposal())
+                mutation = await cancellable_proposal(self, round_no, parent, wave)
                 self._check(mutation)
+        except LLMUnavailable as exc:  # an outage is not a bad idea: no experiment, no round
+            self._max_round = min(self._max_round, round_no - 1)
+            on_model_trouble(self, exc)
+            return None
         except (MutationError, PathRefused) as exc:
             self.records.write()  # keep the store in order
             usage = getattr(exc, "usage", None) or Usage()
@@ -355,8 +376,6 @@ class RunLoop:
             self.store.finish_experiment(exp_id, verdict=INVALID, reason=str(exc), error=str(exc),
                                          usage=usage, run_update=self._run_totals(usage))
             self.log(f"round {round_no}: invalid mutation: {exc}", level="warning", exp_id=exp_id)
-            if isinstance(exc, LLMUnavailable):
-                self.pause_for_error(str(exc))
             self.notify()
             return None
         if self.stopping:  # a stop came while proposing: no new experiment starts after it
@@ -432,7 +451,9 @@ class RunLoop:
         """Evaluate this version up to `repeats` times on one worker slot of the tier's group
         (the full tier by default), staged in that slot's own folder; `more` (the policy's
         sequential test) may end the repeats sooner; a failing worker hands it on."""
-        return await self.waves.score(exp_id, files, repeats, tier, more)
+        with metered(self, exp_id) as spent:  # engine/spend.py: what model calls cost
+            evals, worker = await self.waves.score(exp_id, files, repeats, tier, more)
+        return settle(evals, spent), worker
 
     async def _settle(self, candidates: list[Candidate]) -> None:
         """Decide every candidate of a wave, record all, then advance the best (log before reset)."""
@@ -451,6 +472,8 @@ class RunLoop:
                     cand.verdict, cand.reason = REVERTED, "its parent is no longer the best version"
                 elif first.metrics.get("guard_passed") == 0.0:
                     cand.verdict, cand.reason = REVERTED, "guard command failed"
+                elif breach := constraint_breach(self.spec.evaluate, cand.evals):
+                    cand.verdict, cand.reason = REVERTED, breach
                 else:
                     decision = self.policy.decide(cand.evals, self.best_evals, self.direction)
                     cand.verdict, cand.reason = decision.verdict, decision.reason
@@ -476,7 +499,7 @@ class RunLoop:
         evals = cand.evals or [Evaluation(CRASHED)]
         first = evals[0]
         score = aggregate(evals, self.spec.decide.aggregate) if first.status == "ok" else None
-        delta = None if score is None or best_score is None else score - best_score
+        delta = None if score is None or best_score is None else round(score - best_score, 12)
         usage = _usage(evals)
         usage.add(cand.mutation.usage)
         run_update = self._run_totals(usage)
@@ -545,11 +568,8 @@ class RunLoop:
         if self.records.waiting:  # outcomes decided but not yet written
             rows = [{**r, **{k: waiting[k] for k in ("verdict", "score")}}
                     if (waiting := self.records.outcome(r["id"])) else r for r in rows]
-        scored = [r for r in rows if r["score"] is not None and r["tier"] != "screen"]
-        if self.target is not None and len(scored) >= stop.streak:
-            streak = scored[: stop.streak]
-            if all(improvement(r["score"], self.target, self.direction) >= 0 for r in streak):
-                return f"target {self.target:g} reached {stop.streak} times in a row"
+        if self.target is not None and not mid_wave and (reached := target_reached(self)):
+            return reached
         if stop.max_rounds is not None and self._max_round >= stop.max_rounds:
             return f"max rounds ({stop.max_rounds}) reached"
         elapsed = self._elapsed_before + time.monotonic() - self._started
@@ -608,7 +628,7 @@ class RunLoop:
                 return "the baseline cannot be vetoed"
             if row["verdict"] == PINNED:
                 return f"#{exp_id} is pinned"
-            if row["verdict"] != KEPT:
+            if row["verdict"] != KEPT or row["kind"] == "imported":  # (no files: only banned)
                 self.store.set_verdict(exp_id, VETOED, "vetoed: banned from later proposals")
                 return f"#{exp_id} banned"
             chain = self.store.advancing_chain(self.run_id)
@@ -631,6 +651,8 @@ class RunLoop:
             row = self.store.experiment(exp_id)
             if row is None or row["run_id"] != self.run_id:
                 return f"#{exp_id}: no such experiment in this run"
+            if row["kind"] == "imported":
+                return f"#{exp_id} was imported: its files are not in the store"
             if row["verdict"] in (KEPT, BASELINE, PINNED):
                 self.store.set_verdict(exp_id, PINNED, "pinned")
                 return f"#{exp_id} pinned"
@@ -681,13 +703,16 @@ class RunLoop:
         lucky best does not stand forever (the policy decides what its fresh evaluations
         replace). True when it did: the re-evaluation used a round."""
         best_id = self.best_id
-        if best_id is None or not self.spec.decide.reeval_every:
+        if best_id is None:
             return False
-        self.records.write()  # it counts finished candidates
-        last = self.store.last_reeval(self.run_id, best_id)
-        since = self.store.candidates_since(self.run_id, last["id"] if last else best_id)
-        if not reeval_due(self.spec.decide.reeval_every, since):
-            return False
+        if not confirm_due(self):  # engine/target.py: a best at the target is confirmed first
+            if not self.spec.decide.reeval_every:
+                return False
+            self.records.write()  # it counts finished candidates
+            last = self.store.last_reeval(self.run_id, best_id)
+            since = self.store.candidates_since(self.run_id, last["id"] if last else best_id)
+            if not reeval_due(self.spec.decide.reeval_every, since):
+                return False
         self._max_round += 1
         exp_id = self.store.start_experiment(
             self.run_id, round=self._max_round, kind="reeval",
@@ -699,8 +724,7 @@ class RunLoop:
             evals, worker = await self._score(exp_id, dict(self.best_files),
                                               self.policy.baseline_repeats)
         except asyncio.CancelledError:
-            self.store.finish_experiment(exp_id, verdict=INTERRUPTED,
-                                         reason="stopped before the re-evaluation finished")
+            interrupted(self, exp_id, "stopped before the re-evaluation finished")
             raise
         finally:
             self._evaluating = False
@@ -723,7 +747,7 @@ class RunLoop:
                 run_update["best_score"] = aggregate(incumbent, self.spec.decide.aggregate)
             self.store.finish_experiment(
                 exp_id, verdict=verdict, reason=reason, score=score,
-                delta=None if score is None or old is None else score - old,
+                delta=None if score is None or old is None else round(score - old, 12),
                 metrics=first.metrics, items=first.items, usage=_usage(evals), error=first.error,
                 log_tail=first.log_tail, worker=worker, run_update=run_update)
             if details:

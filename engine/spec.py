@@ -36,12 +36,25 @@ class Strict(BaseModel):
 # ---------------------------------------------------------------- target
 
 
+#: Names always skipped when a candidate copy is made; `target.ignore` adds to them.
+DEFAULT_IGNORE = [".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"]
+
+
 class Target(Strict):
     workspace: str = "."
     files: list[str] = Field(min_length=1)
     protected: list[str] = []
-    #: Names skipped when a candidate copy is made (big or irrelevant folders).
-    ignore: list[str] = [".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"]
+    #: Names skipped when a candidate copy is made (big or irrelevant folders): added to
+    #: DEFAULT_IGNORE, never replacing it (a forgotten `.git` would be copied every round);
+    #: `!name` takes a default back out.
+    ignore: list[str] = list(DEFAULT_IGNORE)
+
+    @field_validator("ignore")
+    @classmethod
+    def _added_to_defaults(cls, value: list[str]) -> list[str]:
+        dropped = {v[1:] for v in value if v.startswith("!")}
+        added = [v for v in value if not v.startswith("!")]
+        return [n for n in dict.fromkeys([*DEFAULT_IGNORE, *added]) if n not in dropped]
 
 
 # ---------------------------------------------------------------- mutators
@@ -92,6 +105,13 @@ class LLMSettings(Strict):
     #: `anthropic-version` to send. Default: the SDK's (2026-10-21), which takes no sampling
     #: parameters, so `temperature` is not sent; "2023-06-01" sends it (models that accept it).
     api_version: str | None = None
+    #: After an outage (every retry failed) the run pauses and tries again this many seconds
+    #: later, doubling each time up to `outage_retry_max_s` (engine/outage.py).
+    outage_retry_s: float = Field(default=30, gt=0)
+    outage_retry_max_s: float = Field(default=600, gt=0)
+    #: Prompt-cache lifetime: "5m", "1h", or "auto" (1 hour once calls come more than
+    #: 4 minutes apart, as in runs with long evaluations).
+    cache_ttl: Literal["auto", "5m", "1h"] = "auto"
 
 
 class LLMMutator(LLMSettings):
@@ -109,6 +129,9 @@ class AgentMutator(Strict):
     command: str
     timeout_s: float = Field(default=600, gt=0)
     recent: int = Field(default=20, ge=0)
+    #: USD per million tokens (input, output) for agents that print token counts but no cost
+    #: (codex); `claude -p --output-format json` and aider print their cost themselves.
+    prices: dict[str, float] | None = None
 
 
 Mutator = Annotated[ParamsMutator | LLMMutator | AgentMutator, Field(discriminator="kind")]
@@ -199,6 +222,9 @@ class ChecklistEval(Strict):
     judge: LLMSettings | None = None
     #: Run the producing command for several inputs/samples at once.
     concurrency: int = Field(default=1, ge=1)
+    #: Judge up to this many samples of one input in one call (the same instructions and
+    #: questions for all of them, answered in one reply); 1 judges each output on its own.
+    judge_batch: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ChecklistEval:
@@ -209,10 +235,27 @@ class ChecklistEval(Strict):
         return self
 
 
+class Constraint(Strict):
+    """A bound on a secondary metric (`{metric: peak_vram_mb, max: 80000}`): a candidate that
+    breaks it is reverted, however good its score."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> Constraint:
+        if self.max is None and self.min is None:
+            raise ValueError(f"constraint on `{self.metric}` needs `max` or `min`")
+        return self
+
+
 class MetricEval(Strict):
     kind: Literal["metric"]
     command: str
-    #: Read from a `METRIC name=value` line, or from the last JSON line's key `name`.
+    #: Read from a `METRIC name=value` line, then a `name: value` / `name=value` line (the
+    #: last one wins), then the last JSON line's key `name`; every other number printed so
+    #: is kept as a secondary metric.
     metric: str
     #: Optional regex with one group that captures the value instead.
     regex: str | None = None
@@ -220,6 +263,8 @@ class MetricEval(Strict):
     timeout_s: float = Field(default=600, gt=0)
     #: A command that must exit 0 for a candidate to be kept (e.g. the tests still pass).
     guard: str | None = None
+    #: Bounds on secondary metrics a kept candidate must respect.
+    constraints: list[Constraint] = []
 
 
 class TestsEval(Strict):
@@ -642,6 +687,14 @@ def check_spec_files(spec: Spec, text: str,
     if isinstance(mut, ParamsMutator) and mut.file not in spec.target.files:
         line = lines.get(("mutator", "file"), 1)
         raise SpecError(f"{where}:{line}: mutator.file: {mut.file} is not one of target.files")
+
+
+def check_notes(spec: Spec) -> list[str]:
+    """What `check` tells about how the spec reads (not warnings): what `ignore:` adds to."""
+    if "ignore" not in spec.target.model_fields_set:
+        return []
+    return [f"target.ignore adds to the default list; candidate copies skip: "
+            f"{', '.join(spec.target.ignore)}"]
 
 
 def checklist_warnings(spec: Spec) -> list[str]:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from engine.decide import aggregate, improvement
 from engine.llm import LLMUnavailable
 from engine.model import CRASHED, INTERRUPTED, RETEST, REVERTED, VETOED, Evaluation, Usage, Worker
+from engine.outage import interrupted_evaluation
+from engine.spend import claim
 from engine.workers.faults import NoWorker, WorkerFailed
 from engine.workers.pool import WorkerState
 from engine.workers.tiers import FULL, SCREEN, Tier, build_tiers
@@ -168,8 +170,7 @@ class WaveRunner:
                 try:
                     evaluation = await tier.evaluator.evaluate(session, sink)
                 except LLMUnavailable as exc:  # a judge or producer gave up
-                    evaluation = Evaluation(CRASHED, error=str(exc))
-                    loop.pause_for_error(str(exc))
+                    evaluation = interrupted_evaluation(loop, exc)  # engine/outage.py
                 evaluation.duration = evaluation.duration or time.monotonic() - started
                 results.append(evaluation)
                 if evaluation.status != "ok":
@@ -200,8 +201,9 @@ class WaveRunner:
     async def run(self, wave: int) -> None:
         """Propose, evaluate (and screen) one wave, then let the loop settle it."""
         loop = self.loop
-        if await loop._maybe_reevaluate(wave) and loop.check_stop():
-            return
+        while await loop._maybe_reevaluate(wave):  # (again while confirming a target)
+            if loop.check_stop():
+                return
         round_no = loop._max_round
         parent = loop.best_id
         assert parent is not None
@@ -251,13 +253,15 @@ class WaveRunner:
             for cand in candidates:
                 if cand.exp_id not in recorded:
                     loop.in_flight.pop(cand.exp_id, None)
+                    spent = claim(loop, cand.exp_id, cand.mutation.usage)  # engine/spend.py
                     loop.store.finish_experiment(
                         cand.exp_id, verdict=INTERRUPTED, reason="stopped before the evaluation "
-                        "finished", usage=cand.mutation.usage,
-                        run_update=loop._run_totals(cand.mutation.usage))
+                        "finished", usage=spent, run_update=loop._run_totals(spent))
             for row in loop.store.in_flight(loop.run_id):  # an unfinished reference
+                spent = claim(loop, row["id"])
                 loop.store.finish_experiment(row["id"], verdict=INTERRUPTED,
-                                             reason="stopped before the evaluation finished")
+                                             reason="stopped before the evaluation finished",
+                                             usage=spent, run_update=loop._run_totals(spent))
             loop.notify()
             raise
         loop._evaluating = False
@@ -357,7 +361,7 @@ class WaveRunner:
         loop.records.write()
         loop.store.finish_experiment(
             cand.exp_id, verdict=verdict, reason=reason, score=score,
-            delta=None if score is None or ref is None else score - ref,
+            delta=None if score is None or ref is None else round(score - ref, 12),
             metrics=first.metrics, items=first.items, usage=usage, error=first.error,
             log_tail=first.log_tail, worker=cand.worker, run_update=loop._run_totals(usage))
         recorded.add(cand.exp_id)
