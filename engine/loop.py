@@ -75,6 +75,9 @@ class RunLoop:
         self.ctx = ctx = RunContext(spec, store, run_id, self.workspace, self.ledger, notify)
         self.policy = build_policy(spec.decide)
         self.mutator = build_mutator(spec, read_playbooks(spec, store), store.experiment)
+        resume_state = getattr(self.mutator, "bind_store", None)
+        if resume_state is not None:  # what it tried before a restart (params: never repeat)
+            resume_state(store, run_id)
         self.versions = Versions(store, self.workspace, spec.decide.aggregate, spec.direction)
         ctx.best = lambda: self.versions.best_id
         self.search = build_search(spec, self.versions)
@@ -322,7 +325,9 @@ class RunLoop:
     # ------------------------------------------------------------ what the host uses
 
     def check_stop(self, *, mid_wave: bool = False) -> str | None:
-        return self.holdout.stop_reason or self.stops.check(mid_wave=mid_wave)
+        # Last: the mutator has nothing left to propose (every value combination tried).
+        return (self.holdout.stop_reason or self.stops.check(mid_wave=mid_wave)
+                or getattr(self.mutator, "finished", None))
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations and model calls in flight (recorded as interrupted)."""

@@ -693,6 +693,15 @@ class Store:
         rows = self._rows("SELECT path, content FROM versions WHERE experiment_id = ?", [exp_id])
         return {r["path"]: r["content"] for r in rows}
 
+    def candidate_files(self, run_id: int, path: str, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` candidates' verdict and content of one file, oldest first
+        (what a resumed params mutator tried before)."""
+        return self._rows(
+            "SELECT * FROM (SELECT e.id, e.verdict, v.content FROM experiments e "
+            "JOIN versions v ON v.experiment_id = e.id AND v.path = ? "
+            "WHERE e.run_id = ? AND e.kind = 'candidate' ORDER BY e.id DESC LIMIT ?) "
+            "ORDER BY id", [path, run_id, limit])
+
     def advancing_chain(self, run_id: int) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(ADVANCING))
         return self._rows(

@@ -256,10 +256,11 @@ async def test_paired_rule_keeps_a_fix_and_reverts_changes_that_do_nothing(tmp_p
     store, _ = await run(tmp_path / "a.db", spec)
     decided = [r for r in rows(store)[1:] if r["verdict"] in ("kept", "reverted", "retest")]
     kept = [r for r in decided if r["verdict"] == "kept"]
-    assert [r["description"] for r in kept] == ["greeting hi → please"]
+    # (the params mutator may move the colour in the same candidate: it does nothing)
+    assert len(kept) == 1 and "greeting hi → please" in kept[0]["description"]
     assert "8 better, 0 worse of 24 answers, CMH p" in kept[0]["reason"]
     assert decision(kept[0])["pairs"] == 24 and decision(kept[0])["p"] < 0.001
-    nothing = [r for r in decided if r["description"].startswith("color")]
+    nothing = [r for r in decided if "greeting" not in r["description"]]
     assert nothing and all(r["verdict"] == "reverted" for r in nothing)
     assert all("0 better, 0 worse of 24 answers" in r["reason"] for r in nothing)
 

@@ -1,71 +1,82 @@
-"""The built-in offline mutator: move one parameter a round.
+"""The built-in offline mutator: tunes the parameters of one file, no network, no API key.
 
-Numeric parameters take a random step whose size adapts per parameter (it grows after a
-keep, shrinks after a revert, as in a (1+1) evolution strategy); log-scale parameters step in
-log space; categorical ones switch to another value. No network, no API key.
+Each round it proposes new values for one or several parameters (engine/mutators/
+paramsearch.py decides which: local steps of adaptive size, a model of what got kept, or a
+fresh draw) and rewrites only those values in the file (engine/mutators/paramfile.py).
+
+A resumed run does not replay its proposals: the values its earlier experiments tried are
+read back from the store (`bind_store`), remembered as tried, and the random stream is
+seeded afresh from the seed and the number of experiments already made. On a discrete space
+whose every combination has been tried, `finished` says so and the run stops with it.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-import random
 from typing import Any
 
 from engine import spec as specs
-from engine.model import KEPT, REVERTED, Ahead, Mutation, MutationError, Proposal
-from engine.mutators.paramfile import read_params, write_param
+from engine.model import (
+    CRASHED,
+    KEPT,
+    PINNED,
+    RETEST,
+    REVERTED,
+    TIMEOUT,
+    VETOED,
+    Ahead,
+    Mutation,
+    MutationError,
+    Proposal,
+)
+from engine.mutators.paramfile import read_params, write_params
+from engine.mutators.paramsearch import TRIED_MAX, Search, round_value
 
-INITIAL_STEP = 0.25  # fraction of the range (or log-range)
-MIN_STEP, MAX_STEP = 0.02, 0.6
-GROW, SHRINK = 1.6, 0.85
-TRIES = 30
+#: Earlier experiments read back when a run resumes (as many as are remembered as tried).
+RESUME_MAX = TRIED_MAX
+#: Verdicts of earlier candidates that say something about their values.
+JUDGED = frozenset({KEPT, REVERTED, PINNED, VETOED, CRASHED, TIMEOUT})
+#: Parameters named in a description before it says "+N more".
+SHOWN = 3
 
-
-def _round_sig(value: float, digits: int = 4) -> float:
-    if value == 0:
-        return 0.0
-    return round(value, -int(math.floor(math.log10(abs(value)))) + digits - 1)
+__all__ = ["ParamsMutator", "coerce", "round_value"]
 
 
 class ParamsMutator:
-    #: It moves parameters by its own step sizes: the changelog, failing items and guidance
-    #: are not read, so the loop need not query them each round.
+    #: It learns from verdicts alone: the changelog, failing items and guidance are not
+    #: read, so the loop need not query them each round.
     reads_history = False
     #: Guidance (`g`, `autoresearch-tui guide`) is recorded but not read by this mutator.
     reads_guidance = False
 
     def __init__(self, config: specs.ParamsMutator) -> None:
         self.config = config
-        self.rng = random.Random(config.seed)
-        self.steps = {name: INITIAL_STEP for name in config.params}
-        #: Per-parameter weight: parameters whose moves got kept are tried more often.
-        self.weights = {name: 1.0 for name in config.params}
-        self._names = list(config.params)
-        self._cum_weights = self._accumulate()
-        self.tried: set[tuple[str, Any, Any]] = set()
+        self.search = Search(config.params, config.seed)
+        #: Set when there is nothing left to propose: the run's stop reason.
+        self.finished: str | None = None
         #: The last best file text read, and its parameter values.
         self._read: tuple[str, dict[str, Any]] | None = None
 
-    def _step(self, name: str, param: specs.Param, old: Any, reach: float = 1.0) -> Any:
-        if param.type == "choice":
-            options = [v for v in param.values or [] if v != old]
-            return self.rng.choice(options)
-        lo, hi = float(param.min), float(param.max)  # type: ignore[arg-type]
-        step = min(self.steps[name] * reach, 1.0) * self.rng.choice((-1, 1)) * (
-            0.5 + self.rng.random())
-        current = min(max(float(old), lo), hi)
-        if param.scale == "log":
-            span = math.log(hi) - math.log(lo)
-            new = math.exp(min(max(math.log(current) + step * span, math.log(lo)), math.log(hi)))
-        else:
-            new = min(max(current + step * (hi - lo), lo), hi)
-        if param.type == "int":
-            new_int = int(round(new))
-            if new_int == int(old):
-                new_int += 1 if step > 0 else -1
-            return int(min(max(new_int, lo), hi))
-        return _round_sig(new)
+    # ---------------------------------------------------------------- resume
+
+    def bind_store(self, store: Any, run_id: int) -> None:
+        """Rebuild what earlier sessions of this run learned: their candidates' values
+        (tried, and kept or not), and a random stream that does not repeat theirs."""
+        rows = store.candidate_files(run_id, self.config.file, RESUME_MAX)
+        if not rows:
+            return
+        names = list(self.config.params)
+        for row in rows:
+            try:
+                values = self._values(read_params(row["content"], self.config.file, names))
+            except MutationError:
+                continue
+            self.search.remember(self.search.space.key(values))
+            if row["verdict"] in JUDGED:
+                self.search.feedback(values, "", row["verdict"] in (KEPT, PINNED))
+        if self.config.seed is not None:  # (an unseeded run's stream is fresh anyway)
+            self.search.rng.seed(f"{self.config.seed}/{len(rows)}")
+
+    # ---------------------------------------------------------------- proposing
 
     async def propose(self, proposal: Proposal) -> Mutation:
         return self._propose(proposal)
@@ -76,62 +87,83 @@ class ParamsMutator:
         The mutator is left in the state it would have then; Ahead.undo() puts back the
         state before, for the verdict's own feedback. None when no proposal can be made
         (propose() will say why, in its turn)."""
-        saved = (self.rng.getstate(), dict(self.steps), dict(self.weights), self._cum_weights)
-
-        def undo() -> None:
-            state, self.steps, self.weights, self._cum_weights = saved
-            self.rng.setstate(state)
-
+        saved, finished = self.search.snapshot(), self.finished
         self.feedback(last, REVERTED)
         try:
             mutation = self._propose(proposal)
-        except Exception:  # (the same error comes again from propose(), where it is handled)
-            undo()
+        except MutationError:  # (the same error comes again from propose(), where handled)
+            self.search.restore(saved)
+            self.finished = finished
             return None
-        tried = (mutation.state["param"], mutation.state["old"], mutation.state["new"])
+        key = self.search.space.key(mutation.state["values"])
 
-        def forget() -> None:
-            undo()
-            self.tried.discard(tried)
+        def undo() -> None:
+            self.search.restore(saved, key)
+            self.finished = finished
 
-        return Ahead(mutation, forget)
+        return Ahead(mutation, undo)
 
     def _propose(self, proposal: Proposal) -> Mutation:
         cfg = self.config
         text = proposal.best_files[cfg.file]
         if self._read is None or self._read[0] != text:  # the best version changes rarely
-            self._read = (text, read_params(text, cfg.file, list(cfg.params)))
-        values = self._read[1]
-        for attempt in range(TRIES):
-            # (cum_weights: what weights= would add up each time; the same draws)
-            name = self.rng.choices(self._names, cum_weights=self._cum_weights)[0]
-            old = values[name]
-            # Each repeat of an idea already tried widens the search a little.
-            new = self._step(name, cfg.params[name], old, reach=1.2 ** attempt)
-            if new == old or (name, old, new) in self.tried:
-                continue
-            self.tried.add((name, old, new))
-            return Mutation(
-                description=f"{name} {_show(old)} → {_show(new)}",
-                files={cfg.file: write_param(text, cfg.file, name, new)},
-                rationale=f"step {self.steps[name]:.2f} of the range",
-                state={"param": name, "old": old, "new": new})
-        raise MutationError("every nearby parameter value was tried already")
+            self._read = (text, self._values(read_params(text, cfg.file, list(cfg.params))))
+        best = self._read[1]
+        try:
+            values, move = self.search.propose(best)
+        except LookupError as exc:
+            self.finished = f"{exc} ({self.search.space.size} in all)"
+            raise MutationError(self.finished) from None
+        changed = {n: v for n, v in values.items() if v != best[n]}
+        parts = [f"{n} {_show(best[n])} → {_show(v)}" for n, v in changed.items()]
+        description = ", ".join(parts[:SHOWN]) + (
+            f" (+{len(parts) - SHOWN} more)" if len(parts) > SHOWN else "")
+        return Mutation(
+            description=description,
+            files={cfg.file: write_params(text, cfg.file, changed)},
+            rationale=_RATIONALE[move].format(n=len(changed), step=self.search.state.sigma),
+            state={"values": values, "move": move,
+                   # (one parameter's move, as earlier versions named it)
+                   "param": next(iter(changed)), "old": best[next(iter(changed))],
+                   "new": changed[next(iter(changed))]})
+
+    def _values(self, read: dict[str, Any]) -> dict[str, Any]:
+        """The values read, as their declared types, within their ranges."""
+        out = {}
+        for name, param in self.config.params.items():
+            value = coerce(param, read[name])
+            out[name] = value if param.type == "choice" else round_value(param, value)
+        return out
+
+    # ---------------------------------------------------------------- learning
 
     def feedback(self, mutation: Mutation, verdict: str) -> None:
-        name = mutation.state.get("param")
-        if name not in self.steps:
+        values = mutation.state.get("values")
+        if values is None or verdict == RETEST:  # (a retest's own verdict comes later)
             return
-        if verdict == KEPT:
-            self.steps[name] = min(self.steps[name] * GROW, MAX_STEP)
-            self.weights[name] = min(self.weights[name] * 1.5, 8.0)
-        else:
-            self.steps[name] = max(self.steps[name] * SHRINK, MIN_STEP)
-            self.weights[name] = max(self.weights[name] * 0.95, 0.25)
-        self._cum_weights = self._accumulate()
+        self.search.feedback(values, mutation.state.get("move", ""), verdict == KEPT)
+        if self.search.exhausted():
+            size = self.search.space.size
+            self.finished = f"every value combination was tried ({size} in all)"
 
-    def _accumulate(self) -> list[float]:
-        return list(itertools.accumulate(self.weights[n] for n in self._names))
+
+_RATIONALE = {
+    "local": "a step of {step:.2f} of the range from the best, {n} parameter(s)",
+    "model": "where kept versions lie and reverted ones do not (a Parzen model), "
+             "{n} parameter(s)",
+    "wide": "a fresh draw over every range (a restart), {n} parameter(s)",
+}
+
+
+def coerce(param: specs.Param, value: Any) -> Any:
+    """A value read from the file as the declared type (`1e-05` is a string to YAML)."""
+    if param.type == "choice":
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise MutationError(f"`{value!r}` is not a number") from None
+    return int(round(number)) if param.type == "int" else number
 
 
 def _show(value: Any) -> str:

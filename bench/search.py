@@ -1,0 +1,323 @@
+"""Search quality: the built-in params mutator against random search and Optuna's TPE.
+
+Each strategy gets the same objective, the same number of evaluations (the starting point
+is the first of them, as a run's baseline is) and many seeds. Printed per objective and
+budget: the median best score, the share of seeds that reached the target and the median
+evaluations to reach it (seeds that did not count as the budget + 1), each also as a ratio
+to random search measured in the same run.
+
+Objectives:
+- `classifier`: the demo's digits classifier (checklists/demo/classifier.yaml): its
+  train.py trained in-process over the spec's three seeds, scored by the spec's four items;
+  a pass-rate score with plateaus (target 1.0).
+- `deceptive`: 6 parameters (4 floats, one on a log scale, an int, a choice); a wide basin
+  around the start peaks at 0.7, a narrower one far away at 1.0; scores come in steps of
+  0.05 (plateaus, as pass rates make) (target 0.85).
+- `analytic`: a smooth 5-parameter function (3 floats, an int, a choice) (target 0.9).
+
+A strategy is a function `(objective, budget, seed) -> trace`, the best score after each
+evaluation; another one (a search strategy of the loop: greedy, beam, frontier) is one
+more entry in STRATEGIES. TPE is skipped with a note when optuna is not installed
+(`pip install -e ".[bench]"`).
+
+    python bench/search.py                       # all objectives, 10 seeds, 2 processes
+    python bench/search.py --objective deceptive --seeds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import math
+import multiprocessing
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.model import KEPT, REVERTED, MutationError, Proposal  # noqa: E402
+from engine.mutators.paramfile import read_params, write_params  # noqa: E402
+from engine.spec import Param  # noqa: E402
+from engine.spec import ParamsMutator as ParamsConfig  # noqa: E402
+
+BUDGETS = (30, 80)
+DEMO = ROOT / "checklists" / "demo"
+
+
+@dataclass
+class Objective:
+    """A score to maximize over some parameters, from a starting point."""
+
+    name: str
+    params: dict[str, Param]
+    start: dict[str, Any]
+    target: float
+    evaluate: Callable[[dict[str, Any]], float]
+
+
+Strategy = Callable[[Objective, int, int], list[float]]
+
+
+def _trace(scores: list[float], budget: int) -> list[float]:
+    """Best so far after each evaluation, padded to the budget (a strategy that stops
+    early keeps its best)."""
+    best, out = -math.inf, []
+    for score in scores[:budget]:
+        best = max(best, score)
+        out.append(best)
+    return out + [best] * (budget - len(out))
+
+
+# ------------------------------------------------------------------ strategies
+
+
+def random_search(objective: Objective, budget: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    scores = [objective.evaluate(objective.start)]
+    while len(scores) < budget:
+        scores.append(objective.evaluate({n: _sample(p, rng) for n, p in
+                                          objective.params.items()}))
+    return _trace(scores, budget)
+
+
+def _sample(param: Param, rng: random.Random) -> Any:
+    if param.type == "choice":
+        return rng.choice(param.values or [])
+    lo, hi = float(param.min), float(param.max)  # type: ignore[arg-type]
+    if param.scale == "log":
+        value = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    else:
+        value = rng.uniform(lo, hi)
+    return int(min(max(round(value), lo), hi)) if param.type == "int" else value
+
+
+def tpe(objective: Objective, budget: int, seed: int) -> list[float]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial(objective.start)
+    scores: list[float] = []
+
+    def run(trial: optuna.Trial) -> float:
+        values = {}
+        for name, p in objective.params.items():
+            if p.type == "choice":
+                values[name] = trial.suggest_categorical(name, p.values)
+            elif p.type == "int":
+                values[name] = trial.suggest_int(name, int(p.min), int(p.max),
+                                                 log=p.scale == "log")
+            else:
+                values[name] = trial.suggest_float(name, p.min, p.max, log=p.scale == "log")
+        scores.append(objective.evaluate(values))
+        return scores[-1]
+
+    study.optimize(run, n_trials=budget)
+    return _trace(scores, budget)
+
+
+def params_mutator(objective: Objective, budget: int, seed: int) -> list[float]:
+    """The built-in mutator as a run drives it: propose from the best file, evaluate, keep
+    when strictly better (the `greater` rule), feedback."""
+    from engine.mutators.params import ParamsMutator
+
+    path = "params.yaml"
+    mutator = ParamsMutator(ParamsConfig(kind="params", file=path, seed=seed,
+                                         params=objective.params))
+    text = "".join(f"{name}: 0\n" for name in objective.params)
+    best_text = write_params(text, path, objective.start)
+    scores = [objective.evaluate(objective.start)]
+    best = scores[0]
+
+    async def drive() -> None:
+        nonlocal best, best_text
+        wasted = 0
+        while len(scores) < budget and wasted < budget:
+            try:
+                mutation = await mutator.propose(Proposal("bench", {path: best_text}, [], [],
+                                                          [], best))
+            except MutationError:
+                wasted += 1  # a round without an evaluation: it costs rounds, not budget
+                continue
+            files = mutation.files[path]
+            score = objective.evaluate(read_params(files, path, list(objective.params)))
+            scores.append(score)
+            verdict = KEPT if score > best else REVERTED
+            if verdict == KEPT:
+                best, best_text = score, files
+            mutator.feedback(mutation, verdict)
+
+    asyncio.run(drive())
+    return _trace(scores, budget)
+
+
+STRATEGIES: dict[str, Strategy] = {"params": params_mutator, "random": random_search,
+                                   "tpe": tpe}
+BASELINE = "random"
+
+
+# ------------------------------------------------------------------ objectives
+
+
+@functools.cache
+def _classifier_module() -> Any:
+    sys.path.insert(0, str(DEMO / "classifier"))
+    import train  # the demo's own train.py
+
+    train.load = functools.cache(train.load)  # the data set is read once, not per seed
+    return train
+
+
+def classifier() -> Objective:
+    spec = yaml.safe_load((DEMO / "classifier.yaml").read_text())
+    params = {n: Param(**p) for n, p in spec["mutator"]["params"].items()}
+    start = yaml.safe_load((DEMO / "classifier" / "params.yaml").read_text())
+    seeds = [int(s) for s in spec["evaluate"]["inputs"]]
+    items = [i["json"] for i in spec["evaluate"]["items"]]
+
+    def evaluate(values: dict[str, Any]) -> float:
+        import numpy as np
+
+        train = _classifier_module()
+        passed = 0
+        with np.errstate(all="ignore"):
+            for seed in seeds:
+                out = train.train(values, seed)
+                passed += sum(out[i["path"]] >= i.get("min", -math.inf)
+                              and out[i["path"]] <= i.get("max", math.inf) for i in items)
+        return passed / (len(seeds) * len(items))
+
+    return Objective("classifier", params, {n: start[n] for n in params},
+                     spec["stop"]["target"], evaluate)
+
+
+def _unit(param: Param, value: float) -> float:
+    lo, hi = float(param.min), float(param.max)  # type: ignore[arg-type]
+    if param.scale == "log":
+        return (math.log(value) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return (float(value) - lo) / (hi - lo)
+
+
+def deceptive() -> Objective:
+    params = {"a": Param(type="float", min=0, max=1), "b": Param(type="float", min=0, max=1),
+              "c": Param(type="float", min=0.001, max=10, scale="log"),
+              "d": Param(type="float", min=-5, max=5), "k": Param(type="int", min=0, max=20),
+              "mode": Param(type="choice", values=["w", "x", "y", "z"])}
+    near, far = (0.25, 0.3, 0.3, 0.2), (0.8, 0.75, 0.85, 0.7)
+
+    def evaluate(v: dict[str, Any]) -> float:
+        u = [_unit(params[n], v[n]) for n in "abcd"]
+        local = 0.7 * math.exp(-sum((x - c) ** 2 for x, c in zip(u, near, strict=True))
+                               / (2 * 0.3 ** 2))
+        local *= (1 - abs(v["k"] - 5) / 40) * (1.0 if v["mode"] == "w" else 0.85)
+        best = math.exp(-sum((x - c) ** 2 for x, c in zip(u, far, strict=True)) / (2 * 0.3 ** 2))
+        best *= math.exp(-((v["k"] - 15) / 6) ** 2) * (1.0 if v["mode"] == "y" else 0.7)
+        return math.floor(max(local, best) * 20) / 20  # plateaus, as a pass rate has
+
+    start = {"a": 0.35, "b": 0.35, "c": 0.05, "d": -2.0, "k": 6, "mode": "x"}
+    return Objective("deceptive", params, start, 0.85, evaluate)
+
+
+def analytic() -> Objective:
+    params = {"x": Param(type="float", min=-2, max=2), "y": Param(type="float", min=0, max=1),
+              "rate": Param(type="float", min=1e-4, max=1, scale="log"),
+              "n": Param(type="int", min=1, max=64),
+              "kind": Param(type="choice", values=["p", "q", "r"])}
+
+    def evaluate(v: dict[str, Any]) -> float:
+        lr = math.log10(v["rate"])
+        core = (-(v["x"] - 0.7) ** 2 - 2 * (v["y"] - 0.3) ** 2 - 0.5 * (lr + 2.5) ** 2
+                - ((v["n"] - 40) / 20) ** 2 + 0.6 * (v["x"] - 0.7) * (v["y"] - 0.3))
+        return math.exp(core) * {"p": 0.8, "q": 1.0, "r": 0.6}[v["kind"]]
+
+    start = {"x": -1.0, "y": 0.8, "rate": 0.1, "n": 8, "kind": "p"}
+    return Objective("analytic", params, start, 0.9, evaluate)
+
+
+OBJECTIVES: dict[str, Callable[[], Objective]] = {
+    "classifier": classifier, "deceptive": deceptive, "analytic": analytic}
+
+
+# ------------------------------------------------------------------ report
+
+
+def _job(args: tuple[str, str, int, int]) -> tuple[str, str, int, list[float], float]:
+    objective_name, strategy_name, budget, seed = args
+    objective = OBJECTIVES[objective_name]()
+    started = time.perf_counter()
+    trace = STRATEGIES[strategy_name](objective, budget, seed)
+    return objective_name, strategy_name, seed, trace, time.perf_counter() - started
+
+
+def _summary(traces: list[list[float]], budget: int, target: float) -> tuple[float, float, float]:
+    bests = [t[budget - 1] for t in traces]
+    hits = [next((i + 1 for i, s in enumerate(t[:budget]) if s >= target - 1e-9), budget + 1)
+            for t in traces]
+    return (statistics.median(bests), sum(h <= budget for h in hits) / len(hits),
+            statistics.median(hits))
+
+
+def _ratio(value: float, base: float) -> str:
+    if base == 0:
+        return "  –  " if value == 0 else "  ∞  "
+    return f"{value / base:5.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objective", choices=sorted(OBJECTIVES), action="append")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), action="append")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    objectives = args.objective or list(OBJECTIVES)
+    strategies = args.strategy or list(STRATEGIES)
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        if "tpe" in strategies:
+            strategies.remove("tpe")
+            print("note: optuna is not installed, TPE skipped (pip install -e \".[bench]\")")
+    if BASELINE not in strategies:
+        strategies.append(BASELINE)
+    budget = max(BUDGETS)
+    jobs = [(o, s, budget, seed) for o in objectives for s in strategies
+            for seed in range(args.seeds)]
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+        results = pool.map(_job, jobs, chunksize=1)
+    traces: dict[tuple[str, str], list[list[float]]] = {}
+    seconds: dict[tuple[str, str], float] = {}
+    for objective_name, strategy_name, _, trace, took in results:
+        traces.setdefault((objective_name, strategy_name), []).append(trace)
+        seconds[(objective_name, strategy_name)] = seconds.get(
+            (objective_name, strategy_name), 0.0) + took
+    print(f"{args.seeds} seeds; ratios are to {BASELINE} search in this run; "
+          f"evals to target: median, a seed that missed counts as budget + 1")
+    for objective_name in objectives:
+        target = OBJECTIVES[objective_name]().target
+        for b in BUDGETS:
+            print(f"\n{objective_name} @ {b} evaluations (target {target:g})")
+            print(f"  {'strategy':<10} {'best':>6} {'×':>5}   {'hit':>5} {'×':>5}   "
+                  f"{'to target':>9} {'×':>5}")
+            base = _summary(traces[(objective_name, BASELINE)], b, target)
+            for s in strategies:
+                best, hit, to = _summary(traces[(objective_name, s)], b, target)
+                print(f"  {s:<10} {best:6.3f} {_ratio(best, base[0])}   {hit:5.0%} "
+                      f"{_ratio(hit, base[1])}   {to:9.1f} {_ratio(to, base[2])}")
+    print(f"\n{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

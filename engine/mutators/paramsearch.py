@@ -1,0 +1,390 @@
+"""The params mutator's optimizer: which parameter values to try next, from verdicts alone.
+
+A run tells the mutator only whether each candidate was kept (beat the best) or not, and
+the best version's score. On such feedback, and on the plateaus a pass-rate score makes
+(most candidates tie the best and are reverted), a climber that moves one parameter at a
+time stalls. So each proposal is one of three moves, and which move is used adapts to what
+got kept (a bandit whose memory decays, so it follows the run's phase):
+
+- `local`: from the best, a few parameters (one to all, more after a keep) take a
+  Gaussian step in the unit cube (log-scale parameters in log space); the step size follows
+  the 1/5 success rule of a (1+1) evolution strategy, and is reset when the best has not
+  moved for a while (a plateau is wide, not narrow);
+- `model`: a tree-structured Parzen estimate (as Optuna's TPE) of where kept versions lie
+  against where reverted ones lie; of a few candidates drawn near kept versions the one
+  most likely to be good is proposed;
+- `wide`: a restart: some parameters (half the time) or all of them drawn afresh over
+  their whole range (a full one: the farthest of a few draws from everything tried):
+  random search's strength on plateaus, kept as a floor.
+
+All randomness comes from one `random.Random`; the whole state is a value that can be
+copied and put back (a proposal made ahead is undone that way). Memory is bounded: the
+model reads the newest observations only, and the values tried are a bounded set.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import spec as specs
+
+MOVES = ("local", "model", "wide")
+#: Prior successes and tries of each move (a move's chance follows its success rate).
+PRIOR = {"local": (2.0, 3.0), "model": (0.8, 3.0), "wide": (0.5, 3.0)}
+#: Every round the bandit's counts decay by this factor (the phase of a run changes).
+DECAY = 0.95
+#: Every move keeps at least this chance.
+FLOOR = 0.08
+#: The model needs this many observations before it is used.
+MODEL_AFTER = 6
+#: Observations the model reads (the newest), and values remembered as tried.
+OBSERVED_MAX = 160
+TRIED_MAX = 4096
+#: Local step size in the unit cube: start, bounds, and the 1/5-rule factors.
+SIGMA0, SIGMA_MIN, SIGMA_MAX = 0.2, 0.03, 0.5
+GROW, SHRINK = math.exp(0.6), math.exp(-0.15)
+#: Rounds without a keep after which the local step is widened again (a plateau is wide,
+#: not narrow).
+STALL = 12
+#: Candidates drawn by the model and by a wide move.
+MODEL_DRAWS, WIDE_DRAWS = 24, 6
+#: The share of restarts that draw only some parameters afresh.
+PARTIAL = 0.5
+
+
+def _round_sig(value: float, digits: int = 4) -> float:
+    if value == 0:
+        return 0.0
+    return round(value, -int(math.floor(math.log10(abs(value)))) + digits - 1)
+
+
+class Space:
+    """The parameters, as coordinates in the unit cube (choices as indices)."""
+
+    def __init__(self, params: dict[str, specs.Param]) -> None:
+        self.params = params
+        self.names = list(params)
+        self.numeric = [n for n in self.names if params[n].type != "choice"]
+        #: Distinct value combinations when every parameter is discrete, else None.
+        self.size: int | None = 1
+        for p in params.values():
+            if p.type == "float":
+                self.size = None
+                break
+            count = len(p.values or []) if p.type == "choice" else int(
+                math.floor(p.max) - math.ceil(p.min) + 1)  # type: ignore[arg-type]
+            self.size *= max(count, 1)  # type: ignore[operator]
+
+    def unit(self, name: str, value: Any) -> float:
+        p = self.params[name]
+        lo, hi = float(p.min), float(p.max)  # type: ignore[arg-type]
+        value = min(max(float(value), lo), hi)
+        if p.scale == "log":
+            return (math.log(value) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        return (value - lo) / (hi - lo)
+
+    def value(self, name: str, u: float) -> Any:
+        """The value at unit coordinate u, as it is written (ints rounded, floats to 4
+        significant digits)."""
+        p = self.params[name]
+        lo, hi = float(p.min), float(p.max)  # type: ignore[arg-type]
+        u = min(max(u, 0.0), 1.0)
+        if p.scale == "log":
+            raw = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+        else:
+            raw = lo + u * (hi - lo)
+        return round_value(p, raw)
+
+    def key(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(values[n] for n in self.names)
+
+    def uniform(self, rng: random.Random) -> dict[str, Any]:
+        return {n: rng.choice(self.params[n].values or []) if n not in self.numeric
+                else self.value(n, rng.random()) for n in self.names}
+
+
+def round_value(param: specs.Param, value: float) -> Any:
+    """A value in the parameter's range as it is written: ints rounded, floats to 4
+    significant digits (a changelog reads `lr 0.02 → 0.0125`, not 17 digits)."""
+    lo, hi = float(param.min), float(param.max)  # type: ignore[arg-type]
+    value = min(max(value, lo), hi)
+    if param.type == "int":
+        return int(min(max(round(value), math.ceil(lo)), math.floor(hi)))
+    rounded = _round_sig(value)
+    return float(rounded if lo <= rounded <= hi else value)
+
+
+@dataclass
+class Observation:
+    """A candidate's values and whether it was kept."""
+
+    values: dict[str, Any]
+    kept: bool
+
+
+@dataclass
+class SearchState:
+    """Everything the search learns (copied whole to undo a proposal made ahead)."""
+
+    sigma: float = SIGMA0
+    #: Decayed successes and tries per move.
+    wins: dict[str, float] = field(default_factory=lambda: {m: PRIOR[m][0] for m in MOVES})
+    tries: dict[str, float] = field(default_factory=lambda: {m: PRIOR[m][1] for m in MOVES})
+    #: The newest observations, oldest first, and the best versions seen (kept or given).
+    observed: list[Observation] = field(default_factory=list)
+    #: Rounds since the last keep.
+    stall: int = 0
+
+
+class Search:
+    """Proposes parameter values from the best version's, and learns from verdicts."""
+
+    def __init__(self, params: dict[str, specs.Param], seed: Any) -> None:
+        self.space = Space(params)
+        self.rng = random.Random(seed)
+        self.state = SearchState()
+        #: Every value combination proposed (bounded: the oldest are forgotten).
+        self.tried: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+
+    # ---------------------------------------------------------------- undo
+
+    def snapshot(self) -> tuple[Any, SearchState]:
+        st = self.state  # (observations are never changed, only added: a shallow copy)
+        return self.rng.getstate(), SearchState(st.sigma, dict(st.wins), dict(st.tries),
+                                                list(st.observed), st.stall)
+
+    def restore(self, saved: tuple[Any, SearchState],
+                proposed: tuple[Any, ...] | None = None) -> None:
+        state, self.state = saved
+        self.rng.setstate(state)
+        if proposed is not None:
+            self.tried.pop(proposed, None)
+
+    # ---------------------------------------------------------------- proposing
+
+    def remember(self, key: tuple[Any, ...]) -> None:
+        self.tried[key] = None
+        self.tried.move_to_end(key)
+        while len(self.tried) > TRIED_MAX:
+            self.tried.popitem(last=False)
+
+    def exhausted(self) -> bool:
+        """Every value combination of a discrete space was tried (and is remembered)."""
+        size = self.space.size
+        return size is not None and size <= TRIED_MAX and len(self.tried) >= size
+
+    def propose(self, best: dict[str, Any], attempts: int = 30) -> tuple[dict[str, Any], str]:
+        """New values (never tried before, while remembered) and the move that made them;
+        raises LookupError when every value combination was tried."""
+        best_key = self.space.key(best)
+        if best_key not in self.tried:
+            self.remember(best_key)
+        move = self._pick_move()
+        for attempt in range(attempts):
+            values = self._make(move, best, reach=1.0 + attempt / 6)
+            key = self.space.key(values)
+            if key not in self.tried:
+                self.remember(key)
+                return values, move
+            if attempt == attempts // 2:
+                move = "wide"  # the neighbourhood is used up: look further
+        values = self._untried(best)
+        if values is None:
+            raise LookupError("every value combination was tried")
+        self.remember(self.space.key(values))
+        return values, "wide"
+
+    def _pick_move(self) -> str:
+        st = self.state
+        rates = {m: st.wins[m] / st.tries[m] for m in MOVES}
+        if len(st.observed) < MODEL_AFTER:
+            rates["model"] = 0.0
+        total = sum(rates.values()) or 1.0
+        chances = [max(rates[m] / total, FLOOR if rates[m] else 0.0) for m in MOVES]
+        return self.rng.choices(MOVES, weights=chances)[0]
+
+    def _make(self, move: str, best: dict[str, Any], reach: float) -> dict[str, Any]:
+        if move == "model":
+            return self._model(best)
+        if move == "wide":
+            return self._wide(best)
+        return self._local(best, reach)
+
+    def _local(self, best: dict[str, Any], reach: float) -> dict[str, Any]:
+        space, rng = self.space, self.rng
+        names = space.names
+        # How many move: one, often two or three; all of them now and then.
+        count = min(len(names), 1 + int(rng.expovariate(1 / (0.6 + 0.4 * len(names) ** 0.5))))
+        chosen = rng.sample(names, count)
+        values = dict(best)
+        sigma = min(self.state.sigma * reach, 1.0)
+        for name in chosen:
+            p = space.params[name]
+            if p.type == "choice":
+                values[name] = rng.choice([v for v in p.values or [] if v != best[name]])
+                continue
+            u = space.unit(name, best[name])
+            new = space.value(name, _reflect(u + rng.gauss(0, sigma)))
+            if new == best[name] and p.type == "int":  # an int moves by at least one
+                step = 1 if rng.random() < 0.5 else -1
+                lo, hi = math.ceil(p.min), math.floor(p.max)  # type: ignore[arg-type]
+                new = min(max(int(best[name]) + step, lo), hi)
+                if new == best[name]:
+                    new = min(max(int(best[name]) - step, lo), hi)
+            values[name] = new
+        return values
+
+    def _wide(self, best: dict[str, Any]) -> dict[str, Any]:
+        """A fresh point: of a few uniform draws, the farthest from every observation; half
+        the time only some parameters are drawn afresh, the others kept from the best (a
+        plateau's way out often needs two or three far moves at once, not all seven)."""
+        space, rng = self.space, self.rng
+        if len(space.names) > 2 and rng.random() < PARTIAL:
+            chosen = rng.sample(space.names, rng.randint(2, len(space.names) - 1))
+            fresh = space.uniform(rng)
+            return {n: fresh[n] if n in chosen else best[n] for n in space.names}
+        draws = [space.uniform(rng) for _ in range(WIDE_DRAWS)]
+        seen = [self._point(o.values) for o in self.state.observed[-OBSERVED_MAX:]]
+        if not seen:
+            return draws[0]
+
+        def room(draw: dict[str, Any]) -> float:
+            point = self._point(draw)
+            return min(sum((a - b) ** 2 for a, b in zip(point, other, strict=True))
+                       for other in seen)
+
+        return max(draws, key=room)
+
+    def _point(self, values: dict[str, Any]) -> list[float]:
+        """Unit coordinates (a choice: 0 or 0.5 per value, so a switch is a step of 0.5)."""
+        space = self.space
+        out = []
+        for name in space.names:
+            if name in space.numeric:
+                out.append(space.unit(name, values[name]))
+            else:
+                out.extend(0.5 * (values[name] == v) for v in space.params[name].values or [])
+        return out
+
+    def _distance(self, a: dict[str, Any], b: dict[str, Any]) -> float:
+        space = self.space
+        total = 0.0
+        for name in space.names:
+            if name in space.numeric:
+                total += (space.unit(name, a[name]) - space.unit(name, b[name])) ** 2
+            elif a[name] != b[name]:
+                total += 0.25
+        return total
+
+    def _model(self, best: dict[str, Any]) -> dict[str, Any]:
+        """TPE: draw near kept versions, propose the draw most likely kept."""
+        space, rng = self.space, self.rng
+        seen = self.state.observed[-OBSERVED_MAX:]
+        good = [o.values for o in seen if o.kept] + [best]
+        bad = [o.values for o in seen if not o.kept] or [best]
+        # Bandwidths shrink as evidence grows (Scott's rule on the unit interval).
+        h_good = max(0.06, 0.4 * len(good) ** -0.2 * (self.state.sigma / SIGMA0) ** 0.5)
+        h_bad = max(0.06, 0.4 * len(bad) ** -0.2)
+        weights = [1.0] * (len(good) - 1) + [2.0]  # the best counts twice
+        draws = []
+        for _ in range(MODEL_DRAWS):
+            centre = rng.choices(good, weights=weights)[0]
+            values = {}
+            for name in space.names:
+                p = space.params[name]
+                if name not in space.numeric:
+                    values[name] = centre[name] if rng.random() < 0.7 else rng.choice(
+                        p.values or [])
+                elif rng.random() < 1 / (len(good) + 1):  # the uniform prior's share
+                    values[name] = space.value(name, rng.random())
+                else:
+                    u = space.unit(name, centre[name])
+                    values[name] = space.value(name, _reflect(u + rng.gauss(0, h_good)))
+            draws.append(values)
+
+        # Each parameter's good and bad points, in the unit interval (choices: counts).
+        axes = {}
+        for name in space.names:
+            if name in space.numeric:
+                axes[name] = ([space.unit(name, g[name]) for g in good],
+                              [space.unit(name, b[name]) for b in bad])
+            else:
+                k = len(space.params[name].values or [])
+                axes[name] = (k, [g[name] for g in good], [b[name] for b in bad])
+
+        def log_ratio(values: dict[str, Any]) -> float:
+            total = 0.0
+            for name in space.names:
+                axis = axes[name]
+                if name in space.numeric:
+                    u = space.unit(name, values[name])
+                    total += math.log(_parzen(u, axis[0], h_good) / _parzen(u, axis[1], h_bad))
+                else:
+                    k, goods, bads = axis
+                    value = values[name]
+                    total += math.log((goods.count(value) + 1) / (len(goods) + k)
+                                      * (len(bads) + k) / (bads.count(value) + 1))
+            return total
+
+        fresh = [d for d in draws if space.key(d) not in self.tried] or draws
+        return max(fresh, key=log_ratio)
+
+    def _untried(self, best: dict[str, Any]) -> dict[str, Any] | None:
+        """On a small discrete space: the untried combination nearest the best."""
+        size = self.space.size
+        if size is None or size > TRIED_MAX or self.exhausted():
+            return None if size is not None and self.exhausted() else self._wide()
+        import itertools
+
+        axes = []
+        for name in self.space.names:
+            p = self.space.params[name]
+            axes.append(list(p.values or []) if p.type == "choice" else list(
+                range(math.ceil(p.min), math.floor(p.max) + 1)))  # type: ignore[arg-type]
+        untried = [dict(zip(self.space.names, combo, strict=True))
+                   for combo in itertools.product(*axes) if combo not in self.tried]
+        if not untried:
+            return None
+        return min(untried, key=lambda v: self._distance(v, best))
+
+    # ---------------------------------------------------------------- learning
+
+    def feedback(self, values: dict[str, Any], move: str, kept: bool) -> None:
+        st = self.state
+        for m in MOVES:  # older evidence counts less
+            st.wins[m] = PRIOR[m][0] + (st.wins[m] - PRIOR[m][0]) * DECAY
+            st.tries[m] = PRIOR[m][1] + (st.tries[m] - PRIOR[m][1]) * DECAY
+        if move in st.tries:
+            st.tries[move] += 1
+            st.wins[move] += kept
+        if kept:
+            st.stall = 0
+            if move == "local":
+                st.sigma = min(st.sigma * GROW, SIGMA_MAX)
+        else:
+            st.stall += 1
+            if move == "local":
+                st.sigma = max(st.sigma * SHRINK, SIGMA_MIN)
+            if st.stall % STALL == 0:
+                st.sigma = min(max(st.sigma * 2, SIGMA0), SIGMA_MAX)  # a plateau: wider
+        st.observed.append(Observation(values, kept))
+        if len(st.observed) > 2 * OBSERVED_MAX:  # (trimmed in steps: no shift every round)
+            del st.observed[:OBSERVED_MAX]
+
+
+def _reflect(u: float) -> float:
+    """u folded back into [0, 1] (a step past a bound comes back, not stuck on it)."""
+    u = abs(u) % 2.0
+    return 2.0 - u if u > 1.0 else u
+
+
+def _parzen(u: float, centres: list[float], h: float) -> float:
+    """A Gaussian kernel density on [0, 1] with a uniform prior of one kernel's weight."""
+    total = 1.0
+    for c in centres:
+        total += math.exp(-0.5 * ((u - c) / h) ** 2) / (h * 2.5066282746310002)
+    return total / (len(centres) + 1)
