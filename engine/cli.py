@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from engine import demo
+from engine import demo, library
 from engine.export import FORMATS, status_json
 from engine.host import Host
 from engine.model import UserError
@@ -46,13 +46,15 @@ def _line(exp: dict) -> str:
 async def run_headless(db: Path, spec_paths: list[str], out: TextIO = sys.stdout,
                        prepare=None) -> int:
     """Host the runs, print one line per finished experiment, stop cleanly on Ctrl-C/SIGTERM."""
-    specs = [load_spec(p) for p in spec_paths]
+    loaded = [load_spec(p) for p in spec_paths]
+    specs = library.expand_all(loaded)  # a library spec: one run per matching file
     if prepare is not None:
         specs = prepare(specs)
     store = Store(db)
     host = Host(store)
     for spec in specs:
         host.add(spec)
+    watcher = asyncio.create_task(library.LibraryWatcher(host, loaded).run(), name="library")
     printed: dict[int, int] = {rid: _last_finished(store, rid) for rid in host.loops}
 
     alerts: dict[int, str | None] = {}
@@ -91,6 +93,7 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO = sys.stdout
     try:
         results = await host.run_until_done()
     finally:
+        watcher.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         report()

@@ -142,7 +142,9 @@ class Host:
             if loop.run_id not in self.tasks:
                 self.start(loop)
         try:
-            await asyncio.gather(*self.tasks.values(), return_exceptions=False)
+            # Runs may join while others run (a library's new files): wait for those too.
+            while pending := [t for t in self.tasks.values() if not t.done()]:
+                await asyncio.gather(*pending, return_exceptions=False)
         finally:
             await self.close()
         return self.results

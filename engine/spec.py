@@ -31,10 +31,21 @@ class Strict(BaseModel):
 
 class Target(Strict):
     workspace: str = "."
-    files: list[str] = Field(min_length=1)
+    files: list[str] = []
+    #: A glob (relative to the spec's folder): one run per matching file, that file its only
+    #: target (engine/library.py). Give `files` or `each`, not both.
+    each: str | None = None
     protected: list[str] = []
     #: Names skipped when a candidate copy is made (big or irrelevant folders).
     ignore: list[str] = [".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"]
+
+    @model_validator(mode="after")
+    def _files_or_each(self) -> Target:
+        if self.each is None and not self.files:
+            raise ValueError("give `files` (a list of target files) or `each` (a glob)")
+        if self.each is not None and not self.each.strip():
+            raise ValueError("`each` is an empty glob")
+        return self
 
 
 # ---------------------------------------------------------------- mutators
@@ -64,8 +75,9 @@ class Param(Strict):
 
 class ParamsMutator(Strict):
     kind: Literal["params"]
-    #: The file holding the parameters (YAML, JSON, TOML, or `NAME = value` lines in Python).
-    file: str
+    #: The file holding the parameters (YAML, JSON, TOML, or `NAME = value` lines in Python);
+    #: with `target.each`, default: the run's own file.
+    file: str | None = None
     params: dict[str, Param] = Field(min_length=1)
     seed: int | None = None
 
@@ -442,6 +454,15 @@ class Spec(Strict):
                 "input": None}]) from None
         return self
 
+    @model_validator(mode="after")
+    def _params_file(self) -> Spec:
+        if (isinstance(self.mutator, ParamsMutator) and self.mutator.file is None
+                and self.target.each is None):
+            raise ValidationError.from_exception_data("Spec", [{
+                "type": PydanticCustomError("missing", "required field is missing"),
+                "loc": ("mutator", "file"), "input": None}])
+        return self
+
     def tier_groups(self) -> tuple[str | None, str]:
         """(screen group, full group). Scores compare only within one tier and one group
         (faster hardware does more inside the same time budget), so each tier has one."""
@@ -619,6 +640,9 @@ def check_spec_files(spec: Spec, text: str) -> None:
     if not ws.is_dir():
         line = lines.get(("target", "workspace"), lines.get(("target",), 1))
         raise SpecError(f"{where}:{line}: target.workspace: no such folder: {ws}")
+    if spec.target.each is not None:
+        check_each(spec, lines.get(("target", "each"), 1))
+        return
     for index, rel in enumerate(data["target"]["files"]):
         line = lines.get(("target", "files", index), 1)
         full = (ws / rel).resolve()
@@ -632,6 +656,19 @@ def check_spec_files(spec: Spec, text: str) -> None:
     if isinstance(mut, ParamsMutator) and mut.file not in spec.target.files:
         line = lines.get(("mutator", "file"), 1)
         raise SpecError(f"{where}:{line}: mutator.file: {mut.file} is not one of target.files")
+
+
+def check_each(spec: Spec, line: int) -> None:
+    """A library spec's glob stays inside an existing workspace (file:line on a mistake)."""
+    where = f"{spec.path}:{line}: target.each"
+    if not spec.workspace.is_dir():
+        raise SpecError(f"{where}: no such workspace folder: {spec.workspace}")
+    pattern = spec.target.each or ""
+    if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        raise SpecError(f"{where}: {pattern} must stay inside the spec's folder")
+    if not re.search(r"[*?\[]", pattern):
+        raise SpecError(f"{where}: {pattern} is not a glob (no *, ? or [...]); "
+                       "use target.files for fixed files")
 
 
 def checklist_warnings(spec: Spec) -> list[str]:

@@ -115,9 +115,10 @@ def _app(args: argparse.Namespace, specs: list[str]) -> int:
         specs = [str(p) for p in demo.prepare(db, args.workdir)]
     loaded = []
     if specs:  # the engine's modules load only when there is something to run here
+        from engine.library import expand_all
         from engine.spec import load_spec
 
-        loaded = [load_spec(p) for p in specs]
+        loaded = expand_all([load_spec(p) for p in specs])  # a library: one run per file
     app = make_app(db, loaded, attach=args.command == "attach" or not loaded)
     app.run()
     return getattr(app, "return_code", 0) or 0
