@@ -58,14 +58,23 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO = sys.stdout
     printed: dict[int, int] = {rid: _last_finished(store, rid) for rid in host.loops}
 
     alerts: dict[int, str | None] = {}
+    seen: dict[int, int] = {}
+    scheduled: list[bool] = [False]
 
     def report() -> None:
-        for run_id, run_loop in host.loops.items():
+        # Only the runs that changed since the last report are read (a library hosts
+        # hundreds): reading every run on every change made a round's cost grow with them.
+        scheduled[0] = False
+        for run_id in host.changed_since(seen):
+            run_loop = host.loops.get(run_id)
+            if run_loop is None:
+                continue
             if run_loop.alert != alerts.get(run_id):
                 alerts[run_id] = run_loop.alert
                 if run_loop.alert:
                     print(f"[{run_loop.spec.name}] {run_loop.alert}", file=sys.stderr, flush=True)
-        for run_id in host.loops:
+            if run_id not in printed:  # joined while the host runs (a library's new file)
+                printed[run_id] = 0
             for exp in store.experiments(run_id, after_id=printed[run_id]):
                 if exp["verdict"] == "running":
                     break
@@ -73,8 +82,14 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO = sys.stdout
                 print(prefix + _line(exp), file=out, flush=True)
                 printed[run_id] = exp["id"]
 
-    host.listeners.append(report)
     loop = asyncio.get_running_loop()
+
+    def soon() -> None:  # changes in one pass of the event loop: one report
+        if not scheduled[0]:
+            scheduled[0] = True
+            loop.call_soon(report)
+
+    host.listeners.append(soon)
     interrupts: list[float] = []
 
     def on_signal() -> None:

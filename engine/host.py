@@ -75,10 +75,24 @@ class Host:
         self.results: dict[int, str] = {}
         self._locks: dict[int, IO[str]] = {}
         self._poller: asyncio.Task[None] | None = None
+        #: How many times each run told the host something changed: a listener that keeps
+        #: the counts it saw reads only the runs that changed since, not every run.
+        self.changes: dict[int, int] = {}
 
     def notify(self) -> None:
         for listener in list(self.listeners):
             listener()
+
+    def _run_changed(self, run_id: int) -> None:
+        self.changes[run_id] = self.changes.get(run_id, 0) + 1
+        self.notify()
+
+    def changed_since(self, seen: dict[int, int]) -> list[int]:
+        """The runs whose change count differs from `seen`, which is brought up to date."""
+        out = [rid for rid, n in self.changes.items() if seen.get(rid) != n]
+        for rid in out:
+            seen[rid] = self.changes[rid]
+        return out
 
     # ------------------------------------------------------------ runs
 
@@ -100,7 +114,8 @@ class Host:
                                   workspace=str(spec.workspace), direction=spec.direction,
                                   target=spec.target_score, engine_pid=os.getpid(),
                                   heartbeat=time.time(), status="starting", stop_reason=None)
-            loop = RunLoop(spec, self.store, run_id, notify=self.notify)
+            loop = RunLoop(spec, self.store, run_id,
+                           notify=lambda: self._run_changed(run_id))
         except BaseException:
             lock.close()
             raise
@@ -132,7 +147,7 @@ class Host:
             lock = self._locks.pop(loop.run_id, None)
             if lock:
                 lock.close()
-            self.notify()
+            self._run_changed(loop.run_id)
         self.results[loop.run_id] = reason
         return reason
 

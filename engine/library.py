@@ -29,7 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from engine import spec as specs
-from engine.workspace import GIT_IDENTITY, Workspace
+from engine.workspace import GIT_IDENTITY, Workspace, sync_tree
 
 #: How often the glob is read again for files added while the host runs.
 POLL_S = 3.0
@@ -152,14 +152,48 @@ def file_env(spec: specs.Spec) -> dict[str, str]:
 
 def workspace_for(spec: specs.Spec) -> Workspace:
     """The run's workspace: a library run's commits go to its branch without a checkout."""
-    kind = LibraryWorkspace if spec.target.each is not None else Workspace
-    return kind(spec.workspace, spec.target.files, spec.target.protected, spec.target.ignore,
-                spec.name, spec.path)
+    if spec.target.each is None:
+        return Workspace(spec.workspace, spec.target.files, spec.target.protected,
+                         spec.target.ignore, spec.name, spec.path)
+    ws = LibraryWorkspace(spec.workspace, spec.target.files, spec.target.protected,
+                          spec.target.ignore, spec.name, spec.path)
+    ws.prune(matches(spec))
+    return ws
+
+
+def others(mine: str, theirs: str) -> str | None:
+    """What of another run's file a candidate copy of this run leaves out: the first path
+    component where the two differ (its folder, with what lies beside it, or the file)."""
+    a, b = Path(mine).parts, Path(theirs).parts
+    for i, part in enumerate(b):
+        if i >= len(a) or a[i] != part:
+            return "/".join(b[: i + 1])
+    return None
 
 
 class LibraryWorkspace(Workspace):
     """A workspace shared by many runs: each run's branch is written with git plumbing
     (a temporary index, commit-tree, update-ref), never checked out."""
+
+    pruned: frozenset[str] = frozenset()
+
+    def prune(self, files: list[str]) -> None:
+        """Leave the other runs' files (and their folders) out of this run's candidate
+        copies: they are not this run's, and copying a whole library into every candidate
+        makes a round cost grow with the number of runs."""
+        mine = self.targets[0]
+        cut = {others(mine, rel) for rel in files if rel != mine}
+        self.pruned = self.pruned | {f"{self.root}/{c}" for c in cut if c}
+
+    def _sync(self, dest: Path, written_after) -> None:
+        skip = {os.path.join(dest, rel) for rel in written_after}
+        try:
+            sync_tree(self.root, dest, self._ignored, skip, self.pruned)
+        except FileNotFoundError:
+            if os.path.isdir(dest):
+                raise
+            os.makedirs(dest)
+            sync_tree(self.root, dest, self._ignored, skip, self.pruned)
 
     def _ref(self) -> str:
         return f"refs/heads/{self.branch}"
@@ -260,6 +294,9 @@ class LibraryWatcher:
                     continue
                 self.host.start(loop)
                 added.append(one.name)
+                for other in self.host.loops.values():
+                    if isinstance(other.workspace, LibraryWorkspace):
+                        other.workspace.prune([rel])
             self.seen[spec.name] = now
         return added
 
