@@ -48,7 +48,7 @@ def make(root: Path, runs: int, seconds: float) -> Path:
         mutator:
           kind: params
           seed: 1
-          params: {{x: {{type: int, min: 0, max: 20}}}}
+          params: {{x: {{type: int, min: 0, max: 20}}, y: {{type: int, min: 0, max: 1000}}}}
         evaluate:
           kind: metric
           command: "{EVAL.replace('"', chr(92) + '"')}"

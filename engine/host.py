@@ -20,6 +20,7 @@ from engine import spec as specs
 from engine.gcfreeze import freeze_imports
 from engine.loop import BaselineFailed, RunLoop, storage_trouble
 from engine.model import UserError
+from engine.notify import Notifications
 from engine.store import Store
 from engine.workers.childwatch import watch_children_with_pidfds
 
@@ -78,6 +79,7 @@ class Host:
         #: How many times each run told the host something changed: a listener that keeps
         #: the counts it saw reads only the runs that changed since, not every run.
         self.changes: dict[int, int] = {}
+        self.notifications = Notifications(store)  # the specs' `notify:` hooks
 
     def notify(self) -> None:
         for listener in list(self.listeners):
@@ -85,6 +87,11 @@ class Host:
 
     def _run_changed(self, run_id: int) -> None:
         self.changes[run_id] = self.changes.get(run_id, 0) + 1
+        if run_id in self.notifications.watches:
+            try:
+                self.notifications.changed(self.loops[run_id])
+            except Exception as exc:  # a hook must never stop a run
+                self._report(f"notify: {exc!r}")
         self.notify()
 
     def changed_since(self, seen: dict[int, int]) -> list[int]:
@@ -121,6 +128,7 @@ class Host:
             raise
         self._locks[run_id] = lock
         self.loops[run_id] = loop
+        self.notifications.watch(run_id, spec)
         return loop
 
     def start(self, loop: RunLoop) -> asyncio.Task[str]:
@@ -174,6 +182,7 @@ class Host:
         loop.cancel_wave()
 
     async def close(self) -> None:
+        await self.notifications.close()
         if self._poller is not None:
             self._poller.cancel()
             try:

@@ -406,6 +406,29 @@ class Promote(Strict):
     group: str | None = None
 
 
+class NotifyHook(Strict):
+    """Where events go (engine/notify.py): a command (the event JSON on stdin) or a webhook."""
+
+    command: str | None = None
+    url: str | None = None
+    #: The webhook URL read from this environment variable (a URL holding a token).
+    url_env: str | None = None
+    #: Which events (not `on:`, which YAML reads as true).
+    events: list[Literal["best", "finished", "alert"]] = ["best", "finished", "alert"]
+    #: At most one event of a kind per this many seconds (a run's end is always sent).
+    min_interval_s: float = Field(default=60, ge=0)
+    timeout_s: float = Field(default=10, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> NotifyHook:
+        given = [k for k in ("command", "url", "url_env") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give one of `command`, `url` or `url_env`")
+        if self.url and not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError(f"{self.url!r} is not an http(s) URL")
+        return self
+
+
 class Spec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     description: str = ""
@@ -424,6 +447,8 @@ class Spec(Strict):
     #: Two-tier screening: a cheap tier for every candidate, the full tier for the top_k.
     screen: Screen | None = None
     promote: Promote | None = None
+    #: Hooks told of a new best, a run finished, an alert (engine/notify.py).
+    notify: list[NotifyHook] = []
 
     #: Set by `load_spec`: where the spec came from (not a YAML key).
     path: Path | None = Field(default=None, exclude=True)
