@@ -15,16 +15,44 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.text import printable
 
 BEST, FINISHED, ALERT = "best", "finished", "alert"
+
+
+class NotifyHook(BaseModel):
+    """Where events go (engine/notify.py): a command (the event JSON on stdin) or a webhook."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo must never be silently ignored
+
+    command: str | None = None
+    url: str | None = None
+    #: The webhook URL read from this environment variable (a URL holding a token).
+    url_env: str | None = None
+    #: Which events (not `on:`, which YAML reads as true).
+    events: list[Literal["best", "finished", "alert"]] = ["best", "finished", "alert"]
+    #: At most one event of a kind per this many seconds (a run's end is always sent).
+    min_interval_s: float = Field(default=60, ge=0)
+    timeout_s: float = Field(default=10, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> NotifyHook:
+        given = [k for k in ("command", "url", "url_env") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give one of `command`, `url` or `url_env`")
+        if self.url and not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError(f"{self.url!r} is not an http(s) URL")
+        return self
 
 
 @dataclass
@@ -139,7 +167,7 @@ async def run_command(command: str, body: str, timeout: float) -> None:
         stderr=asyncio.subprocess.PIPE, start_new_session=True)
     try:
         _, err = await asyncio.wait_for(proc.communicate(body.encode()), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise RuntimeError(f"timed out after {timeout:g}s") from None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from engine.model import UserError
+from engine.notify import NotifyHook
 
 
 class SpecError(UserError):
@@ -404,29 +405,6 @@ class Promote(Strict):
     top_k: int = Field(default=1, ge=1)
     #: Worker group of the full tier.
     group: str | None = None
-
-
-class NotifyHook(Strict):
-    """Where events go (engine/notify.py): a command (the event JSON on stdin) or a webhook."""
-
-    command: str | None = None
-    url: str | None = None
-    #: The webhook URL read from this environment variable (a URL holding a token).
-    url_env: str | None = None
-    #: Which events (not `on:`, which YAML reads as true).
-    events: list[Literal["best", "finished", "alert"]] = ["best", "finished", "alert"]
-    #: At most one event of a kind per this many seconds (a run's end is always sent).
-    min_interval_s: float = Field(default=60, ge=0)
-    timeout_s: float = Field(default=10, gt=0)
-
-    @model_validator(mode="after")
-    def _one_target(self) -> NotifyHook:
-        given = [k for k in ("command", "url", "url_env") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError("give one of `command`, `url` or `url_env`")
-        if self.url and not re.match(r"^https?://[^/\s]+", self.url):
-            raise ValueError(f"{self.url!r} is not an http(s) URL")
-        return self
 
 
 class Spec(Strict):
