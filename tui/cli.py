@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.model import UserError
 
-COMMANDS = ("check", "run", "export", "status", "demo", "attach")
+COMMANDS = ("check", "run", "export", "status", "demo", "attach", "serve")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true")
     demo.add_argument("--workdir", type=Path, help="where the demo's copies go")
     attach = sub.add_parser("attach", help="watch and steer a headless engine through the store")
-    for p in (check, run, export, status, demo, attach):
+    serve = sub.add_parser("serve", help="host every spec in a folder, following its changes")
+    serve.add_argument("dir", type=Path)
+    serve.add_argument("--poll", type=float, default=3.0, help="seconds between folder reads")
+    for p in (check, run, export, status, demo, attach, serve):
         p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -92,6 +95,10 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
         return cli.cmd_export(db, args.run, args.format, args.output)
     if args.command == "status":
         return cli.cmd_status(db, args.json)
+    if args.command == "serve":
+        from engine.serve import cmd_serve
+
+        return cmd_serve(db, args.dir, args.poll)
     if args.command == "run" and args.headless:
         return asyncio.run(cli.run_headless(db, args.specs))
     return cli.cmd_demo_headless(db, args.workdir)
