@@ -178,3 +178,32 @@ async def test_a_file_added_while_the_host_runs_joins(tmp_path: Path):
     later = store.get_run("skill-later")
     assert later is not None and later["status"] == "done"
     assert later["best_score"] < later["baseline_score"]
+
+
+async def test_the_headless_printer_reads_only_the_runs_that_changed(tmp_path: Path):
+    """Reading every hosted run's new experiments on every change made a round's engine
+    cost grow with the number of runs."""
+    import io
+
+    from engine import cli
+
+    spec_path = make_library(tmp_path, {f"s{i}": i for i in range(12)}, stop="max_rounds: 6")
+    reads: list[int] = []
+    original = Store.experiments
+
+    def counting(self, run_id, *args, **kwargs):
+        reads.append(run_id)
+        return original(self, run_id, *args, **kwargs)
+
+    Store.experiments = counting  # type: ignore[method-assign]
+    try:
+        out = io.StringIO()
+        assert await cli.run_headless(tmp_path / "a.db", [str(spec_path)], out) == 0
+    finally:
+        Store.experiments = original  # type: ignore[method-assign]
+    store = Store(tmp_path / "a.db", readonly=True)
+    rows = sum(len(store.experiments(r["id"])) for r in store.runs())
+    assert rows == 12 * 7
+    assert out.getvalue().count("] round ") == rows  # every experiment printed once
+    # About one read per change of one run, not one per run per change (12 × as many).
+    assert len(reads) < 4 * rows, len(reads)
