@@ -39,7 +39,7 @@ def make(root: Path, runs: int, seconds: float) -> Path:
     for i in range(runs):
         skill = root / "skills" / f"s{i:03d}"
         skill.mkdir(parents=True)
-        (skill / "SKILL.md").write_text(f"x: {rng.randint(0, 20)}\n"
+        (skill / "SKILL.md").write_text(f"x: {rng.randint(0, 20)}\ny: 500\n"
                                         f"delay: {rng.uniform(0.05, 0.3):.3f}\n")
     spec = root / "lib.yaml"
     spec.write_text(textwrap.dedent(f"""
@@ -128,7 +128,7 @@ def main() -> None:
     if len(results) > 1:
         first, last = results[0], results[-1]
         print(f"engine CPU per round at {last['runs']} runs vs {first['runs']}: "
-              f"{last['cpu_ms'] / first['cpu_ms']:.2f}× (target ≤ 2 ms and flat)")
+              f"{last['cpu_ms'] / max(first['cpu_ms'], 1e-9):.2f}× (target ≤ 2 ms and flat)")
 
 
 if __name__ == "__main__":
