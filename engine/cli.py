@@ -29,7 +29,11 @@ def cmd_check(paths: list[str], out: TextIO = sys.stdout) -> int:
         spec = load_spec(path)
         for warning in checklist_warnings(spec) + llm_warnings(spec):
             print(f"warning: {warning}", file=sys.stderr)
-        print(f"{path}: ok — run {spec.name!r}, {spec.evaluate.kind} evaluator, "
+        runs = library.expand(spec)  # a library spec: one run per file its glob matches
+        what = (f"run {spec.name!r}" if spec.target.each is None else
+                f"{len(runs)} runs ({', '.join(r.name for r in runs[:3])}"
+                f"{', ...' if len(runs) > 3 else ''})")
+        print(f"{path}: ok — {what}, {spec.evaluate.kind} evaluator, "
               f"{spec.mutator.kind} mutator, {sum(w.slots for w in spec.workers)} worker slot(s)",
               file=out)
     return 0

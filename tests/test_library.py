@@ -207,3 +207,16 @@ async def test_the_headless_printer_reads_only_the_runs_that_changed(tmp_path: P
     assert out.getvalue().count("] round ") == rows  # every experiment printed once
     # About one read per change of one run, not one per run per change (12 × as many).
     assert len(reads) < 4 * rows, len(reads)
+
+
+def test_check_names_a_library_spec_runs(tmp_path: Path):
+    from tests.conftest import run_cli
+
+    spec_path = make_library(tmp_path, {"landing": 9, "pricing": 3})
+    result = run_cli("check", str(spec_path))
+    assert result.returncode == 0, result.stderr
+    assert "2 runs (skill-landing, skill-pricing)" in result.stdout
+    spec_path.write_text(spec_path.read_text().replace("skills/*/SKILL.md", "/etc/*"))
+    result = run_cli("check", str(spec_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "skill.yaml:3: target.each:" in result.stderr
