@@ -23,6 +23,7 @@ import re
 import shlex
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -38,8 +39,23 @@ OVERRIDE = "checklist.yaml"
 _WILD = re.compile(r"[*?\[]")
 
 
-def matches(spec: specs.Spec) -> list[str]:
-    """The files the glob matches now, relative to the workspace, sorted."""
+#: The last reading of each library glob: every run of a library made at once reads it once.
+_READ: dict[tuple[str, str], tuple[float, list[str]]] = {}
+READ_TTL_S = 1.0
+
+
+def matches(spec: specs.Spec, *, fresh: bool = True) -> list[str]:
+    """The files the glob matches, relative to the workspace, sorted (with `fresh=False`,
+    a reading up to a second old will do)."""
+    key = (str(spec.path), spec.target.each or "")
+    if not fresh and key in _READ and time.monotonic() - _READ[key][0] < READ_TTL_S:
+        return _READ[key][1]
+    found = _glob(spec)
+    _READ[key] = (time.monotonic(), found)
+    return found
+
+
+def _glob(spec: specs.Spec) -> list[str]:
     base = spec.path.parent if spec.path else Path.cwd()
     ws = spec.workspace
     found = []
@@ -157,14 +173,14 @@ def workspace_for(spec: specs.Spec) -> Workspace:
                          spec.target.ignore, spec.name, spec.path)
     ws = LibraryWorkspace(spec.workspace, spec.target.files, spec.target.protected,
                           spec.target.ignore, spec.name, spec.path)
-    ws.prune(matches(spec))
+    ws.prune(matches(spec, fresh=False))  # 200 runs made at once: one reading of the glob
     return ws
 
 
 def others(mine: str, theirs: str) -> str | None:
     """What of another run's file a candidate copy of this run leaves out: the first path
     component where the two differ (its folder, with what lies beside it, or the file)."""
-    a, b = Path(mine).parts, Path(theirs).parts
+    a, b = mine.split("/"), theirs.split("/")  # posix paths, as matches() gives them
     for i, part in enumerate(b):
         if i >= len(a) or a[i] != part:
             return "/".join(b[: i + 1])
