@@ -56,7 +56,7 @@ class Controls:
     vetoed: set[int] = field(default_factory=set)
 
 
-@dataclass
+@dataclass(eq=False)
 class RunContext:
     """One run's shared pieces (built by the loop, read by its collaborators)."""
 
@@ -71,6 +71,37 @@ class RunContext:
     in_flight: dict[int, Candidate] = field(default_factory=dict)
     #: A problem a person must see (full disk, a service down...); None when all is well.
     alert: str | None = None
+    #: Wakes a paused loop (set by the loop).
+    wake: Callable[[], None] = lambda: None
+    #: The best version's experiment id (set by the loop: its versions answer).
+    best: Callable[[], int | None] = lambda: None
+    #: Awaits a stop may cancel now: evaluations, and model calls (engine/stopping.py).
+    cancellable: int = 0
+
+    # Read by engine/outage.py and engine/target.py.
+    @property
+    def paused(self) -> bool:
+        return self.controls.paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self.controls.paused = value
+
+    @property
+    def stopping(self) -> bool:
+        return self.controls.stopping
+
+    @property
+    def best_id(self) -> int | None:
+        return self.best()
+
+    @property
+    def target(self) -> float | None:
+        return self.spec.target_score
+
+    @property
+    def direction(self) -> str:
+        return self.spec.direction
 
     def log(self, line: str, *, level: str = "info", source: str = "engine",
             exp_id: int | None = None) -> None:

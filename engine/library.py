@@ -44,6 +44,25 @@ _READ: dict[tuple[str, str], tuple[float, list[str]]] = {}
 READ_TTL_S = 1.0
 
 
+def check_each(spec: specs.Spec) -> None:
+    """A library spec's glob stays inside an existing workspace (file:line on a mistake)."""
+    from engine.specyaml import read_yaml
+
+    try:
+        _, lines = read_yaml(spec.path.read_text(encoding="utf-8")) if spec.path else (0, {})
+    except Exception:  # the spec loaded a moment ago; a line number is all we want
+        lines = {}
+    where = f"{spec.path}:{lines.get(('target', 'each'), 1)}: target.each"
+    if not spec.workspace.is_dir():
+        raise specs.SpecError(f"{where}: no such workspace folder: {spec.workspace}")
+    pattern = spec.target.each or ""
+    if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        raise specs.SpecError(f"{where}: {pattern} must stay inside the spec's folder")
+    if not _WILD.search(pattern):
+        raise specs.SpecError(f"{where}: {pattern} is not a glob (no *, ? or [...]); "
+                              "use target.files for fixed files")
+
+
 def matches(spec: specs.Spec, *, fresh: bool = True) -> list[str]:
     """The files the glob matches, relative to the workspace, sorted (with `fresh=False`,
     a reading up to a second old will do)."""
@@ -147,6 +166,7 @@ def expand(spec: specs.Spec) -> list[specs.Spec]:
     """One spec per run: the spec itself, or one per file a library spec's glob matches."""
     if spec.target.each is None:
         return [spec]
+    check_each(spec)
     return [for_file(spec, rel) for rel in matches(spec)]
 
 

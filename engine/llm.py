@@ -5,6 +5,14 @@ from `ANTHROPIC_API_KEY` only, retries with backoff, usage and cost from a price
 The key never leaves this module: it is passed to the SDK, and every error message that
 could carry it back (a proxy echoing headers, a model repeating it) goes through `redact`.
 
+Whatever a server sends, a call ends in a Reply or in one of three exceptions, each with its
+own consequence (engine/outage.py): `LLMRejected` (the API refused this request: a 400 "prompt
+is too long" — that candidate's verdict), `LLMReplyError` (a reply that is not a usable
+message: invalid UTF-8, an HTML page, JSON that is not a message — that call's outcome), and
+`LLMUnavailable` (an outage after the last retry, or a refused key: the run pauses and says
+so). Every reply's usage is also charged to the caller's meter (engine/spend.py), so money
+spent by calls whose experiment is interrupted is still counted.
+
 API version: SDK 2.x sends `anthropic-version: 2026-10-21`, which refuses `temperature`
 (even 1.0). A spec's `temperature` is therefore sent only with `api_version: "2023-06-01"`.
 """
@@ -13,11 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine import spec as specs
 from engine.model import MutationError, Usage, UserError
+from engine.spend import charge
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -25,22 +36,46 @@ if TYPE_CHECKING:
 #: USD per million tokens (input, output) by model family, as published when this was
 #: written; a spec's `prices:` overrides them. Unknown families are priced as the dearest.
 FAMILY_PRICES = {"opus": (5.0, 25.0), "sonnet": (3.0, 15.0), "haiku": (1.0, 5.0)}
-#: Cache writes (5-minute TTL) cost 1.25× input; cache reads 0.1× input.
-CACHE_WRITE_FACTOR, CACHE_READ_FACTOR = 1.25, 0.1
-PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
+#: Cache writes cost 1.25× input (5-minute TTL) or 2× (1-hour TTL); cache reads 0.1× input.
+CACHE_WRITE_FACTOR, CACHE_WRITE_1H_FACTOR, CACHE_READ_FACTOR = 1.25, 2.0, 0.1
+PRICE_KEYS = ("input", "output", "cache_write", "cache_read", "cache_write_1h")
 #: The longest wait between two attempts, whatever `retry-after` asks for.
 MAX_BACKOFF_S = 60.0
 #: The first API version that refuses sampling parameters.
 NO_SAMPLING_VERSION = "2026-10-21"
 #: Mark a prompt block as a cache breakpoint (everything up to it is cached).
 EPHEMERAL = {"type": "ephemeral"}
+#: Calls further apart than this outlive the 5-minute cache: "auto" switches to 1 hour.
+LONG_GAP_S = 240.0
 
 
 class LLMUnavailable(MutationError):
-    """The API failed after every retry, or refused the request: the run pauses with this."""
+    """The API failed after every retry (`kind` "outage": the run pauses and retries on a
+    schedule) or refused the key or model (`kind` "refused": the run pauses until resumed)."""
 
     usage: Usage | None = None
     description = "the model could not be reached"
+
+    def __init__(self, text: str, kind: str = "outage",
+                 settings: specs.LLMSettings | None = None) -> None:
+        super().__init__(text)
+        self.kind = kind
+        self.settings = settings
+
+
+class LLMRejected(MutationError):
+    """The API refused this one request (400 "prompt is too long", 413): the verdict of the
+    experiment that made it, never a pause of the run."""
+
+    usage: Usage | None = None
+    description = "request refused by the API"
+
+
+class LLMReplyError(MutationError):
+    """The reply could not be read as a message (invalid UTF-8, an HTML page, not JSON)."""
+
+    usage: Usage | None = None
+    description = "unreadable model reply"
 
 
 def redact(text: str) -> str:
@@ -71,18 +106,27 @@ def prices_for(settings: specs.LLMSettings) -> dict[str, float]:
     price_in = given.get("input", base_in)
     return {"input": price_in, "output": given.get("output", base_out),
             "cache_write": given.get("cache_write", price_in * CACHE_WRITE_FACTOR),
-            "cache_read": given.get("cache_read", price_in * CACHE_READ_FACTOR)}
+            "cache_read": given.get("cache_read", price_in * CACHE_READ_FACTOR),
+            "cache_write_1h": given.get("cache_write_1h", price_in * CACHE_WRITE_1H_FACTOR)}
+
+
+def _count(raw: Any, name: str) -> int:
+    value = raw.get(name) if isinstance(raw, dict) else getattr(raw, name, 0)
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def usage_of(raw: Any, prices: dict[str, float]) -> Usage:
     """Our Usage from the API's. `input_tokens` excludes cached tokens (they are counted in
-    the two cache fields), so the four counts add up to the whole prompt and price separately."""
-    usage = Usage(tokens_in=getattr(raw, "input_tokens", 0) or 0,
-                  tokens_out=getattr(raw, "output_tokens", 0) or 0,
-                  tokens_cache_write=getattr(raw, "cache_creation_input_tokens", 0) or 0,
-                  tokens_cache_read=getattr(raw, "cache_read_input_tokens", 0) or 0)
+    the two cache fields), so the four counts add up to the whole prompt and price separately;
+    1-hour cache writes (in `cache_creation`) are priced as such."""
+    usage = Usage(tokens_in=_count(raw, "input_tokens"), tokens_out=_count(raw, "output_tokens"),
+                  tokens_cache_write=_count(raw, "cache_creation_input_tokens"),
+                  tokens_cache_read=_count(raw, "cache_read_input_tokens"))
+    split = getattr(raw, "cache_creation", None)
+    long = min(_count(split, "ephemeral_1h_input_tokens"), usage.tokens_cache_write)
     usage.cost_usd = (usage.tokens_in * prices["input"] + usage.tokens_out * prices["output"]
-                      + usage.tokens_cache_write * prices["cache_write"]
+                      + (usage.tokens_cache_write - long) * prices["cache_write"]
+                      + long * prices.get("cache_write_1h", prices["input"] * 2)
                       + usage.tokens_cache_read * prices["cache_read"]) / 1e6
     return usage
 
@@ -116,6 +160,9 @@ def llm_warnings(spec: specs.Spec) -> list[str]:
     if roles and not os.environ.get("ANTHROPIC_API_KEY", "").strip():
         out.append(f"{spec.path}: ANTHROPIC_API_KEY is not set; `run` will refuse this spec "
                    f"({', '.join(roles)} call the Anthropic API)")
+    from engine.cache import cache_warnings
+
+    out += cache_warnings(spec)
     for role, s in roles.items():
         # The default judge (no `judge:` block) asks for 0 itself; only a person's choice warns.
         chosen = "temperature" in s.model_fields_set and not (
@@ -166,6 +213,23 @@ class Reply:
         return "".join(str(getattr(b, "text", "")) for b in self.blocks
                        if getattr(b, "type", None) == "text")
 
+    def describe(self, name: str) -> str:
+        """What the reply held instead of a usable `name` call, in words for a reason."""
+        calls = [b for b in self.blocks if getattr(b, "type", None) == "tool_use"]
+        for block in calls:
+            if getattr(block, "name", None) == name:
+                data = getattr(block, "input", None)
+                if not isinstance(data, dict):
+                    return f"its {name} input is {_kind(data)}, not an object"
+        said = " ".join(self.text().split())[:150]
+        if said:
+            return f"it answered in text: {said!r}"
+        if calls:
+            return "it called " + ", ".join(repr(getattr(b, "name", "?")) for b in calls)
+        if self.stop_reason == "max_tokens":
+            return "the reply was cut off at max_tokens before any content"
+        return f"the reply has no content (stop_reason {self.stop_reason!r})"
+
 
 class LLMClient:
     """`AsyncAnthropic` with our retries, backoff and accounting. One per role."""
@@ -175,6 +239,9 @@ class LLMClient:
         self.settings = settings
         self.role = role
         self.prices = prices_for(settings)
+        #: When the last call started, and whether calls came LONG_GAP_S apart (1-hour TTL).
+        self.last_call: float | None = None
+        self.long_gaps = False
         import anthropic
 
         headers = {"anthropic-version": settings.api_version} if settings.api_version else None
@@ -184,6 +251,15 @@ class LLMClient:
             api_key=key, base_url=settings.base_url or None, max_retries=0,
             timeout=settings.timeout_s, default_headers=headers)
 
+    def cache_control(self) -> dict[str, str]:
+        """The breakpoint marker for this client's next call: the 1-hour TTL when the spec
+        says so, or ("auto") once two calls came more than LONG_GAP_S apart — a round that
+        takes longer than the default 5-minute cache lives would find it expired every time."""
+        ttl = getattr(self.settings, "cache_ttl", "auto")
+        if ttl == "1h" or (ttl == "auto" and self.long_gaps):
+            return {"type": "ephemeral", "ttl": "1h"}
+        return dict(EPHEMERAL)
+
     async def create(self, *, system: list[dict[str, Any]], messages: list[dict[str, Any]],
                      tools: list[dict[str, Any]] | None = None, tool: str | None = None,
                      temperature: float | None = None) -> Reply:
@@ -191,6 +267,10 @@ class LLMClient:
         import anthropic
 
         s = self.settings
+        now = time.monotonic()
+        if self.last_call is not None and now - self.last_call > LONG_GAP_S:
+            self.long_gaps = True
+        self.last_call = now
         kwargs: dict[str, Any] = {"model": s.model, "max_tokens": s.max_tokens,
                                   "system": system, "messages": messages}
         if tools:
@@ -208,25 +288,37 @@ class LLMClient:
                 message = await self.client.messages.create(**kwargs)
             except anthropic.APIStatusError as exc:
                 last = self._describe_status(exc)
+                if exc.status_code in REJECTED_STATUS:
+                    raise LLMRejected(redact(f"{self.role}: the API refused this request: "
+                                             f"{last}")) from None
                 if not _retryable(exc):
-                    raise self._unavailable(f"the Anthropic API refused the request: {last}") from None
+                    raise self._unavailable(f"the Anthropic API refused the request: {last}",
+                                            "refused") from None
                 wait = _retry_after(exc.response.headers)
             except anthropic.APITimeoutError:
                 last = f"no reply within {s.timeout_s:g}s"
             except anthropic.APIConnectionError as exc:
                 last = f"cannot reach {self.client.base_url}: {exc.__cause__ or exc}"
-            except anthropic.APIError as exc:  # a reply the SDK could not read at all
-                raise self._unavailable(f"unreadable reply from the API: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - whatever a server sends is an outcome
+                # anthropic.APIError for a reply the SDK could not read, but also what it lets
+                # through: UnicodeDecodeError on invalid UTF-8, JSONDecodeError on cut JSON.
+                raise LLMReplyError(redact(f"{self.role}: unreadable reply from the API: "
+                                           f"{type(exc).__name__}: {exc}")[:500]) from None
             else:
-                return Reply(message, usage_of(getattr(message, "usage", None), self.prices))
+                if not hasattr(message, "content"):  # a 200 that is a page or bare JSON
+                    raise LLMReplyError(redact(f"{self.role}: the API's reply is not a message: "
+                                               f"{describe_body(message)}"))
+                reply = Reply(message, usage_of(getattr(message, "usage", None), self.prices))
+                charge(reply.usage)
+                return reply
             if attempt + 1 < attempts:
                 delay = wait if wait is not None else s.retry_backoff_s * 2 ** attempt
                 await asyncio.sleep(min(max(delay, 0.0), MAX_BACKOFF_S))
         raise self._unavailable(
             f"the Anthropic API failed {attempts} time{'s' if attempts > 1 else ''}; last: {last}")
 
-    def _unavailable(self, text: str) -> LLMUnavailable:
-        return LLMUnavailable(redact(f"{self.role}: {text}"))
+    def _unavailable(self, text: str, kind: str = "outage") -> LLMUnavailable:
+        return LLMUnavailable(redact(f"{self.role}: {text}"), kind, self.settings)
 
     @staticmethod
     def _describe_status(exc: Any) -> str:
@@ -238,6 +330,33 @@ class LLMClient:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "missing"
+    names = {str: "a string", list: "a list", int: "a number", float: "a number",
+             bool: "a boolean"}
+    return names.get(type(value), type(value).__name__)
+
+
+#: Statuses that refuse the request itself (too long, malformed): not the run's trouble.
+REJECTED_STATUS = (400, 413, 422)
+
+
+def describe_body(body: Any) -> str:
+    """A short, safe account of a reply that is not a message: an HTML page's title, or the
+    start of whatever it was."""
+    text = body if isinstance(body, str) else repr(body)
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, flags=re.IGNORECASE | re.DOTALL)
+    if title:
+        return f"an HTML page titled {' '.join(title[1].split())[:100]!r}"
+    if re.match(r"\s*<(!doctype|html)", text, flags=re.IGNORECASE):
+        return "an HTML page"
+    kind = type(body).__name__
+    return f"a JSON {kind}: {' '.join(text.split())[:100]!r}" if kind in ("list", "int",
+                                                                        "float") else \
+        f"{' '.join(text.split())[:100]!r}"
 
 
 def _retryable(exc: Any) -> bool:

@@ -43,6 +43,7 @@ from engine.scoring import Scorer
 from engine.search import build_search
 from engine.settle import Settler
 from engine.steering import Steering
+from engine.stopping import interrupted
 from engine.stoprules import StopRules
 from engine.store import Store
 from engine.stream import ProposalStream
@@ -72,8 +73,9 @@ class RunLoop:
         self.ledger = Ledger(store, run_id)
         self.ctx = ctx = RunContext(spec, store, run_id, self.workspace, self.ledger, notify)
         self.policy = build_policy(spec.decide)
-        self.mutator = build_mutator(spec, read_playbooks(spec, store))
+        self.mutator = build_mutator(spec, read_playbooks(spec, store), store.experiment)
         self.versions = Versions(store, self.workspace, spec.decide.aggregate, spec.direction)
+        ctx.best = lambda: self.versions.best_id
         self.search = build_search(spec, self.versions)
         self.pool = WorkerPool(build_workers(spec.name, spec.workers))
         self.slot_folders = SlotFolders(self.workspace, spec.name)
@@ -105,6 +107,7 @@ class RunLoop:
         self.stop_reason: str | None = None
         self.failed = False
         self._wake = asyncio.Event()
+        ctx.wake = self.wake
         self._wave_no = 0
         self._wave_task: asyncio.Task[str] | None = None
 
@@ -155,8 +158,9 @@ class RunLoop:
 
     async def _round(self, wave: int) -> None:
         """One round: pick parents → propose → stage → score → decide → record → apply."""
-        if await self.reevals.maybe(wave) and self.check_stop():
-            return
+        while await self.reevals.maybe(wave):  # (again while confirming a target)
+            if self.check_stop():
+                return
         # pick parents → propose → stage → score: each candidate comes from the proposal
         # stream (a parent the search picks; proposed ahead while the last wave was scored)
         candidates = await self.waves.run(wave, self.spec.parallel,
@@ -181,23 +185,31 @@ class RunLoop:
         exp_id = store.start_experiment(self.run_id, round=0, kind=BASELINE, parent=None,
                                         description="baseline", files=files)
         self.log("evaluating the baseline", exp_id=exp_id)
-        evaluation, worker = await self.scorer.score(exp_id, files, self.policy.baseline_repeats,
-                                                     self.waves.full)
+        try:  # (a stop cancels it, model calls included)
+            evaluation, worker = await self.scorer.score(
+                exp_id, files, self.policy.baseline_repeats, self.waves.full)
+        except asyncio.CancelledError:
+            interrupted(self.ctx, exp_id, "stopped before the baseline was scored")
+            raise
         first = evaluation[0]
+        usage = usage_of(evaluation)
         if first.status != "ok":
             store.finish_experiment(exp_id, verdict=first.status, reason=first.error,
-                                    error=first.error, log_tail=first.log_tail, worker=worker)
+                                    error=first.error, log_tail=first.log_tail, worker=worker,
+                                    items=first.items, usage=usage,
+                                    run_update=ledger.totals(usage))
+            if self.paused:  # model trouble paused the run (engine/outage.py): not a failure
+                return
             self.stop_reason = f"baseline failed: {first.error}"
             raise BaselineFailed(self.stop_reason)
         score = aggregate(evaluation, self.spec.decide.aggregate)
         noise = self.policy.measure_noise(evaluation)
-        usage = usage_of(evaluation)
         store.finish_experiment(
             exp_id, verdict=BASELINE, reason="starting point", score=score, metrics=first.metrics,
             items=first.items, usage=usage, log_tail=first.log_tail, worker=worker,
             best_files=files,
-            run_update={"best_experiment": exp_id, "best_score": score, "baseline_score": score,
-                        "noise_json": noise.to_json()})
+            run_update={**ledger.totals(usage), "best_experiment": exp_id, "best_score": score,
+                        "baseline_score": score, "noise_json": noise.to_json()})
         store.set_decision(exp_id, {"scores": noise.scores, "repeats": noise.repeats})
         self.log(noise.describe(), exp_id=exp_id)
         self.versions.set_best(self.versions.make(
@@ -292,9 +304,10 @@ class RunLoop:
         return self.stops.check(mid_wave=mid_wave)
 
     def cancel_wave(self) -> None:
-        """Abandon the evaluations in flight (they are recorded as interrupted)."""
-        # Only evaluations are abandoned: deciding and recording always run to the end.
-        if self.scorer.evaluating and self._wave_task is not None and not self._wave_task.done():
+        """Abandon the evaluations and model calls in flight (recorded as interrupted)."""
+        # Only evaluations and model calls are abandoned: deciding and recording always run
+        # to the end.
+        if self.ctx.cancellable and self._wave_task is not None and not self._wave_task.done():
             self._wave_task.cancel()
 
     async def veto(self, exp_id: int | None) -> str:

@@ -127,9 +127,57 @@ def run_digest(store: Store, run: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- export --format playbook
 
 
+#: Said once (on stderr, and in the file) when the export is made without a model.
+NEEDS_KEY = ("the model's summary (kinds of change, and why) needs ANTHROPIC_API_KEY; this "
+             "playbook is the changelog's own account")
+
+
 def export_playbook(store: Store, run: dict[str, Any]) -> Iterator[str]:
     """The `playbook` export format: one model call, then markdown."""
     yield asyncio.run(distil_playbook(store, run))
+
+
+def needs_key() -> bool:
+    import os
+
+    return not os.environ.get("ANTHROPIC_API_KEY", "").strip()
+
+
+def changelog_playbook(store: Store, run: dict[str, Any]) -> str:
+    """A playbook without a model: what helped and by how much, what never helped, what was
+    banned — straight from the changelog (newest MAX_ROWS experiments)."""
+    rows = store.experiments(run["id"], newest_first=True, limit=MAX_ROWS)
+    cands = [r for r in rows if r["kind"] != BASELINE]
+    if not cands:
+        raise UserError(f"run {run['name']!r} has no experiments beyond the baseline yet; "
+                        "nothing to distil")
+    spec = _spec_of(run)
+    helped = sorted((r for r in cands if r["verdict"] in (KEPT, PINNED)),
+                    key=lambda r: -abs(r["delta"] or 0))
+    never = [r for r in cands if r["verdict"] == "reverted"]
+    banned = [r for r in cands if r["verdict"] == VETOED
+              and not (r["reason"] or "").startswith("built on vetoed")]
+    parts = [f"# Playbook: {run['name']}\n"]
+    if spec is not None and spec.description:
+        parts.append(f"_{spec.description}_\n")
+    parts.append(f"Baseline {_num(run['baseline_score'])} → best {_num(run['best_score'])} "
+                 f"({run['direction']}) over {len(cands)} experiments · from the changelog, "
+                 f"{time.strftime('%Y-%m-%d')}\n")
+    parts.append(f"_Note: {NEEDS_KEY}._\n")
+    for title, group, how in (
+            ("What helped", helped, lambda r: f"{_num(r['delta'], True)}"
+             + (" (pinned)" if r["verdict"] == PINNED else "")),
+            ("What never helped", never, lambda r: f"{_num(r['delta'], True)}"),
+            ("Banned by the person", banned, lambda r: "vetoed")):
+        parts.append(f"## {title}\n")
+        parts.extend(f"- **{' '.join((r['description'] or 'a change').split())}** — {how(r)} "
+                     f"(#{r['id']})" for r in group[:DIGEST_ENTRIES])
+        if len(group) > DIGEST_ENTRIES:
+            parts.append(f"- … and {len(group) - DIGEST_ENTRIES} more")
+        if not group:
+            parts.append("- (nothing)")
+        parts.append("")
+    return redact("\n".join(parts)).rstrip("\n") + "\n"
 
 
 async def distil_playbook(store: Store, run: dict[str, Any]) -> str:

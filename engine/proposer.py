@@ -27,7 +27,9 @@ from engine.model import (
     Proposal,
     Usage,
 )
+from engine.outage import on_model_trouble
 from engine.rebase import rebase
+from engine.stopping import cancellable_proposal
 from engine.versions import Version, Versions
 from engine.workspace import PathRefused, unified_diff
 
@@ -109,13 +111,25 @@ class Proposer:
         try:
             if ahead is not None:  # proposed, checked and staged already
                 mutation = ahead.mutation
-            else:
-                mutation = await self.mutator.propose(self.proposal(parent))
+            else:  # (a stop may cancel it: engine/stopping.py)
+                mutation = await cancellable_proposal(
+                    ctx, lambda: self.mutator.propose(self.proposal(parent)), round_no,
+                    parent.exp_id, wave)
                 self.check(mutation, parent.files)
+        except LLMUnavailable as exc:
+            self._outage(exc, round_no)
+            return None
         except (MutationError, PathRefused) as exc:
             self.record_invalid(exc, round_no, parent.exp_id, wave)
             return None
+        if ctx.controls.stopping:  # a stop came while proposing: no new experiment after it
+            return None
         return self.start(mutation, round_no, parent, wave)
+
+    def _outage(self, exc: LLMUnavailable, round_no: int) -> None:
+        """An outage is not a bad idea: no experiment, no round (engine/outage.py)."""
+        self.ctx.ledger.max_round = min(self.ctx.ledger.max_round, round_no - 1)
+        on_model_trouble(self.ctx, exc)
 
     async def mutate(self, parent: Version) -> Mutation:
         """A checked mutation of `parent` (raises MutationError or PathRefused), made ahead
@@ -130,8 +144,13 @@ class Proposer:
         self.ctx.ledger.round_started(round_no)
         try:
             mutation = await task
+        except LLMUnavailable as exc:
+            self._outage(exc, round_no)
+            return None
         except (MutationError, PathRefused) as exc:
             self.record_invalid(exc, round_no, parent.exp_id, wave)
+            return None
+        if self.ctx.controls.stopping:
             return None
         return self.start(mutation, round_no, parent, wave)
 
@@ -143,6 +162,9 @@ class Proposer:
         self.ctx.ledger.round_started(round_no)
         try:
             mutation = await task
+        except LLMUnavailable as exc:
+            self._outage(exc, round_no)
+            return None
         except (MutationError, PathRefused) as exc:
             self.record_invalid(exc, round_no, old.exp_id, wave)
             return None
@@ -209,8 +231,6 @@ class Proposer:
         ctx.store.finish_experiment(exp_id, verdict=INVALID, reason=str(exc), error=str(exc),
                                     usage=usage, run_update=ctx.ledger.totals(usage))
         ctx.log(f"round {round_no}: invalid mutation: {exc}", level="warning", exp_id=exp_id)
-        if isinstance(exc, LLMUnavailable):
-            ctx.pause_for_error(str(exc))
         ctx.notify()
 
     # ------------------------------------------------------------ thinking ahead, feedback

@@ -7,9 +7,11 @@ import asyncio
 
 from engine.context import RunContext, usage_of
 from engine.decide import GreaterPolicy, aggregate
-from engine.model import CRASHED, INTERRUPTED, Evaluation
+from engine.model import CRASHED, Evaluation
 from engine.noise import reeval_due
 from engine.scoring import Scorer
+from engine.stopping import interrupted
+from engine.target import confirm_due
 from engine.versions import Versions
 from engine.workers.tiers import Tier
 
@@ -31,13 +33,16 @@ class Reevaluator:
         round)."""
         ctx, best = self.ctx, self.versions.best
         every = ctx.spec.decide.reeval_every
-        if best is None or not every:
+        if best is None:
             return False
-        ctx.ledger.records.write()  # it counts finished candidates
-        last = ctx.store.last_reeval(ctx.run_id, best.exp_id)
-        since = ctx.store.candidates_since(ctx.run_id, last["id"] if last else best.exp_id)
-        if not reeval_due(every, since):
-            return False
+        if not confirm_due(ctx):  # engine/target.py: a best at the target is confirmed first
+            if not every:
+                return False
+            ctx.ledger.records.write()  # it counts finished candidates
+            last = ctx.store.last_reeval(ctx.run_id, best.exp_id)
+            since = ctx.store.candidates_since(ctx.run_id, last["id"] if last else best.exp_id)
+            if not reeval_due(every, since):
+                return False
         ctx.ledger.round_started(ctx.ledger.max_round + 1)
         exp_id = ctx.store.start_experiment(
             ctx.run_id, round=ctx.ledger.max_round, kind="reeval", parent=best.exp_id,
@@ -48,8 +53,7 @@ class Reevaluator:
             evals, worker = await self.scorer.score(exp_id, dict(best.files),
                                                     self.policy.baseline_repeats, self.tier)
         except asyncio.CancelledError:
-            ctx.store.finish_experiment(exp_id, verdict=INTERRUPTED,
-                                        reason="stopped before the re-evaluation finished")
+            interrupted(ctx, exp_id, "stopped before the re-evaluation finished")
             raise
         async with self.lock:
             self._settle(exp_id, best.exp_id, evals, worker)
@@ -78,7 +82,7 @@ class Reevaluator:
             run_update["best_score"] = aggregate(incumbent, how)
         ctx.store.finish_experiment(
             exp_id, verdict=verdict, reason=reason, score=score,
-            delta=None if score is None or old is None else score - old,
+            delta=None if score is None or old is None else round(score - old, 12),
             metrics=first.metrics, items=first.items, usage=usage_of(evals), error=first.error,
             log_tail=first.log_tail, worker=worker, run_update=run_update)
         if details:

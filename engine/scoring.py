@@ -17,6 +17,8 @@ from collections.abc import Callable
 from engine.context import RunContext
 from engine.llm import LLMUnavailable
 from engine.model import CRASHED, Evaluation, Worker
+from engine.outage import interrupted_evaluation
+from engine.spend import metered, settle
 from engine.workers.faults import NoWorker, WorkerFailed
 from engine.workers.pool import WorkerPool, WorkerState
 from engine.workers.tiers import Tier
@@ -48,8 +50,6 @@ class Scorer:
         self._flush: asyncio.TimerHandle | None = None
         #: How long the last staging took (0: try inline first).
         self._stage_s = 0.0
-        #: Evaluations running now (a stop cancels only those: deciding runs to the end).
-        self.evaluating = 0
         pool.on_change = self._worker_changed
         for state in pool.states.values():
             self._dirty[state.name] = (state, "idle")
@@ -98,34 +98,41 @@ class Scorer:
         """Evaluate a version `repeats` times on one slot of the tier's group; `more` (the
         policy's sequential test) may end the repeats sooner; a slot that fails hands the
         whole evaluation to another (bounded), so one result is recorded."""
+        self.ctx.cancellable += 1  # a stop cancels evaluations (deciding runs to the end)
+        try:
+            with metered(self.ctx, exp_id) as spent:  # engine/spend.py: what model calls cost
+                evals, worker = await self._score(exp_id, files, repeats, tier, more)
+            return settle(evals, spent), worker
+        finally:
+            self.ctx.cancellable -= 1
+
+    async def _score(self, exp_id: int, files: Files, repeats: int, tier: Tier,
+                     more: Callable[[list[Evaluation]], bool] | None,
+                     ) -> tuple[list[Evaluation], str]:
         pool = self.pool
         pool.warm_up()
         tried: list[str] = []
         reason = "no worker"
-        self.evaluating += 1
-        try:
-            for attempt in range(1, pool.max_tries + 1):
-                name = ""
-                try:
-                    async with pool.slot(f"#{exp_id}", group=tier.group, avoid=tried) as worker:
-                        name = worker.name
-                        tried.append(name)
-                        results = await self._evaluate_on(worker, exp_id, files, repeats, tier,
-                                                          more)
-                    self._notes(worker)
-                    return results, getattr(worker, "recorded_name", name)  # + SLURM's job ids
-                except WorkerFailed as exc:
-                    reason = f"{name}: {exc.reason}"
-                    retrying = attempt < pool.max_tries
-                    self.ctx.log(f"#{exp_id}: worker {name} failed ({exc.reason}); " +
-                                 ("trying another worker" if retrying
-                                  else f"giving up after {attempt} tries"),
-                                 level="warning", exp_id=exp_id)
-                except NoWorker as exc:
-                    reason = str(exc)
-                    break
-        finally:
-            self.evaluating -= 1
+        for attempt in range(1, pool.max_tries + 1):
+            name = ""
+            try:
+                async with pool.slot(f"#{exp_id}", group=tier.group, avoid=tried) as worker:
+                    name = worker.name
+                    tried.append(name)
+                    results = await self._evaluate_on(worker, exp_id, files, repeats, tier,
+                                                      more)
+                self._notes(worker)
+                return results, getattr(worker, "recorded_name", name)  # + SLURM's job ids
+            except WorkerFailed as exc:
+                reason = f"{name}: {exc.reason}"
+                retrying = attempt < pool.max_tries
+                self.ctx.log(f"#{exp_id}: worker {name} failed ({exc.reason}); " +
+                             ("trying another worker" if retrying
+                              else f"giving up after {attempt} tries"),
+                             level="warning", exp_id=exp_id)
+            except NoWorker as exc:
+                reason = str(exc)
+                break
         tries = f" after {len(tried)} tries" if len(tried) > 1 else ""
         error = f"no worker could finish the evaluation{tries}: {reason}"
         return [Evaluation(CRASHED, error=error)], tried[-1] if tried else ""
@@ -162,8 +169,7 @@ class Scorer:
                 try:
                     evaluation = await tier.evaluator.evaluate(session, sink)
                 except LLMUnavailable as exc:  # a judge or producer gave up
-                    evaluation = Evaluation(CRASHED, error=str(exc))
-                    ctx.pause_for_error(str(exc))
+                    evaluation = interrupted_evaluation(ctx, exc)  # engine/outage.py
                 evaluation.duration = evaluation.duration or time.monotonic() - started
                 results.append(evaluation)
                 if evaluation.status != "ok":

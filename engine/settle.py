@@ -112,7 +112,7 @@ class Settler:
         evals = cand.evals or [Evaluation(CRASHED)]
         first = evals[0]
         score = aggregate(evals, ctx.spec.decide.aggregate) if first.status == "ok" else None
-        delta = None if score is None or best_score is None else score - best_score
+        delta = None if score is None or best_score is None else round(score - best_score, 12)
         usage = usage_of(evals, cand.mutation.usage)
         run_update = ctx.ledger.totals(usage)
         best_files = cand.files if kept else None

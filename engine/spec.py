@@ -15,10 +15,17 @@ from pydantic_core import PydanticCustomError
 
 from engine.model import UserError
 from engine.notify import NotifyHook
+from engine.specyaml import YamlRefused, error_line, read_yaml
+from engine.text import printable
 
 
 class SpecError(UserError):
-    """A spec that cannot run. The message is one line: `file:line: field: problem`."""
+    """A spec that cannot run. The message is one line: `file:line: field: problem`; user
+    text quoted in it (a key with a line break, U+2028, a carriage return) is shown, never
+    allowed to break the line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message, one_line=True))
 
 
 class Strict(BaseModel):
@@ -33,8 +40,7 @@ class Strict(BaseModel):
 class Target(Strict):
     workspace: str = "."
     files: list[str] = []
-    #: A glob (relative to the spec's folder): one run per matching file, that file its only
-    #: target (engine/library.py). Give `files` or `each`, not both.
+    #: A glob (relative to the spec): one run per matching file, its only target (library.py).
     each: str | None = None
     protected: list[str] = []
     #: Names skipped when a candidate copy is made (big or irrelevant folders).
@@ -42,10 +48,8 @@ class Target(Strict):
 
     @model_validator(mode="after")
     def _files_or_each(self) -> Target:
-        if self.each is None and not self.files:
+        if not self.files and not (self.each or "").strip():
             raise ValueError("give `files` (a list of target files) or `each` (a glob)")
-        if self.each is not None and not self.each.strip():
-            raise ValueError("`each` is an empty glob")
         return self
 
 
@@ -76,8 +80,7 @@ class Param(Strict):
 
 class ParamsMutator(Strict):
     kind: Literal["params"]
-    #: The file holding the parameters (YAML, JSON, TOML, or `NAME = value` lines in Python);
-    #: with `target.each`, default: the run's own file.
+    #: The file holding the parameters (YAML, JSON, TOML, `NAME = value` lines in Python).
     file: str | None = None
     params: dict[str, Param] = Field(min_length=1)
     seed: int | None = None
@@ -98,6 +101,13 @@ class LLMSettings(Strict):
     #: `anthropic-version` to send. Default: the SDK's (2026-10-21), which takes no sampling
     #: parameters, so `temperature` is not sent; "2023-06-01" sends it (models that accept it).
     api_version: str | None = None
+    #: After an outage (every retry failed) the run pauses and tries again this many seconds
+    #: later, doubling each time up to `outage_retry_max_s` (engine/outage.py).
+    outage_retry_s: float = Field(default=30, gt=0)
+    outage_retry_max_s: float = Field(default=600, gt=0)
+    #: Prompt-cache lifetime: "5m", "1h", or "auto" (1 hour once calls come more than
+    #: 4 minutes apart, as in runs with long evaluations).
+    cache_ttl: Literal["auto", "5m", "1h"] = "auto"
 
 
 class LLMMutator(LLMSettings):
@@ -115,6 +125,9 @@ class AgentMutator(Strict):
     command: str
     timeout_s: float = Field(default=600, gt=0)
     recent: int = Field(default=20, ge=0)
+    #: USD per million tokens (input, output) for agents that print token counts but no cost
+    #: (codex); `claude -p --output-format json` and aider print their cost themselves.
+    prices: dict[str, float] | None = None
 
 
 Mutator = Annotated[ParamsMutator | LLMMutator | AgentMutator, Field(discriminator="kind")]
@@ -205,6 +218,9 @@ class ChecklistEval(Strict):
     judge: LLMSettings | None = None
     #: Run the producing command for several inputs/samples at once.
     concurrency: int = Field(default=1, ge=1)
+    #: Judge up to this many samples of one input in one call (the same instructions and
+    #: questions for all of them, answered in one reply); 1 judges each output on its own.
+    judge_batch: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ChecklistEval:
@@ -425,8 +441,7 @@ class Spec(Strict):
     #: Two-tier screening: a cheap tier for every candidate, the full tier for the top_k.
     screen: Screen | None = None
     promote: Promote | None = None
-    #: Hooks told of a new best, a run finished, an alert (engine/notify.py).
-    notify: list[NotifyHook] = []
+    notify: list[NotifyHook] = []  # told of a new best, a run's end, an alert (notify.py)
 
     #: Set by `load_spec`: where the spec came from (not a YAML key).
     path: Path | None = Field(default=None, exclude=True)
@@ -455,15 +470,6 @@ class Spec(Strict):
             raise ValidationError.from_exception_data("Spec", [{
                 "type": PydanticCustomError("tiers", str(exc)), "loc": exc.loc,
                 "input": None}]) from None
-        return self
-
-    @model_validator(mode="after")
-    def _params_file(self) -> Spec:
-        if (isinstance(self.mutator, ParamsMutator) and self.mutator.file is None
-                and self.target.each is None):
-            raise ValidationError.from_exception_data("Spec", [{
-                "type": PydanticCustomError("missing", "required field is missing"),
-                "loc": ("mutator", "file"), "input": None}])
         return self
 
     def tier_groups(self) -> tuple[str | None, str]:
@@ -515,23 +521,6 @@ class TierError(ValueError):
 # ---------------------------------------------------------------- loading
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that remembers the line of every mapping key and sequence entry."""
-
-
-def _compose_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _compose_lines(value_node, path + (key,), lines)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, child in enumerate(node.value):
-            _compose_lines(child, path + (index,), lines)
-
-
 def _line_for(loc: tuple, data: Any, lines: dict[tuple, int]) -> tuple[int, str]:
     """Map a pydantic error location to the YAML line and a dotted field name.
 
@@ -575,39 +564,45 @@ def _shown_key(key: object) -> str:
 
 def parse_spec(text: str, filename: str = "<spec>") -> Spec:
     """Parse and validate spec text. Raises SpecError with a one-line `file:line` message."""
+    return _parse(text, filename)[0]
+
+
+def _parse(text: str, filename: str) -> tuple[Spec, dict[str, Any], dict[tuple, int]]:
+    """The spec, and the YAML data and key lines it came from (read once)."""
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        data, lines = read_yaml(text)
+    except YamlRefused as exc:
+        raise SpecError(f"{filename}:{exc.line}: {exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        line, problem = error_line(exc, text)
         raise SpecError(f"{filename}:{line}: malformed YAML: {problem}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{filename}:1: a spec is a mapping of keys (name, target, mutator, ...)")
-    lines: dict[tuple, int] = {}
-    if node is not None:
-        _compose_lines(node, (), lines)
     try:
-        return Spec.model_validate(data)
+        return Spec.model_validate(data), data, lines
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # An unknown key is the cause, a missing one usually its consequence (`mutater:`
+        # makes `mutator` missing): report the unknown key, at its own line.
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = tuple(err["loc"])
         if err["type"].startswith("union_tag"):
             loc += ("kind",)
         line, field = _line_for(loc, data, lines)
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-        explained = " ".join(_explain(err).split())  # one line, whatever pydantic said
+        explained = " ".join(_explain(err, errors).split())  # one line, whatever pydantic said
         raise SpecError(f"{filename}:{line}: {field}: {explained}{suffix}") from None
 
 
-def _explain(err: dict) -> str:
+def _explain(err: dict, errors: list[dict]) -> str:
     kind = err["type"]
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling)"
+        guess = _closest_key(err, errors)
+        return f"unknown key; did you mean `{guess}`?" if guess else (
+            "unknown key (check the spelling)")
     if kind == "union_tag_invalid":
         expected = err.get("ctx", {}).get("expected_tags", "")
         return f"unknown kind; expected one of {expected}"
@@ -617,36 +612,68 @@ def _explain(err: dict) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _closest_key(err: dict, errors: list[dict]) -> str | None:
+    """The valid key an unknown one was probably meant to be: first among the keys missing
+    beside it, then among every key a spec may have."""
+    import difflib
+
+    typed = str(err["loc"][-1])
+    parent = tuple(err["loc"][:-1])
+    missing = [str(e["loc"][-1]) for e in errors
+               if e["type"] == "missing" and tuple(e["loc"][:-1]) == parent]
+    for pool in (missing, _all_keys()):
+        found = difflib.get_close_matches(typed, pool, n=1, cutoff=0.6)
+        if found:
+            return found[0]
+    return None
+
+
+def _all_keys() -> list[str]:
+    keys: set[str] = set()
+    todo: list[type[BaseModel]] = [Strict]
+    while todo:
+        model = todo.pop()
+        todo.extend(model.__subclasses__())
+        for name, info in model.model_fields.items():
+            keys.add(info.alias or name)
+    keys.discard("path")  # set by load_spec, not a YAML key
+    return sorted(keys)
+
+
 def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
     """Read, parse and validate a spec file; with `check_files`, the target files must exist."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise SpecError(f"{path}: cannot read spec: {exc}") from None
-    spec = parse_spec(text, str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                        f"column {column}); save the spec as UTF-8") from None
+    spec, data, lines = _parse(text, str(path))
     spec.path = path.resolve()
     if check_files:
-        check_spec_files(spec, text)
+        check_spec_files(spec, text, (data, lines))
     return spec
 
 
-def check_spec_files(spec: Spec, text: str) -> None:
-    """Check what validation alone cannot: the workspace and target files exist and are confined."""
-    data = yaml.load(text, Loader=yaml.SafeLoader)
-    lines: dict[tuple, int] = {}
-    _compose_lines(yaml.compose(text, Loader=_LineLoader), (), lines)
+def check_spec_files(spec: Spec, text: str,
+                     read: tuple[dict[str, Any], dict[tuple, int]] | None = None) -> None:
+    """Check what validation alone cannot: the workspace and target files exist and are
+    confined. `read`: the (data, lines) `text` gave already."""
+    data, lines = read or read_yaml(text)
     where = str(spec.path)
     ws = spec.workspace
     if not ws.is_dir():
         line = lines.get(("target", "workspace"), lines.get(("target",), 1))
         raise SpecError(f"{where}:{line}: target.workspace: no such folder: {ws}")
-    if spec.target.each is not None:
-        check_each(spec, lines.get(("target", "each"), 1))
-        return
-    for index, rel in enumerate(data["target"]["files"]):
+    for index, rel in enumerate(data["target"].get("files", [])):  # each: engine/library.py
         line = lines.get(("target", "files", index), 1)
         full = (ws / rel).resolve()
         if not full.is_relative_to(ws):
@@ -656,22 +683,10 @@ def check_spec_files(spec: Spec, text: str) -> None:
         if rel in spec.target.protected:
             raise SpecError(f"{where}:{line}: target.files[{index}]: {rel} is also protected")
     mut = spec.mutator
-    if isinstance(mut, ParamsMutator) and mut.file not in spec.target.files:
-        line = lines.get(("mutator", "file"), 1)
-        raise SpecError(f"{where}:{line}: mutator.file: {mut.file} is not one of target.files")
-
-
-def check_each(spec: Spec, line: int) -> None:
-    """A library spec's glob stays inside an existing workspace (file:line on a mistake)."""
-    where = f"{spec.path}:{line}: target.each"
-    if not spec.workspace.is_dir():
-        raise SpecError(f"{where}: no such workspace folder: {spec.workspace}")
-    pattern = spec.target.each or ""
-    if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-        raise SpecError(f"{where}: {pattern} must stay inside the spec's folder")
-    if not re.search(r"[*?\[]", pattern):
-        raise SpecError(f"{where}: {pattern} is not a glob (no *, ? or [...]); "
-                       "use target.files for fixed files")
+    if isinstance(mut, ParamsMutator) and not (mut.file in spec.target.files or spec.target.each):
+        line = lines.get(("mutator", "file"), lines.get(("mutator",), 1))
+        raise SpecError(f"{where}:{line}: mutator.file: " + ("required field is missing" if
+                        mut.file is None else f"{mut.file} is not one of target.files"))
 
 
 def checklist_warnings(spec: Spec) -> list[str]:

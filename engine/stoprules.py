@@ -4,8 +4,8 @@ rounds, max time, max cost (counting what is in flight), a plateau, failures in 
 from __future__ import annotations
 
 from engine.context import RunContext
-from engine.decide import improvement
 from engine.model import ABANDONED, ADVANCING, FAILURES, RUNNING
+from engine.target import target_reached
 
 
 class StopRules:
@@ -22,7 +22,7 @@ class StopRules:
         ctx = self.ctx
         if ctx.controls.stopping:
             return "stopped"
-        stop, target, direction = ctx.spec.stop, ctx.spec.target_score, ctx.spec.direction
+        stop, target = ctx.spec.stop, ctx.spec.target_score
         records = ctx.ledger.records
         needs_rows = not mid_wave and (target is not None or stop.plateau or stop.max_failures)
         rows = ctx.store.recent_outcomes(
@@ -31,11 +31,8 @@ class StopRules:
         if records.waiting:  # outcomes decided but not yet written
             rows = [{**r, **{k: waiting[k] for k in ("verdict", "score")}}
                     if (waiting := records.outcome(r["id"])) else r for r in rows]
-        scored = [r for r in rows if r["score"] is not None and r["tier"] != "screen"]
-        if target is not None and len(scored) >= stop.streak:
-            streak = scored[: stop.streak]
-            if all(improvement(r["score"], target, direction) >= 0 for r in streak):
-                return f"target {target:g} reached {stop.streak} times in a row"
+        if target is not None and not mid_wave and (reached := target_reached(ctx)):
+            return reached  # engine/target.py: the best, confirmed by re-evaluations
         if stop.max_rounds is not None and ctx.ledger.max_round >= stop.max_rounds:
             return f"max rounds ({stop.max_rounds}) reached"
         if stop.max_minutes is not None and ctx.ledger.elapsed() >= stop.max_minutes * 60:

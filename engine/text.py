@@ -3,8 +3,9 @@ control: before it reaches a terminal or Rich markup, control characters are sho
 
 `printable(text)` keeps ordinary text, tabs and (unless `one_line`) line breaks, and shows every
 other control character — ESC, BEL, CR, C1 controls, the Unicode line and paragraph separators,
-bidi overrides — as a visible placeholder, so `ESC ] 0 ; title BEL` cannot retitle a tmux pane
-and `ESC [ 2 J` cannot blank a screen. Rich markup is escaped separately by the UI
+bidi overrides, zero-width characters (U+200B–U+200D, U+2060, U+FEFF) — as a visible
+placeholder, so `ESC ] 0 ; title BEL` cannot retitle a tmux pane, `ESC [ 2 J` cannot blank a
+screen and `code-spee<U+FEFF>d` does not read as `code-speed`. Rich markup is escaped separately by the UI
 (`rich.markup.escape`); this module has no UI import.
 """
 
@@ -13,10 +14,10 @@ from __future__ import annotations
 import re
 
 #: C0 controls except tab and line feed, DEL, and C1 controls.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
-                      r"\u2066-\u2069]")
-_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
-                               r"\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e"
+                      r"\u2060\u2066-\u2069\ufeff]")
+_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e"
+                               r"\u2060\u2066-\u2069\ufeff]")
 
 
 def _visible(match: re.Match[str]) -> str:

@@ -19,6 +19,7 @@ from engine.context import Candidate, RunContext, usage_of
 from engine.decide import GreaterPolicy, aggregate, improvement
 from engine.model import CRASHED, INTERRUPTED, RETEST, REVERTED, VETOED, Evaluation, Mutator
 from engine.scoring import Scorer
+from engine.spend import claim
 from engine.stream import ProposalStream
 from engine.versions import Version, Versions
 from engine.workers.tiers import FULL, SCREEN, Tier
@@ -62,7 +63,7 @@ class WaveRunner:
             if n > 1:
                 self.stream.prefetch(n)  # this wave's proposals, made at once
             for k in range(n):
-                if k and (ctx.controls.paused or stop_now()):
+                if ctx.controls.stopping or k and (ctx.controls.paused or stop_now()):
                     break  # e.g. the cost in flight already reaches max_cost_usd
                 # From the stream: a retest, a proposal made ahead, or a fresh one from a
                 # parent the search picks (engine/stream.py).
@@ -106,13 +107,15 @@ class WaveRunner:
         for cand in candidates:
             if cand.exp_id not in recorded:
                 ctx.in_flight.pop(cand.exp_id, None)
+                spent = claim(ctx, cand.exp_id, cand.mutation.usage)  # engine/spend.py
                 ctx.store.finish_experiment(
                     cand.exp_id, verdict=INTERRUPTED, reason="stopped before the evaluation "
-                    "finished", usage=cand.mutation.usage,
-                    run_update=ctx.ledger.totals(cand.mutation.usage))
+                    "finished", usage=spent, run_update=ctx.ledger.totals(spent))
         for row in ctx.store.in_flight(ctx.run_id):  # an unfinished reference
+            spent = claim(ctx, row["id"])
             ctx.store.finish_experiment(row["id"], verdict=INTERRUPTED,
-                                        reason="stopped before the evaluation finished")
+                                        reason="stopped before the evaluation finished",
+                                        usage=spent, run_update=ctx.ledger.totals(spent))
         ctx.notify()
 
     async def evaluate(self, cand: Candidate) -> None:
@@ -219,7 +222,7 @@ class WaveRunner:
         ctx.ledger.records.write()
         ctx.store.finish_experiment(
             cand.exp_id, verdict=verdict, reason=reason, score=score,
-            delta=None if score is None or ref is None else score - ref,
+            delta=None if score is None or ref is None else round(score - ref, 12),
             metrics=first.metrics, items=first.items, usage=usage, error=first.error,
             log_tail=first.log_tail, worker=cand.worker, run_update=ctx.ledger.totals(usage))
         recorded.add(cand.exp_id)

@@ -32,3 +32,31 @@ def test_demo_headless_improves_both_runs_and_leaves_the_project_untouched(tmp_p
     specs = demo.prepare(db, tmp_path / "w")
     assert [load_spec(p).name for p in specs] == ["demo-classifier-2", "demo-sqlite-load-2"]
     assert specs[0].parent.name == "demo-2"
+
+
+def test_a_killed_demo_shows_as_interrupted_and_the_next_demo_resumes_it(tmp_path):
+    import signal
+    import sys
+
+    from tests.conftest import cli_env
+
+    db, work = tmp_path / "demo.db", tmp_path / "w"
+    proc = subprocess.Popen([sys.executable, "-m", "tui", "--db", str(db), "demo", "--headless",
+                             "--workdir", str(work)], cwd=REPO, env=cli_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("demo workspaces in")
+    assert "round" in proc.stdout.readline()  # the engine is at work
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    status = run_cli("--db", str(db), "status").stdout.splitlines()
+    assert len(status) == 2
+    for line in status:
+        name = line.split()[0]
+        assert line.split()[1] == "interrupted", line
+        spec = work / "demo-1" / f"{name.removeprefix('demo-')}.yaml"
+        assert line.endswith(f"— resume with autoresearch-tui --db {db} run {spec}"), line
+    specs, resumed = demo.prepare_or_resume(db, work)
+    assert resumed and [p.parent.name for p in specs] == ["demo-1", "demo-1"]
+    specs, resumed = demo.prepare_or_resume(db, work, fresh=True)
+    assert not resumed and [p.parent.name for p in specs] == ["demo-2", "demo-2"]

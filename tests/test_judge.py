@@ -22,6 +22,8 @@ from fake_anthropic import (
     page_spec,
     page_workspace,
     text_reply,
+    tool_reply,
+    user_text,
 )
 
 from engine import spec as specs
@@ -79,7 +81,7 @@ async def test_judge_answers_questions_with_evidence_beside_deterministic_checks
     assert judged_items(request) == ["cta", "benefit"]  # only the questions go to the judge
     assert "Is there a clear call-to-action in the first paragraph?" in request["system"][0]["text"]
     assert judged_output(request).startswith("# Grow faster")
-    assert "<input>\nvisitor from search\n</input>" in request["messages"][0]["content"]
+    assert "<input>\nvisitor from search\n</input>" in user_text(request)
     assert "temperature" not in request  # the SDK's API version takes no sampling parameters
 
 
@@ -94,11 +96,21 @@ async def test_judge_asks_for_temperature_zero_where_the_api_version_allows(
     assert request["headers"]["anthropic-version"] == "2023-06-01"
 
 
+async def evidence_of(ev: ChecklistEvaluator, session: LocalSession):
+    """The evaluation, also when its evidence is too broken to score (the loop pauses then)."""
+    from engine.evaluators.evidence import EvidenceBroken
+
+    try:
+        return await ev.evaluate(session, lambda line: None)
+    except EvidenceBroken as exc:
+        return exc.evaluation
+
+
 async def test_an_unclear_answer_is_recorded_as_such_not_guessed(api: FakeAnthropic,
                                                                  tmp_path: Path):
     api.script(answers([("cta", "Probably yes", "Contact us."), ("cta", "no", "a duplicate")]))
     ev, session = evaluator(tmp_path, MIXED)
-    result = await ev.evaluate(session, lambda line: None)
+    result = await evidence_of(ev, session)
 
     got = {r.item: r for r in result.items}
     assert got["cta"].passed is None
@@ -106,14 +118,15 @@ async def test_an_unclear_answer_is_recorded_as_such_not_guessed(api: FakeAnthro
     assert got["benefit"].passed is None
     assert got["benefit"].evidence == "the judge gave no answer"
     assert result.metrics["unanswered"] == 2
-    assert result.score == 0.25  # unanswered count as not passed, never as yes
+    assert result.status == "crashed"  # a judge that answers half the questions is broken
+    assert result.error.startswith("unusable evidence: the judge left 2 of 2 answers")
 
 
 async def test_a_judge_reply_without_the_tool_leaves_every_question_unanswered(
         api: FakeAnthropic, tmp_path: Path):
     api.script(text_reply("The page looks fine to me."))
     ev, session = evaluator(tmp_path, MIXED)
-    result = await ev.evaluate(session, lambda line: None)
+    result = await evidence_of(ev, session)
     unanswered = [r for r in result.items if r.passed is None]
     assert [r.item for r in unanswered] == ["cta", "benefit"]
     assert "without a usable record_answers call" in unanswered[0].evidence
@@ -202,8 +215,8 @@ async def test_a_judge_that_keeps_failing_crashes_the_candidate_and_pauses_the_r
     finally:
         host.stop_all()
         await asyncio.gather(task, return_exceptions=True)
-    assert cand["verdict"] == "crashed"
-    assert "checklist judge: the Anthropic API failed 2 times" in cand["error"]
+    assert cand["verdict"] == "interrupted"  # an outage is not the candidate's verdict
+    assert "not scored: checklist judge: the Anthropic API failed 2 times" in cand["error"]
     assert "529 overloaded_error" in run["stop_reason"]
     assert (ws / "page.md").read_text().startswith("# Grow faster")  # nothing advanced
 
@@ -255,3 +268,31 @@ def test_produce_llm_needs_a_system_file(tmp_path: Path, monkeypatch: pytest.Mon
     spec = load_spec(page_spec(ws, evaluate=PRODUCED.replace("    system_file: page.md\n", "")))
     with pytest.raises(specs.UserError, match="system_file: name the target file"):
         ChecklistEvaluator(spec.evaluate)
+
+
+async def test_judge_batch_judges_the_samples_of_one_input_in_one_call(api: FakeAnthropic,
+                                                                      tmp_path: Path):
+    """Same questions, one call per input: each answer names its output, and each output's
+    answers land on that sample."""
+    import re as regex
+
+    def judge(body: dict) -> object:
+        outputs = regex.findall(r'<output n="(\d)">\n(.*?)\n</output>', user_text(body),
+                                flags=regex.DOTALL)
+        assert len(outputs) == 2
+        return tool_reply("record_answers", {"answers": [
+            {"output": int(n), "item": "friendly", "answer": "yes" if "warm" in text else "no",
+             "evidence": text[:10]} for n, text in outputs]})
+
+    produced = iter(["A warm hello 1", "A cold stare 2"] * 4)
+    api.responder = Router(produce=lambda body: text_reply(next(produced)), judge=judge)
+    ev, session = evaluator(tmp_path, PRODUCED + "  judge_batch: 2\n")
+    result = await ev.evaluate(session, lambda line: None)
+    judged = [b for b in api.bodies if b.get("tools")]
+    assert len(judged) == 2  # 2 inputs × 2 samples in 2 calls, not 4
+    schema = judged[0]["tools"][0]["input_schema"]["properties"]["answers"]["items"]
+    assert "output" in schema["required"]
+    friendly = {(r.input, r.sample): r for r in result.items if r.item == "friendly"}
+    assert len(friendly) == 4
+    for r in friendly.values():
+        assert r.passed == r.evidence.startswith("A warm")

@@ -143,15 +143,15 @@ def test_bad_library_specs_are_one_line(tmp_path: Path):
     good = spec_path.read_text()
     spec_path.write_text(good.replace('each: "skills/*/SKILL.md"', 'each: "../*/SKILL.md"'))
     with pytest.raises(SpecError, match=r"skill.yaml:3: target.each: .* inside"):
-        load_spec(spec_path)
+        library.expand(load_spec(spec_path))
     spec_path.write_text(good.replace('each: "skills/*/SKILL.md"', 'each: "skills/x.md"'))
     with pytest.raises(SpecError, match=r"skill.yaml:3: target.each: .* not a glob"):
-        load_spec(spec_path)
+        library.expand(load_spec(spec_path))
     spec_path.write_text(good.replace('  each: "skills/*/SKILL.md"\n', ""))
     with pytest.raises(SpecError, match=r"skill.yaml:\d+: target: .*`files`.*`each`"):
         load_spec(spec_path)
     # A params mutator needs `file:` unless the run's file is the target.
-    spec_path.write_text(good.replace('each: "skills/*/SKILL.md"', "files: [score.py]"))
+    spec_path.write_text(good.replace('each: "skills/*/SKILL.md"', "files: [skills/landing/SKILL.md]"))
     with pytest.raises(SpecError, match=r"mutator.file: required field is missing"):
         load_spec(spec_path)
     spec_path.write_text(good)

@@ -85,40 +85,74 @@ async def test_a_timeout_is_retried(api: FakeAnthropic, tmp_path: Path):
     assert cand["description"] == "Put a number in the headline"
 
 
-async def test_repeated_failure_pauses_the_run_others_go_on_and_resume_continues(
+async def test_an_outage_pauses_the_run_says_so_and_is_retried_on_a_schedule(
         api: FakeAnthropic, tmp_path: Path, params_workspace: Path):
+    """Every retry fails: no experiment is recorded (an outage is not a bad idea), the run
+    pauses with the cause in its alert, an error event and its stop_reason, the other run
+    goes on, and the run tries again by itself — after a longer wait each time."""
     api.responder = lambda body: error_reply(500, "api_error", "Internal server error")
     ws = page_workspace(tmp_path / "llm")
     store = Store(tmp_path / "ar.db")
     host = Host(store)
-    llm = host.add(load_spec(page_spec(ws, stop="max_rounds: 2")))
+    llm = host.add(load_spec(page_spec(ws, stop="max_rounds: 2",
+                                       mutator="  outage_retry_s: 1\n  outage_retry_max_s: 2")))
     other = host.add(load_spec(metric_spec(params_workspace, stop="max_rounds: 3")))
+    alerts: list[str] = []
+    host.listeners.append(lambda: llm.alert and (not alerts or alerts[-1] != llm.alert)
+                          and alerts.append(llm.alert))
     task = asyncio.ensure_future(drive(host))
     try:
-        await wait_for(lambda: store.get_run(llm.run_id)["status"] == "paused"
-                       and store.get_run(other.run_id)["status"] == "done")
+        await wait_for(lambda: store.get_run(llm.run_id)["status"] == "paused")
         run = store.get_run(llm.run_id)
-        assert run["stop_reason"].startswith("paused: llm mutator: the Anthropic API failed 2 times")
+        assert run["stop_reason"].startswith(
+            "paused: API outage: llm mutator: the Anthropic API failed 2 times")
         assert "500 api_error: Internal server error" in run["stop_reason"]
-        assert len(api.requests) == 2  # one try and one retry, then it stopped asking
-        [bad] = [e for e in store.experiments(llm.run_id) if e["kind"] == "candidate"]
-        assert bad["verdict"] == "invalid" and "500" in bad["reason"]
+        assert run["stop_reason"].endswith("trying again in 1s")
+        assert llm.alert and llm.alert.startswith("paused: API outage")
+        assert [e["kind"] for e in store.experiments(llm.run_id)] == ["baseline"]
         errors = [e["line"] for e in store.events(llm.run_id) if e["level"] == "error"]
-        assert any(line.startswith("paused: llm mutator") for line in errors)
+        assert any(line.startswith("paused: API outage: llm mutator") for line in errors)
+        await wait_for(lambda: store.get_run(other.run_id)["status"] == "done")
         assert store.get_run(other.run_id)["rounds"] == 3  # the other run went on
 
-        # The API is back; the person resumes; the run picks up where it paused.
+        # It tries again by itself, twice more (1 s, then 2 s later), still down...
+        await wait_for(lambda: len(api.requests) >= 6, timeout=10)
+        first, second, third = (api.requests[i]["at"] for i in (1, 3, 5))
+        assert second - first >= 1 and third - second >= 2
+        # ...then the API is back and the run finishes without a person.
         api.responder = None
-        api.script(change("Put a number in the headline", [HEADLINE]))
-        store.add_command(llm.run_id, "resume")
+        api.script(change("Put a number in the headline", [HEADLINE]),
+                   change("Say it again", [{"file": "page.md", "search": "Contact us.",
+                                            "replace": "Contact us today."}]))
         await asyncio.wait_for(task, 20)
     finally:
         host.stop_all()
         await asyncio.gather(task, return_exceptions=True)
     run = store.get_run(llm.run_id)
     assert run["status"] == "done" and run["stop_reason"] == "max rounds (2) reached"
-    kept = [e for e in store.experiments(llm.run_id) if e["verdict"] == "kept"]
-    assert [e["description"] for e in kept] == ["Put a number in the headline"]
+    verdicts = [e["verdict"] for e in store.experiments(llm.run_id)]
+    assert "invalid" not in verdicts and verdicts[1] == "kept"
+    assert any("API outage" in a for a in alerts)
+
+
+async def test_a_person_can_resume_a_run_paused_by_an_outage(api: FakeAnthropic,
+                                                           tmp_path: Path):
+    api.responder = lambda body: error_reply(529, "overloaded_error", "Overloaded")
+    ws = page_workspace(tmp_path)
+    store = Store(tmp_path / "ar.db")
+    host = Host(store)
+    loop = host.add(load_spec(page_spec(ws, stop="max_rounds: 1")))  # next try in 30 s
+    task = asyncio.ensure_future(drive(host))
+    try:
+        await wait_for(lambda: store.get_run(loop.run_id)["status"] == "paused")
+        api.responder = None
+        api.script(change("Put a number in the headline", [HEADLINE]))
+        store.add_command(loop.run_id, "resume")
+        await asyncio.wait_for(task, 20)
+    finally:
+        host.stop_all()
+        await asyncio.gather(task, return_exceptions=True)
+    assert store.get_run(loop.run_id)["status"] == "done"
 
 
 async def test_a_refused_request_pauses_at_once(api: FakeAnthropic, tmp_path: Path):
@@ -199,9 +233,11 @@ def test_prices_come_from_the_spec_or_the_model_family():
     from engine.spec import LLMSettings
 
     haiku = prices_for(LLMSettings(model="claude-haiku-4-5"))
-    assert haiku == {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.1}
+    assert haiku == {"input": 1.0, "output": 5.0, "cache_write": 1.25, "cache_read": 0.1,
+                     "cache_write_1h": 2.0}
     mine = prices_for(LLMSettings(model="claude-haiku-4-5", prices={"input": 2, "output": 8}))
-    assert mine == {"input": 2, "output": 8, "cache_write": 2.5, "cache_read": 0.2}
+    assert mine == {"input": 2, "output": 8, "cache_write": 2.5, "cache_read": 0.2,
+                    "cache_write_1h": 4.0}
     with pytest.raises(UserError, match="unknown key"):
         prices_for(LLMSettings(prices={"inptu": 3}))
 
@@ -235,6 +271,7 @@ def test_check_warns_that_a_temperature_is_not_sent_under_the_new_api_version(
                for w in llm_warnings(warm))
     old = load_spec(page_spec(ws, "old", mutator='  temperature: 0.7\n  api_version: "2023-06-01"'))
     assert llm_warnings(old) == []
-    unknown = load_spec(page_spec(ws, "odd", mutator="  model: claude-mythos-5",
-                                  prices="null"))
+    odd = page_spec(ws, "odd", prices="null")
+    odd.write_text(odd.read_text().replace("claude-sonnet-test", "claude-mythos-5"))
+    unknown = load_spec(odd)
     assert any("no `prices` for model 'claude-mythos-5'" in w for w in llm_warnings(unknown))

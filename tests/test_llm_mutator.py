@@ -14,7 +14,10 @@ from fake_anthropic import (
     drive,
     page_spec,
     page_workspace,
+    raw_reply,
     text_reply,
+    tool_reply,
+    user_text,
 )
 
 from engine.host import Host
@@ -63,7 +66,8 @@ async def test_tool_use_edit_is_applied_kept_and_recorded(api: FakeAnthropic, tm
     assert run_row["cost_usd"] == pytest.approx(first["cost_usd"] + second["cost_usd"])
     prices = json.loads(run_row["prices_json"])
     assert prices["mutator"] == {"model": "claude-sonnet-test", "input": 3, "output": 15,
-                                 "cache_write": 3.75, "cache_read": 0.3}
+                                 "cache_write": 3.75, "cache_read": 0.3,
+                                 "cache_write_1h": 6.0}
 
 
 async def test_stable_prefix_carries_cache_control(api: FakeAnthropic, tmp_path: Path):
@@ -83,17 +87,21 @@ async def test_stable_prefix_carries_cache_control(api: FakeAnthropic, tmp_path:
     assert "Brand notes" not in artifact["text"]  # only targets are shown
     # The stable prefix is byte-identical from round to round: the cache can serve it.
     assert second["system"][0] == instructions
-    assert "cache_control" not in json.dumps(first["messages"])
+    # The history is a breakpoint too (it is the next round's prefix); the turn is not.
+    *history, turn_block = second["messages"][0]["content"]
+    assert history[-1]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in turn_block
     # The reply is forced through the tool.
     assert first["tool_choice"] == {"type": "tool", "name": "propose_change"}
     assert first["tools"][0]["name"] == "propose_change"
     assert first["model"] == "claude-sonnet-test"
     assert "temperature" not in first  # API 2026-10-21 takes no sampling parameters
     # Round two sees round one in its changelog, and the failing items' evidence.
-    turn = second["messages"][0]["content"]
+    turn = user_text(second)
     assert "Put a number in the headline" in turn and "kept" in turn
-    assert "cta: failed on 1 output(s)" in turn
-    assert "does not contain 'Start your free trial'" in turn
+    best = second["system"][1]["text"]  # cached with the best version's files until a keep
+    assert "cta: failed on 1 output(s)" in best
+    assert "does not contain 'Start your free trial'" in best
 
 
 async def test_garbage_reply_is_invalid_and_its_tokens_are_counted(api: FakeAnthropic,
@@ -105,7 +113,7 @@ async def test_garbage_reply_is_invalid_and_its_tokens_are_counted(api: FakeAnth
 
     bad, good = candidates(store, run_id)
     assert bad["verdict"] == "invalid"
-    assert "without the propose_change tool" in bad["reason"]
+    assert "without a usable propose_change call: it answered in text" in bad["reason"]
     assert "the page is great" in bad["reason"]
     assert (bad["tokens_in"], bad["tokens_out"]) == (900, 30)
     assert bad["cost_usd"] == pytest.approx((900 * 3 + 30 * 15) / 1e6)
@@ -113,17 +121,37 @@ async def test_garbage_reply_is_invalid_and_its_tokens_are_counted(api: FakeAnth
     assert store.get_run(run_id)["cost_usd"] >= bad["cost_usd"]
 
 
-@pytest.mark.parametrize("body", [{"type": "message"}, ["not", "a", "message"], {"content": "hi"},
-                                  {"content": [{"type": "tool_use", "name": "propose_change"}]}])
-async def test_a_malformed_reply_is_invalid_not_a_crash(api: FakeAnthropic, tmp_path: Path,
-                                                        body: object):
+@pytest.mark.parametrize(("reply", "reason"), [
+    (Reply(200, {"type": "message"}), "the reply has no content"),
+    (Reply(200, ["not", "a", "message"]), "the API's reply is not a message: a JSON list"),
+    (Reply(200, {"content": "hi"}), "the reply has no content"),
+    (Reply(200, {"content": [{"type": "tool_use", "name": "propose_change"}]}),
+     "its propose_change input is missing, not an object"),
+    (tool_reply("propose_change", ["edits"]), "its propose_change input is a list"),
+    (raw_reply(b"<html><head><title>502 Bad Gateway</title></head></html>",
+               content_type="text/html"),
+     "the API's reply is not a message: an HTML page titled '502 Bad Gateway'"),
+    (raw_reply(b'{"content": [{"type": "text", "text": "caf\xe9"}]}'),
+     "unreadable reply from the API: UnicodeDecodeError"),
+    (raw_reply(b'{"content": [{"type": '), "unreadable reply from the API: JSONDecodeError"),
+    (tool_reply("propose_change", {"description": "d", "rationale": "r", "edits": "add 3x"}),
+     "edits must be a list of {file, search, replace} objects; the reply gave a string"),
+])
+async def test_a_malformed_reply_is_invalid_with_what_was_wrong(api: FakeAnthropic,
+                                                               tmp_path: Path,
+                                                               reply: Reply, reason: str):
+    """Whatever the server sends — bare JSON, an HTML page, invalid UTF-8, cut JSON, a tool
+    input of the wrong shape — is that experiment's verdict, said plainly; the loop goes on."""
     ws = page_workspace(tmp_path)
-    api.script(Reply(200, body), change("Put a number in the headline", [HEADLINE]))
+    api.script(reply, change("Put a number in the headline", [HEADLINE]))
     store, run_id = await run(tmp_path, page_spec(ws))
     bad, good = candidates(store, run_id)
     assert bad["verdict"] == "invalid"
-    assert "without the propose_change tool: 'nothing'" in bad["reason"]
+    assert reason in bad["reason"]
+    assert "'nothing'" not in bad["reason"]
     assert good["verdict"] == "kept"
+    assert store.get_run(run_id)["status"] == "done"
+    assert not store.in_flight(run_id)
 
 
 @pytest.mark.parametrize(("edit", "reason"), [

@@ -60,7 +60,7 @@ def test_missing_required_field_names_field_and_line():
 
 def test_unknown_key_is_an_error_not_ignored():
     text = GOOD.replace("  metric: loss", "  metric: loss\n  timeuot_s: 5")
-    assert error_for(text) == "s.yaml:14: evaluate.timeuot_s: unknown key (check the spelling)"
+    assert error_for(text) == "s.yaml:14: evaluate.timeuot_s: unknown key; did you mean `timeout_s`?"
 
 
 def test_wrong_type_names_the_line():

@@ -121,3 +121,26 @@ def test_a_change_carries_over_only_where_its_lines_are_unchanged():
     assert rebase(old, new, {"b.py": "c\n"}) == {"b.py": "c\n"}  # a file the keep left alone
     # A hunk whose context occurs twice in the new version is not guessed at.
     assert rebase({"f": "a\nb\n"}, {"f": "a\nb\na\nb\n"}, {"f": "a\nB\n"}) is None
+
+
+async def test_a_stop_records_a_proposal_made_ahead_with_its_cost(api: FakeAnthropic,
+                                                                 tmp_path: Path):
+    import asyncio
+
+    ws = page_workspace(tmp_path)
+    slow = SLOW.replace("sleep 0.3", "sleep 5")
+    api.script(change("Put a number in the headline", [HEADLINE]),
+               change("Add the call to action", [CTA], tokens_in=70))
+    store = Store(tmp_path / "ar.db")
+    host = Host(store)
+    loop = host.add(load_spec(page_spec(ws, evaluate=slow, ahead=1, stop="max_rounds: 9")))
+    task = asyncio.create_task(host.run_until_done())
+    for _ in range(400):  # the second proposal, made while the first candidate is scored
+        if loop.stream.waiting and loop.stream.waiting[0].task.done():
+            break
+        await asyncio.sleep(0.025)
+    host.stop_all()
+    await asyncio.wait_for(task, 20)
+    rows = candidates(store, loop.run_id)
+    assert [r["verdict"] for r in rows] == ["interrupted", "abandoned"]
+    assert "the run stopped" in rows[1]["reason"] and rows[1]["tokens_in"] == 70

@@ -7,11 +7,12 @@ when a screen is wanted.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import sqlite3
 import sys
 from pathlib import Path
 
+from engine import signals
 from engine.model import UserError
 
 COMMANDS = ("check", "run", "export", "status", "demo", "attach", "serve")
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the offline demo: two real loops")
     demo.add_argument("--headless", action="store_true")
     demo.add_argument("--workdir", type=Path, help="where the demo's copies go")
+    demo.add_argument("--fresh", action="store_true",
+                      help="a new demo, even if the last one did not finish (it is resumed)")
     attach = sub.add_parser("attach", help="watch and steer a headless engine through the store")
     serve = sub.add_parser("serve", help="host every spec in a folder, following its changes")
     serve.add_argument("dir", type=Path)
@@ -49,20 +52,58 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signals.catch_early()  # first: a SIGTERM while Python imports is a clean stop too
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Every command is a Unix filter: when its reader goes away (`status | head -1`) it
+        # exits quietly, with the status of a process ended by SIGPIPE (as `yes | head` does).
+        _silence_output()
+        return 128 + 13
+    finally:
+        signals.release_early()
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     specs, argv = _split_specs(argv)
     args = parser.parse_args(argv)
+    if not (args.command in ("run", "demo") and args.headless):
+        signals.release_early()  # only a headless engine stops on its own terms
     try:
-        return _dispatch(args, specs)
+        code = _dispatch(args, specs)
+        # Flush here, inside main's handler: a reader that went away must surface as
+        # BrokenPipeError now, not as a traceback at interpreter exit.
+        sys.stdout.flush()
+        return code
     except UserError as exc:
-        print(f"autoresearch-tui: {exc}", file=sys.stderr)
+        _say(f"autoresearch-tui: {exc}")
         return 2
     except sqlite3.Error as exc:
-        print(f"autoresearch-tui: {args.db}: the store failed: {exc}", file=sys.stderr)
+        _say(f"autoresearch-tui: {args.db}: the store failed: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _say(line: str) -> None:
+    """One line on stderr (it may itself be a closed pipe: then BrokenPipeError, handled above)."""
+    from engine.text import printable  # quoted user text (U+2028, \r) cannot break the line
+
+    print(printable(line, one_line=True), file=sys.stderr, flush=True)
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null, so the interpreter's own flush at exit (of text
+    still buffered for the closed pipe) finds nothing to complain about."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass  # no such stream (closed at start) or not a real file: nothing to silence
+    os.close(devnull)
 
 
 def _split_specs(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -100,8 +141,10 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
 
         return cmd_serve(db, args.dir, args.poll)
     if args.command == "run" and args.headless:
+        import asyncio
+
         return asyncio.run(cli.run_headless(db, args.specs))
-    return cli.cmd_demo_headless(db, args.workdir)
+    return cli.cmd_demo_headless(db, args.workdir, fresh=args.fresh)
 
 
 def _app(args: argparse.Namespace, specs: list[str]) -> int:
@@ -119,13 +162,19 @@ def _app(args: argparse.Namespace, specs: list[str]) -> int:
     if args.command == "demo":
         from engine import demo
 
-        specs = [str(p) for p in demo.prepare(db, args.workdir)]
+        specs = [str(p) for p in demo.prepare(db, args.workdir, fresh=args.fresh)]
     loaded = []
     if specs:  # the engine's modules load only when there is something to run here
-        from engine.library import expand_all
-        from engine.spec import load_spec
+        from engine.templates import load_runnable
 
-        loaded = expand_all([load_spec(p) for p in specs])  # a library: one run per file
+        for path in specs:
+            spec, note = load_runnable(path, db)  # a shipped template runs on a copy
+            if note:
+                _say(note)
+            loaded.append(spec)
+        from engine.library import expand_all
+
+        loaded = expand_all(loaded)  # a library: one run per file
     app = make_app(db, loaded, attach=args.command == "attach" or not loaded)
     app.run()
     return getattr(app, "return_code", 0) or 0

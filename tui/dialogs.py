@@ -135,13 +135,15 @@ class NewRunScreen(ModalScreen["Spec | None"]):
             self._try(Path(event.value.strip()).expanduser())
 
     def _try(self, path: Path) -> None:
-        from engine.spec import load_spec
+        from engine.templates import load_runnable
 
-        try:
-            spec = load_spec(path)
+        try:  # a shipped template runs on a copy beside the store (engine/templates.py)
+            spec, note = load_runnable(path, getattr(self.app, "db", Path("autoresearch.db")))
         except UserError as exc:
             self.query_one(".error", Label).update(str(exc))
             return
+        if note:
+            self.app.notify(note, title="template")
         self.dismiss(spec)
 
     def action_cancel(self) -> None:

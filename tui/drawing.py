@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
+from engine.text import printable
 from tui.breakdown_pane import Breakdown, side
 from tui.chart_pane import ScoreChart
 from tui.runs_pane import RunsPane, status_text
@@ -133,7 +134,8 @@ class Drawing:
                                self.clock()) \
             if run["status"] in LIVE and self.alive.get(detail.run_id) is not False else []
         status = status_text(run, self.alive.get(detail.run_id))
-        if run["status"] not in LIVE and run["stop_reason"]:
-            status.append(f" ({run['stop_reason']})", style="dim")
+        # A paused run says why (an API outage and when it tries again, unusable evidence).
+        if run["stop_reason"] and (run["status"] not in LIVE or run["status"] == "paused"):
+            status.append(f" ({printable(run['stop_reason'], one_line=True)})", style="dim")
         self.dash.query_one(StatusLine).show(run["name"], status, fmt_cost(run["cost_usd"]),
                                              outlook, self.last_command)

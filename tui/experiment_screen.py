@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from engine.store import Store
+from engine.text import printable
 from tui.changelog_pane import VERDICT_STYLES
 from tui.footer import LeanFooter
 from tui.summary import fmt_cost, fmt_delta, fmt_duration, fmt_score
@@ -97,6 +98,10 @@ class ExperimentScreen(Screen[None]):
         text.append(f" · {row['worker'] or 'no worker'} · {fmt_duration(row['duration'])}"
                     f" · {fmt_cost(row['cost_usd'])}\n")
         text.append(row["description"] or "", style="bold")
+        if row.get("rationale"):  # the mutator's why, beside the verdict's why
+            idea = " ".join(row["rationale"].split())
+            idea = idea if len(idea) <= 200 else idea[:199] + "…"
+            text.append(f"\nrationale: {printable(idea, one_line=True)}", style="italic")
         if row["reason"]:
             text.append(f"\nwhy: {row['reason']}", style="italic")
         return text

@@ -48,6 +48,22 @@ def parse_metric(output: str, name: str, regex: str | None = None) -> float | No
     return None
 
 
+#: How much of a crashed command's last output its message quotes.
+CRASH_LINES = 3
+CRASH_LINE_CHARS = 200
+
+
+def last_lines(output: str) -> str:
+    """`: <its last few lines>` for a crash's one-line message (the shell's own `pyhton: not
+    found` says more than an exit status); "" when the command printed nothing."""
+    lines = [line.strip() for line in output[-8000:].splitlines() if line.strip()]
+    if not lines:
+        return ""
+    shown = [line if len(line) <= CRASH_LINE_CHARS else line[:CRASH_LINE_CHARS] + "…"
+             for line in lines[-CRASH_LINES:]]
+    return ": " + " ⏎ ".join(shown)
+
+
 class MetricEvaluator:
     def __init__(self, config: specs.MetricEval) -> None:
         self.config = config
@@ -62,10 +78,11 @@ class MetricEvaluator:
         value = parse_metric(result.output, cfg.metric, cfg.regex)
         if value is None:
             return Evaluation(
-                CRASHED, error=f"no `{cfg.metric}` metric in the output (exit {result.exit_code})",
-                log_tail=result.output, duration=result.duration)
+                CRASHED, error=f"no `{cfg.metric}` metric in the output (exit {result.exit_code})"
+                + last_lines(result.output), log_tail=result.output, duration=result.duration)
         if result.exit_code != 0:
-            return Evaluation(CRASHED, error=f"command exited {result.exit_code}",
+            return Evaluation(CRASHED, error=f"command exited {result.exit_code}"
+                              + last_lines(result.output),
                               log_tail=result.output, duration=result.duration)
         metrics = {cfg.metric: value}
         if cfg.guard:

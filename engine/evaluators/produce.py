@@ -9,7 +9,7 @@ experiment, which is how the detail view shows what was judged.
 from __future__ import annotations
 
 from engine import spec as specs
-from engine.llm import EPHEMERAL, LLMClient, LLMUnavailable
+from engine.llm import LLMClient, LLMUnavailable
 from engine.model import Session, Usage, UserError
 
 #: Characters of each output kept in its event (the store clips events at 2,000).
@@ -18,11 +18,13 @@ EVENT_CHARS = 1800
 NO_INPUT = "(no input: produce your output now)"
 
 
-def sample_event(input: str, sample_no: int, text: str) -> str:
-    """The event line that stores one produced output, truncated, for the detail view."""
+def sample_event(input: str, sample_no: int, text: str, stop: str | None = None) -> str:
+    """The event line that stores one produced output, truncated, for the detail view (with
+    a note when the producer was cut off at max_tokens)."""
     label = " ".join(input.split())[:60]
     body = text if len(text) <= EVENT_CHARS else text[:EVENT_CHARS] + f"\n…[{len(text)} chars]"
-    return f"output for input {label!r}, sample {sample_no}:\n{body}"
+    note = " (cut off at max_tokens)" if stop == "max_tokens" else ""
+    return f"output for input {label!r}, sample {sample_no}{note}:\n{body}"
 
 
 class LLMProducer:
@@ -35,17 +37,20 @@ class LLMProducer:
         self.config = config
         self.client = LLMClient(config, role="llm producer")
 
-    async def produce(self, session: Session, input: str, sample_no: int) -> tuple[str, Usage]:
+    async def produce(self, session: Session, input: str,
+                      sample_no: int) -> tuple[str, Usage, str | None]:
+        """One output: its text, what it cost, and why the model stopped (`max_tokens`: cut)."""
         path = self.config.system_file
         assert path is not None
         raw = await session.read_file(path)
         if raw is None:
-            raise LLMUnavailable(f"llm producer: system_file {path} is not in the candidate")
+            raise LLMUnavailable(f"llm producer: system_file {path} is not in the candidate",
+                                 "refused")  # a spec to fix, not an outage to wait out
         system = raw.decode("utf-8", errors="replace")
         if not system.strip():
             # The API refuses empty text blocks; an empty artifact produces nothing to judge.
-            return "", Usage()
+            return "", Usage(), None
         reply = await self.client.create(
-            system=[{"type": "text", "text": system, "cache_control": EPHEMERAL}],
+            system=[{"type": "text", "text": system, "cache_control": self.client.cache_control()}],
             messages=[{"role": "user", "content": input if input.strip() else NO_INPUT}])
-        return reply.text(), reply.usage
+        return reply.text(), reply.usage, reply.stop_reason

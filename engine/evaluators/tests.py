@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from engine import spec as specs
+from engine.evaluators.metric import last_lines
 from engine.model import CRASHED, TIMEOUT, Evaluation, ItemResult, LineSink, Session
 
 
@@ -40,7 +41,8 @@ class TestsEvaluator:
         xml = await session.read_file(cfg.junit)
         if xml is None:
             return Evaluation(CRASHED, error=f"no JUnit report at {cfg.junit} "
-                              f"(exit {result.exit_code})", log_tail=result.output,
+                              f"(exit {result.exit_code})" + last_lines(result.output),
+                              log_tail=result.output,
                               duration=result.duration)
         try:
             items = parse_junit(xml)

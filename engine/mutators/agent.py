@@ -19,13 +19,17 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine import spec as specs
 from engine.llm import redact
 from engine.model import Mutation, Proposal, Usage
-from engine.mutators.llm import invalid, one_line
-from engine.mutators.prompt import build_prompt
+from engine.mutators.agent_cost import agent_usage
+from engine.mutators.llm import identities, invalid, one_line
+from engine.mutators.prompt import DiffCache, build_prompt
+from engine.redact import secrets_written
 from engine.workers.local import run_local
 from engine.workspace import Workspace
 
@@ -74,15 +78,21 @@ def _same_file(a: Path, b: Path) -> bool:
 class AgentMutator:
     """Runs a coding-agent command once a round in a scratch copy of the workspace."""
 
-    def __init__(self, config: specs.AgentMutator, spec: specs.Spec) -> None:
+    def __init__(self, config: specs.AgentMutator, spec: specs.Spec,
+                 read_experiment: Callable[[int], dict[str, Any] | None] | None = None) -> None:
         self.config = config
         self.spec = spec
         self.targets = list(spec.target.files)
         self.workspace = Workspace(spec.workspace, spec.target.files, spec.target.protected,
                                    spec.target.ignore, spec.name, spec.path)
         self.ignore = [*spec.target.ignore, *AGENT_LITTER]
+        #: Reads an experiment's row (the loop hands it over): recent attempts' diffs.
+        self._read = read_experiment
+        self._diffs = DiffCache(config.recent)
 
     async def propose(self, proposal: Proposal) -> Mutation:
+        if self._read is not None:
+            self._diffs.fill(proposal.changelog, self._read)
         prompt = build_prompt(self.spec, proposal, recent=self.config.recent,
                               finish=FINISH.format(targets=", ".join(self.targets))).whole()
         folder = await asyncio.to_thread(self.workspace.stage, proposal.best_files)
@@ -104,14 +114,16 @@ class AgentMutator:
         env = {"AUTORESEARCH_PROMPT": str(prompt_file), "AUTORESEARCH_DESCRIPTION": str(desc_file),
                "AUTORESEARCH_TARGETS": " ".join(self.targets), "AUTORESEARCH_RUN": self.spec.name}
         result = await run_local(cfg.command, folder, timeout=cfg.timeout_s, stdin=prompt, env=env)
-        output = redact(result.output)
-        self._check_real_workspace(real_before, watched)
+        reported, said = agent_usage(result.output, cfg.prices)
+        usage = reported or Usage()  # what the agent says it cost: the experiment's mutator cost
+        output = redact(said)
+        self._check_real_workspace(real_before, watched, usage)
         if result.timed_out:
             raise invalid(f"the agent did not finish within {cfg.timeout_s:g}s and was killed",
-                          Usage(), "agent timed out")
+                          usage, "agent timed out")
         if result.exit_code != 0:
             last = one_line((output.strip().splitlines() or [""])[-1], 200)
-            raise invalid(f"the agent exited with status {result.exit_code}: {last}", Usage(),
+            raise invalid(f"the agent exited with status {result.exit_code}: {last}", usage,
                           "agent failed")
         after = await asyncio.to_thread(snapshot, folder, self.ignore)
         touched = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
@@ -121,24 +133,28 @@ class AgentMutator:
         if outside:
             shown = ", ".join(outside[:8]) + (f" and {len(outside) - 8} more" if len(outside) > 8 else "")
             raise invalid(f"the agent changed files outside the targets (undone): {shown}",
-                          Usage(), description or "agent edit outside the targets")
+                          usage, description or "agent edit outside the targets")
         files: dict[str, str] = {}
         for rel in self.targets:
             path = folder / rel
             if not path.is_file():
-                raise invalid(f"the agent deleted the target file {rel}", Usage(),
+                raise invalid(f"the agent deleted the target file {rel}", usage,
                               description or "agent deleted a target")
             try:
                 text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError:
-                raise invalid(f"the agent left {rel} as something other than UTF-8 text", Usage(),
+                raise invalid(f"the agent left {rel} as something other than UTF-8 text", usage,
                               description or "agent broke a target") from None
             if text != best.get(rel):
                 files[rel] = text
         if not files:
-            raise invalid("the agent changed nothing", Usage(), description or "agent: no change")
+            raise invalid("the agent changed nothing", usage, description or "agent: no change")
+        leaked = secrets_written(files, best, identities(self.spec))
+        if leaked:
+            raise invalid(f"the edit would write {leaked}; refused", usage,
+                          description or "agent wrote a secret")
         return Mutation(description or _fallback_description(files, best), files,
-                        _rationale(output))
+                        _rationale(output), usage=usage)
 
     def _real_state(self, watched: list[str]) -> Snapshot:
         root = self.workspace.root
@@ -150,7 +166,8 @@ class AgentMutator:
                 out[rel] = (st.st_size, st.st_mtime_ns)
         return out
 
-    def _check_real_workspace(self, before: Snapshot, watched: list[str]) -> None:
+    def _check_real_workspace(self, before: Snapshot, watched: list[str],
+                              usage: Usage) -> None:
         """Files of the real workspace that changed while the agent ran make the attempt invalid.
 
         Nothing is written back here: a veto or pin may have moved the best version meanwhile,
@@ -161,7 +178,7 @@ class AgentMutator:
             return
         raise invalid(f"files of the real workspace changed while the agent ran: "
                       f"{', '.join(changed)} (an agent must edit only its scratch copy; if it "
-                      "did this, restore them, e.g. with git checkout)", Usage(),
+                      "did this, restore them, e.g. with git checkout)", usage,
                       "agent touched the real workspace")
 
     @staticmethod

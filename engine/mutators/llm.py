@@ -11,12 +11,14 @@ that is not a target, raises MutationError carrying the reply's usage: the loop 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from typing import Any
 
 from engine import spec as specs
-from engine.llm import EPHEMERAL, LLMClient, redact
+from engine.llm import LLMClient, redact
 from engine.model import Mutation, MutationError, Proposal, Usage
-from engine.mutators.prompt import build_prompt
+from engine.mutators.prompt import DiffCache, build_prompt
+from engine.redact import secrets_written
 
 TOOL_NAME = "propose_change"
 PROPOSE_TOOL = {
@@ -57,6 +59,11 @@ def invalid(reason: str, usage: Usage, description: str = "") -> MutationError:
     return exc
 
 
+def identities(spec: specs.Spec) -> list[str]:
+    """The SSH identity files a spec's workers name (their contents must never be written)."""
+    return [w.identity for w in spec.workers if getattr(w, "identity", None)]
+
+
 def one_line(text: Any, limit: int = 200) -> str:
     line = " ".join(str(text or "").split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -66,7 +73,11 @@ def apply_edits(files: dict[str, str], edits: Any, targets: list[str],
                 protected: list[str]) -> dict[str, str]:
     """Apply search/replace edits to the target files; returns the full new contents of the
     files that changed. Raises ValueError with a reason a person can read."""
-    if not isinstance(edits, list) or not edits:
+    if isinstance(edits, str) or (edits is not None and not isinstance(edits, list)):
+        kind = "a string" if isinstance(edits, str) else type(edits).__name__
+        raise ValueError(f"edits must be a list of {{file, search, replace}} objects; the reply "
+                         f"gave {kind}: {one_line(edits, 80)!r}")
+    if not edits:
         raise ValueError("the reply has no edits")
     out: dict[str, str] = {}
     for n, edit in enumerate(edits, 1):
@@ -105,26 +116,48 @@ class LLMMutator:
     """Proposes mutations with Claude through the Messages API."""
 
     def __init__(self, config: specs.LLMMutator, spec: specs.Spec,
-                 playbooks: list[tuple[str, str]] = ()) -> None:
+                 playbooks: list[tuple[str, str]] = (),
+                 read_experiment: Callable[[int], dict[str, Any] | None] | None = None) -> None:
         self.config = config
         self.spec = spec
         self.client = LLMClient(config, role="llm mutator")
         #: (name, text) lessons from playbook files and earlier runs (the loop reads them).
         self.playbooks = list(playbooks)
+        #: Reads an experiment's row (the loop hands it over): recent attempts' diffs.
+        self._read = read_experiment
+        self._diffs = DiffCache(config.recent)
 
     async def propose(self, proposal: Proposal) -> Mutation:
+        try:
+            return await self._propose(proposal)
+        except MutationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reply we did not foresee is an outcome
+            raise invalid(f"the reply could not be used: {type(exc).__name__}: {exc}",
+                          getattr(exc, "usage", None) or Usage()) from None
+
+    async def _propose(self, proposal: Proposal) -> Mutation:
+        if self._read is not None:
+            self._diffs.fill(proposal.changelog, self._read)
         prompt = build_prompt(self.spec, proposal, recent=self.config.recent,
                               playbooks=self.playbooks, finish=FINISH)
+        mark = self.client.cache_control()
+        # Breakpoints where the prefix repeats: the instructions (the whole run), the best
+        # version (until a keep), and the end of the append-only history (next round's
+        # prefix); the turn after it is new every round.
+        history = [{"type": "text", "text": block} for block in prompt.history]
+        if history:
+            history[-1]["cache_control"] = mark
         reply = await self.client.create(
-            system=[{"type": "text", "text": prompt.stable, "cache_control": EPHEMERAL},
-                    {"type": "text", "text": prompt.artifact, "cache_control": EPHEMERAL}],
-            messages=[{"role": "user", "content": prompt.turn}],
+            system=[{"type": "text", "text": prompt.stable, "cache_control": mark},
+                    {"type": "text", "text": prompt.artifact, "cache_control": mark}],
+            messages=[{"role": "user", "content": [*history,
+                                                   {"type": "text", "text": prompt.turn}]}],
             tools=[PROPOSE_TOOL], tool=TOOL_NAME)
         args = reply.tool_input(TOOL_NAME)
         if args is None:
-            said = one_line(reply.text(), 200) or "nothing"
-            raise invalid(f"the model answered without the {TOOL_NAME} tool: {said!r}",
-                          reply.usage)
+            raise invalid(f"the model answered without a usable {TOOL_NAME} call: "
+                          f"{reply.describe(TOOL_NAME)}", reply.usage)
         description = redact(one_line(args.get("description"))) or "(no description)"
         if reply.stop_reason == "max_tokens":
             raise invalid(f"the reply was cut off at max_tokens ({self.config.max_tokens}); "
@@ -136,6 +169,10 @@ class LLMMutator:
             raise invalid(str(exc), reply.usage, description) from None
         if not files:
             raise invalid("the edits change nothing", reply.usage, description)
+        leaked = secrets_written(files, proposal.best_files, identities(self.spec))
+        if leaked:
+            raise invalid(f"the edit would write {leaked}; refused",
+                          reply.usage, description)
         rationale = str(args.get("rationale") or "").strip()
         return Mutation(description, files, redact(rationale), usage=reply.usage)
 

@@ -1,10 +1,18 @@
 """The prompt the `llm` and `agent` mutators share: what to change, how it is scored, what
 failed, what was tried, what the person said.
 
-It comes in three parts, ordered from most to least stable so prompt caching pays off:
+It comes in four parts, ordered from most to least stable so prompt caching pays off:
 `stable` (instructions, the checklist or metric, playbooks: fixed for the whole run),
-`artifact` (the best version's target files: fixed until a keep), and `turn` (failing
-items, the changelog, guidance: new every round).
+`artifact` (the best version's target files and failing items: fixed until a keep), `history` (the changelog,
+one block per attempt, append-only: this round's history is the next round's prefix, so
+it is read from the cache and only the new attempts are written), and `turn` (failing
+items, banned and pinned ideas, what is in flight, guidance: new every round).
+
+The newest attempts are shown whole — verdict, reason, rationale and diff — so the mutator
+can see what exactly was tried and not repeat a near-identical edit; older ones are one line
+each. Where "newest" ends moves in steps of `COMPACT_STEP` attempts, and the whole ones stay
+within `HISTORY_TOKENS`, so the history is rewritten (a cache write) only once every few
+rounds, never every round.
 """
 
 from __future__ import annotations
@@ -14,10 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import spec as specs
-from engine.model import BASELINE, PINNED, RUNNING, VETOED, Proposal
+from engine.model import BASELINE, INTERRUPTED, PINNED, RUNNING, VETOED, Proposal
 
 #: Longest diff shown for one recent experiment.
 DIFF_CHARS = 1500
+#: Token budget of the attempts shown whole (about 4 characters a token).
+HISTORY_TOKENS = 6000
+#: The boundary between one-line and whole attempts moves this many attempts at a time.
+COMPACT_STEP = 8
 #: Most older experiments listed one line each; beyond this they are only counted.
 OLDER_LINES = 80
 #: Evidence quotes shown per failing item.
@@ -57,14 +69,21 @@ Bad changes (vague, sprawling or untestable):
 
 @dataclass
 class Prompt:
-    """The three parts of the mutator's prompt, most stable first."""
+    """The parts of the mutator's prompt, most stable first."""
 
     stable: str
     artifact: str
+    #: The changelog: append-only blocks (a header, the one-line older attempts, then one
+    #: block per attempt shown whole).
+    history: list[str]
     turn: str
 
+    def user(self) -> str:
+        """The user turn as one text: history, then this round's part."""
+        return "\n\n".join([*self.history, self.turn])
+
     def whole(self) -> str:
-        return "\n\n".join((self.stable, self.artifact, self.turn))
+        return "\n\n".join((self.stable, self.artifact, self.user()))
 
 
 def build_prompt(spec: specs.Spec, proposal: Proposal, *, recent: int = 20,
@@ -89,11 +108,15 @@ def build_prompt(spec: specs.Spec, proposal: Proposal, *, recent: int = 20,
     for path in spec.target.files:
         if path in proposal.best_files:
             artifact.append(f'<file path="{path}">\n{proposal.best_files[path]}</file>')
-    turn = [_score_line(spec, proposal), _failing(proposal.failing_items),
-            _changelog(proposal.changelog, recent), _siblings(proposal),
-            _guidance(proposal.guidance),
-            finish or "Now propose one small, concrete change."]
-    return Prompt("\n\n".join(stable), "\n\n".join(artifact),
+    # The best version's failing items change only when the best version does: they belong
+    # with its files, in the part cached until a keep.
+    failing = _failing(proposal.failing_items)
+    if failing:
+        artifact.append(failing)
+    history, marks = _changelog(proposal.changelog, recent)
+    turn = [marks, _score_line(spec, proposal), _siblings(proposal),
+            _guidance(proposal.guidance), finish or "Now propose one small, concrete change."]
+    return Prompt("\n\n".join(stable), "\n\n".join(artifact), history,
                   "\n\n".join(t for t in turn if t))
 
 
@@ -203,41 +226,66 @@ def _mark(row: dict[str, Any]) -> str:
 def _num(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "-"
+    value = round(value, 9) + 0.0  # no -1.11e-16 from float noise (and no -0)
     return f"{value:+.4g}" if signed else f"{value:.4g}"
 
 
-def _changelog(rows: list[dict[str, Any]], recent: int) -> str:
+def _changelog(rows: list[dict[str, Any]], recent: int) -> tuple[list[str], str]:
+    """The append-only history blocks, and this round's marks (banned, kept, in flight)."""
     if not rows:
-        return ""
-    out: list[str] = []
+        return [], ""
+    marks: list[str] = []
     banned = [r for r in rows if _mark(r) == " [BANNED]"]
     pinned = [r for r in rows if r["verdict"] == PINNED and r["kind"] != BASELINE]
     if banned:
-        out.append("BANNED ideas (vetoed by the person): never try these or anything like them:")
-        out.extend(f"- #{r['id']}: {r['description']}" for r in banned)
+        marks.append("BANNED ideas (vetoed by the person): never try these or anything like them:")
+        marks.extend(f"- #{r['id']}: {r['description']}" for r in banned)
     if pinned:
-        out.append("KEEP (pinned by the person): never undo these:")
-        out.extend(f"- #{r['id']}: {r['description']}" for r in pinned)
-    done = [r for r in rows if r["verdict"] != RUNNING]
-    flying = [r for r in rows if r["verdict"] == RUNNING and r["kind"] != BASELINE]
-    older, newer = (done[:-recent], done[-recent:]) if recent else (done, [])
-    if older:
-        out.append(f"Older attempts ({len(older)}), one line each:")
-        skipped = max(0, len(older) - OLDER_LINES)
-        if skipped:
-            kept = sum(1 for r in older[:skipped] if r["verdict"] in ("kept", PINNED))
-            out.append(f"- … {skipped} earliest attempts not listed ({kept} of them kept)")
-        for r in older[skipped:]:
-            out.append(f"- #{r['id']} {r['verdict']}{_mark(r)} {_num(r['delta'], True)}: "
-                       f"{_clip(r['description'] or '', 140)}")
-    if newer:
-        out.append(f"Recent attempts ({len(newer)}), oldest first:")
-        for r in newer:
-            out.append(_whole(r))
+        marks.append("KEEP (pinned by the person): never undo these:")
+        marks.extend(f"- #{r['id']}: {r['description']}" for r in pinned)
+    # Settled attempts only: everything before the first one still running (its verdict,
+    # and so its text, is not final yet).
+    first_running = next((i for i, r in enumerate(rows) if r["verdict"] == RUNNING), len(rows))
+    done = rows[:first_running]
+    flying = [r for r in rows[first_running:] if r["verdict"] == RUNNING and r["kind"] != BASELINE]
+    later = [r for r in rows[first_running:] if r["verdict"] != RUNNING]
     if flying:
-        out.append("Being evaluated right now (do not propose the same):")
-        out.extend(f"- #{r['id']}: {r['description']}" for r in flying)
-    return "Changelog of this run:\n" + "\n".join(out)
+        marks.append("Being evaluated right now (do not propose the same):")
+        marks.extend(f"- #{r['id']}: {r['description']}" for r in flying)
+    if later:
+        marks.append("Finished meanwhile:")
+        marks.extend(_whole(r) for r in later)
+    cut = _compact_point(done, recent)
+    older, newer = done[:cut], done[cut:]
+    history = ["Changelog of this run, oldest first:"]
+    if older:
+        lines = [f"Older attempts ({len(older)}), one line each:"]
+        listed = older[-OLDER_LINES:]
+        if len(older) > len(listed):
+            lines.append(f"- … attempts before #{listed[0]['id']} not listed")
+        lines.extend(f"- #{r['id']} {r['verdict']}{_mark(r)} {_num(r['delta'], True)}: "
+                     f"{_clip(r['description'] or '', 140)}" for r in listed)
+        history.append("\n".join(lines))
+    if newer:
+        history.append("Recent attempts, whole (verdict, reason, rationale, diff), oldest first:")
+        history.extend(_whole(r) for r in newer)
+    return history, "\n".join(marks)
+
+
+def _compact_point(done: list[dict[str, Any]], recent: int) -> int:
+    """How many of the settled attempts are shown one line each: a multiple of COMPACT_STEP
+    (the smallest that keeps the whole ones within `recent` + COMPACT_STEP and within
+    HISTORY_TOKENS), so it moves only every few rounds and the history stays a prefix."""
+    if recent <= 0:
+        return len(done)
+    cut = 0
+    while cut < len(done):
+        whole = done[cut:]
+        size = sum(len(_whole(r)) for r in whole) // 4
+        if len(whole) <= recent + COMPACT_STEP - 1 and size <= HISTORY_TOKENS:
+            break
+        cut += COMPACT_STEP
+    return min(cut, len(done))
 
 
 def _whole(r: dict[str, Any]) -> str:
@@ -245,6 +293,8 @@ def _whole(r: dict[str, Any]) -> str:
             f"{_num(r['score'])} ({_num(r['delta'], True)})")
     if r.get("reason"):
         head += f" · {_clip(r['reason'], 200)}"
+    if r["verdict"] == INTERRUPTED:
+        head += " · not scored (a stop or an outage): it may be proposed again"
     lines = [head, f"    change: {r['description']}"]
     if r.get("rationale"):
         lines.append(f"    why: {_clip(' '.join(r['rationale'].split()), 400)}")
@@ -252,6 +302,25 @@ def _whole(r: dict[str, Any]) -> str:
         diff = _clip(r["diff"].rstrip("\n"), DIFF_CHARS)
         lines.append("    diff:\n" + "\n".join("      " + line for line in diff.splitlines()))
     return "\n".join(lines)
+
+
+class DiffCache:
+    """Diffs of recent attempts, read from the store once each (a diff never changes)."""
+
+    def __init__(self, recent: int) -> None:
+        self.recent = recent
+        self.diffs: dict[int, str] = {}
+
+    def fill(self, rows: list[dict[str, Any]], read: Any) -> None:
+        """Give the newest rows (those that may be shown whole) their `diff` (`read(id)`: an
+        experiment's row, handed over by the loop)."""
+        for row in rows[-(self.recent + COMPACT_STEP):]:
+            if row.get("diff") is not None or row["verdict"] == RUNNING:
+                continue
+            if row["id"] not in self.diffs:
+                full = read(row["id"]) or {}
+                self.diffs[row["id"]] = full.get("diff") or ""
+            row["diff"] = self.diffs[row["id"]]
 
 
 def _guidance(notes: list[str]) -> str:
