@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TextIO
 
 from engine import demo, library
+from engine.evaluators.metric import metric_notes
 from engine.export import FORMATS, status_json
 from engine.headless import run_headless
 from engine.model import UserError
-from engine.spec import checklist_warnings, load_spec
+from engine.spec import check_notes, checklist_warnings, load_spec
 from engine.store import Store
 from engine.text import printable
 
@@ -42,6 +43,8 @@ def cmd_check(paths: list[str], out: TextIO = sys.stdout) -> int:
               f"{spec.evaluate.kind} evaluator, "
               f"{spec.mutator.kind} mutator, {sum(w.slots for w in spec.workers)} worker slot(s)",
               file=out)
+        for note in check_notes(spec) + metric_notes(spec):
+            print(f"  {note}", file=out)
     return 0
 
 
@@ -67,7 +70,7 @@ def cmd_export(db: Path, run_name: str, fmt: str, output: str | None,
     elif fmt in FORMATS:
         lines = FORMATS[fmt](store, run)
     else:
-        raise UserError(f"unknown format {fmt!r}; use md, tsv, jsonl or playbook")
+        raise UserError(f"unknown format {fmt!r}; use {', '.join(FORMATS)} or playbook")
     if output:
         Path(output).write_text("".join(lines), encoding="utf-8")
         print(f"wrote {output}", file=sys.stderr)

@@ -1,16 +1,21 @@
-"""Exports of a run's changelog: `md` to read, `tsv` like Karpathy's results.tsv, `jsonl` for tools."""
+"""Exports of a run's changelog: `md` to read; `tsv` and `jsonl`, our own full formats (every
+number written losslessly: the shortest text that reads back as the same float); and the
+anchors' own formats, `results-tsv` and `pi-jsonl` (engine/anchors.py)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+from engine.anchors import export_pi_jsonl, export_results_tsv
 from engine.store import Store
 
 #: Columns of the TSV: a results.tsv user's first (commit, score, status, description), then ours.
 TSV_COLUMNS = ["commit", "score", "status", "description", "round", "id", "kind", "delta",
-               "reason", "worker", "duration_s", "cost_usd", "tokens_in", "tokens_out"]
+               "reason", "worker", "duration_s", "cost_usd", "tokens_in", "tokens_out",
+               "parent", "started", "metrics"]
 JSONL_FIELDS = ["id", "round", "parent", "kind", "verdict", "reason", "description", "rationale",
                 "score", "delta", "worker", "tier", "wave", "started", "finished", "duration",
                 "tokens_in", "tokens_out", "tokens_cache_write", "tokens_cache_read", "cost_usd",
@@ -25,12 +30,26 @@ def _cell(value: Any) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
+def _exact(value: float | int | None) -> str:
+    """A number as the shortest text that reads back as the same value (repr), never `.6g`."""
+    return "" if value is None else repr(value)
+
+
+def iso(ts: float | None) -> str | None:
+    """An epoch time as ISO-8601 UTC with milliseconds, the form spreadsheets and pandas parse."""
+    if ts is None:
+        return None
+    stamp = datetime.fromtimestamp(ts, tz=UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def export_tsv(store: Store, run: dict[str, Any]) -> Iterator[str]:
     yield "\t".join(TSV_COLUMNS) + "\n"
     for e in store.iter_experiments(run["id"]):
-        row = [(e["git_commit"] or "")[:7], _fmt(e["score"], 6), e["verdict"], e["description"],
-               e["round"], e["id"], e["kind"], _fmt(e["delta"], 6), e["reason"], e["worker"],
-               _fmt(e["duration"], 3), _fmt(e["cost_usd"], 4), e["tokens_in"], e["tokens_out"]]
+        row = [(e["git_commit"] or "")[:7], _exact(e["score"]), e["verdict"], e["description"],
+               e["round"], e["id"], e["kind"], _exact(e["delta"]), e["reason"], e["worker"],
+               _exact(e["duration"]), _exact(e["cost_usd"]), e["tokens_in"], e["tokens_out"],
+               e["parent"], iso(e["started"]), e["metrics_json"] or "{}"]
         yield "\t".join(_cell(v) for v in row) + "\n"
 
 
@@ -38,6 +57,7 @@ def export_jsonl(store: Store, run: dict[str, Any]) -> Iterator[str]:
     for e in store.iter_experiments(run["id"]):
         record = {k: e[k] for k in JSONL_FIELDS}
         record["run"] = run["name"]
+        record["started_iso"] = iso(e["started"])
         record["metrics"] = json.loads(e["metrics_json"]) if e["metrics_json"] else {}
         yield json.dumps(record) + "\n"
 
@@ -58,7 +78,8 @@ def export_md(store: Store, run: dict[str, Any]) -> Iterator[str]:
         yield "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |\n"
 
 
-FORMATS = {"md": export_md, "tsv": export_tsv, "jsonl": export_jsonl}
+FORMATS = {"md": export_md, "tsv": export_tsv, "jsonl": export_jsonl,
+           "results-tsv": export_results_tsv, "pi-jsonl": export_pi_jsonl}
 
 
 def status_json(store: Store) -> list[dict[str, Any]]:

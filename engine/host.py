@@ -20,6 +20,7 @@ from engine import spec as specs
 from engine.gcfreeze import freeze_imports
 from engine.loop import BaselineFailed, RunLoop, storage_trouble
 from engine.model import UserError
+from engine.mutators import IGNORED_GUIDANCE
 from engine.notify import Notifications
 from engine.store import Store
 from engine.workers.childwatch import watch_children_with_pidfds
@@ -113,7 +114,8 @@ class Host:
                 workspace=str(spec.workspace), direction=spec.direction, target=spec.target_score)
         else:
             run_id = run["id"]
-            if run_id in self.loops:
+            # A finished loop may be started again (it resumes); a going one may not.
+            if run_id in self.loops and not (run_id in self.tasks and self.tasks[run_id].done()):
                 raise UserError(f"run {spec.name!r} is already running here")
         lock = take_lock(self.store.path, spec.name)
         try:
@@ -255,5 +257,7 @@ class Host:
                 else:
                     results.append(await loop.pin(command["target"]))
             elif verb == "guide":
-                results.append("guidance noted for the next proposals")
+                results.append("guidance noted for the next proposals"
+                               if getattr(loop.mutator, "reads_guidance", True) else
+                               IGNORED_GUIDANCE.format(kind=loop.spec.mutator.kind))
         return "; ".join(results)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from engine.context import Candidate, RunContext, usage_of
 from engine.decide import GreaterPolicy, aggregate
+from engine.evaluators.metric import constraint_breach
 from engine.model import CRASHED, KEPT, REVERTED, VETOED, Evaluation
 from engine.versions import Versions
 
@@ -59,6 +60,8 @@ class Settler:
                 cand.verdict, cand.reason = REVERTED, "its parent left the frontier"
             elif first.metrics.get("guard_passed") == 0.0:
                 cand.verdict, cand.reason = REVERTED, "guard command failed"
+            elif breach := constraint_breach(ctx.spec.evaluate, cand.evals):
+                cand.verdict, cand.reason = REVERTED, breach
             else:
                 decision = self.policy.decide(cand.evals, parent.evals, ctx.spec.direction)
                 cand.verdict, cand.reason = decision.verdict, decision.reason

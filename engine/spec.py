@@ -37,14 +37,27 @@ class Strict(BaseModel):
 # ---------------------------------------------------------------- target
 
 
+#: Names always skipped when a candidate copy is made; `target.ignore` adds to them.
+DEFAULT_IGNORE = [".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"]
+
+
 class Target(Strict):
     workspace: str = "."
     files: list[str] = []
     #: A glob (relative to the spec): one run per matching file, its only target (library.py).
     each: str | None = None
     protected: list[str] = []
-    #: Names skipped when a candidate copy is made (big or irrelevant folders).
-    ignore: list[str] = [".git", "__pycache__", ".venv", "node_modules", ".pytest_cache"]
+    #: Names skipped when a candidate copy is made (big or irrelevant folders): added to
+    #: DEFAULT_IGNORE, never replacing it (a forgotten `.git` would be copied every round);
+    #: `!name` takes a default back out.
+    ignore: list[str] = list(DEFAULT_IGNORE)
+
+    @field_validator("ignore")
+    @classmethod
+    def _added_to_defaults(cls, value: list[str]) -> list[str]:
+        dropped = {v[1:] for v in value if v.startswith("!")}
+        added = [v for v in value if not v.startswith("!")]
+        return [n for n in dict.fromkeys([*DEFAULT_IGNORE, *added]) if n not in dropped]
 
     @model_validator(mode="after")
     def _files_or_each(self) -> Target:
@@ -231,10 +244,27 @@ class ChecklistEval(Strict):
         return self
 
 
+class Constraint(Strict):
+    """A bound on a secondary metric (`{metric: peak_vram_mb, max: 80000}`): a candidate that
+    breaks it is reverted, however good its score."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> Constraint:
+        if self.max is None and self.min is None:
+            raise ValueError(f"constraint on `{self.metric}` needs `max` or `min`")
+        return self
+
+
 class MetricEval(Strict):
     kind: Literal["metric"]
     command: str
-    #: Read from a `METRIC name=value` line, or from the last JSON line's key `name`.
+    #: Read from a `METRIC name=value` line, then a `name: value` / `name=value` line (the
+    #: last one wins), then the last JSON line's key `name`; every other number printed so
+    #: is kept as a secondary metric.
     metric: str
     #: Optional regex with one group that captures the value instead.
     regex: str | None = None
@@ -242,6 +272,8 @@ class MetricEval(Strict):
     timeout_s: float = Field(default=600, gt=0)
     #: A command that must exit 0 for a candidate to be kept (e.g. the tests still pass).
     guard: str | None = None
+    #: Bounds on secondary metrics a kept candidate must respect.
+    constraints: list[Constraint] = []
 
 
 class TestsEval(Strict):
@@ -687,6 +719,14 @@ def check_spec_files(spec: Spec, text: str,
         line = lines.get(("mutator", "file"), lines.get(("mutator",), 1))
         raise SpecError(f"{where}:{line}: mutator.file: " + ("required field is missing" if
                         mut.file is None else f"{mut.file} is not one of target.files"))
+
+
+def check_notes(spec: Spec) -> list[str]:
+    """What `check` tells about how the spec reads (not warnings): what `ignore:` adds to."""
+    if "ignore" not in spec.target.model_fields_set:
+        return []
+    return [f"target.ignore adds to the default list; candidate copies skip: "
+            f"{', '.join(spec.target.ignore)}"]
 
 
 def checklist_warnings(spec: Spec) -> list[str]:

@@ -58,7 +58,7 @@ class Steering:
                 return "the baseline cannot be vetoed"
             if row["verdict"] == PINNED:
                 return f"#{exp_id} is pinned"
-            if row["verdict"] != KEPT:
+            if row["verdict"] != KEPT or row["kind"] == "imported":  # (no files: only banned)
                 ctx.store.set_verdict(exp_id, VETOED, "vetoed: banned from later proposals")
                 return f"#{exp_id} banned"
             chain = {r["id"]: r for r in ctx.store.advancing_chain(ctx.run_id)}
@@ -94,6 +94,8 @@ class Steering:
             row = self._row(exp_id)
             if row is None:
                 return f"#{exp_id}: no such experiment in this run"
+            if row["kind"] == "imported":
+                return f"#{exp_id} was imported: its files are not in the store"
             if row["verdict"] in (KEPT, BASELINE, PINNED):
                 ctx.store.set_verdict(exp_id, PINNED, "pinned")
                 self.versions.pinned.add(exp_id)

@@ -37,9 +37,12 @@ class LazyMigrations:
 
     table = "_sqlite_migrations"  # sqlite_utils' own bookkeeping table
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, renamed: dict[str, str] | None = None) -> None:
         self.name = name
         self.steps: list[tuple[Step, bool]] = []
+        #: Old step names → new ones: sqlite_utils knows a step by its recorded name, so a
+        #: store that applied a step under its old name has the record renamed first.
+        self.renamed = renamed or {}
 
     def __call__(self, *, transactional: bool = True) -> Callable[[Step], Step]:
         def register(step: Step) -> Step:
@@ -55,6 +58,13 @@ class LazyMigrations:
                 f"SELECT name FROM {self.table} WHERE migration_set = ?", [self.name])}
         except sqlite3.OperationalError:  # no bookkeeping table: a new store
             return True
+        old = [name for name in self.renamed if name in done]
+        if old:
+            with conn:
+                conn.executemany(
+                    f"UPDATE {self.table} SET name = ? WHERE migration_set = ? AND name = ?",
+                    [(self.renamed[name], self.name, name) for name in old])
+            done = (done - set(old)) | {self.renamed[name] for name in old}
         return any(step.__name__ not in done for step, _ in self.steps)
 
     def apply(self, db: Database) -> None:
@@ -66,7 +76,11 @@ class LazyMigrations:
         real.apply(db)
 
 
-migrations = LazyMigrations("autoresearch")
+#: Steps are numbered in the order they run. Four were once numbered out of order; stores
+#: that applied them under those names are renamed on open (see LazyMigrations.renamed).
+migrations = LazyMigrations("autoresearch", renamed={
+    "m040_decision": "m003_decision", "m030_workers": "m004_workers",
+    "m010_tui_indexes": "m005_tui_indexes", "m050_worker_queue": "m006_worker_queue"})
 
 
 @migrations(transactional=False)
@@ -175,13 +189,13 @@ def m002_schema(db: Database) -> None:
 
 
 @migrations()
-def m040_decision(db: Database) -> None:
+def m003_decision(db: Database) -> None:
     """Each verdict's structured evidence (gain, se, p, repeats, scores) as JSON."""
     db.execute("ALTER TABLE experiments ADD COLUMN decision_json TEXT")
 
 
 @migrations()
-def m030_workers(db: Database) -> None:
+def m004_workers(db: Database) -> None:
     """Worker slots' state (idle, busy, down) per run, for worker lanes in any UI."""
     db.executescript(
         """
@@ -202,7 +216,7 @@ def m030_workers(db: Database) -> None:
 
 
 @migrations()
-def m010_tui_indexes(db: Database) -> None:
+def m005_tui_indexes(db: Database) -> None:
     """Indexes for a UI's cheap polls: what finished lately, and what is in flight."""
     db.executescript(
         """
@@ -214,10 +228,16 @@ def m010_tui_indexes(db: Database) -> None:
 
 
 @migrations()
-def m050_worker_queue(db: Database) -> None:
+def m006_worker_queue(db: Database) -> None:
     """What a slot waits for outside an evaluation (a SLURM queue) and its batch job id."""
     db.execute("ALTER TABLE workers ADD COLUMN queue TEXT")
     db.execute("ALTER TABLE workers ADD COLUMN job_id TEXT")
+
+
+from engine.schema import m007_foreign_keys, m008_views_and_indexes  # noqa: E402
+
+migrations(transactional=False)(m007_foreign_keys)
+migrations()(m008_views_and_indexes)
 
 
 def _apply_migrations(store: Store, tries: int = 5) -> None:
@@ -559,10 +579,10 @@ class Store:
 
     def changed_since(self, after_id: int, finished_after: float) -> list[dict[str, Any]]:
         """Experiments added after `after_id` or finished after a time: what a UI must redraw."""
-        return self._rows(
-            "SELECT * FROM experiments WHERE id > ? OR finished > ? ORDER BY id",
-            [after_id, finished_after],
-        )
+        # Sorted here, not in SQL: see light_changes.
+        rows = self._rows("SELECT * FROM experiments WHERE id > ? OR finished > ?",
+                          [after_id, finished_after])
+        return sorted(rows, key=lambda r: r["id"])
 
     #: Columns a mutator's view of the changelog needs (no logs: they can be megabytes).
     CHANGELOG_COLUMNS = ("id, round, parent, kind, verdict, reason, description, rationale, "
@@ -576,10 +596,11 @@ class Store:
             [run_id, after_id, limit])
 
     def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
-        """The newest experiments' kind, verdict and score, newest first (for stop rules)."""
+        """The newest experiments' kind, verdict and score, newest first (for stop rules,
+        which count only the run's own: not an imported history)."""
         return self._rows(
             "SELECT id, kind, verdict, score, tier FROM experiments WHERE run_id = ? "
-            "ORDER BY id DESC LIMIT ?", [run_id, limit])
+            "AND kind != 'imported' ORDER BY id DESC LIMIT ?", [run_id, limit])
 
     def in_flight(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows(
@@ -588,7 +609,7 @@ class Store:
 
     def last_round(self, run_id: int) -> int:
         row = self._one("SELECT MAX(round) AS r FROM experiments WHERE run_id = ?", [run_id])
-        return (row or {}).get("r") or 0
+        return max((row or {}).get("r") or 0, 0)  # imported history has rounds below 0
 
     def iter_experiments(self, run_id: int) -> Iterator[dict[str, Any]]:
         cursor = self.conn.execute("SELECT * FROM experiments WHERE run_id = ? ORDER BY id",
@@ -613,7 +634,8 @@ class Store:
     def advancing_chain(self, run_id: int) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(ADVANCING))
         return self._rows(
-            f"SELECT * FROM experiments WHERE run_id = ? AND verdict IN ({marks}) ORDER BY id",
+            f"SELECT * FROM experiments WHERE run_id = ? AND verdict IN ({marks}) "
+            "AND kind != 'imported' ORDER BY id",  # imported rows have no files to go back to
             [run_id, *ADVANCING])
 
     # ------------------------------------------------------------ events
@@ -643,9 +665,13 @@ class Store:
             return self._rows(
                 "SELECT * FROM (SELECT * FROM events WHERE experiment_id = ? AND id > ? "
                 "ORDER BY id DESC LIMIT ?) ORDER BY id", [experiment_id, after_id, limit])
+        # One statement per case: `(? IS NULL OR run_id = ?)` would make SQLite scan them all.
+        if run_id is None:
+            return self._rows("SELECT * FROM (SELECT * FROM events WHERE id > ? ORDER BY id "
+                              "DESC LIMIT ?) ORDER BY id", [after_id, limit])
         return self._rows(
-            "SELECT * FROM (SELECT * FROM events WHERE (? IS NULL OR run_id = ?) AND id > ? "
-            "ORDER BY id DESC LIMIT ?) ORDER BY id", [run_id, run_id, after_id, limit])
+            "SELECT * FROM (SELECT * FROM events WHERE run_id = ? AND id > ? "
+            "ORDER BY id DESC LIMIT ?) ORDER BY id", [run_id, after_id, limit])
 
     # ------------------------------------------------------------ commands
 
@@ -692,9 +718,10 @@ class Store:
         return self._one("SELECT * FROM commands WHERE id = ?", [command_id])
 
     def commands(self, run_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        return self._rows(
-            "SELECT * FROM commands WHERE (? IS NULL OR run_id = ?) ORDER BY id DESC LIMIT ?",
-            [run_id, run_id, limit])
+        if run_id is None:
+            return self._rows("SELECT * FROM commands ORDER BY id DESC LIMIT ?", [limit])
+        return self._rows("SELECT * FROM commands WHERE run_id = ? ORDER BY id DESC LIMIT ?",
+                          [run_id, limit])
 
     # ------------------------------------------------------------ summaries
 

@@ -80,7 +80,7 @@ async def test_an_attached_app_steers_a_headless_engine(tmp_path: Path,
         await wait_until(pilot, lambda: "pause → applied: paused" in status(app), 5)
         assert run(app)["status"] == "paused"
         await pilot.press("g", *"prefer x near 7", "enter")
-        await wait_until(pilot, lambda: "guidance noted" in status(app), 5)
+        await wait_until(pilot, lambda: "does not read guidance" in status(app), 5)
         # Veto the best kept experiment: the other process reverts it.
         kept = max((i for i, p in app.board.detail.points.items() if p[1] == "kept"),
                    default=None)

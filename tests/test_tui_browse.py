@@ -181,9 +181,26 @@ async def test_the_changelog_pages_older_rows_in_as_the_cursor_goes_down(tmp_pat
 async def test_the_command_palette_offers_every_action(tmp_path: Path) -> None:
     app = make_app(fixed(tmp_path), [], attach=True)
     async with app.run_test(size=(80, 24)):
-        titles = {c.title for c in app.get_system_commands(app.screen)}
+        listed = [c.title for c in app.get_system_commands(app.screen)]
+        titles = set(listed)
+        assert listed.count("Keys") == 1  # Textual's own "Keys" is not listed beside ours
     for wanted in ("Pause or resume the run", "Veto the selected experiment",
                    "Pin the selected experiment", "Stop the run", "Guidance for the mutator",
                    "Export the changelog", "Filter the changelog", "Start a run from a spec",
                    "Keys"):
         assert wanted in titles
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_the_filter_box_shows_what_is_typed_before_enter(tmp_path: Path,
+                                                               size: tuple[int, int]) -> None:
+    from tests.test_tui_render import screen_text
+
+    app = make_app(fixed(tmp_path), [], attach=True)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("slash", *"hidd")
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        typed = [line for line in lines if "hidd" in line and "→" not in line]
+        assert typed, "\n".join(lines)  # the box's own line, not a matching row
+        assert "▔" not in "".join(lines)  # no border in its place

@@ -4,6 +4,7 @@ and the README's screenshots written into `screenshots/`."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +12,20 @@ import pytest
 from textual.pilot import Pilot
 
 from engine.host import take_lock
+from engine.store import Store
 from tests.conftest import REPO
 from tui.app import AutoresearchApp, make_app
+from tui.changelog_pane import Changelog
 from tui.fixtures import EPOCH, build_store, wait_until
 
 SMALL, LARGE = (80, 24), (160, 48)
 SCREENSHOTS = REPO / "screenshots"
+
+
+@pytest.fixture(autouse=True)
+def no_saved_theme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pictures in the default theme, whatever theme this machine's person chose."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
 @pytest.fixture
@@ -67,21 +76,45 @@ def test_screen_looks_as_approved(case: str, store: Path, snap_compare) -> None:
                         run_before=lambda pilot: settle(pilot, keys))
 
 
+#: The README's pictures come from a store the real demo recorded (seeded), frozen here;
+#: `python scripts/make-screenshot-store` records it again and redraws them.
+DEMO_STORE = REPO / "tests" / "fixtures" / "demo.db"
 README_SHOTS = {
     "dashboard-160x48.svg": (LARGE, []),
     "dashboard-80x24.svg": (SMALL, []),
     "chart-80x24.svg": (SMALL, ["3"]),
-    "experiment-160x48.svg": (LARGE, ["down", "down", "enter"]),
+    "experiment-160x48.svg": (LARGE, ["enter", "2"]),  # its evidence, item by item
 }
 
 
+def demo_app(tmp_path: Path) -> AutoresearchApp:
+    """The app on a copy of the recorded demo store, its clock at the demo's end."""
+    db = tmp_path / "autoresearch.db"
+    shutil.copyfile(DEMO_STORE, db)
+    store = Store(db)
+    end = max(r["finished"] or 0 for r in store.runs())
+    store.close()
+    app = make_app(db, [], attach=True)
+    app.clock = lambda: end
+    return app
+
+
+def best_with_evidence(app: AutoresearchApp) -> int:
+    """The classifier's best version: the experiment whose evidence is worth reading."""
+    run = app.board.runs[app.selected_run]
+    return run["best_experiment"]
+
+
 @pytest.mark.parametrize("name", sorted(README_SHOTS))
-async def test_readme_screenshot(name: str, store: Path) -> None:
+async def test_readme_screenshot(name: str, tmp_path: Path) -> None:
     size, keys = README_SHOTS[name]
-    app = fixed_app(store)
+    app = demo_app(tmp_path)
     async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: app.selected_run is not None, 5, "a run")
+        if "enter" in keys:
+            app.dash.query_one(Changelog).select_experiment(best_with_evidence(app))
         await settle(pilot, keys)
         SCREENSHOTS.mkdir(exist_ok=True)
         saved = Path(app.save_screenshot(filename=name, path=str(SCREENSHOTS)))
     text = saved.read_text()
-    assert text.startswith("<svg") and "classifier-1" in text
+    assert text.startswith("<svg") and "demo-classifier" in text

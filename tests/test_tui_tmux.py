@@ -90,3 +90,55 @@ def test_the_demo_runs_in_tmux_and_quits_cleanly(tmp_path: Path, tmux: Tmux, ter
     assert runs["demo-classifier"]["status"] in ("stopped", "done")
     assert store.running_experiments() == []
     assert any(c["verb"] == "pause" and c["result"] == "paused" for c in store.commands())
+
+
+def test_one_whole_session_as_a_person_drives_it(tmp_path: Path, tmux: Tmux) -> None:
+    """demo → `/` filter typed and visible → `3` chart → resize → `p` → `g` → `enter` →
+    `esc` → `q`, reading the screen at each step (issue 12)."""
+    db = tmp_path / "demo.db"
+    # COLUMNS and LINES exported, as some shells and tools do: the app must still follow
+    # the terminal's real size when it is resized.
+    command = (f"cd {shlex.quote(str(tmp_path))} && env TERM=xterm-256color COLUMNS=80 "
+               f"LINES=24 PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)} "
+               f"-m tui demo --db {shlex.quote(str(db))} --workdir "
+               f"{shlex.quote(str(tmp_path / 'work'))}; echo EXITED $?; sleep 60")
+    tmux("new-session", "-d", "-s", tmux.session, "-x", "80", "-y", "24", command)
+    tmux("set-option", "-t", tmux.session, "window-size", "manual")  # resizes stick
+    tmux.wait_for(lambda s: "demo-classifier" in s and "running" in s, 40, "demo running")
+
+    def intact(screen: str) -> str:
+        assert "Traceback" not in screen and "could not draw" not in screen, screen
+        return screen
+
+    tmux.keys("/")
+    tmux.keys("-l", "base")  # typed, not yet entered: the box shows it
+    intact(tmux.wait_for(lambda s: any(line.strip() == "base" for line in s.splitlines()), 10,
+                         "the typed filter"))
+    tmux.keys("Enter")  # the filter stays; the table has the keys again
+    time.sleep(0.5)  # a person reads the filtered changelog (keys sent at once would be typed)
+    tmux.keys("3")
+    intact(tmux.wait_for(lambda s: "better" in s and "┤" in s, 15, "the score chart"))
+    tmux("resize-window", "-t", tmux.session, "-x", "160", "-y", "48")
+    intact(tmux.wait_for(lambda s: all(f"─ {t} " in s for t in ("Runs", "Changelog", "Workers"))
+                         and "┤" in s, 15, "every pane at 160×48"))
+    tmux("resize-window", "-t", tmux.session, "-x", "100", "-y", "30")
+    intact(tmux.wait_for(lambda s: "┤" in s and "3 Score" in s, 15, "the chart at 100×30"))
+    tmux("resize-window", "-t", tmux.session, "-x", "160", "-y", "48")
+    tmux.wait_for(lambda s: "─ Workers " in s, 15, "back at 160×48")
+    tmux.keys("p")
+    intact(tmux.wait_for(lambda s: "applied: paused" in s, 10, "the pause applied"))
+    tmux.keys("g")
+    intact(tmux.wait_for(lambda s: "Guidance for the mutator" in s, 10, "the guidance dialog"))
+    tmux.keys("-l", "try smaller nets")
+    tmux.keys("Enter")
+    intact(tmux.wait_for(lambda s: "Guidance for the mutator" not in s
+                         and "guide → applied" in s, 10, "what guidance does"))
+    tmux.keys("2", "Enter")  # the changelog, then the selected experiment
+    intact(tmux.wait_for(lambda s: "Diff [1]" in s and "Evidence [2]" in s, 10,
+                         "the experiment screen"))
+    tmux.keys("Escape")
+    intact(tmux.wait_for(lambda s: "Diff [1]" not in s and "Changelog" in s, 10,
+                         "the dashboard again"))
+    tmux.keys("q")
+    text = tmux.wait_for(lambda s: "EXITED" in s, 30, "the app to exit")
+    assert "EXITED 0" in text and "Traceback" not in text

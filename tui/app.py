@@ -9,13 +9,14 @@ runs here). Either way the app reads state only from the store, through its own 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -26,6 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.gcfreeze import freeze_imports
 from engine.store import Store
+from tui import config
 from tui.board import Board
 from tui.breakdown_pane import Breakdown
 from tui.changelog_pane import PAGE, WINDOW, Changelog
@@ -33,6 +35,7 @@ from tui.changelog_view import ChangelogView
 from tui.chart_pane import ScoreChart
 from tui.drawing import Drawing
 from tui.footer import LeanFooter
+from tui.guard import guarded
 from tui.messages import (
     ExperimentChosen,
     FilterChanged,
@@ -41,6 +44,7 @@ from tui.messages import (
     StoreChanged,
 )
 from tui.runs_pane import RunsPane
+from tui.safe import markup
 from tui.status_line import StatusLine
 from tui.steering import BINDINGS, SteeringActions
 from tui.summary import LIVE, ChartData
@@ -86,9 +90,11 @@ class Dashboard(Screen[None]):
         app: Any = self.app
         await app.start()
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         app: Any = self.app
-        app._apply_layout()
+        # The screen's new size, not the app's: that one can still be the old size here,
+        # and a missed switch left the narrow layout on a wide terminal (found in tmux).
+        app._apply_layout(event.size)
 
 
 class AutoresearchApp(SteeringActions, Drawing, App[int]):
@@ -125,6 +131,10 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self._ticks = 0
         #: The wall clock for what is shown (elapsed, time left); tests fix it for snapshots.
         self.clock: Callable[[], float] = time.time
+        # The theme last chosen from the palette (tui/config.py), if it still exists.
+        theme = config.load().get("theme")
+        if isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
 
     # ------------------------------------------------------------ layout
 
@@ -135,6 +145,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         """Once the dashboard is up: read the store, start polling, start hosted runs."""
         for pane, title in TITLES.items():
             self.dash.query_one(f"#{pane}").border_title = title
+        self.theme_changed_signal.subscribe(self, lambda theme: config.save(theme=theme.name))
         self.board.load()
         self._apply_layout()
         await self._show_runs()
@@ -149,10 +160,11 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
                 engine.start(spec)
         self.dash.query_one("#changelog-table").focus()
 
-    def _apply_layout(self) -> None:
+    def _apply_layout(self, size: Any = None) -> None:
         if not self.dash.is_mounted:
             return
-        narrow = self.size.width < NARROW_W or self.size.height < NARROW_H
+        size = size or self.size
+        narrow = size.width < NARROW_W or size.height < NARROW_H
         self.narrow = narrow
         self.dash.set_class(narrow, "-narrow")
         active = self.active_pane
@@ -180,8 +192,8 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self._apply_layout()
         target = {"runs": "#runs-list", "changelog": "#changelog-table",
                   "checklist": "#checklist"}.get(pane)
-        if target:
-            self.dash.query_one(target).focus()
+        if target:  # focused at once: the next key typed goes there (see Changelog.open_filter)
+            self.dash.set_focus(self.dash.query_one(target))
         elif self.narrow:
             self.dash.set_focus(None)
 
@@ -206,7 +218,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self.post_message(StoreChanged())
 
     def _engine_error(self, message: str) -> None:
-        self.notify(message, title="engine", severity="error", timeout=8)
+        self.notify(markup(message), title="engine", severity="error", timeout=8)
 
     @on(StoreChanged)
     async def _store_changed(self) -> None:
@@ -219,6 +231,11 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
     async def _early_poll(self) -> None:
         self._early = None
         await self.poll()
+
+    def on_key(self, event: events.Key) -> None:
+        """A key no widget or binding took (see `Changelog.take_typed`)."""
+        if self.screen is self.dash and self.dash.query_one(Changelog).take_typed(event):
+            event.stop()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "engine" and event.state == WorkerState.ERROR:
@@ -254,11 +271,8 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
             mine = [r for r in changes.experiments if r["run_id"] == run_id]
             commands = list({c["id"]: c for c in changes.commands + changes.applied
                              if c["run_id"] in (run_id, None)}.values())
-            changelog = self.dash.query_one(Changelog)
             if mine or commands:
-                changelog.upsert(mine, commands)
-                if changelog.table.row_count > WINDOW and changelog.table.cursor_row <= 0:
-                    self._load_changelog()
+                self._update_changelog(mine, commands)
             if mine:
                 self._chart_dirty = True
             if any(c["run_id"] in (run_id, None) and c["verb"] in ("veto", "pin")
@@ -286,11 +300,23 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         if self._ticks % 5 == 0:
             self._refresh_verdicts()
         await self._show_runs()
+        self._show_progress()
         self._show_workers()
         self._show_status()
         self._sync_bindings()
         if self._chart_dirty:
             self._draw_chart()
+
+    @guarded("#changelog-table")
+    def _show_progress(self) -> None:
+        """Each experiment in flight of the selected run: elapsed time and last output line."""
+        now = self.clock()
+        changelog = self.dash.query_one(Changelog)
+        for row in self.board.running.values():
+            if row["run_id"] == self.selected_run and row["started"]:
+                events = self.board.store.events(experiment_id=row["id"], limit=1)
+                changelog.progress(row["id"], now - row["started"],
+                                   events[-1]["line"] if events else None)
 
     def _preload(self) -> None:
         """Import the engine's host module off the UI thread: it pulls in the whole engine
@@ -314,6 +340,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
             here = self.engine is not None and self.engine.hosts(run_id)
             self.alive[run_id] = here or engine_alive(self.db, run["name"])
 
+    @guarded("#changelog-table")
     def _refresh_verdicts(self) -> None:
         """Catch verdicts rewritten in place (a veto reverting a chain): no timestamp moves."""
         detail = self.board.detail
@@ -355,7 +382,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         row = self.selected()
         state = (self.selected_run, run and run["status"],
                  row and (row["verdict"] in ("running", "baseline"), row["score"] is None),
-                 type(self.screen))
+                 self.in_flight_veto(), type(self.screen))
         if state != self._binding_state:
             self._binding_state = state
             self.refresh_bindings()
@@ -368,6 +395,15 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
     def _run_chosen(self) -> None:
         self.action_pane("changelog")
 
+    @guarded("#changelog-table")
+    def _update_changelog(self, rows: list[dict[str, Any]],
+                          commands: list[dict[str, Any]]) -> None:
+        changelog = self.dash.query_one(Changelog)
+        changelog.upsert(rows, commands)
+        if changelog.table.row_count > WINDOW and changelog.table.cursor_row <= 0:
+            self._load_changelog()
+
+    @guarded("#changelog-table")
     def _load_changelog(self) -> None:
         detail = self.board.detail
         if detail is None:
@@ -398,6 +434,11 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
 def make_app(db: Path, specs: list[Spec], attach: bool) -> AutoresearchApp:
     """The app for the CLI and the tests: `attach` with no specs watches and steers the store;
     with specs the engine runs in-process and starts them."""
+    # Textual sizes the screen with shutil.get_terminal_size(), which believes COLUMNS and
+    # LINES when they are exported: the app then never followed a resize (found in tmux,
+    # where a parent had exported them). The terminal itself knows its size.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
     freeze_imports()
     return AutoresearchApp(Path(db), list(specs), attach=attach and not specs)
 

@@ -13,6 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from tui.guard import Guarded
+from tui.safe import line
 from tui.summary import fmt_delta, fmt_score
 
 
@@ -31,7 +33,9 @@ def side(row: dict[str, Any] | None, summary: list[dict[str, Any]]) -> Side:
     if row is None:
         return Side(None, {}, {}, None)
     metrics = json.loads(row["metrics_json"]) if row.get("metrics_json") else {}
-    items = {r["item"]: (r["passed"] or 0, r["total"] or 0) for r in summary}
+    # Item and metric names come from a spec and an evaluation's output: shown, never obeyed.
+    items = {line(r["item"]): (r["passed"] or 0, r["total"] or 0) for r in summary}
+    metrics = {line(k): v for k, v in metrics.items()} if isinstance(metrics, dict) else {}
     return Side(row["id"], items, metrics, row["score"])
 
 
@@ -83,7 +87,8 @@ def metric_text(metric: str, direction: str, best: Side, latest: Side,
                 baseline: float | None = None) -> Text:
     text = Text()
     arrow = "lower is better" if direction == "minimize" else "higher is better"
-    text.append(f"{metric}", style="bold")
+    metric = line(metric)
+    text.append(metric, style="bold")
     text.append(f"  ({arrow})\n", style="dim")
     vb = best.metrics.get(metric, best.score)
     vc = latest.metrics.get(metric, latest.score)
@@ -140,6 +145,10 @@ def _scale(best: float, latest: float | None, band: float, width: int) -> Text:
     return text
 
 
+class Body(Guarded, Static):
+    """The breakdown's text."""
+
+
 class Breakdown(VerticalScroll):
     """Scrolls when a checklist (or a test suite) has more items than fit."""
 
@@ -157,7 +166,7 @@ class Breakdown(VerticalScroll):
         self._baseline: float | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(Text("Select a run.", style="dim"))
+        yield Body(Text("Select a run.", style="dim"))
 
     def show_checklist(self, best: Side, latest: Side) -> None:
         self._args = ("checklist", (best, latest))
@@ -184,5 +193,5 @@ class Breakdown(VerticalScroll):
         lines = body.plain.count("\n") + 1
         if body.plain != self._shown or body.spans != self._spans:
             self._shown, self._spans = body.plain, body.spans
-            self.query_one(Static).update(body, layout=lines != self._lines)
+            self.query_one(Body).update(body, layout=lines != self._lines)
             self._lines = lines

@@ -21,6 +21,7 @@ from textual.widgets import Input
 
 from tui.changelog_view import ChangelogView, Column, Row
 from tui.messages import ExperimentChosen, FilterChanged, OlderRowsWanted
+from tui.safe import line
 from tui.summary import fmt_cost, fmt_delta, fmt_duration, fmt_score
 
 #: Verdict styles: colour helps, but the word itself always says it.
@@ -47,8 +48,9 @@ class Changelog(Vertical):
     BINDINGS = [Binding("escape", "close_filter", "Clear filter", show=False)]
     DEFAULT_CSS = """
     Changelog { height: 1fr; }
-    Changelog Input { display: none; height: 1; border: none; padding: 0 1; }
-    Changelog Input.-shown { display: block; }
+    /* One line, no border: see app.tcss. */
+    #changelog-filter { display: none; }
+    #changelog-filter.-shown { display: block; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -99,6 +101,7 @@ class Changelog(Vertical):
         for row in {r["id"]: r for r in rows}.values():
             key = str(row["id"])
             if key in table.rows:
+                table.rows[key].extra.pop("description", None)  # see progress()
                 table.update(key, self._cells(row))
             elif (self.oldest_id is None or row["id"] > self.oldest_id) and self._matches(row):
                 added.append(row)
@@ -133,7 +136,7 @@ class Changelog(Vertical):
         # Sign and colour say better or worse; no ▲▼ here: their East Asian width is
         # ambiguous, and terminals that draw them wide would shift every later column.
         delta, better = fmt_delta(row["delta"], self.direction)
-        description = " ".join((row["description"] or "").split())
+        description = line(row["description"])  # a model's words: shown, never obeyed
         return {
             "ref": Text(f"#{row['id']}"),
             "round": Text(str(row["round"])),
@@ -141,10 +144,25 @@ class Changelog(Vertical):
             "score": Text(fmt_score(row["score"])),
             "delta": Text(delta, style="green" if better else "red" if better is False else ""),
             "description": Text(description),
-            "worker": Text(row["worker"] or "", style="dim"),
+            "worker": Text(line(row["worker"]), style="dim"),
             "time": Text("…" if verdict == "running" else fmt_duration(row["duration"])),
             "cost": Text(fmt_cost(row["cost_usd"]) if row["cost_usd"] else ""),
         }
+
+    def progress(self, exp_id: int, elapsed: float, last_line: str | None) -> None:
+        """An experiment in flight: how long it has run and the last line its evaluation
+        printed, so "running" and "hung" do not look the same (issue 12)."""
+        key = str(exp_id)
+        row = self.table.rows.get(key)
+        if row is None or row.cells["verdict"].plain != "running":
+            return
+        base = row.extra.setdefault("description", row.cells["description"].copy())
+        description = base.copy()
+        if last_line:
+            description.append("  › ", style="dim")
+            description.append(line(last_line), style="dim italic")
+        self.table.update(key, {"time": Text(fmt_duration(elapsed), style="cyan"),
+                                "description": description})
 
     @staticmethod
     def _command_text(command: dict[str, Any]) -> Text:
@@ -153,12 +171,12 @@ class Changelog(Vertical):
         if command["target"] is not None:
             parts.append(f"#{command['target']}")
         if command["argument"]:
-            parts.append(repr(command["argument"]))
+            parts.append(repr(line(command["argument"])))
         text = Text(" ".join(parts) + (" " if parts else ""))
         if command["applied"] is None:
             text.append("… waiting for the engine", style="dim")
         else:
-            text.append(f"→ applied: {command['result']}", style="italic")
+            text.append(f"→ applied: {line(command['result'])}", style="italic")
         return text
 
     # ------------------------------------------------------------ selection
@@ -172,6 +190,7 @@ class Changelog(Vertical):
 
     def select_experiment(self, exp_id: int) -> None:
         if str(exp_id) in self.table.rows:
+            self.table.following = False  # a row picked: the cursor stays on it
             self.table.move_cursor(self.table.row_index(str(exp_id)))
 
     @on(ChangelogView.Chosen)
@@ -190,7 +209,21 @@ class Changelog(Vertical):
     def open_filter(self) -> None:
         box = self.query_one(Input)
         box.add_class("-shown")
-        box.focus()
+        # Focused now, not after the queued events: keys typed right after `/` (a fast
+        # typist, a paste, an SSH link that bunches keys) must land in the box (issue 12).
+        self.screen.set_focus(box)
+
+    def take_typed(self, event: events.Key) -> bool:
+        """Keys typed right after `/` in one burst (a fast typist, a paste, an SSH link that
+        bunches keys) were sent to the table before `/` opened the box, and reach the app
+        only after: they belong in the box (issue 12: "/kept" showed an empty box). The app
+        hands each unhandled key here. Enter and Escape need no help: bindings follow the
+        focus as it is when they are handled."""
+        box = self.query_one(Input)
+        if self.app.focused is box and event.is_printable and event.character:
+            box.insert_text_at_cursor(event.character)
+            return True
+        return False
 
     def action_close_filter(self) -> None:
         self.close_filter()
@@ -201,7 +234,7 @@ class Changelog(Vertical):
         if box.value:
             box.value = ""
             self._emit_filter()
-        self.table.focus()
+        self.screen.set_focus(self.table)
 
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
@@ -214,7 +247,7 @@ class Changelog(Vertical):
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self._emit_filter()
-        self.table.focus()
+        self.screen.set_focus(self.table)
 
     def _emit_filter(self) -> None:
         text = self.query_one(Input).value.strip()

@@ -22,6 +22,14 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.guard import Guarded
+
+#: The gap between cells: a style of its own that looks like none, so each cell is its own
+#: segment whatever the colours. Adjacent plain cells merged into one, and a renderer that
+#: spaces a segment's glyphs to fit its width (SVG's textLength: the README's pictures)
+#: shifted the later columns of rows split differently (issue 12: rows with a negative delta).
+_GAP = Style(blink=False)
+
 
 @dataclass
 class Column:
@@ -45,7 +53,7 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class ChangelogView(ScrollView, can_focus=True, inherit_bindings=False):
+class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False):
     """Rows newest first under a fixed header, with a row cursor."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -92,6 +100,8 @@ class ChangelogView(ScrollView, can_focus=True, inherit_bindings=False):
         self.rows: dict[str, Row] = {}
         self._order: list[str] = []
         self.cursor_row = 0
+        #: The cursor follows the newest row until the person moves it (home follows again).
+        self.following = True
         self._cache: LRUCache[tuple[Any, ...], Strip] = LRUCache(1024)
         #: How many row strips were rendered (the benchmark checks updates stay cheap).
         self.rendered = 0
@@ -114,15 +124,16 @@ class ChangelogView(ScrollView, can_focus=True, inherit_bindings=False):
         self.rows.clear()
         self._order.clear()
         self.cursor_row = 0
+        self.following = True
         self._cache.clear()
         self._resize()
         self.scroll_to(y=0, animate=False)
 
     def add(self, rows: list[Row]) -> None:
-        """Add rows; the cursor stays on its row unless it was on the newest (following)."""
+        """Add rows; the cursor stays on its row unless it follows the newest."""
         if not rows:
             return
-        following = self.cursor_row == 0
+        following = self.following
         keep = self.selected_key()
         top_before = self._order[0] if self._order else None
         for row in rows:
@@ -243,7 +254,7 @@ class ChangelogView(ScrollView, can_focus=True, inherit_bindings=False):
             cell.truncate(w, overflow="ellipsis")
             cell.align("right" if column.right else "left", w)
             line.append_text(cell)
-            line.append(" ")
+            line.append(" ", _GAP)
         segments: Any = line.render(self.app.console)
         if over:  # the cursor's colours go over the cells' own
             segments = Segment.apply_style(segments, None, over)
@@ -261,12 +272,15 @@ class ChangelogView(ScrollView, can_focus=True, inherit_bindings=False):
             self.scroll_to(y=self.cursor_row - visible + 1, animate=False)
 
     def action_cursor(self, by: int) -> None:
+        self.following = False
         self.move_cursor(self.cursor_row + by)
 
     def action_page(self, by: int) -> None:
+        self.following = False
         self.move_cursor(self.cursor_row + by * max(1, self.size.height - 2))
 
     def action_jump(self, where: int) -> None:
+        self.following = where == 0  # home: follow the newest again
         self.move_cursor(0 if where == 0 else len(self._order) - 1)
 
     def action_choose(self) -> None:
@@ -276,12 +290,21 @@ class ChangelogView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def on_click(self, event: events.Click) -> None:
         if event.y >= 1:
+            self.following = False
             self.move_cursor(round(self.scroll_y) + event.y - 1)
             if event.chain == 2:
                 self.action_choose()
 
     def on_resize(self) -> None:
         self._resize()
+
+    def on_mount(self) -> None:
+        # Rows and the header are cached as drawn, colours included: a new theme redraws them.
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
+
+    def _restyle(self) -> None:
+        self._cache.clear()
+        self.refresh()
 
     def on_focus(self) -> None:
         self._refresh_index(self.cursor_row)

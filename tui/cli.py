@@ -15,7 +15,9 @@ from pathlib import Path
 from engine import signals
 from engine.model import UserError
 
-COMMANDS = ("check", "run", "export", "status", "demo", "attach", "serve")
+#: The steering verbs (engine/actions.py: the same table as the app's keys).
+STEER = ("pause", "resume", "stop", "veto", "pin", "guide")
+COMMANDS = ("check", "run", "export", "status", "demo", "attach", "import", "serve", *STEER)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,8 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="no app: one line per experiment")
     export = sub.add_parser("export", help="export a run's changelog")
     export.add_argument("run")
-    export.add_argument("--format", default="md", choices=["md", "tsv", "jsonl", "playbook"])
+    export.add_argument("--format", default="md", choices=[
+        "md", "tsv", "jsonl", "results-tsv", "pi-jsonl", "playbook"])
     export.add_argument("-o", "--output", help="write to a file instead of stdout")
+    imp = sub.add_parser("import", help="a results.tsv or .auto/log.jsonl into a run's changelog")
+    imp.add_argument("file")
+    imp.add_argument("--run", help="the run to import into (made if new)")
+    imp.add_argument("--spec", help="or the spec whose run it is (made as `run` would)")
     status = sub.add_parser("status", help="every run's state")
     status.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", help="the offline demo: two real loops")
@@ -43,10 +50,23 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fresh", action="store_true",
                       help="a new demo, even if the last one did not finish (it is resumed)")
     attach = sub.add_parser("attach", help="watch and steer a headless engine through the store")
+    steer = []
+    for verb, what in (("pause", "pause a run (the experiment in flight finishes first)"),
+                       ("resume", "resume a paused run"), ("stop", "stop a run cleanly"),
+                       ("veto", "veto an experiment (none given: the one in flight)"),
+                       ("pin", "pin an experiment: keep it whatever its score"),
+                       ("guide", "guidance for the mutator's next proposals")):
+        p = sub.add_parser(verb, help=what + ", as the app's key does")
+        p.add_argument("run")
+        if verb in ("veto", "pin"):
+            p.add_argument("experiment", type=int, nargs="?" if verb == "veto" else None)
+        if verb == "guide":
+            p.add_argument("text", nargs="+")
+        steer.append(p)
     serve = sub.add_parser("serve", help="host every spec in a folder, following its changes")
     serve.add_argument("dir", type=Path)
     serve.add_argument("--poll", type=float, default=3.0, help="seconds between folder reads")
-    for p in (check, run, export, status, demo, attach, serve):
+    for p in (check, run, export, imp, status, demo, attach, serve, *steer):
         p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -134,12 +154,23 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
         return cli.cmd_check(args.specs)
     if args.command == "export":
         return cli.cmd_export(db, args.run, args.format, args.output)
+    if args.command == "import":
+        from engine.history import cmd_import
+
+        return cmd_import(db, args.file, args.run, args.spec)
     if args.command == "status":
         return cli.cmd_status(db, args.json)
     if args.command == "serve":
         from engine.serve import cmd_serve
 
         return cmd_serve(db, args.dir, args.poll)
+    if args.command in STEER:  # the same command row the app's key writes
+        from engine.actions import send
+
+        code, said = send(db, args.run, args.command, getattr(args, "experiment", None),
+                          " ".join(args.text) if args.command == "guide" else None)
+        print(said)
+        return code
     if args.command == "run" and args.headless:
         import asyncio
 

@@ -4,17 +4,19 @@ export path), and pick a spec to start a run from. All keyboard-driven; Escape c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from textual.screen import ScreenResultType as ResultType
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from engine.model import UserError
+from tui.safe import markup
 
 if TYPE_CHECKING:
     from engine.spec import Spec  # noqa: F401 - named in a string type argument
@@ -25,13 +27,26 @@ DIALOG_CSS = """
     width: 72; max-width: 95%; height: auto; max-height: 90%;
     border: round $accent; background: $panel; padding: 0 1;
 }}
+{name} Label {{ width: 100%; }}  /* wraps at the dialog's width, never cut mid-word */
 {name} .hint {{ color: $text-muted; }}
 {name} .error {{ color: $error; }}
 {name} OptionList {{ height: auto; max-height: 14; border: none; }}
 """
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class Dialog(ModalScreen[ResultType], Generic[ResultType]):
+    """A modal that answers once: a second Enter (or y) before it has closed — keys come in
+    bursts over SSH — is ignored; dismissing twice ended the app (ScreenStackError)."""
+
+    _answered = False
+
+    def answer(self, result: ResultType | None) -> None:
+        if not self._answered:
+            self._answered = True
+            self.dismiss(result)
+
+
+class ConfirmScreen(Dialog[bool]):
     """Yes or no: `y` / Enter confirms, `n` / Escape cancels."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
@@ -44,16 +59,16 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Label(markup(self.question))
             if self.detail:
-                yield Label(self.detail, classes="hint")
+                yield Label(markup(self.detail), classes="hint")
             yield Label("y / enter: yes    n / esc: no", classes="hint")
 
     def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
+        self.answer(yes)
 
 
-class PromptScreen(ModalScreen[str | None]):
+class PromptScreen(Dialog[str | None]):
     """One line of text; Enter sends it, Escape cancels."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="PromptScreen")
@@ -68,17 +83,17 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text)
+            yield Label(markup(self.title_text))
             yield Input(value=self.value, placeholder=self.placeholder)
             yield Label(self.hint, classes="hint")
 
     @on(Input.Submitted)
     def _send(self, event: Input.Submitted) -> None:
         event.stop()
-        self.dismiss(event.value.strip() or None)
+        self.answer(event.value.strip() or None)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
 def find_specs(root: Path) -> list[Path]:
@@ -100,7 +115,7 @@ def _looks_like_spec(path: Path) -> bool:
     return "\nmutator:" in head and "\nevaluate:" in head
 
 
-class NewRunScreen(ModalScreen["Spec | None"]):
+class NewRunScreen(Dialog["Spec | None"]):
     """Pick a spec from `checklists/` or type a path; it is validated before it is returned."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="NewRunScreen")
@@ -115,10 +130,10 @@ class NewRunScreen(ModalScreen["Spec | None"]):
         with Vertical():
             yield Label("Start a run")
             if self.specs:
-                yield OptionList(*[Option(str(_rel(p, self.root)), id=str(i))
+                yield OptionList(*[Option(markup(_rel(p, self.root)), id=str(i))
                                    for i, p in enumerate(self.specs)])
             else:
-                yield Label(f"No specs in {self.root / 'checklists'}.", classes="hint")
+                yield Label(f"No specs in {markup(self.root / 'checklists')}.", classes="hint")
             yield Input(placeholder="…or a spec path, then enter")
             yield Label("", classes="error")
             yield Label("enter: start    tab: list / path    esc: cancel", classes="hint")
@@ -140,14 +155,14 @@ class NewRunScreen(ModalScreen["Spec | None"]):
         try:  # a shipped template runs on a copy beside the store (engine/templates.py)
             spec, note = load_runnable(path, getattr(self.app, "db", Path("autoresearch.db")))
         except UserError as exc:
-            self.query_one(".error", Label).update(str(exc))
+            self.query_one(".error", Label).update(markup(exc))
             return
         if note:
-            self.app.notify(note, title="template")
-        self.dismiss(spec)
+            self.app.notify(markup(note), title="template")
+        self.answer(spec)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
 def _rel(path: Path, root: Path) -> Path:

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
-from engine.text import printable
 from tui.breakdown_pane import Breakdown, side
 from tui.chart_pane import ScoreChart
+from tui.guard import guarded, guarded_async
 from tui.runs_pane import RunsPane, status_text
-from tui.status_line import StatusLine
-from tui.summary import LIVE, fmt_cost, live_elapsed, noise_band, stop_outlook
+from tui.safe import line
+from tui.status_line import SPINNER, StatusLine
+from tui.summary import LIVE, fmt_cost, fmt_duration, live_elapsed, noise_band, stop_outlook
 from tui.workers_pane import Slot, WorkersPane
 
 if TYPE_CHECKING:
@@ -49,18 +50,33 @@ class Drawing:
     def select_run(self, run_id: int) -> None:  # the app's
         raise NotImplementedError
 
+    @guarded_async("#runs")
     async def _show_runs(self) -> None:
-        """The runs pane; selects the first run (or the one asked for) once runs exist."""
+        """The runs pane; selects what is live (see `_run_to_open`) once runs exist."""
         now = self.clock()
         runs = self.board.runs
         elapsed = {rid: live_elapsed(run, now) for rid, run in runs.items()}
         await self.dash.query_one(RunsPane).show(runs, self.board.sparks, now, elapsed, self.alive)
-        if self.selected_run is None and runs:
-            wanted = next((rid for rid, r in runs.items() if r["name"] == self._want_run),
-                          next(iter(runs)))
+        wanted = self._run_to_open(runs)
+        if wanted is not None and wanted != self.selected_run:
             self.dash.query_one(RunsPane).select(wanted)
             self.select_run(wanted)
 
+    def _run_to_open(self, runs: dict[int, dict[str, Any]]) -> int | None:
+        """The run to show: one just started here (`n`, or the specs this app hosts) as soon
+        as it exists — even if another is shown meanwhile; at first, the newest live run
+        (attach, a second demo), else the first. The view follows what is live (issue 12)."""
+        if self._want_run is not None:
+            found = next((rid for rid, r in runs.items() if r["name"] == self._want_run), None)
+            if found is not None:
+                self._want_run = None
+                return found
+        if self.selected_run is None and runs:
+            live = [rid for rid, r in runs.items() if r["status"] in LIVE]
+            return max(live) if live else next(iter(runs))
+        return None
+
+    @guarded("#chart")
     def _draw_chart(self) -> None:
         self._chart_dirty = False
         self._chart_drawn = time.monotonic()
@@ -73,9 +89,10 @@ class Drawing:
             self._chart_key = key
             self._chart.reset()
         self._chart.feed(detail.points)
-        self.dash.query_one(ScoreChart).show(run["name"], run["direction"],
+        self.dash.query_one(ScoreChart).show(line(run["name"]), run["direction"],
                                              self._chart.series(), run["target"])
 
+    @guarded("#checklist Body")
     def _show_breakdown(self) -> None:
         detail = self.board.detail
         if detail is None:
@@ -103,6 +120,7 @@ class Drawing:
         else:
             pane.show_checklist(best, cand)
 
+    @guarded("#workers")
     def _show_workers(self) -> None:
         slots: list[Slot] = []
         board = self.board
@@ -123,6 +141,7 @@ class Drawing:
                     slots.append(Slot(run["name"], f"{total - len(running)} more slot(s)"))
         self.dash.query_one(WorkersPane).show(slots, self.clock())
 
+    @guarded("#status")
     def _show_status(self) -> None:
         detail = self.board.detail
         if detail is None:
@@ -136,6 +155,18 @@ class Drawing:
         status = status_text(run, self.alive.get(detail.run_id))
         # A paused run says why (an API outage and when it tries again, unusable evidence).
         if run["stop_reason"] and (run["status"] not in LIVE or run["status"] == "paused"):
-            status.append(f" ({printable(run['stop_reason'], one_line=True)})", style="dim")
-        self.dash.query_one(StatusLine).show(run["name"], status, fmt_cost(run["cost_usd"]),
-                                             outlook, self.last_command)
+            status.append(f" ({line(run['stop_reason'])})", style="dim")
+        self.dash.query_one(StatusLine).show(line(run["name"]), status, fmt_cost(run["cost_usd"]),
+                                             outlook, self.last_command, self._busy(run))
+
+    def _busy(self, run: dict[str, Any]) -> Text | None:
+        """A spinner and what is being evaluated, for how long: alive, not hung."""
+        now = self.clock()
+        mine = sorted((r for r in self.board.running.values() if r["run_id"] == run["id"]),
+                      key=lambda r: r["id"])
+        if not mine or run["status"] not in LIVE:
+            return None
+        frame = SPINNER[int(now) % len(SPINNER)]
+        oldest = min(r["started"] or now for r in mine)
+        ids = ", ".join(f"#{r['id']}" for r in mine[:3]) + ("…" if len(mine) > 3 else "")
+        return Text(f"{frame} evaluating {ids} {fmt_duration(now - oldest)}", style="cyan")

@@ -16,9 +16,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from engine.store import Store
-from engine.text import printable
 from tui.changelog_pane import VERDICT_STYLES
 from tui.footer import LeanFooter
+from tui.safe import line, shown
 from tui.summary import fmt_cost, fmt_delta, fmt_duration, fmt_score
 
 TABS = ("diff", "evidence", "log", "record")
@@ -58,7 +58,7 @@ class ExperimentScreen(Screen[None]):
         yield Static(self._head(), id="exp-head")
         with TabbedContent(initial="diff"):
             with TabPane("Diff [1]", id="diff"), VerticalScroll():
-                diff = row.get("diff") or ""
+                diff = shown(row.get("diff"))  # a model's edit: shown, never obeyed
                 yield Static(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True)
                              if diff else Text("No diff (a baseline, or no change).", style="dim"),
                              classes="body")
@@ -76,7 +76,7 @@ class ExperimentScreen(Screen[None]):
         for r in self.store.item_results(self.exp_id):
             mark = {1: Text("✓ yes", style="green"), 0: Text("✗ no", style="red")}.get(
                 r["passed"], Text("? unclear", style="yellow"))
-            table.add_row(Text(r["item"]), r["sample"], _one_line(r["input"], 24), mark,
+            table.add_row(Text(line(r["item"])), r["sample"], _one_line(r["input"], 24), mark,
                           _one_line(r["evidence"], 80))
         if not table.row_count:
             table.add_row(Text("no item results", style="dim"), "", "", "", "")
@@ -88,22 +88,22 @@ class ExperimentScreen(Screen[None]):
         delta, better = fmt_delta(row["delta"], self.direction)
         text = Text()
         if self.run_name:
-            text.append(f"{self.run_name} ", style="bold")
+            text.append(f"{line(self.run_name)} ", style="bold")
         text.append(f"#{row['id']} ", style="bold")
         text.append(f"round {row['round']} · ")
         text.append(row["verdict"], style=VERDICT_STYLES.get(row["verdict"], ""))
         text.append(f" · score {fmt_score(row['score'])}")
         if delta:
             text.append(f" ({delta})", style="green" if better else "red" if better is False else "")
-        text.append(f" · {row['worker'] or 'no worker'} · {fmt_duration(row['duration'])}"
+        text.append(f" · {line(row['worker']) or 'no worker'} · {fmt_duration(row['duration'])}"
                     f" · {fmt_cost(row['cost_usd'])}\n")
-        text.append(row["description"] or "", style="bold")
+        text.append(line(row["description"]), style="bold")
         if row.get("rationale"):  # the mutator's why, beside the verdict's why
-            idea = " ".join(row["rationale"].split())
+            idea = line(row["rationale"])
             idea = idea if len(idea) <= 200 else idea[:199] + "…"
-            text.append(f"\nrationale: {printable(idea, one_line=True)}", style="italic")
+            text.append(f"\nrationale: {idea}", style="italic")
         if row["reason"]:
-            text.append(f"\nwhy: {row['reason']}", style="italic")
+            text.append(f"\nwhy: {line(row['reason'])}", style="italic")
         return text
 
     def _log(self) -> Text:
@@ -111,16 +111,17 @@ class ExperimentScreen(Screen[None]):
         text = Text()
         if row.get("error"):
             text.append("error\n", style="bold red")
-            text.append(row["error"] + "\n\n")
+            text.append(shown(row["error"]) + "\n\n")
         text.append("log tail\n", style="bold")
-        text.append((row.get("log_tail") or "(empty)") + "\n\n")
+        text.append((shown(row.get("log_tail")) or "(empty)") + "\n\n")
         events = self.store.events(experiment_id=self.exp_id, limit=200)
         if events:
             text.append("events\n", style="bold")
             for e in events:
                 stamp = time.strftime("%H:%M:%S", time.localtime(e["ts"]))
                 style = "red" if e["level"] == "error" else "yellow" if e["level"] == "warning" else ""
-                text.append(f"{stamp} {e['source']:<10} {e['line']}\n", style=style)
+                text.append(f"{stamp} {line(e['source']):<10} {shown(e['line'], True)}\n",
+                            style=style)
         return text
 
     def _record(self) -> Text:
@@ -129,7 +130,7 @@ class ExperimentScreen(Screen[None]):
         for key in ("kind", "parent", "tier", "wave", "git_commit"):
             if row.get(key) is not None:
                 text.append(f"{key}: ", style="bold")
-                text.append(f"{row[key]}\n")
+                text.append(f"{line(row[key])}\n")
         for key in ("started", "finished"):
             if row.get(key):
                 text.append(f"{key}: ", style="bold")
@@ -141,10 +142,10 @@ class ExperimentScreen(Screen[None]):
         if row.get("metrics_json"):
             text.append("metrics:\n", style="bold")
             for k, v in json.loads(row["metrics_json"]).items():
-                text.append(f"  {k} = {v}\n")
+                text.append(f"  {line(k)} = {line(v)}\n")
         if row.get("rationale"):
             text.append("rationale:\n", style="bold")
-            text.append(row["rationale"] + "\n")
+            text.append(shown(row["rationale"]) + "\n")
         return text
 
     def action_tab(self, tab: str) -> None:
@@ -156,5 +157,5 @@ class ExperimentScreen(Screen[None]):
 
 
 def _one_line(value: str | None, width: int) -> Text:
-    flat = " ".join((value or "").split())
+    flat = line(value)
     return Text(flat[:width] + ("…" if len(flat) > width else ""))

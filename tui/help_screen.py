@@ -10,23 +10,31 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from engine.actions import ACTIONS
+
+#: Display names of the keys Textual spells out.
+_KEY_NAMES = {"slash": "/", "question_mark": "?"}
+
+
+def _actions() -> list[tuple[str, str]]:
+    """One line per key of the table of actions (pause and resume share `p`)."""
+    rows: dict[str, str] = {}
+    for action in ACTIONS:
+        key = _KEY_NAMES.get(action.key, action.key)
+        line = action.description + (f" (CLI: {action.cli})" if action.cli else "")
+        rows[key] = f"{rows[key]}; {line}" if key in rows else line
+    return list(rows.items())
+
+
 KEYS = [
-    ("p", "pause or resume the selected run (the experiment in flight finishes first)"),
-    ("v", "veto: the selected experiment if it is in flight or kept (a kept one is reverted, "
-          "with what was built on it); any other selected experiment is banned; "
-          "a vetoed idea is shown to the mutator as banned"),
-    ("i", "pin the selected experiment: keep it whatever its score, protect it from reverts"),
-    ("s", "stop the selected run (asks first)"),
-    ("g", "guidance: free text that goes into the mutator's next prompts"),
-    ("n", "start a run from a spec in checklists/ (or any path)"),
-    ("e", "export the selected run's changelog (.md, .tsv or .jsonl by the file name)"),
-    ("/", "filter the changelog (enter keeps the filter, esc clears it)"),
+    *_actions(),
     ("enter", "open the selected experiment: diff, evidence, log, record"),
     ("[  ]", "previous / next run"),
     ("1-5", "narrow terminals: show runs, changelog, chart, checklist, workers"),
+    ("↑ ↓ home", "move in the changelog; it follows the newest row until you move, home "
+                 "follows again"),
     ("tab", "move between panes"),
     ("ctrl+p", "command palette: every action by name"),
-    ("q", "quit; runs hosted here stop cleanly first (attached: the engine keeps running)"),
     ("ctrl+c", "as q; twice within 2 s forces"),
 ]
 

@@ -14,7 +14,9 @@ from textual.containers import Vertical
 from textual.renderables.sparkline import Sparkline as SparklineRenderable
 from textual.widgets import Label, ListItem, ListView
 
+from tui.guard import Guarded
 from tui.messages import RunSelected
+from tui.safe import line
 from tui.summary import LIVE, fmt_cost, fmt_duration, fmt_score
 
 #: A glyph per run status, so status reads without colour.
@@ -32,7 +34,7 @@ def status_text(run: dict[str, Any], alive: bool | None) -> Text:
     return Text(f"{GLYPHS.get(status, '·')} {status}", style=STYLES.get(status, ""))
 
 
-class RunCard(ListItem):
+class RunCard(Guarded, ListItem):
     """One run, three lines high, drawn as one widget (ten runs must not cost sixty widgets to
     lay out): its name and status; its best score and a sparkline of its scores (Textual's own
     sparkline renderer); rounds, cost and elapsed time."""
@@ -42,6 +44,14 @@ class RunCard(ListItem):
     RunCard { height: 3; padding: 0 1; }
     RunCard > .runcard--spark-max { color: $primary; }
     RunCard > .runcard--spark-min { color: $primary 30%; }
+    /* On the highlighted card the cursor's own foreground: readable on its background,
+       whatever the theme (it was dark blue on dark teal). */
+    RunCard.-highlight > .runcard--spark-max { color: $block-cursor-blurred-foreground; }
+    RunCard.-highlight > .runcard--spark-min { color: $block-cursor-blurred-foreground 45%; }
+    ListView:focus > RunCard.-highlight > .runcard--spark-max { color: $block-cursor-foreground; }
+    ListView:focus > RunCard.-highlight > .runcard--spark-min {
+        color: $block-cursor-foreground 45%;
+    }
     """
 
     def __init__(self, run_id: int) -> None:
@@ -51,30 +61,40 @@ class RunCard(ListItem):
         self.best = Text()
         self.stats = Text()
         self.spark: list[float] = []
+        #: The sparkline's scale: its lowest and highest score, as shown beside it.
+        self.scale = Text()
         self._shown: tuple[Any, ...] = ()
 
     def show(self, run: dict[str, Any], spark: list[float], elapsed: float,
              alive: bool | None) -> None:
         """Update the card; it is repainted only when what it shows changed."""
-        title = Text(run["name"], style="bold", overflow="ellipsis", no_wrap=True)
+        title = Text(line(run["name"]), style="bold", overflow="ellipsis", no_wrap=True)
         title.append("  ")
         title.append_text(status_text(run, alive))
         best = f"best {fmt_score(run['best_score'])}"
         stats = (f"{run['rounds']} rounds · {fmt_cost(run['cost_usd'])} · "
                  f"{fmt_duration(elapsed)}")
-        shown = (title.plain, best, stats, len(spark), spark[-1] if spark else None)
+        shown = (title.plain, best, stats, len(spark), spark[-1] if spark else None,
+                 spark[0] if spark else None)
         if shown == self._shown:
             return
         self._shown = shown
         self.title, self.best, self.stats = title, Text(best), Text(stats, style="dim")
         # A minimised score is better when lower: flip it so a rising line always means better.
         self.spark = [-v for v in spark] if run["direction"] == "minimize" else list(spark)
+        # The scale, in the scores' own units: worst to best as the line draws them.
+        if spark:
+            lo, hi = min(spark), max(spark)
+            if run["direction"] == "minimize":
+                lo, hi = hi, lo
+            self.scale = Text(f"{fmt_score(lo)}→{fmt_score(hi)}", style="dim")
         self.refresh()
 
     def render(self) -> RenderableType:
         middle = Table.grid(expand=True)
         middle.add_column(width=13, no_wrap=True)
         middle.add_column(ratio=1)
+        middle.add_column(no_wrap=True, justify="right")
         line: RenderableType = Text("")
         if self.spark:
             line = SparklineRenderable(
@@ -83,7 +103,7 @@ class RunCard(ListItem):
                 or Color.default(),
                 max_color=self.get_component_rich_style("runcard--spark-max").color
                 or Color.default())
-        middle.add_row(self.best, line)
+        middle.add_row(self.best, line, Text(" ") + self.scale if self.spark else "")
         return Group(self.title, middle, self.stats)
 
 

@@ -1,16 +1,26 @@
-"""The status line: the selected run's cost so far, what stops it next, and the last steering
-command with what the engine did with it."""
+"""The status line: the selected run's state, what it is evaluating now (a spinner and the time
+so far), its cost, what stops it next, and the last steering command with what the engine did
+with it.
+
+One line, never wrapped: parts are added by importance while they fit the width (issue 12:
+at 80 columns it wrapped), so the run, its state and the answer to the last command stay.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
 
+from tui.guard import Guarded
 from tui.summary import Outlook
 
+#: Braille spinner frames (one a second: the clock tick redraws the line).
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SEP = " · "
 
-class StatusLine(Static):
-    """One line (two when narrow: see app.tcss) above the footer."""
+
+class StatusLine(Guarded, Static):
+    """One line above the footer."""
 
     text = ""
 
@@ -18,23 +28,50 @@ class StatusLine(Static):
     StatusLine { height: 1; padding: 0 1; background: $boost; }
     """
 
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._parts: tuple[Text, list[Text], Text | None] | None = None
+
     def show(self, name: str, status: Text, cost: str, outlook: list[Outlook],
-             last_command: Text | None) -> None:
-        text = Text(no_wrap=False)
-        text.append(name, style="bold")
-        text.append(" ")
-        text.append_text(status)
-        text.append(f" · {cost}")
-        if outlook:
-            text.append(" · stops next: ", style="dim")
-            text.append(" · ".join(o.text for o in outlook[:3]))
-        if last_command is not None:
-            text.append(" │ ", style="dim")
-            text.append_text(last_command)
-        self._set(text)
+             last_command: Text | None, busy: Text | None = None) -> None:
+        head = Text(no_wrap=True)
+        head.append(name, style="bold")
+        head.append(" ")
+        head.append_text(status)
+        extras: list[Text] = []
+        if busy is not None:
+            extras.append(busy)
+        extras.append(Text(cost))
+        for i, o in enumerate(outlook[:3]):
+            part = Text("stops next: " if i == 0 else "", style="dim")
+            part.append(o.text, style="")
+            extras.append(part)
+        self._parts = (head, extras, last_command)
+        self._fit()
 
     def say(self, text: Text) -> None:
         """A message instead of a run's state (an empty store)."""
+        self._parts = (text, [], None)
+        self._fit()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._parts is None:
+            return
+        head, extras, last = self._parts
+        width = max(10, (self.size.width or self.app.size.width) - 2)
+        tail = Text(" │ ", style="dim") + last if last is not None else Text("")
+        text = head.copy()
+        for part in extras:  # by importance, while they fit beside the last command
+            if text.cell_len + len(SEP) + part.cell_len + tail.cell_len > width:
+                break
+            text.append(SEP, style="dim")
+            text.append_text(part)
+        text.append_text(tail)
+        text.no_wrap = True
+        text.truncate(width, overflow="ellipsis")
         self._set(text)
 
     def _set(self, text: Text) -> None:
@@ -42,5 +79,5 @@ class StatusLine(Static):
             return
         #: What is shown, as plain text (for tests).
         self.text = text.plain
-        # Its height is fixed by the stylesheet (1 line, 2 when narrow): no layout pass.
+        # Its height is fixed by the stylesheet (one line): no layout pass.
         self.update(text, layout=False)

@@ -20,9 +20,11 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 
+from engine.actions import ACTIONS
 from engine.export import FORMATS
 from engine.model import BASELINE, KEPT, PINNED, RUNNING
 from tui.changelog_pane import Changelog
+from tui.safe import line, markup
 from tui.summary import LIVE
 
 if TYPE_CHECKING:
@@ -35,18 +37,11 @@ FORCE_WINDOW_S = 2.0
 UNSENT_RETRY_S = 0.002
 UNSENT_GIVE_UP_S = 30.0
 
+#: The keys, from the one table of actions (engine/actions.py) that also makes the help
+#: screen, the command palette and the CLI's steering verbs.
 BINDINGS = [
-    Binding("p", "pause", "Pause", id="pause", tooltip="Pause the run after the experiment in flight"),
-    Binding("p", "resume", "Resume", id="resume", tooltip="Resume the paused run"),
-    Binding("v", "veto", "Veto", id="veto", tooltip="Veto the selected experiment"),
-    Binding("i", "pin", "Pin", id="pin", tooltip="Pin the selected experiment"),
-    Binding("s", "stop_run", "Stop", id="stop", tooltip="Stop the run"),
-    Binding("g", "guide", "Guide", id="guide", tooltip="Guidance for the mutator"),
-    Binding("e", "export", "Export", id="export", tooltip="Export the changelog"),
-    Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the changelog"),
-    Binding("n", "new_run", "New", id="new", tooltip="Start a run from a spec"),
-    Binding("question_mark", "help", "Help", id="help"),
-    Binding("q", "quit", "Quit", id="quit"),
+    *[Binding(a.key, a.name, a.label, id=a.name, tooltip=a.description[:1].upper() +
+              a.description[1:], show=a.footer) for a in ACTIONS],
     Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
     Binding("left_square_bracket", "step_run(-1)", "Previous run", show=False),
     Binding("right_square_bracket", "step_run(1)", "Next run", show=False),
@@ -54,8 +49,8 @@ BINDINGS = [
       for i, p in enumerate(("runs", "changelog", "chart", "checklist", "workers"), 1)],
 ]
 
-#: Actions that need a selected run, and those that need a selected experiment too.
-RUN_ACTIONS = {"pause", "resume", "stop_run", "guide", "export", "filter", "veto", "pin"}
+#: Actions that need a selected run.
+RUN_ACTIONS = {a.name for a in ACTIONS if a.needs_run}
 
 
 class SteeringActions:
@@ -102,6 +97,8 @@ class SteeringActions:
             return run["status"] == "paused"
         if action in ("stop_run", "guide"):
             return True if live else None
+        if action == "veto" and not one_experiment and self.in_flight_veto():
+            return True if live else None
         if action in ("veto", "pin"):
             if not one_experiment:
                 row = self.selected()
@@ -122,11 +119,12 @@ class SteeringActions:
         app.board.send(run_id, verb, target, argument)
         if app.board.unsent:
             self._send_later(time.monotonic())
-        what = verb + (f" #{target}" if target is not None else "")
+        what = verb + (f" #{target}" if target is not None else
+                       " (the experiment in flight)" if verb == "veto" else "")
         app.last_command = Text(f"{what}: sent, waiting for the engine…", style="italic")
         run = app.board.runs[run_id]
         if app.alive.get(run_id) is False:
-            app.notify(f"No engine is running {run['name']}: the command waits in the store "
+            app.notify(f"No engine is running {markup(run['name'])}: the command waits in the store "
                        "until one does.", severity="warning")
         app._show_status()
         app.call_later(app.poll)
@@ -148,8 +146,9 @@ class SteeringActions:
         app = self._app()
         what = command["verb"] + (f" #{command['target']}" if command["target"] else "")
         if command["id"] in app.board.mine:
-            app.last_command = Text(f"{what} → applied: {command['result']}", style="bold")
-            app.notify(f"applied: {command['result']}", title=what, timeout=4)
+            app.last_command = Text(f"{what} → applied: {line(command['result'])}",
+                                    style="bold")
+            app.notify(f"applied: {markup(command['result'])}", title=what, timeout=4)
 
     # ------------------------------------------------------------ steering keys
 
@@ -159,7 +158,23 @@ class SteeringActions:
     def action_resume(self) -> None:
         self.send("resume")
 
+    def in_flight_veto(self) -> bool:
+        """`v` means "the experiment in flight": the cursor follows the newest row (the
+        person has not picked one) and the run has one in flight. The engine vetoes what is
+        in flight when it applies the command and says which, so a row that streamed in just
+        before the key is never mistaken for another (issue 12)."""
+        app = self._app()
+        try:
+            following = app.dash.query_one(Changelog).table.following
+        except NoMatches:
+            return False
+        return following and any(r["run_id"] == app.selected_run
+                                 for r in app.board.running.values())
+
     def action_veto(self) -> None:
+        if self.in_flight_veto():
+            self.send("veto")
+            return
         row = self.selected()
         if row is not None:
             self.steer_experiment("veto", row["id"])
@@ -205,16 +220,22 @@ class SteeringActions:
                                       "running the spec again resumes."), answered)
 
     def action_guide(self) -> None:
+        from engine.mutators import reads_guidance
         from tui.dialogs import PromptScreen
 
         app = self._app()
+        spec = app.board.specs.get(app.selected_run, {}) if app.selected_run else {}
+        kind = (spec.get("mutator") or {}).get("kind") or "llm"
+        hint = "enter: send    esc: cancel"
+        if not reads_guidance(kind):  # say what will happen to it (issue 12)
+            hint = (f"The {kind} mutator does not read guidance: it is recorded in the "
+                    f"changelog but will not change the next proposals.\n{hint}")
 
         def answered(text: str | None) -> None:
             if text:
                 self.send("guide", argument=text)
 
-        app.push_screen(PromptScreen("Guidance for the mutator's next proposals",
-                                     "enter: send    esc: cancel",
+        app.push_screen(PromptScreen("Guidance for the mutator's next proposals", hint,
                                      placeholder="e.g. try smaller networks first"), answered)
 
     # ------------------------------------------------------------ the rest
@@ -245,16 +266,16 @@ class SteeringActions:
         run = app.board.runs[app.selected_run]
         fmt = path.suffix.lstrip(".") or "md"
         if fmt not in FORMATS:
-            app.notify(f"{path}: unknown format .{fmt}; use .md, .tsv or .jsonl",
+            app.notify(f"{markup(path)}: unknown format .{markup(fmt)}; use .md, .tsv or .jsonl",
                        severity="error")
             return
         try:
             with path.open("w", encoding="utf-8") as out:
                 out.writelines(FORMATS[fmt](app.board.store, run))
         except OSError as exc:
-            app.notify(f"{path}: {exc.strerror or exc}", severity="error")
+            app.notify(markup(f"{path}: {exc.strerror or exc}"), severity="error")
             return
-        app.notify(f"wrote {path}", title="export")
+        app.notify(f"wrote {markup(path)}", title="export")
 
     def action_new_run(self) -> None:
         from tui.dialogs import NewRunScreen
@@ -262,10 +283,26 @@ class SteeringActions:
         app = self._app()
 
         def chosen(spec: Spec | None) -> None:
-            if spec is not None:
-                app._want_run = spec.name
-                app.ensure_engine().start(spec)
-                app.notify(f"starting {spec.name}", title="new run")
+            if spec is None:
+                return
+            run = next((r for r in app.board.runs.values() if r["name"] == spec.name), None)
+            app._want_run = spec.name  # the view follows the run started (or found)
+            if run is not None and run["status"] in LIVE and app.alive.get(run["id"]) is not False:
+                where = "here" if app.engine and app.engine.hosts(run["id"]) else "in another engine"
+                app.notify(f"run {markup(spec.name)} is already running {where}: showing it",
+                           title="new run")
+                app.call_later(app.poll)
+                return
+            app.ensure_engine().start(spec)
+            if run is not None and run["status"] not in LIVE:
+                reason = f" ({markup(run['stop_reason'])})" if run["stop_reason"] else ""
+                app.notify(f"run {markup(spec.name)} is {run['status']}{reason}: starting it "
+                           "again resumes it, and it goes on only if the spec now allows more "
+                           "(a larger stop: max_rounds, max_minutes or max_cost_usd). For a "
+                           "fresh run, give the spec a new name.", title="resuming",
+                           timeout=12)
+            else:
+                app.notify(f"starting {markup(spec.name)}", title="new run")
 
         app.push_screen(NewRunScreen(Path.cwd()), chosen)
 
@@ -325,18 +362,17 @@ class SteeringActions:
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         app = self._app()
-        yield from super().get_system_commands(screen)  # type: ignore[misc]
-        entries = [
-            ("Pause or resume the run", "p: the experiment in flight finishes first",
-             lambda: app.action_resume() if app.check_action("resume", ()) else app.action_pause()),
-            ("Veto the selected experiment", "v: reject it, or revert a kept one", self.action_veto),
-            ("Pin the selected experiment", "i: keep it whatever its score", self.action_pin),
-            ("Stop the run", "s", self.action_stop_run),
-            ("Guidance for the mutator", "g: free text for the next prompts", self.action_guide),
-            ("Export the changelog", "e: .md, .tsv or .jsonl", self.action_export),
-            ("Filter the changelog", "/", self.action_filter),
-            ("Start a run from a spec", "n", self.action_new_run),
-            ("Keys", "?", self.action_help),
-        ]
-        for title, help_text, callback in entries:
-            yield SystemCommand(title, help_text, callback)
+        for command in super().get_system_commands(screen):  # type: ignore[misc]
+            if command.title != "Keys":  # ours (below) is the full list; one "Keys" only
+                yield command
+        for action in ACTIONS:
+            if action.name == "resume":
+                continue  # one entry for both: p does whichever applies
+            if action.name == "pause":
+                title, callback = "Pause or resume the run", (
+                    lambda: app.action_resume() if app.check_action("resume", ())
+                    else app.action_pause())
+            else:
+                title, callback = action.title, getattr(app, f"action_{action.name}")
+            key = app.get_key_display(Binding(action.key, action.name))
+            yield SystemCommand(title, f"{key}: {action.description}", callback)

@@ -11,6 +11,7 @@ from itertools import islice
 from typing import Any
 
 from engine.model import ADVANCING, BASELINE, FAILURES, RUNNING, VETOED
+from engine.text import printable
 
 #: Statuses in which an engine is (or should be) working on the run.
 LIVE = frozenset({"starting", "running", "paused"})
@@ -23,8 +24,54 @@ def improvement(candidate: float, best: float, direction: str) -> float:
     return candidate - best if direction == "maximize" else best - candidate
 
 
+#: SI prefixes by power of 1000 (µ, not u: the screen is Unicode anyway).
+_PREFIX = {-4: "p", -3: "n", -2: "µ", -1: "m", 0: "", 1: "k", 2: "M", 3: "G", 4: "T"}
+
+
+def fmt_num(value: float | None, digits: int = 4, width: int = 6, sign: bool = False) -> str:
+    """A number in at most `width` characters (plus a sign): `digits` significant digits,
+    fewer if they do not fit, and an SI prefix beyond 0.001–999 (`17.5k`, `1.13M`, `250µ`),
+    never an exponent that a narrow column would cut (`1.134e…`)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # A metric an evaluation printed as something else: shown as text, never obeyed.
+        return printable(str(value), one_line=True)[:width + 1]
+    if not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("-inf" if value < 0 else "+inf" if sign
+                                                 else "inf")
+    if value == 0:
+        return "+0" if sign else "0"
+    magnitude = abs(value)
+    power = 0 if 1e-3 <= magnitude < 1000 else math.floor(math.log10(magnitude) / 3)
+    if not -4 <= power <= 4:  # beyond the prefixes: an exponent it must be
+        mantissa, exponent = f"{value:{'+' if sign else ''}.0e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    for places in range(max(1, digits), 0, -1):
+        p = power
+        text = _sig(magnitude / 1000 ** p, places)
+        if float(text) >= 1000 and p < 4:  # rounding carried over: 999.96 → 1.000k
+            p += 1
+            text = _sig(magnitude / 1000 ** p, places)
+        text += _PREFIX[p]
+        if len(text) <= width:
+            break
+    lead = "-" if value < 0 else "+" if sign else ""
+    return lead + text
+
+
+def _sig(value: float, places: int) -> str:
+    """`value` (0.001 ≤ value < 1000, or a scaled one) to `places` significant digits, as a
+    plain decimal with no trailing zeros."""
+    if value == 0:
+        return "0"
+    decimals = max(0, places - 1 - math.floor(math.log10(value)))
+    text = f"{round(value, decimals):.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def fmt_score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    return fmt_num(value)
 
 
 def fmt_delta(delta: float | None, direction: str) -> tuple[str, bool | None]:
@@ -32,7 +79,7 @@ def fmt_delta(delta: float | None, direction: str) -> tuple[str, bool | None]:
     if delta is None:
         return "", None
     gain = improvement(delta, 0.0, direction)
-    return f"{delta:+.3g}", None if gain == 0 else gain > 0
+    return fmt_num(delta, digits=3, sign=True), None if gain == 0 else gain > 0
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from tui.guard import Guarded
+from tui.safe import line
 from tui.summary import fmt_duration
 
 
@@ -20,7 +22,7 @@ class Slot:
     since: float | None = None
 
 
-class WorkersPane(Static):
+class WorkersPane(Guarded, Static):
     """A few lines; grouped by run, busy slots first."""
 
     DEFAULT_CSS = """
@@ -40,8 +42,8 @@ class WorkersPane(Static):
                 run = slot.run
                 if text:
                     text.append("\n")
-                text.append(run, style="bold")
-            text.append(f"\n {slot.name:<12}")
+                text.append(line(run), style="bold")
+            text.append(f"\n {line(slot.name):<12}")
             if slot.exp_id is None:
                 text.append(" idle", style="dim")
             else:

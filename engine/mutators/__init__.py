@@ -10,6 +10,23 @@ from engine import spec as specs
 from engine.model import Mutator
 
 
+def reads_guidance(kind: str) -> bool:
+    """Whether the mutator of this `kind` reads guidance (the class says, without building
+    one): the app and the engine tell a person what will happen to what they write."""
+    if kind == "params":
+        from engine.mutators.params import ParamsMutator as cls
+    elif kind == "llm":
+        from engine.mutators.llm import LLMMutator as cls  # type: ignore[assignment]
+    else:
+        from engine.mutators.agent import AgentMutator as cls  # type: ignore[assignment]
+    return bool(getattr(cls, "reads_guidance", True))
+
+
+#: What a guide command's result says when the mutator does not read guidance.
+IGNORED_GUIDANCE = ("noted in the changelog, but the {kind} mutator does not read guidance: "
+                    "it will not change the next proposals")
+
+
 def build_mutator(spec: specs.Spec, playbooks: list[tuple[str, str]] = (),
                   read_experiment: Callable[[int], dict[str, Any] | None] | None = None,
                   ) -> Mutator:

@@ -78,6 +78,9 @@ def _same_file(a: Path, b: Path) -> bool:
 class AgentMutator:
     """Runs a coding-agent command once a round in a scratch copy of the workspace."""
 
+    #: Guidance goes into its prompt.
+    reads_guidance = True
+
     def __init__(self, config: specs.AgentMutator, spec: specs.Spec,
                  read_experiment: Callable[[int], dict[str, Any] | None] | None = None) -> None:
         self.config = config

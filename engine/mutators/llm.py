@@ -115,6 +115,9 @@ def apply_edits(files: dict[str, str], edits: Any, targets: list[str],
 class LLMMutator:
     """Proposes mutations with Claude through the Messages API."""
 
+    #: Guidance goes into its next prompts.
+    reads_guidance = True
+
     def __init__(self, config: specs.LLMMutator, spec: specs.Spec,
                  playbooks: list[tuple[str, str]] = (),
                  read_experiment: Callable[[int], dict[str, Any] | None] | None = None) -> None:

@@ -32,6 +32,8 @@ class ParamsMutator:
     #: It moves parameters by its own step sizes: the changelog, failing items and guidance
     #: are not read, so the loop need not query them each round.
     reads_history = False
+    #: Guidance (`g`, `autoresearch-tui guide`) is recorded but not read by this mutator.
+    reads_guidance = False
 
     def __init__(self, config: specs.ParamsMutator) -> None:
         self.config = config

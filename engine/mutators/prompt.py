@@ -220,6 +220,8 @@ def _mark(row: dict[str, Any]) -> str:
         return " [BANNED]"
     if row["verdict"] == PINNED:
         return " [KEEP]"
+    if row.get("kind") == "imported":  # from results.tsv or pi's log: tried before this run
+        return " [imported]"
     return ""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import shlex
 import signal
 import stat
@@ -116,10 +117,28 @@ def upload_prelude(workdir: str, size: int, gzipped: bool, marker: str,
             f"echo {marker}ready; ")
 
 
+#: What expands in a worker `env` value: a `~` at the start or after a `:` (before `/`, `:`
+#: or the end), and `$VAR` / `${VAR}`.
+_EXPANDS = re.compile(r"((?:^|(?<=:))~(?=/|:|$)|\$[A-Za-z_][A-Za-z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*\})")
+
+
+def shell_value(value: str) -> str:
+    """A worker `env` value as the remote shell should see it in an assignment, the way a
+    shell user expects: `~` becomes $HOME, `$VAR` and `${VAR}` expand; the rest is literal
+    (no command substitution, globbing or word splitting)."""
+    parts = []
+    for n, piece in enumerate(_EXPANDS.split(value)):
+        if n % 2:
+            parts.append('"$HOME"' if piece == "~" else f'"{piece}"')
+        elif piece:
+            parts.append(shlex.quote(piece))
+    return "".join(parts) or "''"
+
+
 def job_command(command: str, folder: str, env: dict[str, str], launcher: str = "") -> str:
     """What a job's own shell runs (`folder` comes shell-quoted): into the folder, the
     environment, then the command (behind the launcher, if any)."""
-    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in env.items())
+    exports = "".join(f"export {k}={shell_value(v)}; " for k, v in env.items())
     # Without a launcher the command runs in the job's shell itself (one process fewer).
     run = (f"exec {launcher.strip()} sh -c {shlex.quote(command)}" if launcher.strip()
            else f"eval {shlex.quote(command)}")

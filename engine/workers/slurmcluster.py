@@ -14,6 +14,7 @@ import asyncssh
 
 from engine import spec as specs
 from engine.workers.faults import WorkerFailed
+from engine.workers.remote import shell_value
 from engine.workers.slurmjobs import (
     WAITING,
     Job,
@@ -80,7 +81,7 @@ class SlurmCluster:
         """Run a SLURM command on the login node: (exit status, stdout, stderr)."""
         if self.closed:
             raise WorkerFailed("the run is shutting down")
-        exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in self.config.env.items())
+        exports = "".join(f"export {k}={shell_value(v)}; " for k, v in self.config.env.items())
         try:
             conn = await self.ssh.connection(0)
         except WorkerFailed:

@@ -1,0 +1,143 @@
+"""At 80×24 nothing is cut mid-word: numbers have a compact form that fits their columns, the
+changelog's columns stay aligned whatever the values (in the terminal and in SVG pictures),
+dialogs wrap, the footer drops keys rather than cut one, and the status line is one line."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.text import Text
+
+from engine.host import take_lock
+from tests.test_tui_render import screen_text
+from tui.app import make_app
+from tui.changelog_pane import Changelog
+from tui.dialogs import ConfirmScreen
+from tui.fixtures import EPOCH, build_store, wait_until
+from tui.footer import LeanFooter
+from tui.status_line import StatusLine
+from tui.summary import Outlook, fmt_delta, fmt_num, fmt_score
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (0.8333333, "0.8333"), (1.0, "1"), (17_500.0, "17.5k"), (1_134_567.0, "1.135M"),
+    (-0.0833333, "-0.0833"), (999.96, "1k"), (0.000123, "123µ"), (0.0, "0"), (None, "-"),
+    (float("nan"), "nan"), (3e30, "3e30"), (-2e-300, "-2e-300")])
+def test_scores_are_compact_and_never_cut(value: float | None, shown: str) -> None:
+    assert fmt_score(value) == shown
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_every_score_fits_its_column_and_every_delta_too(value: float) -> None:
+    assert len(fmt_score(value)) <= 7  # the score column
+    assert len(fmt_delta(value, "maximize")[0]) <= 9  # the delta column
+
+
+def test_a_number_printed_as_text_is_shown_as_text() -> None:
+    assert fmt_num("\x1b[2Jhigh") == "␛[2Jhig"  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "fit.db"
+    build_store(path, runs=2, experiments=240).close()
+    return path
+
+
+def svg_lines(svg: str) -> list[list[tuple[float, str]]]:
+    """Each line's text elements (x, text), top to bottom."""
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)</text>',
+                         svg):
+        text = html.unescape(m[3]).replace("\xa0", " ")
+        rows.setdefault(float(m[2]), []).append((float(m[1]), text))
+    return [rows[y] for y in sorted(rows)]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_changelog_columns_line_up_with_negative_deltas_even_in_svg(
+        db: Path, size: tuple[int, int]) -> None:
+    app = make_app(db, [], attach=True)
+    app.clock = lambda: EPOCH + 300.0
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("right_square_bracket")  # the metric run: big negative deltas
+        await pilot.pause(0.5)
+        table = app.dash.query_one(Changelog).table
+        shown = [table.rows[k] for k in table.keys()[: size[1] // 3]]
+        assert any(r.cells["delta"].plain.startswith("-") for r in shown)
+        svg = app.export_screenshot()
+    lines = svg_lines(svg)
+    header = next(line for line in lines if any("description" in t for _, t in line))
+    x, text = next((x, t) for x, t in header if "description" in t)
+    char = 12.2  # Rich's SVG cell width
+    desc_x = x + text.index("description") * char
+    rows = [line for line in lines if any(re.search(r"#\d+$", t.strip()) for _, t in line)]
+    assert len(rows) >= 5
+    for line in rows:
+        # Every row's description is its own text element at the column's own x, whatever
+        # its delta: a renderer that fits a segment's glyphs to its width (SVG textLength)
+        # cannot shift later columns (issue 12).
+        assert any(abs(x - desc_x) < 0.5 for x, _ in line), (desc_x, line)
+
+
+async def test_the_stop_dialog_wraps_at_80_columns(db: Path) -> None:
+    app = make_app(db, [], attach=True)
+    detail = ("The experiment in flight is recorded as interrupted; running the spec again "
+              "resumes.")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(ConfirmScreen("Stop run demo-sqlite-load-with-a-long-name?",
+                                            detail))
+        await pilot.pause(0.3)
+        box = app.screen.query_one("Vertical").region
+        lines = screen_text(app).splitlines()[box.y:box.bottom]
+        inside = [line[box.x + 1:box.right - 1].strip() for line in lines]
+        assert box.right <= 80
+        text = " ".join(" ".join(inside).split())
+        assert detail in text and "long-name?" in text  # every word whole, wrapped
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 100])
+async def test_the_footer_drops_keys_rather_than_cut_one(tmp_path: Path, width: int) -> None:
+    db = tmp_path / "paused.db"
+    build_store(db, runs=1, experiments=30, live=True).close()
+    from engine.store import Store
+
+    store = Store(db)
+    store.update_run(store.runs()[0]["id"], status="paused")
+    store.close()
+    lock = take_lock(db, "classifier-1")
+    try:
+        app = make_app(db, [], attach=True)
+        async with app.run_test(size=(width, 24)) as pilot:
+            footer = app.dash.query_one(LeanFooter)
+            await wait_until(pilot, lambda: len(footer.query("FooterKey")) >= 2, 5, "keys")
+            await pilot.pause(0.3)
+            last = screen_text(app).splitlines()[-1]
+            for key in footer.query("FooterKey"):
+                assert f"{key.key_display} {key.description}" in last, (last, key.description)
+            assert "q Quit" in last  # the most important stays
+            if width >= 80:
+                assert "p Resume" in last
+    finally:
+        lock.close()
+
+
+@pytest.mark.parametrize("width", [40, 80])
+async def test_the_status_line_is_one_line_and_keeps_the_last_command(db: Path,
+                                                                      width: int) -> None:
+    app = make_app(db, [], attach=True)
+    async with app.run_test(size=(width, 24)):
+        line = app.dash.query_one(StatusLine)
+        outlook = [Outlook("12 rounds left", 0.5), Outlook("target 1: 0/3 in a row", 0.1),
+                   Outlook("plateau 3/40", 0.07)]
+        line.show("demo-classifier", Text("▶ running"), "$0.0000", outlook,
+                  Text("pause → applied: paused"))  # (drawn at once: no tick comes between)
+        assert line.size.height == 1
+        assert len(line.text) <= width - 2
+        assert "applied: paused" in line.text or width < 60
+        assert "demo-classifier" in line.text
