@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from engine import demo
+from engine import demo, library
 from engine.evaluators.metric import metric_notes
 from engine.export import FORMATS, status_json
 from engine.headless import run_headless
@@ -31,10 +31,15 @@ def cmd_check(paths: list[str], out: TextIO = sys.stdout) -> int:
 
     for path in paths:
         spec = load_spec(path)
-        check_deeper(spec, Path(path).read_text(encoding="utf-8"))
+        runs = library.expand(spec)  # a library spec: one run per file its glob matches
+        for one in runs:  # each run's own file and commands
+            check_deeper(one, Path(path).read_text(encoding="utf-8"))
         for warning in checklist_warnings(spec) + llm_warnings(spec):
             print(f"warning: {printable(warning, one_line=True)}", file=sys.stderr)
-        print(f"{printable(str(path), one_line=True)}: ok — run {spec.name!r}, "
+        what = (f"run {spec.name!r}" if spec.target.each is None else
+                f"{len(runs)} runs ({', '.join(r.name for r in runs[:3])}"
+                f"{', ...' if len(runs) > 3 else ''})")
+        print(f"{printable(str(path), one_line=True)}: ok — {what}, "
               f"{spec.evaluate.kind} evaluator, "
               f"{spec.mutator.kind} mutator, {sum(w.slots for w in spec.workers)} worker slot(s)",
               file=out)

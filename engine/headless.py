@@ -96,20 +96,35 @@ class HeadlessView:
         self.alerts: dict[int, str | None] = {}
         self.commands_seen = liveness.last_command_id(self.store)
         self.live_said: dict[int, float] = {}
+        self.seen: dict[int, int] = {}  # each run's change count at the last report
+        self.scheduled = False
 
     def _prefix(self, run_id: int | None) -> str:
         if run_id is None:
             return "[all runs] " if len(self.host.loops) > 1 else ""
         return f"[{self.host.loops[run_id].spec.name}] " if len(self.host.loops) > 1 else ""
 
+    def soon(self) -> None:
+        """A host notification: one report per pass of the event loop, however many runs
+        changed in it."""
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.report)
+
     def report(self) -> None:
-        for run_id, run_loop in self.host.loops.items():
+        # Only the runs that changed since the last report are read (a library hosts
+        # hundreds): reading every run on every change made a round's cost grow with them.
+        self.scheduled = False
+        for run_id in self.host.changed_since(self.seen):
+            run_loop = self.host.loops.get(run_id)
+            if run_loop is None:
+                continue
             if run_loop.alert != self.alerts.get(run_id):
                 self.alerts[run_id] = run_loop.alert
                 if run_loop.alert:
                     self.err(f"[{run_loop.spec.name}] "
                              f"{printable(run_loop.alert, one_line=True)}")
-        for run_id in self.host.loops:
+            self.printed.setdefault(run_id, 0)  # joined while the host runs (a new file)
             for exp in self.store.experiments(run_id, after_id=self.printed[run_id]):
                 if exp["verdict"] == "running":
                     break
@@ -155,6 +170,7 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO | None = Non
                        err: TextIO | None = None) -> int:
     """Host the runs, print them, stop cleanly on Ctrl-C/SIGTERM or a closed stdout.
     Raises BrokenPipeError at the end if stdout's reader went away (the CLI exits quietly)."""
+    from engine import library
     from engine.host import Host
     from engine.store import Store
     from engine.templates import load_runnable
@@ -191,21 +207,24 @@ async def run_headless(db: Path, spec_paths: list[str], out: TextIO | None = Non
             if note:
                 write_err(printable(note, one_line=True))
             specs.append(spec)
+        loaded, specs = specs, library.expand_all(specs)  # a library: one run per file
         if prepare is not None:
             specs = prepare(specs)
         store = Store(db)
         host = Host(store)
         for spec in specs:
             host.add(spec)
+        watcher = asyncio.create_task(library.LibraryWatcher(host, loaded).run())
         if interrupts:
             host.stop_all()  # asked to stop while starting: the runs record that and end
         view = HeadlessView(host, write_out, write_err)
-        host.listeners.append(view.report)
+        host.listeners.append(view.soon)
         ticker = asyncio.create_task(view.ticking(), name="headless-ticker")
         try:
             results = await host.run_until_done()
         finally:
             ticker.cancel()
+            watcher.cancel()
             view.report()
             view.tick()
     finally:

@@ -23,6 +23,7 @@ from engine.locks import WorkspaceLock, sidecar_dir, take_workspace
 from engine.loop import BaselineFailed, RunLoop
 from engine.model import UserError
 from engine.mutators import IGNORED_GUIDANCE
+from engine.notify import Notifications
 from engine.storage import storage_trouble
 from engine.store import Store
 from engine.workers.childwatch import watch_children_with_pidfds
@@ -84,10 +85,30 @@ class Host:
         # What an engine killed on this store left (evaluations, scratch), and this one's record.
         for note in leftovers.claim(store.path):
             self._report(note, level="warning")
+        #: How many times each run told the host something changed: a listener that keeps
+        #: the counts it saw reads only the runs that changed since, not every run.
+        self.changes: dict[int, int] = {}
+        self.notifications = Notifications(store)  # the specs' `notify:` hooks
 
     def notify(self) -> None:
         for listener in list(self.listeners):
             listener()
+
+    def _run_changed(self, run_id: int) -> None:
+        self.changes[run_id] = self.changes.get(run_id, 0) + 1
+        if run_id in self.notifications.watches:
+            try:
+                self.notifications.changed(self.loops[run_id])
+            except Exception as exc:  # a hook must never stop a run
+                self._report(f"notify: {exc!r}")
+        self.notify()
+
+    def changed_since(self, seen: dict[int, int]) -> list[int]:
+        """The runs whose change count differs from `seen`, which is brought up to date."""
+        out = [rid for rid, n in self.changes.items() if seen.get(rid) != n]
+        for rid in out:
+            seen[rid] = self.changes[rid]
+        return out
 
     # ------------------------------------------------------------ runs
 
@@ -121,7 +142,8 @@ class Host:
                                   workspace=str(spec.workspace), direction=spec.direction,
                                   target=spec.target_score, engine_pid=os.getpid(),
                                   heartbeat=time.time(), status="starting", stop_reason=None)
-            loop = RunLoop(spec, self.store, run_id, notify=self.notify)
+            loop = RunLoop(spec, self.store, run_id,
+                           notify=lambda: self._run_changed(run_id))
         except BaseException:
             held.release()
             lock.close()
@@ -129,6 +151,7 @@ class Host:
         self._locks[run_id] = lock
         self._workspaces[run_id] = held
         self.loops[run_id] = loop
+        self.notifications.watch(run_id, spec)
         return loop
 
     def start(self, loop: RunLoop) -> asyncio.Task[str]:
@@ -158,7 +181,7 @@ class Host:
             lock = self._locks.pop(loop.run_id, None)
             if lock:
                 lock.close()
-            self.notify()
+            self._run_changed(loop.run_id)
         self.results[loop.run_id] = reason
         return reason
 
@@ -168,7 +191,9 @@ class Host:
             if loop.run_id not in self.tasks:
                 self.start(loop)
         try:
-            await asyncio.gather(*self.tasks.values(), return_exceptions=False)
+            # Runs may join while others run (a library's new files): wait for those too.
+            while pending := [t for t in self.tasks.values() if not t.done()]:
+                await asyncio.gather(*pending, return_exceptions=False)
         finally:
             await self.close()
         return self.results
@@ -183,6 +208,7 @@ class Host:
         loop.cancel_wave()
 
     async def close(self) -> None:
+        await self.notifications.close()
         if self._poller is not None:
             self._poller.cancel()
             try:

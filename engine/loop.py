@@ -33,6 +33,7 @@ from engine.evaluators import build_evaluator
 from engine.holdout import HeldOut
 from engine.labels import prime_judges
 from engine.ledger import Ledger
+from engine.library import workspace_for
 from engine.llm import run_prices
 from engine.model import BASELINE, INTERRUPTED
 from engine.mutators import build_mutator
@@ -53,7 +54,7 @@ from engine.versions import Versions
 from engine.waves import WaveRunner
 from engine.workers.pool import WorkerPool, build_workers
 from engine.workers.tiers import build_tiers, screen_spec
-from engine.workspace import SlotFolders, Workspace
+from engine.workspace import SlotFolders
 
 __all__ = ["BaselineFailed", "Candidate", "RunLoop", "storage_trouble"]
 
@@ -69,8 +70,7 @@ class RunLoop:
     def __init__(self, spec: specs.Spec, store: Store, run_id: int,
                  notify: Callable[[], None] = lambda: None) -> None:
         self.spec, self.store, self.run_id = spec, store, run_id
-        self.workspace = Workspace(spec.workspace, spec.target.files, spec.target.protected,
-                                   spec.target.ignore, spec.name, spec.path)
+        self.workspace = workspace_for(spec)  # a library run: its branch, never checked out
         self.ledger = Ledger(store, run_id)
         self.ctx = ctx = RunContext(spec, store, run_id, self.workspace, self.ledger, notify)
         self.policy = build_policy(spec.decide)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from engine.model import UserError
+from engine.notify import NotifyHook
 from engine.specyaml import YamlRefused, error_line, read_yaml
 from engine.splits import split_inputs
 from engine.text import printable
@@ -44,7 +45,9 @@ DEFAULT_IGNORE = [".git", "__pycache__", ".venv", "node_modules", ".pytest_cache
 
 class Target(Strict):
     workspace: str = "."
-    files: list[str] = Field(min_length=1)
+    files: list[str] = []
+    #: A glob (relative to the spec): one run per matching file, its only target (library.py).
+    each: str | None = None
     protected: list[str] = []
     #: Names skipped when a candidate copy is made (big or irrelevant folders): added to
     #: DEFAULT_IGNORE, never replacing it (a forgotten `.git` would be copied every round);
@@ -57,6 +60,12 @@ class Target(Strict):
         dropped = {v[1:] for v in value if v.startswith("!")}
         added = [v for v in value if not v.startswith("!")]
         return [n for n in dict.fromkeys([*DEFAULT_IGNORE, *added]) if n not in dropped]
+
+    @model_validator(mode="after")
+    def _files_or_each(self) -> Target:
+        if not self.files and not (self.each or "").strip():
+            raise ValueError("give `files` (a list of target files) or `each` (a glob)")
+        return self
 
 
 # ---------------------------------------------------------------- mutators
@@ -86,8 +95,8 @@ class Param(Strict):
 
 class ParamsMutator(Strict):
     kind: Literal["params"]
-    #: The file holding the parameters (YAML, JSON, TOML, or `NAME = value` lines in Python).
-    file: str
+    #: The file holding the parameters (YAML, JSON, TOML, `NAME = value` lines in Python).
+    file: str | None = None
     params: dict[str, Param] = Field(min_length=1)
     seed: int | None = None
 
@@ -516,6 +525,7 @@ class Spec(Strict):
     #: Score the best version on the held-out inputs after every K keeps (and at the
     #: baseline and the end).
     holdout_every: int = Field(default=3, ge=1)
+    notify: list[NotifyHook] = []  # told of a new best, a run's end, an alert (notify.py)
 
     #: Set by `load_spec`: where the spec came from (not a YAML key).
     path: Path | None = Field(default=None, exclude=True)
@@ -747,7 +757,7 @@ def check_spec_files(spec: Spec, text: str,
     if not ws.is_dir():
         line = lines.get(("target", "workspace"), lines.get(("target",), 1))
         raise SpecError(f"{where}:{line}: target.workspace: no such folder: {ws}")
-    for index, rel in enumerate(data["target"]["files"]):
+    for index, rel in enumerate(data["target"].get("files", [])):  # each: engine/library.py
         line = lines.get(("target", "files", index), 1)
         full = (ws / rel).resolve()
         if not full.is_relative_to(ws):
@@ -757,9 +767,10 @@ def check_spec_files(spec: Spec, text: str,
         if rel in spec.target.protected:
             raise SpecError(f"{where}:{line}: target.files[{index}]: {rel} is also protected")
     mut = spec.mutator
-    if isinstance(mut, ParamsMutator) and mut.file not in spec.target.files:
-        line = lines.get(("mutator", "file"), 1)
-        raise SpecError(f"{where}:{line}: mutator.file: {mut.file} is not one of target.files")
+    if isinstance(mut, ParamsMutator) and not (mut.file in spec.target.files or spec.target.each):
+        line = lines.get(("mutator", "file"), lines.get(("mutator",), 1))
+        raise SpecError(f"{where}:{line}: mutator.file: " + ("required field is missing" if
+                        mut.file is None else f"{mut.file} is not one of target.files"))
 
 
 def check_notes(spec: Spec) -> list[str]:

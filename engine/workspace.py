@@ -107,11 +107,13 @@ def _one_line_changed(a: list[str], b: list[str], path: str) -> list[str] | None
 
 
 def sync_tree(src: Path, dest: Path, ignored: Callable[[str], bool],
-              skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-    """Make `dest` mirror `src` (minus ignored names), copying only files whose size or
-    modification time differ; extra files in `dest` are removed; paths in `skip` are left
-    for the caller to write."""
-    wanted = {e.name: e for e in os.scandir(src) if not ignored(e.name)}
+              skip: set[str] = frozenset(),  # type: ignore[assignment]
+              pruned: frozenset[str] = frozenset()) -> None:
+    """Make `dest` mirror `src` (minus ignored names, and source paths in `pruned`: other
+    library runs' files), copying only files whose size or modification time differ; extra
+    files in `dest` are removed; paths in `skip` are left for the caller to write."""
+    wanted = {e.name: e for e in os.scandir(src)
+              if not ignored(e.name) and not (pruned and e.path in pruned)}
     for entry in os.scandir(dest):
         source = wanted.get(entry.name)
         same_kind = source is not None and (
@@ -131,7 +133,7 @@ def sync_tree(src: Path, dest: Path, ignored: Callable[[str], bool],
                 os.symlink(os.readlink(entry.path), target)
         elif entry.is_dir():
             os.makedirs(target, exist_ok=True)
-            sync_tree(Path(entry.path), Path(target), ignored, skip)
+            sync_tree(Path(entry.path), Path(target), ignored, skip, pruned)
         elif target in skip:
             continue
         else:

@@ -17,7 +17,7 @@ from engine.model import UserError
 
 #: The steering verbs (engine/actions.py: the same table as the app's keys).
 STEER = ("pause", "resume", "stop", "veto", "pin", "guide")
-COMMANDS = ("check", "run", "export", "status", "demo", "attach", "import", "judge-report", *STEER)
+COMMANDS = ("check", "run", "export", "status", "demo", "attach", "import", "judge-report", "serve", *STEER)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,7 +67,10 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "guide":
             p.add_argument("text", nargs="+")
         steer.append(p)
-    for p in (check, run, export, imp, status, demo, attach, report, *steer):
+    serve = sub.add_parser("serve", help="host every spec in a folder, following its changes")
+    serve.add_argument("dir", type=Path)
+    serve.add_argument("--poll", type=float, default=3.0, help="seconds between folder reads")
+    for p in (check, run, export, imp, status, demo, attach, report, serve, *steer):
         p.add_argument("--db", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -165,6 +168,10 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
         return cmd_import(db, args.file, args.run, args.spec)
     if args.command == "status":
         return cli.cmd_status(db, args.json)
+    if args.command == "serve":
+        from engine.serve import cmd_serve
+
+        return cmd_serve(db, args.dir, args.poll)
     if args.command in STEER:  # the same command row the app's key writes
         from engine.actions import send
 
@@ -208,6 +215,9 @@ def _app(args: argparse.Namespace, specs: list[str]) -> int:
             if note:
                 _say(note)
             loaded.append(spec)
+        from engine.library import expand_all
+
+        loaded = expand_all(loaded)  # a library: one run per file
     app = make_app(db, loaded, attach=args.command == "attach" or not loaded)
     app.run()
     return getattr(app, "return_code", 0) or 0

@@ -75,8 +75,11 @@ def build_tiers(spec: specs.Spec, full: Evaluator,
                 screen: Evaluator | None) -> tuple[Tier | None, Tier]:
     """(screen tier or None, full tier) for a spec, with the evaluators built for them
     (`screen`: of screen_spec(spec))."""
+    from engine.library import file_env  # $AUTORESEARCH_FILE of a library run
+
     screen_group, full_group = spec.tier_groups()
     if spec.screen is None or screen is None:
-        return None, Tier(FULL, full_group, full)
-    return (Tier(SCREEN, screen_group, screen, {**spec.screen.env, "AUTORESEARCH_TIER": SCREEN}),
-            Tier(FULL, full_group, full, {"AUTORESEARCH_TIER": FULL}))
+        return None, Tier(FULL, full_group, full, file_env(spec))
+    return (Tier(SCREEN, screen_group, screen,
+                 {**spec.screen.env, **file_env(spec), "AUTORESEARCH_TIER": SCREEN}),
+            Tier(FULL, full_group, full, {**file_env(spec), "AUTORESEARCH_TIER": FULL}))
