@@ -25,6 +25,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any
 
 from engine import spec as specs
 from engine.context import Candidate, RunContext, usage_of
@@ -75,9 +76,8 @@ class RunLoop:
         self.ctx = ctx = RunContext(spec, store, run_id, self.workspace, self.ledger, notify)
         self.policy = build_policy(spec.decide)
         self.mutator = build_mutator(spec, read_playbooks(spec, store), store.experiment)
-        resume_state = getattr(self.mutator, "bind_store", None)
-        if resume_state is not None:  # what it tried before a restart (params: never repeat)
-            resume_state(store, run_id)
+        if hasattr(self.mutator, "bind_store"):  # what it tried before a restart (params)
+            self.mutator.bind_store(store, run_id)
         self.versions = Versions(store, self.workspace, spec.decide.aggregate, spec.direction)
         ctx.best = lambda: self.versions.best_id
         self.search = build_search(spec, self.versions)
@@ -322,12 +322,22 @@ class RunLoop:
                     raise
                 self.storage.trip(again)
 
+    mutator = property(lambda self: self._mutator)
+
+    @mutator.setter
+    def mutator(self, mutator: Any) -> None:
+        """A mutator swapped in (a scripted one in tests) reaches every collaborator using it."""
+        self._mutator = mutator
+        parts = [self.__dict__.get("proposer"), self.__dict__.get("waves")]
+        for part in [*parts, getattr(parts[0], "ahead", None)]:
+            if part is not None:
+                part.mutator = mutator
+
     # ------------------------------------------------------------ what the host uses
 
     def check_stop(self, *, mid_wave: bool = False) -> str | None:
-        # Last: the mutator has nothing left to propose (every value combination tried).
         return (self.holdout.stop_reason or self.stops.check(mid_wave=mid_wave)
-                or getattr(self.mutator, "finished", None))
+                or getattr(self.mutator, "finished", None))  # last: nothing left to try
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations and model calls in flight (recorded as interrupted)."""

@@ -66,6 +66,11 @@ async def settle(pilot: Pilot, keys: list[str]) -> None:
     app = pilot.app
     with_footer = app.screen if app.screen.query("Footer") else app.dash  # dialogs have none
     await wait_until(pilot, lambda: len(with_footer.query("FooterKey")) >= 2, 5, "the footer")
+    # The once-a-second tick draws what is in flight (elapsed, last line): wait for one, so
+    # the picture never depends on whether it came before or after the keys.
+    ticks = getattr(app, "_ticks", None)
+    if ticks is not None:
+        await wait_until(pilot, lambda: app._ticks > ticks, 5, "a clock tick")
     await pilot.pause(0.1)
 
 
