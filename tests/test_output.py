@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import resource
+import subprocess
 import sys
 
 from engine.workers.output import MAX_LINE, TAIL_BYTES, OutputTail
-from tests.conftest import metric_spec, run_cli, write
+from tests.conftest import REPO, cli_env, metric_spec, run_cli, write
 
 
 def test_a_gigabyte_of_output_does_not_grow_the_engine(tmp_path, params_workspace):
@@ -19,9 +19,17 @@ def test_a_gigabyte_of_output_does_not_grow_the_engine(tmp_path, params_workspac
     """)
     spec = metric_spec(params_workspace, command="sh flood.sh", timeout="120",
                        stop="max_rounds: 1")
-    result = run_cli("--db", str(tmp_path / "a.db"), "run", str(spec), "--headless", timeout=300)
+    # The engine runs under a small wrapper that reports its own children's peak memory:
+    # this process's RUSAGE_CHILDREN would count every earlier test's children too.
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+               "sys.exit(r.returncode)")
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, sys.executable, "-m", "tui", "--db",
+         str(tmp_path / "a.db"), "run", str(spec), "--headless"],
+        cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_mb = int(result.stderr.strip().splitlines()[-1]) / 1024
     assert peak_mb < 250, f"a child grew to {peak_mb:.0f} MB"
     rows = [json.loads(line) for line in run_cli(
         "--db", str(tmp_path / "a.db"), "export", "toy", "--format", "jsonl").stdout.splitlines()]
