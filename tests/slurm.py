@@ -201,6 +201,14 @@ class SlurmCluster:
         out = self.run("squeue", "-h", "-o", "%i|%T|%j", check=False)
         return [tuple(line.split("|", 2)) for line in out.splitlines() if line]  # type: ignore
 
+    def left_behind(self, wait_s: float = 15) -> list[tuple[str, str, str]]:
+        """Jobs still live once the engine is done, other than ones SLURM is cleaning up
+        after a scancel (COMPLETING, which can outlast a node's failure by seconds)."""
+        deadline = time.monotonic() + wait_s
+        while (jobs := self.squeue()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return [j for j in jobs if j[1] != "COMPLETING"]
+
     def steps(self) -> list[str]:
         """Live job steps other than batch/extern ones: "JOB.STEP" ids."""
         out = self.run("squeue", "-h", "-s", "-o", "%i", check=False)
