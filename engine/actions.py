@@ -70,8 +70,11 @@ ACTIONS: tuple[Action, ...] = (
            "export the changelog (.md, .tsv or .jsonl by the file name)", 8,
            title="Export the changelog"),
     Action("filter", "slash", "Filter",
-           "filter the changelog (enter keeps the filter, esc clears it)", 6,
-           title="Filter the changelog"),
+           "filter the changelog, or the runs when the runs pane has the focus (enter keeps "
+           "the filter, esc clears it)", 6, title="Filter the changelog"),
+    Action("sort_runs", "o", "Sort",
+           "order the runs pane by the next of: added, gain today, cost, last keep, status",
+           9, needs_run=False, title="Sort the runs"),
     Action("new_run", "n", "New", "start a run from a spec in checklists/ (or any path)", 7,
            needs_run=False, title="Start a run from a spec"),
     Action("help", "question_mark", "Help", "every key, and how steering reaches the engine",

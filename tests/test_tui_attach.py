@@ -110,8 +110,8 @@ async def test_a_killed_engine_shows_as_gone_and_commands_wait(
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_until(pilot, lambda: app.alive.get(app.selected_run) is False, 5)
         await wait_until(pilot, lambda: "? no engine" in status(app), 5)
-        card = app.dash.query_one(RunsPane).cards[app.selected_run]
-        assert "no engine" in card.title.plain
+        card = app.dash.query_one(RunsPane).view.card_of(app.selected_run)
+        assert "no engine" in card.status
         await pilot.press("p")
         await pilot.pause(0.5)
         assert any("No engine is running remote" in n.message for n in app._notifications)

@@ -25,6 +25,7 @@ def test_poll_sees_an_experiment_start_and_its_verdict_land(tmp_path: Path) -> N
     board = Board(Store(tmp_path / "s.db"))
     board.load()
     board.select(run)
+    assert list(board.spark(run)) == []  # read now, then kept current by the polls
     exp = store.start_experiment(run, round=1, kind="candidate", parent=None, description="a")
     changes = board.poll()
     assert [r["id"] for r in changes.experiments] == [exp]
@@ -34,7 +35,7 @@ def test_poll_sees_an_experiment_start_and_its_verdict_land(tmp_path: Path) -> N
     changes = board.poll()
     assert [(r["id"], r["verdict"]) for r in changes.experiments] == [(exp, "kept")]
     assert exp not in board.running
-    assert list(board.sparks[run]) == [0.5]
+    assert list(board.spark(run)) == [0.5]
     assert board.detail is not None and board.detail.points[exp] == [1, "kept", 0.5]
     assert board.detail.recent[0]["verdict"] == "kept"
 

@@ -187,6 +187,7 @@ async def test_the_command_palette_offers_every_action(tmp_path: Path) -> None:
     for wanted in ("Pause or resume the run", "Veto the selected experiment",
                    "Pin the selected experiment", "Stop the run", "Guidance for the mutator",
                    "Export the changelog", "Filter the changelog", "Start a run from a spec",
+                   "Sort the runs",
                    "Keys"):
         assert wanted in titles
 

@@ -11,7 +11,8 @@ from tui import config
 from tui.app import make_app
 from tui.changelog_pane import Changelog
 from tui.fixtures import build_store
-from tui.runs_pane import RunCard
+from tui.runs_pane import RunsPane
+from tui.runs_view import CARD
 
 
 async def test_a_chosen_theme_recolours_the_changelog_and_is_remembered(
@@ -54,12 +55,16 @@ async def test_the_sparkline_has_a_scale_and_reads_on_the_highlighted_card(
     app = make_app(db, [], attach=True)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(0.3)
-        card = app.dash.query(RunCard).first()
-        assert card.has_class("-highlight")
-        assert "→" in card.scale.plain  # worst → best, in the scores' units
-        spark = card.get_component_rich_style("runcard--spark-max").color
-        background = card.rich_style.bgcolor
+        view = app.dash.query_one(RunsPane).view
+        assert view.selected is not None and view.index is not None
+        assert "→" in view._cards[view.selected].scale  # worst → best, in the scores' units
+        # The highlighted card's sparkline line, as drawn.
+        strip = view.render_line(view.index * CARD + 1 - round(view.scroll_y))
+        bars = [seg for seg in strip if seg.text.strip() and set(seg.text) <= set("▁▂▃▄▅▆▇█")]
+        assert bars, strip.text
+        spark, background = bars[-1].style.color, bars[-1].style.bgcolor
         assert spark is not None and background is not None
         s, b = spark.get_truecolor(), background.get_truecolor()
-        # Contrast: the bars' colour is far from the highlight's background.
+        cursor = view.get_component_rich_style("runs--cursor-blurred").bgcolor
+        assert background == cursor  # drawn on the highlight
         assert sum(abs(x - y) for x, y in zip(s, b, strict=True)) > 200, (s, b)

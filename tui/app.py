@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import ListView, Static
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from engine.gcfreeze import freeze_imports
@@ -40,6 +40,7 @@ from tui.messages import (
     ExperimentChosen,
     FilterChanged,
     OlderRowsWanted,
+    RunChosen,
     RunSelected,
     StoreChanged,
 )
@@ -234,7 +235,8 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
 
     def on_key(self, event: events.Key) -> None:
         """A key no widget or binding took (see `Changelog.take_typed`)."""
-        if self.screen is self.dash and self.dash.query_one(Changelog).take_typed(event):
+        if self.screen is self.dash and (self.dash.query_one(Changelog).take_typed(event)
+                                         or self.dash.query_one(RunsPane).take_typed(event)):
             event.stop()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -391,7 +393,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
     def _cursor_moved(self) -> None:
         self._sync_bindings()
 
-    @on(ListView.Selected, "#runs-list")
+    @on(RunChosen)
     def _run_chosen(self) -> None:
         self.action_pane("changelog")
 

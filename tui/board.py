@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.model import RUNNING
 from engine.store import Store
+from tui.roster import Ledger
 
 #: Rows finished this long before the newest finish seen are read again: several engine
 #: processes can commit out of timestamp order, and a row must never be missed.
@@ -72,7 +73,11 @@ class Board:
         self.store = store
         self.runs: dict[int, dict[str, Any]] = {}
         self.specs: dict[int, dict[str, Any]] = {}
+        #: Scores per run for its sparkline, read when its card is first drawn (`spark`): the
+        #: first screen of a library of 200 runs must not read 200 runs' scores.
         self.sparks: dict[int, deque[float]] = {}
+        #: Every run's figures for today (keeps, cost, gain) and its last keep.
+        self.ledger = Ledger()
         #: Experiments in flight, every run: id → light row.
         self.running: dict[int, dict[str, Any]] = {}
         self.commands: dict[int, dict[str, Any]] = {}
@@ -94,9 +99,7 @@ class Board:
         self.last_id = self.store.max_experiment_id()
         self.watermark = now
         self._poll_runs(Changes())
-        for run_id in self.runs:
-            self.sparks[run_id] = deque(self.store.recent_scores(run_id, SPARK_POINTS),
-                                        maxlen=SPARK_POINTS)
+        self.ledger.load(self.store, self.runs, now)
         for row in self.store.running_experiments():
             self.running[row["id"]] = row
             self._seen[row["id"]] = (row["verdict"], row["finished"])
@@ -105,6 +108,14 @@ class Board:
             self._seen[row["id"]] = (row["verdict"], row["finished"])
         for row in self.store.commands(None, limit=COMMANDS_POLLED):
             self.commands[row["id"]] = row
+
+    def spark(self, run_id: int) -> deque[float]:
+        """A run's newest scores, oldest first (read on first use, then kept by the polls)."""
+        spark = self.sparks.get(run_id)
+        if spark is None:
+            spark = self.sparks[run_id] = deque(self.store.recent_scores(run_id, SPARK_POINTS),
+                                                maxlen=SPARK_POINTS)
+        return spark
 
     def select(self, run_id: int, first_page: int = RECENT) -> RunDetail:
         """Load one run's chart points, newest rows and commands."""
@@ -122,6 +133,9 @@ class Board:
         self._poll_runs(changes)
         self._poll_experiments(changes)
         self._poll_commands(changes)
+        now = time.time()
+        if self.ledger.due(now):  # a new day, or a verdict rewritten in place (a veto)
+            self.ledger.load(self.store, self.runs, now)
         return changes
 
     def _poll_runs(self, changes: Changes) -> None:
@@ -132,7 +146,6 @@ class Board:
                 self.runs[row["id"]] = row
                 if old is None or old["spec_json"] != row["spec_json"]:
                     self.specs[row["id"]] = _parse(row["spec_json"])
-                self.sparks.setdefault(row["id"], deque(maxlen=SPARK_POINTS))
 
     def _poll_experiments(self, changes: Changes) -> None:
         rows = self.store.light_changes(self.last_id, self.watermark - FINISH_MARGIN_S)
@@ -154,6 +167,9 @@ class Board:
                 first_finish = before is None or before[1] is None
                 if first_finish and row["score"] is not None and row["run_id"] in self.sparks:
                     self.sparks[row["run_id"]].append(row["score"])
+                if first_finish:
+                    run = self.runs.get(row["run_id"]) or {}
+                    self.ledger.add(row, run.get("direction", "maximize"))
             changes.experiments.append(row)
             if detail is not None and row["run_id"] == detail.run_id:
                 self._apply_to_detail(detail, row)

@@ -14,7 +14,7 @@ from tui.guard import guarded, guarded_async
 from tui.runs_pane import RunsPane, status_text
 from tui.safe import line
 from tui.status_line import SPINNER, StatusLine
-from tui.summary import LIVE, fmt_cost, fmt_duration, live_elapsed, noise_band, stop_outlook
+from tui.summary import LIVE, fmt_cost, fmt_duration, noise_band, stop_outlook
 from tui.workers_pane import Slot, WorkersPane
 
 if TYPE_CHECKING:
@@ -53,10 +53,9 @@ class Drawing:
     @guarded_async("#runs")
     async def _show_runs(self) -> None:
         """The runs pane; selects what is live (see `_run_to_open`) once runs exist."""
-        now = self.clock()
         runs = self.board.runs
-        elapsed = {rid: live_elapsed(run, now) for rid, run in runs.items()}
-        await self.dash.query_one(RunsPane).show(runs, self.board.sparks, now, elapsed, self.alive)
+        self.dash.query_one(RunsPane).show(runs, self.board.specs, self.board.ledger,
+                                           self.clock(), self.alive, self.board.spark)
         wanted = self._run_to_open(runs)
         if wanted is not None and wanted != self.selected_run:
             self.dash.query_one(RunsPane).select(wanted)
@@ -124,8 +123,11 @@ class Drawing:
     def _show_workers(self) -> None:
         slots: list[Slot] = []
         board = self.board
+        by_run: dict[int, list[dict[str, Any]]] = {}  # one pass, not one per run
+        for r in board.running.values():
+            by_run.setdefault(r["run_id"], []).append(r)
         for run_id, run in board.runs.items():
-            running = [r for r in board.running.values() if r["run_id"] == run_id]
+            running = by_run.get(run_id, [])
             if self.engine is not None and self.engine.hosts(run_id):
                 for name, label in self.engine.slots(run_id):
                     exp_id = int(label[1:]) if label and label[1:].isdigit() else None

@@ -129,3 +129,75 @@ async def wait_until(pilot: Any, predicate: Callable[[], Any], timeout: float = 
             return value
         await pilot.pause(0.05)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+
+
+#: Skill names for a library store (the runs one `each:` spec makes over `skills/*/SKILL.md`).
+SKILLS = ("landing", "pricing", "onboarding", "refund", "summary", "triage", "release",
+          "search", "billing", "support", "review", "outline", "invoice", "escalate", "digest",
+          "handoff", "intake", "changelog", "faq", "migrate")
+EDITS = ("tighten the opening line", "add a worked example", "name the output format",
+         "drop the redundant caveat", "ask for sources", "split step 3 in two",
+         "say what not to do", "shorter bullet list", "lead with the answer",
+         "define the audience")
+
+
+def build_library(path: Path, *, runs: int = 200, per_run: int = 60, seed: int = 11,
+                  now: float | None = None, budget: dict[str, float] | None = None) -> Store:
+    """A library store: `runs` checklist runs from one `each:` spec (`lib-<skill>`), each with
+    `per_run` LLM-judged experiments over the last day (so "today" has keeps and cost).
+    Four in five runs are live (running, or paused as if resting), the rest done.
+    With `budget`, every run's spec carries it as `library:` (the shared budget)."""
+    rng = random.Random(seed)
+    now = time.time() if now is None else now
+    store = Store(path)
+    next_id = store.max_experiment_id() + 1
+    for r in range(runs):
+        name = f"lib-{SKILLS[r % len(SKILLS)]}" + (f"-{r // len(SKILLS)}" if r >= len(SKILLS)
+                                                  else "")
+        spec = json.loads(spec_json(name, "checklist", 10_000))
+        spec["stop"] = {"plateau": 30, "max_failures": 5}
+        if budget:
+            spec["library"] = budget
+        run_id = store.create_run(name, spec_path="lib.yaml", spec_json=json.dumps(spec),
+                                  workspace=f"/work/skills/{name[4:]}/SKILL.md",
+                                  direction="maximize", target=None)
+        rows, items = [], []
+        best, best_id = round(rng.uniform(0.3, 0.7), 4), next_id
+        # Spread over the day before `now`: a run's later rounds land today.
+        t = now - rng.uniform(6, 30) * 3600
+        step = (now - 60 - t) / per_run
+        for n in range(per_run):
+            exp_id = next_id
+            next_id += 1
+            cost = round(rng.uniform(0.002, 0.012), 4)
+            if n == 0:
+                score, verdict, desc = best, "baseline", "baseline"
+            else:
+                desc = rng.choice(EDITS)
+                score = round(min(1.0, max(0.0, best + rng.choice([-2, -1, -1, 0, 1]) / 24)), 4)
+                verdict = "kept" if score > best else "reverted"
+            delta = None if n == 0 else round(score - best, 6)
+            if verdict == "kept":
+                best, best_id = score, exp_id
+            duration = round(rng.uniform(2.0, 9.0), 2)
+            rows.append({"id": exp_id, "run_id": run_id, "round": n, "parent": best_id,
+                         "kind": "baseline" if n == 0 else "candidate", "verdict": verdict,
+                         "reason": "", "description": desc, "score": score, "delta": delta,
+                         "worker": "local:1", "started": t, "finished": t + duration,
+                         "duration": duration, "cost_usd": cost, "metrics_json": None,
+                         "diff": f"--- a/SKILL.md\n+++ b/SKILL.md\n@@ -1 +1 @@\n-x\n+{desc}\n"})
+            if verdict in ("baseline", "kept"):
+                items += [(exp_id, item, s, int(rng.random() < score))
+                          for item in ITEMS for s in range(3)]
+            t += step
+        store.bulk_add_experiments(rows, items)
+        status = "done" if r % 5 == 4 else "paused" if r % 5 == 3 else "running"
+        store.update_run(run_id, status=status, best_experiment=best_id, best_score=best,
+                         baseline_score=rows[0]["score"], rounds=per_run - 1,
+                         cost_usd=round(sum(row["cost_usd"] for row in rows), 4),
+                         started=rows[0]["started"], elapsed=t - rows[0]["started"],
+                         heartbeat=now if status != "done" else None,
+                         finished=t if status == "done" else None,
+                         stop_reason="resting: plateau" if status == "paused" else
+                         "plateau reached" if status == "done" else None)
+    return store

@@ -12,6 +12,18 @@ class RunSelected(Message):
         super().__init__()
         self.run_id = run_id
 
+    def can_replace(self, message: Message) -> bool:
+        # A held Down's repeats: only the run it stops on is worth loading.
+        return isinstance(message, RunSelected)
+
+
+class RunChosen(Message):
+    """Enter (or a double click) on a run in the runs pane."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+
 
 class ExperimentChosen(Message):
     """Enter on a changelog row: open that experiment."""

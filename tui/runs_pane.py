@@ -1,158 +1,186 @@
-"""The runs pane: one card per run — status, best score, a sparkline of its scores, rounds,
-cost and elapsed time. Moving the highlight selects the run the other panes show."""
+"""The runs pane: the library's overview line, a one-line runs filter (`/` with the pane
+focused, as the changelog's), and the run cards (`tui/runs_view.py`), in an order the sort
+key cycles (`o`: added, gain today, cost, last keep, status; shown in the pane's title).
+Moving the cursor selects the run the other panes show."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from rich.color import Color
-from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
+from textual import events, on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
-from textual.renderables.sparkline import Sparkline as SparklineRenderable
-from textual.widgets import Label, ListItem, ListView
+from textual.widgets import Input, Label, Static
 
-from tui.guard import Guarded
-from tui.messages import RunSelected
-from tui.safe import line
-from tui.summary import LIVE, fmt_cost, fmt_duration, fmt_score
+from tui.roster import SORTS, Ledger, Overview, order, overview
+from tui.runs_view import RunsView, status_text
+from tui.summary import fmt_cost
 
-#: A glyph per run status, so status reads without colour.
-GLYPHS = {"created": "○", "starting": "…", "running": "▶", "paused": "‖", "done": "✓",
-          "stopped": "■", "failed": "✗"}
-STYLES = {"running": "bold green", "paused": "bold yellow", "failed": "bold red",
-          "done": "bold", "stopped": "dim", "starting": "cyan"}
+__all__ = ["RunsPane", "RunsView", "status_text"]
 
 
-def status_text(run: dict[str, Any], alive: bool | None) -> Text:
-    """A run's status as a glyph and a word; a live status with no engine says so."""
-    status = run["status"]
-    if status in LIVE and alive is False:
-        return Text("? no engine", style="bold magenta")
-    return Text(f"{GLYPHS.get(status, '·')} {status}", style=STYLES.get(status, ""))
-
-
-class RunCard(Guarded, ListItem):
-    """One run, three lines high, drawn as one widget (ten runs must not cost sixty widgets to
-    lay out): its name and status; its best score and a sparkline of its scores (Textual's own
-    sparkline renderer); rounds, cost and elapsed time."""
-
-    COMPONENT_CLASSES = {"runcard--spark-max", "runcard--spark-min"}
-    DEFAULT_CSS = """
-    RunCard { height: 3; padding: 0 1; }
-    RunCard > .runcard--spark-max { color: $primary; }
-    RunCard > .runcard--spark-min { color: $primary 30%; }
-    /* On the highlighted card the cursor's own foreground: readable on its background,
-       whatever the theme (it was dark blue on dark teal). */
-    RunCard.-highlight > .runcard--spark-max { color: $block-cursor-blurred-foreground; }
-    RunCard.-highlight > .runcard--spark-min { color: $block-cursor-blurred-foreground 45%; }
-    ListView:focus > RunCard.-highlight > .runcard--spark-max { color: $block-cursor-foreground; }
-    ListView:focus > RunCard.-highlight > .runcard--spark-min {
-        color: $block-cursor-foreground 45%;
-    }
-    """
-
-    def __init__(self, run_id: int) -> None:
-        super().__init__(id=f"run-{run_id}")
-        self.run_id = run_id
-        self.title = Text()
-        self.best = Text()
-        self.stats = Text()
-        self.spark: list[float] = []
-        #: The sparkline's scale: its lowest and highest score, as shown beside it.
-        self.scale = Text()
-        self._shown: tuple[Any, ...] = ()
-
-    def show(self, run: dict[str, Any], spark: list[float], elapsed: float,
-             alive: bool | None) -> None:
-        """Update the card; it is repainted only when what it shows changed."""
-        title = Text(line(run["name"]), style="bold", overflow="ellipsis", no_wrap=True)
-        title.append("  ")
-        title.append_text(status_text(run, alive))
-        best = f"best {fmt_score(run['best_score'])}"
-        stats = (f"{run['rounds']} rounds · {fmt_cost(run['cost_usd'])} · "
-                 f"{fmt_duration(elapsed)}")
-        shown = (title.plain, best, stats, len(spark), spark[-1] if spark else None,
-                 spark[0] if spark else None)
-        if shown == self._shown:
-            return
-        self._shown = shown
-        self.title, self.best, self.stats = title, Text(best), Text(stats, style="dim")
-        # A minimised score is better when lower: flip it so a rising line always means better.
-        self.spark = [-v for v in spark] if run["direction"] == "minimize" else list(spark)
-        # The scale, in the scores' own units: worst to best as the line draws them.
-        if spark:
-            lo, hi = min(spark), max(spark)
-            if run["direction"] == "minimize":
-                lo, hi = hi, lo
-            self.scale = Text(f"{fmt_score(lo)}→{fmt_score(hi)}", style="dim")
-        self.refresh()
-
-    def render(self) -> RenderableType:
-        middle = Table.grid(expand=True)
-        middle.add_column(width=13, no_wrap=True)
-        middle.add_column(ratio=1)
-        middle.add_column(no_wrap=True, justify="right")
-        line: RenderableType = Text("")
-        if self.spark:
-            line = SparklineRenderable(
-                self.spark, width=None, summary_function=max,
-                min_color=self.get_component_rich_style("runcard--spark-min").color
-                or Color.default(),
-                max_color=self.get_component_rich_style("runcard--spark-max").color
-                or Color.default())
-        middle.add_row(self.best, line, Text(" ") + self.scale if self.spark else "")
-        return Group(self.title, middle, self.stats)
+def overview_text(view: Overview, width: int = 32) -> Text:
+    """The library in a few short lines, wrapped between its parts (never inside one): what
+    the runs do; keeps and cost today (against the shared budget, when there is one)."""
+    parts = [Text(f"{glyph} {count} {word}", style=style if count else "dim")
+             for count, glyph, word, style in
+             [(view.running, "▶", "running", "green"), (view.resting, "z", "resting", "yellow"),
+              (view.paused, "‖", "paused", "yellow"), (view.done, "✓", "done", ""),
+              (view.failed, "✗", "failed", "red")]
+             if count or word in ("running", "done")]
+    parts.append(Text(f"{view.keeps} kept today", style="bold" if view.keeps else "dim"))
+    if view.budget is None:
+        parts.append(Text(f"{fmt_cost(view.cost)} today"))
+    else:
+        spent, cap, per = view.budget
+        parts.append(Text(f"{fmt_cost(spent)} of {fmt_cost(cap)} {per}",
+                          style="bold red" if spent >= cap else ""))
+    text, used = Text(), 0
+    for part in parts:
+        if used and used + 3 + part.cell_len > width:
+            text.append("\n")
+            used = 0
+        elif used:
+            text.append(" · ", style="dim")
+            used += 3
+        text.append_text(part)
+        used += part.cell_len
+    return text
 
 
 class RunsPane(Vertical):
-    """Every run in the store; the highlighted one is the selected run."""
+    """Every run in the store; the one under the cursor is the selected run."""
 
+    BINDINGS = [Binding("escape", "close_filter", "Clear filter", show=False)]
     DEFAULT_CSS = """
     RunsPane { height: 1fr; }
-    RunsPane ListView { height: 1fr; background: transparent; }
+    RunsPane #runs-overview { height: auto; max-height: 3; padding: 0 1; }
+    RunsPane #runs-filter { display: none; height: 1; border: none; padding: 0 1;
+                            background: $boost; }
+    RunsPane #runs-filter.-shown { display: block; }
+    RunsPane #runs-filter:focus { border: none; }
     RunsPane .empty { color: $text-muted; padding: 1 1; }
     """
 
-    def compose(self) -> ComposeResult:
-        yield ListView(id="runs-list")
-        yield Label("No runs in this store yet.\nPress n to start one.", classes="empty")
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: run id → card, registered before the card is mounted (polls can overlap a mount).
-        self.cards: dict[int, RunCard] = {}
+        self.sort = SORTS[0]
+        self.filter = ""
+        #: True once the first picture of the runs is up (the benchmark waits for it).
+        self.shown = False
+        self._data: tuple[Any, ...] | None = None
+        self._overview: Text | None = None
 
-    async def show(self, runs: dict[int, dict[str, Any]], sparks: dict[int, Any], now: float,
-                   elapsed: dict[int, float], alive: dict[int, bool]) -> None:
-        cards = self.cards
-        listing = self.query_one(ListView)
-        fresh = [RunCard(run_id) for run_id in runs if run_id not in cards]
-        for card in fresh:
-            cards[card.run_id] = card
-        if fresh:
-            await listing.extend(fresh)
+    def compose(self) -> ComposeResult:
+        yield Static(id="runs-overview")
+        yield Input(placeholder="filter runs: name, status (esc clears)", id="runs-filter")
+        yield RunsView(id="runs-list")
+        yield Label("No runs in this store yet.\nPress n to start one.", classes="empty")
+
+    @property
+    def view(self) -> RunsView:
+        return self.query_one(RunsView)
+
+    # ------------------------------------------------------------ data (attributes down)
+
+    def show(self, runs: dict[int, dict[str, Any]], specs: dict[int, dict[str, Any]],
+             ledger: Ledger, now: float, alive: dict[int, bool],
+             spark_of: Callable[[int], Sequence[float]]) -> None:
+        self._data = (runs, specs, ledger, now, alive, spark_of)
+        self._draw()
+
+    def _draw(self) -> None:
+        if self._data is None:
+            return
+        runs, specs, ledger, now, alive, spark_of = self._data
+        shown = order(runs, self.sort, self.filter, ledger)
+        self.view.set_runs(runs, shown, now, alive, ledger, self.sort, spark_of)
         self.query_one(".empty").display = not runs
-        for run_id, run in runs.items():
-            cards[run_id].show(run, list(sparks.get(run_id, ())), elapsed.get(run_id, 0.0),
-                               alive.get(run_id))
-        if listing.index is None and runs:
-            listing.index = 0
+        width = self.query_one("#runs-overview").content_region.width or 32
+        text = overview_text(overview(runs, specs, ledger), width)
+        if text != self._overview:
+            self._overview = text
+            self.query_one("#runs-overview", Static).update(text)
+        count = f"{len(shown)}/{len(runs)}" if self.filter else f"{len(runs)}"
+        title = f"Runs {count}" + (f" · by {self.sort}" if self.sort != SORTS[0] else "")
+        if self.border_title != title:
+            self.border_title = title
+        self.shown = True
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._draw()  # the overview wraps to the new width
+
+    # ------------------------------------------------------------ the app's calls
 
     def select(self, run_id: int) -> None:
-        for i, card in enumerate(self.query_one(ListView).children):
-            if card.run_id == run_id:
-                self.query_one(ListView).index = i
+        self.view.select(run_id)
 
     def step(self, by: int) -> None:
-        listing = self.query_one(ListView)
-        count = len(listing.children)
-        if count:
-            listing.index = ((listing.index or 0) + by) % count
+        view = self.view
+        if view.order:
+            view.move_to(((view.index or 0) + by) % len(view.order))
 
-    def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
+    def cycle_sort(self) -> str:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self._draw()
+        return self.sort
+
+    @property
+    def index(self) -> int | None:
+        return self.view.index
+
+    @property
+    def count(self) -> int:
+        return len(self.view.order)
+
+    def run_at(self, index: int) -> int:
+        return self.view.order[index]
+
+    @property
+    def drawn(self) -> int:
+        return self.view.drawn
+
+    # ------------------------------------------------------------ filter
+
+    def open_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        box.add_class("-shown")
+        self.screen.set_focus(box)  # now: keys typed right after `/` belong in the box
+
+    def take_typed(self, event: events.Key) -> bool:
+        """Keys typed in the burst after `/` that reached the app (see Changelog.take_typed)."""
+        box = self.query_one("#runs-filter", Input)
+        if self.app.focused is box and event.is_printable and event.character:
+            box.insert_text_at_cursor(event.character)
+            return True
+        return False
+
+    def action_close_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        box.remove_class("-shown")
+        if box.value:
+            box.value = ""
+            self._set_filter("")
+        self.screen.set_focus(self.view)
+
+    @on(Input.Changed, "#runs-filter")
+    def _typed(self, event: Input.Changed) -> None:
         event.stop()
-        if isinstance(event.item, RunCard):
-            self.post_message(RunSelected(event.item.run_id))
+        self._set_filter(event.value)  # 200 names filter in well under a millisecond
+
+    @on(Input.Submitted, "#runs-filter")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._set_filter(event.value)
+        if not event.value.strip():
+            event.input.remove_class("-shown")
+        self.screen.set_focus(self.view)
+
+    def _set_filter(self, text: str) -> None:
+        text = " ".join(text.split())
+        if text != self.filter:
+            self.filter = text
+            self._draw()

@@ -241,7 +241,13 @@ class SteeringActions:
     # ------------------------------------------------------------ the rest
 
     def action_filter(self) -> None:
+        from tui.runs_pane import RunsPane
+
         app = self._app()
+        runs = app.dash.query_one(RunsPane)
+        if runs.has_focus_within or app.narrow and app.active_pane == "runs":
+            runs.open_filter()  # the runs pane's own filter
+            return
         if app.narrow:
             app.action_pane("changelog")
         app.dash.query_one(Changelog).open_filter()
@@ -317,6 +323,11 @@ class SteeringActions:
         app = self._app()
         run = app.board.runs[app.selected_run]
         app.push_screen(ExperimentScreen(app.board.store, exp_id, run["direction"], run["name"]))
+
+    def action_sort_runs(self) -> None:
+        from tui.runs_pane import RunsPane
+
+        self._app().dash.query_one(RunsPane).cycle_sort()
 
     def action_step_run(self, by: int) -> None:
         from tui.runs_pane import RunsPane

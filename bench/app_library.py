@@ -1,0 +1,226 @@
+"""Benchmark: the app on a library store (issue 16, "the app on that store while it runs").
+Prints each figure with a ratio against a baseline measured in the same run:
+
+- time to first screen (process start → runs pane, changelog and chart filled, a key
+  handled) on a store of 200 runs, against the same app on a 1-run store;
+- the CPU of `attach` while another process writes rounds to the store (every run's row
+  changes: rounds, cost, heartbeat), against the same app on the 1-run store with the same
+  writer;
+- 50 Downs queued at once in the runs pane (a held key's repeats): time until the selection
+  landed and the app is idle, against one Down on the same store.
+
+Usage: python bench/app_library.py [--runs N] [--seconds S] [--rate R] [--repeat K]
+The app runs headless (Textual's run_test driver): layout and rendering happen, terminal
+output does not. Each figure is measured in fresh processes, median of K.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T0 = time.monotonic()  # as early as possible: the first screen counts the imports
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SIZE = (160, 48)
+
+
+# ---------------------------------------------------------------- children
+
+
+async def first_screen(app, pilot) -> None:
+    from tui.runs_pane import RunsPane
+
+    while app.board.detail is None or not app.dash.query_one(RunsPane).shown:
+        await pilot.pause(0.01)
+
+
+async def child_tti(db: Path) -> dict:
+    from tui.app import make_app
+
+    app = make_app(db, [], attach=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await first_screen(app, pilot)
+        await pilot.press("down")
+        ready = time.monotonic() - T0
+        from tui.runs_pane import RunsPane
+        drawn = app.dash.query_one(RunsPane).drawn
+    return {"tti_s": ready, "cards_drawn": drawn}
+
+
+async def child_cpu(db: Path, seconds: float) -> dict:
+    from tui.app import make_app
+
+    app = make_app(db, [], attach=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await first_screen(app, pilot)
+        while app._engine_alive is None:  # the one-off background import (see _preload)
+            await pilot.pause(0.01)
+        print("ready", flush=True)
+        await pilot.pause(1.0)  # let the writer start
+        seen = app.board.last_id
+        wall, cpu = time.monotonic(), time.process_time()
+        await pilot.pause(seconds)
+        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+        seen = app.board.last_id - seen
+    return {"cpu_pct": 100 * cpu / wall, "seen": seen}
+
+
+async def child_downs(db: Path, count: int) -> dict:
+    from textual import events
+    from textual._wait import wait_for_idle
+
+    from tui.app import make_app
+    from tui.runs_pane import RunsPane
+
+    app = make_app(db, [], attach=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await first_screen(app, pilot)
+        await pilot.press("1")  # the runs pane
+        await pilot.pause(0.3)
+        pane = app.dash.query_one(RunsPane)
+        start_index = pane.index
+        want = pane.run_at(min(pane.count - 1, start_index + count))
+        started = time.monotonic()
+        for _ in range(count):  # queued at once, as a held key's repeats arrive
+            key = events.Key("down", None)
+            key.set_sender(app)
+            app._driver.send_message(key)
+        while app.selected_run != want or app.board.detail.run_id != want:
+            await asyncio.sleep(0.002)
+        await wait_for_idle(0)
+        took = time.monotonic() - started
+    return {"s": took}
+
+
+def child_writer(db: Path, rate: float, seconds: float) -> None:
+    """Adds `rate` experiments a second, spread over every run, through the Store, like a
+    library host would: each round also updates its run's row (rounds, cost, heartbeat)."""
+    from engine.model import ItemResult
+    from engine.store import Store
+
+    store = Store(db)
+    runs = [r["id"] for r in store.runs() if r["status"] == "running"] or \
+        [r["id"] for r in store.runs()]
+    rounds = {r: store.last_round(r) for r in runs}
+    cost = {r["id"]: r["cost_usd"] or 0.0 for r in store.runs()}
+    rng = random.Random(3)
+    deadline = time.monotonic() + seconds
+    tick = 1.0 / rate
+    next_at = time.monotonic()
+    while time.monotonic() < deadline:
+        run_id = rng.choice(runs)
+        rounds[run_id] += 1
+        exp = store.start_experiment(run_id, round=rounds[run_id], kind="candidate",
+                                     parent=None, description="lead with the answer",
+                                     diff="--- a\n+++ b\n")
+        score = rng.random()
+        cost[run_id] += 0.004
+        store.finish_experiment(
+            exp, verdict="reverted", reason="worse", score=score, delta=-0.01,
+            items=[ItemResult(item, sample % 2 == 0, "", sample) for item in
+                   ("accurate", "fast", "small", "not-overfit") for sample in range(3)],
+            worker="local:1", cost_usd=0.004,
+            run_update={"rounds": rounds[run_id], "heartbeat": time.time(),
+                        "cost_usd": cost[run_id]})
+        next_at += tick
+        time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+# ---------------------------------------------------------------- parent
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def result(proc: subprocess.Popen[str]) -> dict:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"child failed ({proc.returncode})"
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def median_of(repeat: int, *args: str) -> dict:
+    seen = [result(spawn(*args)) for _ in range(repeat)]
+    return {k: statistics.median(r[k] for r in seen) for k in seen[0]}
+
+
+def cpu_run(db: Path, seconds: float, rate: float) -> dict:
+    app = spawn("--child", "cpu", "--db", str(db), "--seconds", str(seconds))
+    assert app.stdout is not None
+    assert app.stdout.readline().strip() == "ready"
+    writer = spawn("--child", "writer", "--db", str(db), "--seconds", str(seconds + 2),
+                   "--rate", str(rate))
+    figures = result(app)
+    writer.wait(timeout=60)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--per-run", type=int, default=60)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rate", type=float, default=50.0, help="experiments/s written")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--downs", type=int, default=50)
+    parser.add_argument("--child", choices=["tti", "cpu", "writer", "downs"])
+    parser.add_argument("--db", type=Path)
+    args = parser.parse_args()
+    if args.child == "tti":
+        print(json.dumps(asyncio.run(child_tti(args.db))))
+        return
+    if args.child == "cpu":
+        print(json.dumps(asyncio.run(child_cpu(args.db, args.seconds))))
+        return
+    if args.child == "downs":
+        print(json.dumps(asyncio.run(child_downs(args.db, args.downs))))
+        return
+    if args.child == "writer":
+        child_writer(args.db, args.rate, args.seconds)
+        return
+
+    from tui.fixtures import build_library
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big, one = Path(tmp) / "library.db", Path(tmp) / "one.db"
+        started = time.monotonic()
+        build_library(big, runs=args.runs, per_run=args.per_run,
+                      budget={"daily_cost_usd": 50.0}).close()
+        build_library(one, runs=1, per_run=args.per_run).close()
+        print(f"store: {args.runs} runs × {args.per_run} experiments (built in "
+              f"{time.monotonic() - started:.1f} s, {big.stat().st_size / 2**20:.1f} MB); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        k = max(1, args.repeat)
+        for _ in range(1):  # warm the page cache and the .pyc files
+            result(spawn("--child", "tti", "--db", str(one)))
+        full = median_of(k, "--child", "tti", "--db", str(big))
+        base = median_of(k, "--child", "tti", "--db", str(one))
+        print(f"first screen: {full['tti_s']:.2f} s with {args.runs} runs vs "
+              f"{base['tti_s']:.2f} s with 1 → ratio {full['tti_s'] / base['tti_s']:.2f}  "
+              f"(target < 1 s; {full['cards_drawn']:.0f} run cards drawn vs "
+              f"{base['cards_drawn']:.0f}; median of {k})")
+        busy = cpu_run(big, args.seconds, args.rate)
+        small = cpu_run(one, args.seconds, args.rate)
+        print(f"attach CPU while {args.rate:g} experiments/s land: {busy['cpu_pct']:.1f}% of "
+              f"a core with {args.runs} runs vs {small['cpu_pct']:.1f}% with 1 → ratio "
+              f"{busy['cpu_pct'] / max(small['cpu_pct'], 0.1):.2f}  (target < 25%; "
+              f"{busy['seen']:.0f} experiments seen)")
+        many = median_of(k, "--child", "downs", "--db", str(big), "--downs", str(args.downs))
+        once = median_of(k, "--child", "downs", "--db", str(big), "--downs", "1")
+        print(f"{args.downs} queued Downs: {many['s']:.3f} s vs {once['s']:.3f} s for one → "
+              f"ratio {many['s'] / max(once['s'], 1e-3):.1f}  (was 4 s; median of {k})")
+
+
+if __name__ == "__main__":
+    main()
