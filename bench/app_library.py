@@ -125,11 +125,13 @@ def child_writer(db: Path, rate: float, seconds: float) -> None:
                                      diff="--- a\n+++ b\n")
         score = rng.random()
         cost[run_id] += 0.004
+        keep = rng.random() < 0.1
         store.finish_experiment(
-            exp, verdict="reverted", reason="worse", score=score, delta=-0.01,
+            exp, verdict="kept" if keep else "reverted", reason="", score=score,
+            delta=0.01 if keep else -0.01,
             items=[ItemResult(item, sample % 2 == 0, "", sample) for item in
                    ("accurate", "fast", "small", "not-overfit") for sample in range(3)],
-            worker="local:1", cost_usd=0.004,
+            worker="local:1",
             run_update={"rounds": rounds[run_id], "heartbeat": time.time(),
                         "cost_usd": cost[run_id]})
         next_at += tick

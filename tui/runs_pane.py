@@ -102,8 +102,11 @@ class RunsPane(Vertical):
         width = self.query_one("#runs-overview").content_region.width or 32
         text = overview_text(overview(runs, specs, ledger), width)
         if text != self._overview:
+            # A layout pass (of the whole screen) only when its number of lines changes.
+            lines = text.plain.count("\n")
+            layout = self._overview is None or lines != self._overview.plain.count("\n")
             self._overview = text
-            self.query_one("#runs-overview", Static).update(text)
+            self.query_one("#runs-overview", Static).update(text, layout=layout)
         count = f"{len(shown)}/{len(runs)}" if self.filter else f"{len(runs)}"
         title = f"Runs {count}" + (f" · by {self.sort}" if self.sort != SORTS[0] else "")
         if self.border_title != title:
