@@ -67,7 +67,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("guide", "g", "Guide", "guidance: free text for the mutator's next proposals",
            4, verb="guide", cli_args="RUN TEXT", title="Guidance for the mutator"),
     Action("export", "e", "Export",
-           "export the changelog (.md, .tsv or .jsonl by the file name)", 8,
+           "export the changelog (.md, .tsv, .jsonl, results.tsv or NAME.pi.jsonl by the "
+           "file name)", 8,
            title="Export the changelog"),
     Action("filter", "slash", "Filter",
            "filter the changelog, or the runs when the runs pane has the focus (enter keeps "

@@ -4,6 +4,7 @@ data, and what the app does with no runs, a finished run, and a long changelog."
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tui.experiment_screen import ExperimentScreen
 from tui.fixtures import build_store, wait_until
 from tui.help_screen import HelpScreen
 from tui.status_line import StatusLine
+from tui.steering import export_format
 
 
 def fixed(tmp_path: Path, **kwargs: int) -> Path:
@@ -71,6 +73,22 @@ async def test_e_exports_the_changelog_in_the_format_its_name_asks_for(tmp_path:
     rows = list(csv.reader(out.open(), delimiter="\t"))
     assert rows[0][:4] == ["commit", "score", "status", "description"]
     assert len(rows) == 1 + 60
+
+
+async def test_e_also_writes_autoresearch_results_tsv_and_pi_jsonl(tmp_path: Path) -> None:
+    app = make_app(fixed(tmp_path), [], attach=True)
+    results, pi = tmp_path / "results.tsv", tmp_path / "run.pi.jsonl"
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.export(results)
+        app.export(pi)
+        await pilot.pause()
+    header = results.read_text().splitlines()[0].split("\t")
+    assert header[0] == "commit" and header[3:] == ["status", "description"]
+    first = json.loads(pi.read_text().splitlines()[0])
+    assert first["type"] == "config" and first["bestDirection"] == "higher"
+    assert export_format(tmp_path / "x.results-tsv") is None  # a format's name is no suffix
+    assert export_format(tmp_path / "LOG.JSONL") == "pi-jsonl"
+    assert export_format(tmp_path / "notes") == "md"
 
 
 async def test_e_refuses_an_unknown_format_with_a_message(tmp_path: Path) -> None:

@@ -49,6 +49,19 @@ BINDINGS = [
       for i, p in enumerate(("runs", "changelog", "chart", "checklist", "workers"), 1)],
 ]
 
+def export_format(path: Path) -> str | None:
+    """The export format a file name asks for: `.md`, `.tsv`, `.jsonl` (ours), `results.tsv`
+    or `NAME.results.tsv` (autoresearch's results-tsv), `log.jsonl` or `NAME.pi.jsonl` (pi's
+    pi-jsonl, as `.auto/log.jsonl`); None for anything else."""
+    name = path.name.lower()
+    if name == "results.tsv" or name.endswith(".results.tsv"):
+        return "results-tsv"
+    if name == "log.jsonl" or name.endswith(".pi.jsonl"):
+        return "pi-jsonl"
+    fmt = path.suffix.lstrip(".").lower() or "md"
+    return fmt if fmt in FORMATS and "-" not in fmt else None
+
+
 #: Actions that need a selected run.
 RUN_ACTIONS = {a.name for a in ACTIONS if a.needs_run}
 
@@ -264,16 +277,17 @@ class SteeringActions:
                 self.export(Path(path).expanduser())
 
         app.push_screen(PromptScreen(f"Export the changelog of {run['name']} to",
-                                     "the extension picks the format: .md, .tsv or .jsonl",
+                                     "the name picks the format: .md, .tsv, .jsonl; "
+                                     "results.tsv (autoresearch's), *.pi.jsonl (pi's)",
                                      value=default), answered)
 
     def export(self, path: Path) -> None:
         app = self._app()
         run = app.board.runs[app.selected_run]
-        fmt = path.suffix.lstrip(".") or "md"
-        if fmt not in FORMATS:
-            app.notify(f"{markup(path)}: unknown format .{markup(fmt)}; use .md, .tsv or .jsonl",
-                       severity="error")
+        fmt = export_format(path)
+        if fmt is None:
+            app.notify(f"{markup(path)}: unknown format .{markup(path.suffix.lstrip('.'))}; "
+                       "use .md, .tsv, .jsonl, results.tsv or NAME.pi.jsonl", severity="error")
             return
         try:
             with path.open("w", encoding="utf-8") as out:
