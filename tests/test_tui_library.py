@@ -60,6 +60,8 @@ async def test_filter_sort_home_end_and_resize_at_library_size(db: Path,
         keep = view.selected
         await pilot.press("o")
         assert runs.sort == "gain today" and "by gain today" in runs.border_title
+        await pilot.pause()
+        assert "Runs 200 · by gain today" in screen_text(app)  # a title, or narrow: a line
         assert view.selected == keep
         gains = [app.board.ledger.of(r).gain for r in view.order]
         assert gains == sorted(gains, reverse=True) and gains[0] > 0
@@ -95,6 +97,7 @@ async def test_filter_sort_home_end_and_resize_at_library_size(db: Path,
         await pilot.resize_terminal(*size)
         await pilot.pause(0.2)
         await pilot.press("pagedown")
+        assert round(view.scroll_y) % 3 == 0  # whole cards from the top
         text = screen_text(app)
         assert "kept today" in text and "of $5.00 today" in text
         assert view.draw_error is None and app.is_running

@@ -57,7 +57,7 @@ class RunsPane(Vertical):
     BINDINGS = [Binding("escape", "close_filter", "Clear filter", show=False)]
     DEFAULT_CSS = """
     RunsPane { height: 1fr; }
-    RunsPane #runs-overview { height: auto; max-height: 3; padding: 0 1; }
+    RunsPane #runs-overview { height: auto; max-height: 4; padding: 0 1; }
     RunsPane #runs-filter { display: none; height: 1; border: none; padding: 0 1;
                             background: $boost; }
     RunsPane #runs-filter.-shown { display: block; }
@@ -101,14 +101,16 @@ class RunsPane(Vertical):
         self.query_one(".empty").display = not runs
         width = self.query_one("#runs-overview").content_region.width or 32
         text = overview_text(overview(runs, specs, ledger), width)
+        count = f"{len(shown)}/{len(runs)}" if self.filter else f"{len(runs)}"
+        title = f"Runs {count}" + (f" · by {self.sort}" if self.sort != SORTS[0] else "")
+        if self.screen.has_class("-narrow"):  # no border, so no title: it leads the overview
+            text = Text(title + "\n", style="bold") + text
         if text != self._overview:
             # A layout pass (of the whole screen) only when its number of lines changes.
             lines = text.plain.count("\n")
             layout = self._overview is None or lines != self._overview.plain.count("\n")
             self._overview = text
             self.query_one("#runs-overview", Static).update(text, layout=layout)
-        count = f"{len(shown)}/{len(runs)}" if self.filter else f"{len(runs)}"
-        title = f"Runs {count}" + (f" · by {self.sort}" if self.sort != SORTS[0] else "")
         if self.border_title != title:
             self.border_title = title
         self.shown = True

@@ -222,7 +222,10 @@ class RunsView(Guarded, ScrollView, can_focus=True, inherit_bindings=False):
     # ------------------------------------------------------------ rendering
 
     def _resize(self) -> None:
-        size = Size(self.size.width, CARD * len(self.order))
+        # Padded so that the furthest scroll is whole cards too (see _scroll_to_cursor).
+        height = CARD * len(self.order)
+        size = Size(self.size.width, height + (self.size.height - height) % CARD
+                    if height > self.size.height else height)
         if size != self.virtual_size:
             self.virtual_size = size
 
@@ -295,12 +298,16 @@ class RunsView(Guarded, ScrollView, can_focus=True, inherit_bindings=False):
         index = self.index
         if index is None:
             return
-        height = max(CARD, self.size.height)
+        # Whole cards only: the top of the pane is always a card's first line.
+        cards = max(1, self.size.height // CARD)
         top, first = round(self.scroll_y), index * CARD
+        if top % CARD:  # a resize or the mouse wheel left a card cut at the top
+            top -= top % CARD
+            self.scroll_to(y=top, animate=False)
         if first < top:
             self.scroll_to(y=first, animate=False)
-        elif first + CARD > top + height:
-            self.scroll_to(y=first + CARD - height, animate=False)
+        elif first + CARD > top + cards * CARD:
+            self.scroll_to(y=(index - cards + 1) * CARD, animate=False)
 
     def move_to(self, index: int) -> None:
         if not self.order:
