@@ -124,6 +124,8 @@ async def test_queued_downs_load_one_run_not_each_they_pass(db: Path) -> None:
         target = runs.run_at(50)
         await wait_until(pilot, lambda: app.selected_run == target, 10, "50 down")
         await pilot.pause(0.1)
+        await pilot.press("enter")  # open the run: the changelog takes the focus
+        assert app.focused is app.dash.query_one("#changelog-table")
     assert loads[-1] == target
     assert len(loads) <= 3, loads  # was 50: one run loaded per key
 
