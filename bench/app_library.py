@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 T0 = time.monotonic()  # as early as possible: the first screen counts the imports
-REPO = Path(__file__).resolve().parent.parent
+#: The code measured: this tree, or another checkout (`--against`: the old runs pane).
+REPO = Path(os.environ.get("APP_LIBRARY_REPO") or Path(__file__).resolve().parent.parent)
 sys.path.insert(0, str(REPO))
 SIZE = (160, 48)
 
@@ -37,10 +38,29 @@ SIZE = (160, 48)
 # ---------------------------------------------------------------- children
 
 
-async def first_screen(app, pilot) -> None:
+def runs_pane(app):
     from tui.runs_pane import RunsPane
 
-    while app.board.detail is None or not app.dash.query_one(RunsPane).shown:
+    return app.dash.query_one(RunsPane)
+
+
+def shown_runs(app) -> list[int]:
+    """The runs in the pane's order, in this tree or in the old one (a ListView of cards)."""
+    pane = runs_pane(app)
+    if hasattr(pane, "view"):
+        return list(pane.view.order)
+    return [card.run_id for card in pane.query_one("#runs-list").children]
+
+
+def cursor(app) -> int:
+    pane = runs_pane(app)
+    return pane.index if hasattr(pane, "view") else pane.query_one("#runs-list").index
+
+
+async def first_screen(app, pilot) -> None:
+    pane = runs_pane(app)
+    while app.board.detail is None or not (getattr(pane, "shown", None)
+                                           or getattr(pane, "cards", None)):
         await pilot.pause(0.01)
 
 
@@ -52,8 +72,8 @@ async def child_tti(db: Path) -> dict:
         await first_screen(app, pilot)
         await pilot.press("down")
         ready = time.monotonic() - T0
-        from tui.runs_pane import RunsPane
-        drawn = app.dash.query_one(RunsPane).drawn
+        pane = runs_pane(app)
+        drawn = pane.drawn if hasattr(pane, "drawn") else len(pane.cards)
     return {"tti_s": ready, "cards_drawn": drawn}
 
 
@@ -80,16 +100,17 @@ async def child_downs(db: Path, count: int) -> dict:
     from textual._wait import wait_for_idle
 
     from tui.app import make_app
-    from tui.runs_pane import RunsPane
 
     app = make_app(db, [], attach=True)
     async with app.run_test(size=SIZE) as pilot:
         await first_screen(app, pilot)
         await pilot.press("1")  # the runs pane
-        await pilot.pause(0.3)
-        pane = app.dash.query_one(RunsPane)
-        start_index = pane.index
-        want = pane.run_at(min(pane.count - 1, start_index + count))
+        order = shown_runs(app)
+        runs_pane(app).select(order[0])  # from the first run: every Down moves
+        app.select_run(order[0])
+        await pilot.pause(0.5)
+        assert cursor(app) == 0
+        want = order[min(len(order) - 1, count)]
         started = time.monotonic()
         for _ in range(count):  # queued at once, as a held key's repeats arrive
             key = events.Key("down", None)
@@ -141,9 +162,10 @@ def child_writer(db: Path, rate: float, seconds: float) -> None:
 # ---------------------------------------------------------------- parent
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
+def spawn(*args: str, repo: Path = REPO) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            text=True, env={**os.environ, "PYTHONPATH": str(repo),
+                                            "APP_LIBRARY_REPO": str(repo)})
 
 
 def result(proc: subprocess.Popen[str]) -> dict:
@@ -152,8 +174,8 @@ def result(proc: subprocess.Popen[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def median_of(repeat: int, *args: str) -> dict:
-    seen = [result(spawn(*args)) for _ in range(repeat)]
+def median_of(repeat: int, *args: str, repo: Path = REPO) -> dict:
+    seen = [result(spawn(*args, repo=repo)) for _ in range(repeat)]
     return {k: statistics.median(r[k] for r in seen) for k in seen[0]}
 
 
@@ -178,6 +200,9 @@ def main() -> None:
     parser.add_argument("--downs", type=int, default=50)
     parser.add_argument("--child", choices=["tti", "cpu", "writer", "downs"])
     parser.add_argument("--db", type=Path)
+    parser.add_argument("--against", type=Path,
+                        help="another checkout (e.g. main before this change): its first "
+                             "screen and 50 Downs on the same store, as a ratio")
     args = parser.parse_args()
     if args.child == "tti":
         print(json.dumps(asyncio.run(child_tti(args.db))))
@@ -222,6 +247,15 @@ def main() -> None:
         once = median_of(k, "--child", "downs", "--db", str(big), "--downs", "1")
         print(f"{args.downs} queued Downs: {many['s']:.3f} s vs {once['s']:.3f} s for one → "
               f"ratio {many['s'] / max(once['s'], 1e-3):.1f}  (was 4 s; median of {k})")
+        if args.against:
+            old = median_of(k, "--child", "tti", "--db", str(big), repo=args.against)
+            print(f"first screen with {args.runs} runs against {args.against}: "
+                  f"{full['tti_s']:.2f} s vs {old['tti_s']:.2f} s → ratio "
+                  f"{full['tti_s'] / old['tti_s']:.2f}  ({old['cards_drawn']:.0f} cards there)")
+            old = median_of(k, "--child", "downs", "--db", str(big), "--downs",
+                            str(args.downs), repo=args.against)
+            print(f"{args.downs} queued Downs against {args.against}: {many['s']:.3f} s vs "
+                  f"{old['s']:.3f} s → ratio {many['s'] / old['s']:.2f}")
 
 
 if __name__ == "__main__":
