@@ -37,6 +37,9 @@ from engine.workers.tiers import Tier
 HOLDOUT = "holdout"
 #: Checkpoints averaged on each side of a divergence (bench/holdout.py measured 1-3).
 WINDOW = 3
+#: The alert's false-alarm budget is spread over a run's checkpoints as if it were expected to
+#: last about this many; after that each check's share falls off as 1/k² (bench/holdout.py).
+HORIZON = 10
 
 
 # ---------------------------------------------------------------- spec: what is held out
@@ -105,8 +108,12 @@ def divergence(points: list[Point], z: float, direction: str = "maximize",
 
     The latest `window` checkpoints' mean held-out score is compared with the best mean of
     `window` earlier ones (fewer while the run is young): a trend, not one noisy scoring.
-    Every checkpoint is one more chance of a false alarm, so the k-th check spends only
-    6/(π² k²) of `z`'s tail (the shares sum to the whole over any run's length)."""
+    Every checkpoint is one more chance of a false alarm, so the k-th check spends only a
+    share (h+1)/((k+h)(k+h+1)) of `z`'s tail, h = HORIZON: the shares telescope to exactly
+    the whole over any run's length (a union bound: the run's false-alarm rate stays within
+    `z`'s tail however long it runs), and they are spread over the checkpoints where a
+    divergence can be seen rather than spent on the first, which compares one scoring with
+    one (1/k², the earlier share, gave the first check 61% of the budget)."""
     if len(points) < 2:
         return None
     w = max(1, min(window, len(points) // 2))
@@ -118,11 +125,16 @@ def divergence(points: list[Point], z: float, direction: str = "maximize",
     if gain <= 0 or loss >= 0:
         return None
     se = math.sqrt(sum(p.se ** 2 for p in now) + sum(p.se ** 2 for p in ref)) / w
-    k = len(points) - w
-    bar = _z_for(z, math.pi ** 2 * k * k / 6) * se
+    bar = _z_for(z, 1 / spent_share(len(points) - w)) * se
     if -loss > max(bar, floor):
         return Divergence(ref[-1], now[-1], gain, loss, -loss / se if se else math.inf)
     return None
+
+
+def spent_share(k: int, horizon: int = HORIZON) -> float:
+    """The share of the false-alarm budget the k-th check (k ≥ 1) spends; the shares over
+    k = 1, 2, … telescope to exactly 1."""
+    return (horizon + 1) / ((k + horizon) * (k + horizon + 1))
 
 
 def _mean(points: list[Point]) -> float:
