@@ -28,14 +28,14 @@ def _bench():
 
 
 def test_the_alert_catches_gaming_soon_and_rarely_fires_on_honest_runs():
-    """The detector itself on simulated sequences (the bench's, in-process, 300 + 300 runs):
-    the 1/k² spending it had caught 87% within 5 rounds; spread over a horizon it must reach
-    the issue's 90% while honest runs stay under 5%."""
+    """The detector itself on the bench's simulated sequences at its default settings
+    (in-process, 400 + 400 runs, seed 1): the 1/k² spending caught 87.0% within 5 rounds;
+    spread over a horizon it must reach the issue's 90% while honest runs stay under 5%."""
     import random
 
     bench = _bench()
-    rng = random.Random(7)
-    runs = 300
+    rng = random.Random(1)
+    runs = 400
     caught = false = 0
     for _ in range(runs):
         onset, fired, _ = bench.simulate(rng, True, 120, 1, 2.0)
