@@ -18,12 +18,12 @@ with `stop.overfit: true` it stops and names the version before the divergence.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from engine import spec as specs
+from engine.checkpoints import HOLDOUT, Point, point_of
 from engine.context import RunContext, usage_of
 from engine.decide import GreaterPolicy, aggregate, improvement
 from engine.model import INTERRUPTED, Evaluation, Evaluator
@@ -33,8 +33,6 @@ from engine.stats import normal_sf
 from engine.versions import Versions
 from engine.workers.tiers import Tier
 
-#: The experiment kind (and verdict) of a held-out scoring.
-HOLDOUT = "holdout"
 #: Checkpoints averaged on each side of a divergence (bench/holdout.py measured 1-3).
 WINDOW = 3
 #: The alert's false-alarm budget is spread over a run's checkpoints as if it were expected to
@@ -71,17 +69,6 @@ def build_holdout_evaluator(spec: specs.Spec) -> Evaluator | None:
 
 
 # ---------------------------------------------------------------- divergence (pure)
-
-
-@dataclass
-class Point:
-    """One held-out checkpoint: the version scored, its optimized and held-out scores."""
-
-    exp_id: int  # the holdout experiment
-    version: int  # the version scored
-    optimized: float
-    held_out: float
-    se: float  # the held-out score's standard error
 
 
 @dataclass
@@ -209,7 +196,7 @@ class HeldOut:
         if not self.enabled:
             return
         for row in self.ctx.store.experiments_of_kind(self.ctx.run_id, HOLDOUT):
-            point = _point_of(row)
+            point = point_of(row)
             if point is not None:
                 self.points.append(point)
 
@@ -298,22 +285,3 @@ class HeldOut:
                 level="warning")
         if ctx.spec.stop.overfit:
             self.stop_reason = f"{message}; ship #{found.since.version}"
-
-
-def _point_of(row: dict[str, Any]) -> Point | None:
-    if row["verdict"] != HOLDOUT or not row["metrics_json"]:
-        return None
-    m = json.loads(row["metrics_json"])
-    if "holdout_score" not in m or "optimized_score" not in m:
-        return None
-    return Point(row["id"], row["parent"], m["optimized_score"], m["holdout_score"],
-                 m.get("holdout_se", 0.0))
-
-
-def holdout_summary(store: Any, run_id: int) -> dict[str, Any]:
-    """The held-out scores of a run's first and latest checkpoints (for status and exports)."""
-    points = [p for p in map(_point_of, store.experiments_of_kind(run_id, HOLDOUT)) if p]
-    if not points:
-        return {"holdout_baseline": None, "holdout_best": None, "holdout_version": None}
-    return {"holdout_baseline": points[0].held_out, "holdout_best": points[-1].held_out,
-            "holdout_version": points[-1].version}

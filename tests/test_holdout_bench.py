@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_holdout_bench_prints_catch_and_false_alarm_rates():
-    out = subprocess.run([sys.executable, str(ROOT / "bench/holdout.py"), "--runs", "60"],
+    out = subprocess.run([sys.executable, str(ROOT / "bench/holdout.py"), "--runs", "30"],
                          capture_output=True, text=True, timeout=120, check=True).stdout
     assert "caught within 5 rounds" in out
     line = next(x for x in out.splitlines() if "false alarms on honest runs" in x)
