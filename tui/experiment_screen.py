@@ -78,7 +78,7 @@ class ExperimentScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("item", "sample", "input", "pass", "label", "evidence")
+        table.add_columns("item", "sample", "input", "pass", "evidence", "label")
         labels = {(r["item"], r["input"], r["sample"]): r["label"] for r in
                   self.store.labels(self.row["run_id"]) if r["experiment_id"] == self.exp_id} \
             if self.row else {}
@@ -87,7 +87,7 @@ class ExperimentScreen(Screen[None]):
                 r["passed"], Text("? unclear", style="yellow"))
             label = labels.get((r["item"], r["input"] or "", r["sample"]))
             table.add_row(Text(line(r["item"])), r["sample"], _one_line(r["input"], 24), mark,
-                          _label_mark(label), _one_line(r["evidence"], 80))
+                          _one_line(r["evidence"], 80), _label_mark(label))
             self.answers.append(r)
         if not table.row_count:
             table.add_row(Text("no item results", style="dim"), "", "", "", "", "")
@@ -186,7 +186,7 @@ class ExperimentScreen(Screen[None]):
                         None if r["passed"] is None else bool(r["passed"]), r["evidence"] or "",
                         "", self._outputs.get((event_input(inp), r["sample"])))
         write_label(self.store, sample, yes)
-        table.update_cell_at((table.cursor_row, 4), _label_mark(int(yes)))
+        table.update_cell_at((table.cursor_row, 5), _label_mark(int(yes)))
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1)  # on to the next answer
 
