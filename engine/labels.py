@@ -182,8 +182,9 @@ def prime_judges(spec: specs.Spec, store: Store, evaluators: list[Any]) -> str |
     return flag_message(flagged) if flagged else None
 
 
-def check_labels(db: Path, paths: list[str], out: TextIO = sys.stderr) -> None:
+def check_labels(db: Path, paths: list[str], out: TextIO | None = None) -> None:
     """`check` with a store: warn of items whose judge the labels disagree with."""
+    out = out if out is not None else sys.stderr  # now's, not import's
     if not db.exists():
         return
     store = Store(db, readonly=True)
@@ -227,7 +228,8 @@ async def rejudge(spec: specs.Spec, rows: list[dict[str, Any]]) -> dict[int, boo
 
 
 def cmd_judge_report(db: Path, run_name: str, again: bool = False,
-                     out: TextIO = sys.stdout) -> int:
+                     out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout  # now's, not import's
     store = Store(db, readonly=not again)
     run = store.get_run(run_name)
     if run is None:
@@ -273,10 +275,11 @@ def read_rubric(path: Path) -> dict[str, str]:
 
 
 def cmd_judge_agreement(db: Path, run_name: str, rubric_path: Path,
-                        out: TextIO = sys.stdout) -> int:
+                        out: TextIO | None = None) -> int:
     """`judge-agreement RUN RUBRIC`: the run's judge, asked the rubric's questions, on every
     labelled output; prints each item's agreement with the labels and `agreement: X` (a metric
     spec whose target is the rubric climbs it: the project improving its measuring stick)."""
+    out = out if out is not None else sys.stdout  # now's, not import's
     rubric = read_rubric(rubric_path)
     if not db.exists():
         raise UserError(f"{db}: no such store (the labels are in the run's store)")

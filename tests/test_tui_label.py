@@ -161,3 +161,19 @@ async def test_evidence_tab_y_and_n_label_the_selected_answer(db: Path) -> None:
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, LabelScreen), 5, "back")
         assert app.is_running
+
+
+def test_commands_print_to_the_stdout_of_the_call_not_of_their_import(db: Path) -> None:
+    """A command's `out` defaulted to the sys.stdout of the moment its module was imported:
+    imported under one capture (a test's, a redirect), it wrote to that closed stream ever
+    after (test_check failed after this file's CLI test imported engine.cli under capsys)."""
+    import contextlib
+    import io
+
+    from engine import cli
+    from engine.labels import cmd_judge_report
+
+    for command in (lambda: cmd_judge_report(db, "judged"), lambda: cli.cmd_status(db, True)):
+        with contextlib.redirect_stdout(io.StringIO()) as caught:
+            command()
+        assert caught.getvalue().strip()
