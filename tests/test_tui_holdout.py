@@ -90,3 +90,13 @@ async def test_chart_and_breakdown_show_the_held_out_score_beside_the_optimized(
         await pilot.pause()
         assert "held out" not in breakdown_text(app)
         assert app.is_running
+
+
+def test_metric_breakdown_names_the_held_out_value_and_an_earlier_best() -> None:
+    from tui.breakdown_pane import Held, Side, metric_text
+
+    best = Side(7, {}, {"ms": 90.0}, 90.0)
+    text = metric_text("ms", "minimize", best, best, None, "", 60, 100.0,
+                       held=Held(5, Side(9, {}, {}, None), 120.0)).plain
+    assert "held out #5" in text and "120" in text and "(an earlier best)" in text
+    assert "held out" not in metric_text("ms", "minimize", best, best, None, "", 60).plain
