@@ -32,7 +32,7 @@ SPEC = """
         - {name: polite, question: "Is it nice?"}
         - {name: short, words: {max: 50}}
 """
-OUTPUTS = [f"reply {n}: {'please and thank you' if n % 3 else 'do it now'}" for n in range(12)]
+OUTPUTS = [f"reply {n}: {'please and thank you' if n % 3 else 'do it now'}" for n in range(6)]
 
 
 def polite(output: str) -> bool:
@@ -75,7 +75,7 @@ def test_a_better_rubric_scores_a_higher_agreement(db: Path, tmp_path: Path,
         out = io.StringIO()
         assert cmd_judge_agreement(db, "replies", rubric, out) == 0
         said[name] = float(out.getvalue().splitlines()[-1].split("agreement: ")[1])
-    assert said["vague"] == pytest.approx(8 / 12, abs=1e-4)  # yes to all: right on the polite
+    assert said["vague"] == pytest.approx(4 / 6, abs=1e-4)  # yes to all: right on the polite
     assert said["sharp"] == 1.0
 
 
