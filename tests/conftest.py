@@ -22,6 +22,11 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+# Evaluations that run pytest (the tests evaluator's cases) start it without this suite's
+# third-party plugins (Textual snapshots, Hypothesis...): 0.6 s of CPU a start instead of
+# 3.7. Read by pytest at start-up only, so this session's own plugins are untouched.
+os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), **extra}
     env.pop("ANTHROPIC_API_KEY", None) if "ANTHROPIC_API_KEY" not in extra else None
