@@ -54,9 +54,14 @@ def marked(token: str) -> list[int]:
     return found
 
 
-def scratch_folders() -> set[str]:
+def scratch_folders(pids: set[int] | None = None) -> set[str]:
+    """Scratch folders in the temp folder: the engines' own (`autoresearch-PID-*`, only those of
+    `pids` when given: other programs on a shared machine make theirs too) and this run's slot
+    copies (`ar-faults-*`)."""
     tmp = Path(tempfile.gettempdir())
-    return {str(p) for p in [*tmp.glob("autoresearch-[0-9]*"), *tmp.glob("ar-faults-*")]}
+    engines = [p for p in tmp.glob("autoresearch-[0-9]*")
+               if pids is None or p.name.split("-")[1] in {str(pid) for pid in pids}]
+    return {str(p) for p in [*engines, *tmp.glob("ar-faults-*")]}
 
 
 def setup(root: Path, counter: Path) -> Path:
@@ -125,6 +130,7 @@ def main(kills: int) -> int:
     rng = random.Random(2026)
     token = uuid.uuid4().hex
     before = scratch_folders()
+    pids: set[int] = set()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         root = Path(tmp)
@@ -136,6 +142,7 @@ def main(kills: int) -> int:
             pauses = tracebacks = 0
             for k in range(kills):
                 proc = engine(db, spec, token)
+                pids.add(proc.pid)
                 progress(db, rounds_done(db))  # (an engine takes a while to start)
                 if k == fill_at:  # the disk fills mid-run and frees again, then the kill
                     time.sleep(rng.uniform(0.1, 0.5))
@@ -152,6 +159,7 @@ def main(kills: int) -> int:
                     pauses = said.count("cannot write")
                     tracebacks = said.count("Traceback")
             final = engine(db, spec, token)
+            pids.add(final.pid)
             try:
                 _, err = final.communicate(timeout=240)
                 code = final.returncode
@@ -182,7 +190,7 @@ def main(kills: int) -> int:
         lost += rest - min(rest, len(cut))
     candidates = [(r["parent"], contents[r["id"]]) for r in rows if r["kind"] == "candidate"]
     repeated = len(candidates) - len(set(candidates))
-    left = scratch_folders() - before
+    left = scratch_folders(pids) - before
     for pid in orphans:  # do not leave them to the machine
         try:
             os.kill(pid, signal.SIGKILL)
@@ -195,6 +203,8 @@ def main(kills: int) -> int:
           f"interrupted by a kill {interrupted}, lost {lost}")
     print(f"orphaned processes {len(orphans)}, orphaned folders {len(left)}, "
           f"repeated proposals {repeated}")
+    for path in sorted(left):
+        print(f"  left behind: {path}")
     if code != 0:
         print(err[-2000:])
     return 0 if lost == 0 and not orphans and not left and code == 0 else 1
