@@ -87,6 +87,12 @@ def assert_money_adds_up(store: Store, run_id: int, api: FakeAnthropic) -> None:
     assert sum(e["tokens_in"] or 0 for e in exps) == billed["input_tokens"]
     assert sum(e["tokens_out"] or 0 for e in exps) == billed["output_tokens"]
     assert not store.in_flight(run_id)  # nothing is left running
+    # The call journal (engine/calls.py) agrees: every call is counted by an experiment,
+    # what came back is what was billed, nothing is estimated or pending.
+    calls = store._rows("SELECT * FROM calls WHERE run_id = ?", [run_id])
+    assert all(c["accounted"] for c in calls)
+    assert {c["state"] for c in calls} <= {"done", "failed"}
+    assert sum(c["cost_usd"] for c in calls) == pytest.approx(total, abs=1e-12)
 
 
 # ---------------------------------------------------------------- 5: any reply is an outcome
