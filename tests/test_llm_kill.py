@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, cli_env, run_cli
 from fake_anthropic import (
-    TEST_KEY,
+    HEADLINE,
+    PRICE_TABLE,
+    PRICES,
     FakeAnthropic,
     Reply,
     answers,
@@ -35,9 +37,6 @@ from engine.host import Host
 from engine.spec import load_spec
 from engine.store import Store
 
-PRICES = {"input": 3, "output": 15, "cache_write": 3.75, "cache_read": 0.3}
-SAME_PRICES = "{input: 3, output: 15, cache_write: 3.75, cache_read: 0.3}"
-HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
 #: The judge reply a kill cuts off: delivered by the server (billed), never read by the engine.
 CUT_TOKENS = 777
 
@@ -48,7 +47,7 @@ evaluate:
   items:
     - name: friendly
       question: Is the tone friendly?
-  judge: {{max_retries: 1, retry_backoff_s: 0.01, timeout_s: 30, prices: {SAME_PRICES}}}
+  judge: {{max_retries: 1, retry_backoff_s: 0.01, timeout_s: 30, prices: {PRICES}}}
 """
 
 
@@ -87,7 +86,7 @@ class Script:
 
 
 def engine(db: Path, spec: Path, server: FakeAnthropic) -> subprocess.Popen[str]:
-    env = cli_env(ANTHROPIC_API_KEY=TEST_KEY, ANTHROPIC_BASE_URL=server.url)
+    env = cli_env(**server.env())
     return subprocess.Popen([sys.executable, "-m", "tui", "--db", str(db), "run", str(spec),
                              "--headless"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -111,7 +110,7 @@ def kill(proc: subprocess.Popen[str]) -> None:
 def test_calls_in_flight_at_a_kill_are_counted_and_the_books_balance(api: FakeAnthropic,
                                                                        tmp_path: Path):
     ws = page_workspace(tmp_path)
-    spec = page_spec(ws, evaluate=JUDGED, stop="max_rounds: 4", prices=SAME_PRICES, ahead=1)
+    spec = page_spec(ws, evaluate=JUDGED, stop="max_rounds: 4", prices=PRICES, ahead=1)
     db = tmp_path / "ar.db"
     api.responder = script = Script()
     script.armed = True
@@ -129,9 +128,9 @@ def test_calls_in_flight_at_a_kill_are_counted_and_the_books_balance(api: FakeAn
     host = Host(store)
     host.add(load_spec(spec))
     asyncio.run(drive(host, 60))
-    billed = api.billed_usd(PRICES)
+    billed = api.billed_usd(PRICE_TABLE)
     cut = [b for b in api.billed if b["input_tokens"] == CUT_TOKENS]
-    cut_usd = (CUT_TOKENS * PRICES["input"] + 11 * PRICES["output"]) / 1e6
+    cut_usd = (CUT_TOKENS * PRICE_TABLE["input"] + 11 * PRICE_TABLE["output"]) / 1e6
     assert len(cut) == 1
     [run] = store.runs()
     exps = store.experiments(run["id"])
