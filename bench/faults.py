@@ -10,7 +10,9 @@ Every evaluation appends its candidate (the params file's one line) to a file ou
 store once it has printed its metric, so an evaluation that ran is matched to its row.
 "lost" is an evaluation that ran to its end and left no row at all; "interrupted" one whose
 row a kill left unfinished (recorded as interrupted on resume: by design a kill may cost the
-outcomes of the last few milliseconds of a fast run, engine/records.py).
+outcomes of the last few milliseconds of a fast run, engine/records.py). A kill that lands
+while a candidate's row still waits for its batched commit (at most 50 ms, records.py) after
+its evaluation of a few milliseconds has run shows as one "lost", named below the figures.
 """
 
 from __future__ import annotations
@@ -180,6 +182,7 @@ def main(kills: int) -> int:
     for r in rows:
         by_content.setdefault(contents[r["id"]], []).append(r)
     recorded = interrupted = lost = 0
+    missing: list[str] = []
     for content, times in ran.items():
         have = by_content.get(content, [])
         finished = [r for r in have if r["verdict"] not in ("interrupted", "running")]
@@ -188,6 +191,9 @@ def main(kills: int) -> int:
         rest = times - min(times, len(finished))
         interrupted += min(rest, len(cut))
         lost += rest - min(rest, len(cut))
+        if rest > len(cut):
+            missing.append(f"{content!r} ran {times}x, rows: "
+                           + ", ".join(f"#{r['id']} {r['verdict']}" for r in have))
     candidates = [(r["parent"], contents[r["id"]]) for r in rows if r["kind"] == "candidate"]
     repeated = len(candidates) - len(set(candidates))
     left = scratch_folders(pids) - before
@@ -203,6 +209,8 @@ def main(kills: int) -> int:
           f"interrupted by a kill {interrupted}, lost {lost}")
     print(f"orphaned processes {len(orphans)}, orphaned folders {len(left)}, "
           f"repeated proposals {repeated}")
+    for line in missing[:5]:
+        print(f"  lost: {line}")
     for path in sorted(left):
         print(f"  left behind: {path}")
     if code != 0:
