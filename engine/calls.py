@@ -52,6 +52,7 @@ INPUT_PRICES = ("input", "cache_write", "cache_write_1h", "cache_read")
 
 _JOURNAL: ContextVar[Journal | None] = ContextVar("call_journal", default=None)
 
+
 def estimate_usd(request: dict[str, Any], prices: dict[str, float], max_tokens: int) -> float:
     """An upper bound of what a request can cost (see the module doc)."""
     size = len(json.dumps(request, ensure_ascii=False, default=str).encode("utf-8",
