@@ -92,11 +92,22 @@ def metric_spec(ws: Path, name: str = "toy", extra: str = "", **fields: str) -> 
 
 
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch):
-    """A local Messages API server (tests/fake_anthropic.py) the real SDK is pointed at."""
-    from fake_anthropic import TEST_KEY, FakeAnthropic
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test key exported, as a user would (for `check`, and runs with their own server)."""
+    from fake_anthropic import TEST_KEY
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+    return TEST_KEY
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch, api_key: str):
+    """A local Messages API server (tests/fake_anthropic.py) the real SDK is pointed at, in
+    this process (the environment) and in subprocesses (`cli_env(**api.env())`). Give it
+    replies with `api.script(...)` or a `api.responder`; `api.cache = True` reports usage
+    under the real API's cache rules."""
+    from fake_anthropic import FakeAnthropic
 
     with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         yield server
