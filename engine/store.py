@@ -234,7 +234,8 @@ def m006_worker_queue(db: Database) -> None:
     db.execute("ALTER TABLE workers ADD COLUMN job_id TEXT")
 
 
-from engine.schema import m007_foreign_keys, m008_views_and_indexes  # noqa: E402
+from engine.calls import link as link_calls  # noqa: E402
+from engine.schema import m007_foreign_keys, m008_views_and_indexes, m010_calls  # noqa: E402
 
 migrations(transactional=False)(m007_foreign_keys)
 migrations()(m008_views_and_indexes)
@@ -261,6 +262,9 @@ def m009_labels(db: Database) -> None:
         );
         """
     )
+
+
+migrations()(m010_calls)
 
 
 def _apply_migrations(store: Store, tries: int = 5) -> None:
@@ -554,6 +558,7 @@ class Store:
                 sets.update(tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
                             tokens_cache_write=usage.tokens_cache_write,
                             tokens_cache_read=usage.tokens_cache_read, cost_usd=usage.cost_usd)
+                link_calls(conn, exp_id, usage)  # its model calls are counted (engine/calls.py)
             cols = ", ".join(f"{k} = ?" for k in sets)
             # Duration defaults to the time since the experiment started (in SQL: no extra read).
             conn.execute(f"UPDATE experiments SET {cols}, duration = COALESCE(?, ? - started) "
@@ -656,6 +661,15 @@ class Store:
             "ON e.id = l.experiment_id LEFT JOIN item_results r ON r.experiment_id = "
             "l.experiment_id AND r.item = l.item AND COALESCE(r.input, '') = l.input "
             "AND r.sample = l.sample WHERE e.run_id = ? ORDER BY l.created, l.id", [run_id])
+
+    def judged_answers(self, run_id: int, experiments: int) -> list[dict[str, Any]]:
+        """The item answers of a run's newest `experiments` experiments that have any, oldest
+        first (engine/labelling.py picks what a person labels from them)."""
+        return self._rows(
+            "SELECT r.* FROM item_results r WHERE r.experiment_id IN (SELECT DISTINCT "
+            "experiment_id FROM item_results i JOIN experiments e ON e.id = i.experiment_id "
+            "WHERE e.run_id = ? ORDER BY experiment_id DESC LIMIT ?) ORDER BY r.id",
+            [run_id, experiments])
 
     def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
         """The newest experiments' kind, verdict and score, newest first (for stop rules,
