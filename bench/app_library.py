@@ -104,6 +104,8 @@ async def child_downs(db: Path, count: int) -> dict:
     app = make_app(db, [], attach=True)
     async with app.run_test(size=SIZE) as pilot:
         await first_screen(app, pilot)
+        while app._engine_alive is None:  # the one-off background import (see _preload)
+            await pilot.pause(0.01)
         await pilot.press("1")  # the runs pane
         order = shown_runs(app)
         runs_pane(app).select(order[0])  # from the first run: every Down moves
