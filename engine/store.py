@@ -885,6 +885,12 @@ class Store:
             params += [like] * 5
         return self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
 
+    def tree_rows(self, run_id: int, after_id: int = 0) -> list[dict[str, Any]]:
+        """A run's experiments (after `after_id`) with what its version tree shows, oldest first."""
+        return self._rows("SELECT id, round, parent, kind, verdict, score, delta, description "
+                          "FROM experiments WHERE run_id = ? AND id > ? ORDER BY id",
+                          [run_id, after_id])
+
     def score_points(self, run_id: int) -> list[tuple[int, int, str, float | None]]:
         """(id, round, verdict, score) of every experiment of a run, oldest first: the chart."""
         return self.conn.execute(
