@@ -18,6 +18,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
@@ -173,6 +174,8 @@ class TreeScreen(Screen[None]):
     def refresh_tree(self) -> None:
         """Catch up with the run: new experiments, verdicts that landed or were rewritten
         (a veto, a pin), and the frontier and best they moved."""
+        if not self.is_attached:  # popped: a timer can still fire once as it goes
+            return
         app: Any = self.app
         model = self.tree_model
         detail = app.board.detail
@@ -234,7 +237,10 @@ class TreeScreen(Screen[None]):
         self.query_one("#tree-head", Static).update(text)
 
     def selected_id(self) -> int | None:
-        node = self.tree.cursor_node
+        try:
+            node = self.tree.cursor_node
+        except NoMatches:  # asked (by the footer) before the tree is composed, or after
+            return None
         return node.data if node is not None and node is not self.tree.root else None
 
     @property
@@ -316,7 +322,12 @@ class TreeScreen(Screen[None]):
         if node is None:
             return
         # Once the tree has its lines again: a node opened just now has no line before.
-        self.call_after_refresh(lambda: (self.tree.move_cursor(node), self._detail()))
+        self.call_after_refresh(self._move_to, node)
+
+    def _move_to(self, node: Node) -> None:
+        if self.is_attached:  # (Escape may have come first)
+            self.tree.move_cursor(node)
+            self._detail()
 
     def action_best(self) -> None:
         if self.tree_model is not None and self.tree_model.best_id is not None:
