@@ -9,6 +9,7 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,6 +55,14 @@ def db(recorded: tuple[Path, set[int]], tmp_path: Path) -> Path:
     return copy
 
 
+async def open_tree(app: Any, pilot: Any) -> TreeScreen:
+    """Once the app shows the run: `t`, and the tree screen it opens."""
+    await wait_until(pilot, lambda: app.selected_run is not None, 10, "the run")
+    await pilot.press("t")
+    return await wait_until(pilot, lambda: isinstance(app.screen, TreeScreen) and app.screen,
+                            10, "the tree")
+
+
 def model_of(db: Path) -> VersionTree:
     store = Store(db)
     run = store.runs()[0]
@@ -80,10 +89,7 @@ async def test_t_shows_every_experiment_under_its_parent_with_the_frontier_and_b
     model = model_of(db)
     app = make_app(db, [], attach=True)
     async with app.run_test(size=size) as pilot:
-        await wait_until(pilot, lambda: app.selected_run is not None, 10, "the run")
-        await pilot.press("t")
-        screen = await wait_until(pilot, lambda: isinstance(app.screen, TreeScreen)
-                                  and app.screen, 10, "the tree")
+        screen = await open_tree(app, pilot)
         await pilot.pause()
         # The way down to each frontier member is open; every node sits under its parent.
         for member in model.frontier:
@@ -118,10 +124,7 @@ async def test_space_collapses_and_expands_a_version_and_its_children_appear_onc
     model = model_of(db)
     app = make_app(db, [], attach=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.selected_run is not None, 10, "the run")
-        await pilot.press("t")
-        screen = await wait_until(pilot, lambda: isinstance(app.screen, TreeScreen)
-                                  and app.screen, 10, "the tree")
+        screen = await open_tree(app, pilot)
         root = model.children[None][0]  # the baseline: open (the frontier grew from it)
         screen.go_to(root)
         await pilot.pause()
@@ -154,10 +157,7 @@ async def test_enter_opens_the_node_and_v_and_i_steer_it(db: Path) -> None:
     store.update_run(run_id, status="running")  # steering keys need a live run
     app = make_app(db, [], attach=True)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(pilot, lambda: app.selected_run is not None, 10, "the run")
-        await pilot.press("t")
-        screen = await wait_until(pilot, lambda: isinstance(app.screen, TreeScreen)
-                                  and app.screen, 10, "the tree")
+        screen = await open_tree(app, pilot)
         await pilot.pause()
         reverted = next(i for i, r in model.rows.items() if r["verdict"] == "reverted")
         screen.go_to(reverted)
@@ -195,10 +195,7 @@ async def test_the_tree_follows_new_experiments_and_verdicts_rewritten_in_place(
     run = store.runs()[0]
     app = make_app(db, [], attach=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: app.selected_run is not None, 10, "the run")
-        await pilot.press("t")
-        screen = await wait_until(pilot, lambda: isinstance(app.screen, TreeScreen)
-                                  and app.screen, 10, "the tree")
+        screen = await open_tree(app, pilot)
         best = model.best_id
         screen.go_to(best)
         await pilot.pause()
