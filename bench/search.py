@@ -382,7 +382,7 @@ def main() -> None:
             strategies.remove("tpe")
             print("note: optuna is not installed, TPE skipped (pip install -e \".[bench]\")")
     if baseline not in strategies:
-        strategies.append(baseline)
+        strategies.insert(0, baseline)
     budget = max(BUDGETS)
     jobs = [(o, s, budget, seed) for o in objectives for s in strategies
             for seed in range(args.seeds)]
