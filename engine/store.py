@@ -887,8 +887,8 @@ class Store:
 
     def tree_rows(self, run_id: int, after_id: int = 0) -> list[dict[str, Any]]:
         """A run's experiments (after `after_id`) with what its version tree shows, oldest first."""
-        return self._rows("SELECT id, round, parent, kind, verdict, score, delta, description "
-                          "FROM experiments WHERE run_id = ? AND id > ? ORDER BY id",
+        return self._rows("SELECT id, round, parent, kind, verdict, reason, score, delta, "
+                          "description FROM experiments WHERE run_id = ? AND id > ? ORDER BY id",
                           [run_id, after_id])
 
     def score_points(self, run_id: int) -> list[tuple[int, int, str, float | None]]:

@@ -185,6 +185,17 @@ async def test_enter_opens_the_node_and_v_and_i_steer_it(db: Path) -> None:
         screen.go_to(model.children[None][0])
         await pilot.pause()
         assert screen.check_action("steer", ("veto",)) is None
+        # The app moved to another run underneath (`]`): this tree's nodes are not its.
+        screen.go_to(reverted)
+        await pilot.pause()
+        other = build_store(db, runs=1, experiments=5).runs()
+        await wait_until(pilot, lambda: len(app.board.runs) == 2, 10, "the second run")
+        app.select_run(next(r["id"] for r in other if r["id"] != run_id))
+        assert screen.check_action("steer", ("pin",)) is None
+        before = len(store.commands(None))
+        await pilot.press("i")
+        await pilot.pause()
+        assert len(store.commands(None)) == before
     store.close()
 
 

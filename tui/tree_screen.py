@@ -41,7 +41,7 @@ class TreeScreen(Screen[None]):
     DEFAULT_CSS = """
     TreeScreen #tree-head { height: auto; padding: 0 1; background: $boost; }
     TreeScreen Tree { height: 1fr; }
-    TreeScreen #tree-detail { height: 5; padding: 0 1; border-top: solid $primary 50%; }
+    TreeScreen #tree-detail { height: 4; padding: 0 1; border-top: solid $primary 50%; }
     """
     BINDINGS = [
         Binding("escape,q,t", "app.pop_screen", "Back"),
@@ -256,10 +256,12 @@ class TreeScreen(Screen[None]):
             box.update(Text("no experiment selected", style="dim"), layout=False)
             return
         row = model.rows[exp_id]
-        text = Text(f"#{exp_id} ", style="bold")
-        text.append(f"round {row['round']} · {row['kind']} · ")
+        # One line each, cut with … rather than wrapped: the box has three.
+        text = Text(f"#{exp_id} ", style="bold", no_wrap=True, overflow="ellipsis")
+        if row["kind"] not in ("candidate", BASELINE):
+            text.append(f"{row['kind']} · ")
         text.append(row["verdict"], style=VERDICT_STYLES.get(row["verdict"], ""))
-        text.append(f" · score {fmt_score(row['score'])}")
+        text.append(f" · round {row['round']} · score {fmt_score(row['score'])}")
         parent = model.parent_of(exp_id)
         text.append(f" · from #{parent}" if parent is not None else " · a root")
         if exp_id == model.best_id:
@@ -272,7 +274,10 @@ class TreeScreen(Screen[None]):
             text.append(f" · {len(kids)} tried from it, {kept} kept")
         text.append("\n")
         text.append(line(row["description"]), style="bold")
-        text.append("\nenter open · space expand/collapse", style="dim")
+        if row.get("reason"):  # the verdict's why (a rule's words, or a worker's error)
+            text.append(f"\nwhy: {line(row['reason'])}", style="italic")
+        else:
+            text.append("\nenter open · space expand/collapse", style="dim")
         box.update(text, layout=False)  # a fixed height: no layout for each cursor move
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[int]) -> None:
@@ -290,6 +295,8 @@ class TreeScreen(Screen[None]):
             app: Any = self.app
             exp_id, model = self.selected_id(), self.tree_model
             if exp_id is None or model is None or exp_id not in model.rows:
+                return None
+            if app.selected_run != self.run_id:  # ([ and ] moved the app to another run)
                 return None
             row = model.rows[exp_id]
             verb = parameters[0]
@@ -309,8 +316,9 @@ class TreeScreen(Screen[None]):
 
     def action_steer(self, verb: str) -> None:
         exp_id = self.selected_id()
-        if exp_id is not None:
-            app: Any = self.app
+        app: Any = self.app
+        # A command goes to the app's selected run: never one of another run's experiments.
+        if exp_id is not None and app.selected_run == self.run_id:
             app.steer_experiment(verb, exp_id)
 
     def go_to(self, exp_id: int) -> None:
