@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from engine.store import Store
-from engine.tree import VersionTree, replay_frontier
+from engine.tree import VersionTree, replay_frontier, search_width
 from tests.conftest import metric_spec, write
 from tests.test_loop import make_repo
 from tests.test_search import refs, run_once
@@ -272,3 +272,16 @@ async def test_a_tree_of_500_versions_opens_with_only_the_open_paths_drawn(
         assert len(screen.nodes) < len(model.rows) / 2  # collapsed versions: children later
         assert screen.selected_id() == model.best_id
         assert opened < 10  # (bench/tree.py prints it against the experiment screen)
+
+
+def test_odd_rows_still_make_a_tree_and_an_odd_spec_a_width() -> None:
+    row = {"kind": "candidate", "verdict": "kept", "score": 1.0, "round": 1, "delta": None,
+           "description": "", "reason": None}
+    rows = [{**row, "id": 1, "parent": 2}, {**row, "id": 2, "parent": 1},  # a loop
+            {**row, "id": 3, "parent": 99}]  # a parent not in the run
+    tree = VersionTree.build(rows, 3, "maximize", 3)
+    assert tree.children[None] == [3] and tree.path_to(1) == [2, 1]
+    assert tree.frontier == {1, 2, 3}
+    assert search_width({}) == 1 and search_width({"search": {"strategy": "greedy"}}) == 1
+    assert search_width({"search": {"strategy": "beam", "width": "wide"}}) == 1
+    assert search_width({"search": {"strategy": "frontier"}}) == 4
