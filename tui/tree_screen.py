@@ -184,8 +184,8 @@ class TreeScreen(Screen[None]):
         changed = {i for i, p in detail.points.items() if i in model.rows
                    and (model.rows[i]["verdict"], model.rows[i]["score"]) != (p[1], p[2])}
         last = max(model.rows, default=0)
-        fresh = app.board.store.tree_rows(self.run_id, last) \
-            if any(i > last for i in reversed(detail.points)) else []
+        newest = next(reversed(detail.points), 0)  # (points are in id order)
+        fresh = app.board.store.tree_rows(self.run_id, last) if newest > last else []
         if changed:  # the score and delta of a rewritten row: read them again
             for row in app.board.store.tree_rows(self.run_id, min(changed) - 1):
                 if row["id"] in changed:
