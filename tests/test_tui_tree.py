@@ -231,6 +231,20 @@ async def test_the_tree_follows_new_experiments_and_verdicts_rewritten_in_place(
         await wait_until(pilot, lambda: "vetoed" in str(screen.nodes[reverted].label), 10,
                          "the veto drawn")
         assert reverted not in screen.tree_model.frontier
+        # A row in flight, then its verdict landing (no rewrite: the row was running).
+        screen.nodes[new_id].expand()
+        flying = new_id + 1
+        store.bulk_add_experiments([{
+            "id": flying, "run_id": run["id"], "round": 100, "parent": new_id,
+            "kind": "candidate", "verdict": "running", "description": "x 8 → 9",
+            "started": time.time()}])
+        node = await wait_until(pilot, lambda: screen.nodes.get(flying), 10, "the row in flight")
+        assert "running" in str(node.label)
+        store.conn.execute("UPDATE experiments SET verdict = 'reverted', score = 2.0, "
+                           "finished = ? WHERE id = ?", [time.time(), flying])
+        store.conn.commit()
+        await wait_until(pilot, lambda: "reverted" in str(screen.nodes[flying].label), 10,
+                         "the verdict landed")
     store.close()
 
 

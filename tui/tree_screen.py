@@ -63,6 +63,10 @@ class TreeScreen(Screen[None]):
         #: The frontier whose paths were opened (a new member's path opens once).
         self._drawn_frontier: set[int] = set()
         self._keys_state: tuple[Any, ...] = ()
+        #: The rows in flight (the only ones that change unannounced), and the board's
+        #: count of rewrites seen.
+        self._in_flight: set[int] = set()
+        self._rewrites = 0
 
     def compose(self) -> ComposeResult:
         yield Static(id="tree-head")
@@ -107,6 +111,8 @@ class TreeScreen(Screen[None]):
         self._populate(None)
         self._open_paths(model.frontier)
         self._drawn_frontier = set(model.frontier)
+        self._in_flight = {r["id"] for r in rows if r["verdict"] == RUNNING}
+        self._rewrites = app.board.detail.rewrites if app.board.detail else 0
         self._head()
         self.action_best()
 
@@ -181,8 +187,16 @@ class TreeScreen(Screen[None]):
         detail = app.board.detail
         if model is None or detail is None or detail.run_id != self.run_id:
             return
-        changed = {i for i, p in detail.points.items() if i in model.rows
-                   and (model.rows[i]["verdict"], model.rows[i]["score"]) != (p[1], p[2])}
+        # A finished row changes only by a rewrite (a veto, a pin), which the board counts;
+        # otherwise only rows in flight can have changed: no scan of every point.
+        if detail.rewrites != self._rewrites:
+            self._rewrites = detail.rewrites
+            ids: Any = detail.points.keys()
+        else:
+            ids = self._in_flight
+        points = detail.points
+        changed = {i for i in ids if i in model.rows and i in points and
+                   (model.rows[i]["verdict"], model.rows[i]["score"]) != tuple(points[i][1:3])}
         last = max(model.rows, default=0)
         newest = next(reversed(detail.points), 0)  # (points are in id order)
         fresh = app.board.store.tree_rows(self.run_id, last) if newest > last else []
@@ -200,6 +214,7 @@ class TreeScreen(Screen[None]):
             model.children.setdefault(parent, []).append(row["id"])
             if parent is not None:
                 relabel.add(parent)  # its count of children
+        self._in_flight = {i for i, r in model.rows.items() if r["verdict"] == RUNNING}
         frontier = replay_frontier(model.rows.values(), self.width, self.direction, best)
         relabel |= frontier ^ model.frontier
         relabel |= {i for i in (best, model.best_id) if i is not None}
