@@ -7,8 +7,9 @@ Enter opens the selected experiment (as the changelog does), space expands or co
 selected node through the same actions as everywhere (engine/actions.py).
 
 The tree follows the run live without reading the whole run again: the app's poll keeps
-`Board.detail.points` current, and each refresh here compares it with what is drawn, reads
-only the new rows from the store, and relabels only the nodes that changed.
+`Board.detail.points` current; each refresh here compares the rows in flight with it (every
+row, when the board counted a rewrite: a veto, a pin), reads only new rows from the store,
+and relabels only the nodes that changed. A node's children are drawn when it first opens.
 """
 
 from __future__ import annotations
