@@ -162,6 +162,7 @@ class RunLoop:
                 self._wake.clear()
                 await self._wake.wait()
             await self.storage.wait()  # a write failed somewhere: paused until writes work
+            await self.ctx.turn()  # a library's scheduler: whose round is next (scheduler.py)
             reason = self.check_stop()
             if reason:
                 if not self.stopping:  # the best on the held-out part, at the end
@@ -337,7 +338,7 @@ class RunLoop:
 
     def check_stop(self, *, mid_wave: bool = False) -> str | None:
         return (self.holdout.stop_reason or self.stops.check(mid_wave=mid_wave)
-                or getattr(self.mutator, "finished", None))  # last: nothing left to try
+                or self.ctx.library_stop() or getattr(self.mutator, "finished", None))
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations and model calls in flight (recorded as interrupted)."""

@@ -118,3 +118,8 @@ def m008_views_and_indexes(db: Database) -> None:
     for name, sql in VIEWS.items():
         db.execute(f"DROP VIEW IF EXISTS {name}")
         db.execute(f"CREATE VIEW {name} AS {sql}")
+
+
+def m010_library_waiting(db: Database) -> None:
+    """Why a library's run waits for its next round (engine/scheduler.py), for `status`."""
+    db.execute("ALTER TABLE runs ADD COLUMN waiting TEXT")

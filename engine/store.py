@@ -263,6 +263,11 @@ def m009_labels(db: Database) -> None:
     )
 
 
+from engine.schema import m010_library_waiting  # noqa: E402
+
+migrations()(m010_library_waiting)
+
+
 def _apply_migrations(store: Store, tries: int = 5) -> None:
     """Apply migrations; another process opening a new store at the same moment (an engine and
     an attached app) can apply or record the same step first: a clash is retried, not fatal."""
@@ -450,6 +455,18 @@ class Store:
 
     def runs(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM runs ORDER BY id")
+
+    def set_waiting(self, reasons: dict[int, str | None]) -> None:
+        """Why each of some runs waits for its next round (None: it does not)."""
+        with self.conn:
+            self.conn.executemany("UPDATE runs SET waiting = ? WHERE id = ?",
+                                  [(why, rid) for rid, why in reasons.items()])
+
+    def cost_since(self, run_id: int, since: float) -> float:
+        """Money the run's experiments that finished after `since` spent."""
+        row = self.conn.execute("SELECT SUM(cost_usd) FROM experiments WHERE run_id = ? AND "
+                                "finished >= ?", [run_id, since]).fetchone()
+        return row[0] or 0.0
 
     def create_run(self, name: str, *, spec_path: str, spec_json: str, workspace: str,
                    direction: str, target: float | None, prices: dict | None = None) -> int:
