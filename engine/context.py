@@ -87,6 +87,8 @@ class RunContext:
     turn: Callable[[], Awaitable[None]] = _no_turn
     #: Why the run's library stops it (its budget), or None (engine/scheduler.py).
     library_stop: Callable[[], str | None] = lambda: None
+    #: The next baseline's description when it is not the first (engine/handedit.py).
+    baseline_note: str = ""
 
     # Read by engine/outage.py, engine/target.py and engine/storage.py.
     @property

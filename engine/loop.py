@@ -60,7 +60,6 @@ from engine.workspace import SlotFolders
 __all__ = ["BaselineFailed", "Candidate", "RunLoop", "storage_trouble"]
 
 
-
 class BaselineFailed(Exception):
     """The baseline could not be scored: the run cannot climb from it."""
 
@@ -206,7 +205,8 @@ class RunLoop:
         store, ledger = self.store, self.ledger
         files = self.workspace.read_targets()
         exp_id = store.start_experiment(self.run_id, round=0, kind=BASELINE, parent=None,
-                                        description="baseline", files=files)
+                                        description=self.ctx.baseline_note or "baseline",
+                                        files=files)
         self.log("evaluating the baseline", exp_id=exp_id)
         try:  # (a stop cancels it, model calls included)
             evaluation, worker = await self.scorer.score(

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.handedit import HandEdits
 from engine.libspec import Library
 
 #: How often waiting runs are looked at again (a rest over, a new day, a stop), and the
@@ -156,6 +157,7 @@ class LibraryScheduler:
     policy: Policy = field(default_factory=Policy)
     today: float = 0.0
     ticker: asyncio.Task[None] | None = None
+    edits: HandEdits = field(default_factory=HandEdits)
 
     def __post_init__(self) -> None:
         if self.limits is not None:
@@ -209,6 +211,8 @@ class LibraryScheduler:
         granted, m.waiter = m.waiter.result(), None
         if granted:
             m.holding = True
+            if self.edits.check(loop):  # a person's edit: a new baseline, a new record
+                m.arm.wake()
             best = loop.versions.best
             m.before = (best.score if best is not None else None, loop.ledger.cost)
 

@@ -14,11 +14,13 @@ import pytest
 
 from engine import library
 from engine.cli import cmd_status
+from engine.handedit import NOTE
 from engine.host import Host
 from engine.scheduler import Arm, Policy
 from engine.spec import SpecError, load_spec
 from engine.store import Store
 from tests.conftest import REPO, write
+from tests.test_library import git
 
 
 def bench():
@@ -73,12 +75,12 @@ SCORE = ("echo s $(date +%s%N) >> {log}; sleep 0.05; echo e $(date +%s%N) >> {lo
          " {{file}}")
 
 
-def make(tmp_path: Path, lib: str, stop: str = "max_rounds: 6") -> Path:
+def make(tmp_path: Path, lib: str | None, stop: str = "max_rounds: 6") -> Path:
     ws = tmp_path / "ws"
     for name, goal in {"a": 9, "b": 3, "c": 5}.items():
         write(ws / "skills" / name / "SKILL.md", f"x: 1\ngoal: {goal}\n")
     command = SCORE.format(log=tmp_path / "times.log").replace('"', '\\"')
-    return write(ws / "skill.yaml", f"""
+    spec = write(ws / "skill.yaml", f"""
         name: skill
         target: {{each: "skills/*/SKILL.md"}}
         mutator: {{kind: params, seed: 5, params: {{x: {{type: int, min: 0, max: 20}}}}}}
@@ -88,8 +90,10 @@ def make(tmp_path: Path, lib: str, stop: str = "max_rounds: 6") -> Path:
           metric: loss
           direction: minimize
         stop: {{{stop}}}
-        library: {lib}
     """)
+    if lib is not None:
+        spec.write_text(spec.read_text() + f"library: {lib}\n")
+    return spec
 
 
 def host_of(db: Path, spec_path: Path) -> tuple[Store, Host]:
@@ -186,3 +190,49 @@ def test_library_only_on_a_library_spec(tmp_path: Path):
     with pytest.raises(SpecError, match=r"skill.yaml:10: library: only for a spec with "
                                         "target.each"):
         load_spec(spec)
+
+
+async def test_a_file_edited_by_hand_is_a_new_baseline(tmp_path: Path):
+    spec = make(tmp_path, None, stop="max_rounds: 400")  # any library, `library:` or not
+    ws = spec.parent
+    rel = "skills/a/SKILL.md"
+    (ws / rel).write_text("x: 1\ngoal: 1\n")  # at its best already: no keep races the edit
+    git(ws, "init", "-q", "-b", "main")
+    git(ws, "add", "-A")
+    git(ws, "commit", "-qm", "start")
+    store, host = host_of(tmp_path / "a.db", spec)
+    task = asyncio.create_task(host.run_until_done())
+    run_id = store.get_run("skill-a")["id"]
+
+    async def until(check, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.05)
+
+    await until(lambda: store.get_run(run_id)["rounds"] >= 3, "rounds before the edit")
+    edited = "x: 4\ngoal: 1\n# the tone is warmer now\n"
+    (ws / rel).write_text(edited)
+    noted = lambda: [r for r in store.experiments(run_id) if r["description"] == NOTE]  # noqa: E731
+    await until(lambda: noted() and noted()[0]["verdict"] == "baseline", "the new baseline")
+    await until(lambda: store.get_run(run_id)["best_score"] < 3, "a climb from the edit")
+    host.stop_all()
+    await task
+    rows = store.experiments(run_id)
+    new = noted()[0]
+    assert [r["kind"] for r in rows].count("baseline") == 2 and rows[0]["kind"] == "baseline"
+    assert new["parent"] is None and new["score"] == 3  # scored as it was written
+    assert store.version_files(new["id"]) == {rel: edited}
+    after = [r for r in rows if r["id"] > new["id"] and r["kind"] == "candidate"]
+    assert after and after[0]["parent"] == new["id"]  # the run climbs from the person's text
+    assert not [r for r in rows if r["id"] < new["id"] and r["verdict"] == "kept"]
+    # On the run's branch as a commit of its own, the hand's text in it.
+    sha = new["git_commit"]
+    assert git(ws, "show", f"{sha}:{rel}") == edited
+    assert git(ws, "log", "-1", "--format=%s", sha).strip() == "autoresearch skill-a: baseline"
+    assert "# the tone is warmer now" in (ws / rel).read_text()  # never reverted
+    assert any("edited by hand" in e["line"] for e in store.events(run_id, limit=500))
+    # The other runs took no new baseline.
+    for other in ("skill-b", "skill-c"):
+        kinds = [r["kind"] for r in store.experiments(store.get_run(other)["id"])]
+        assert kinds.count("baseline") == 1
