@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from engine import leftovers, redact
+from engine import leftovers, redact, retention
 from engine import spec as specs
 from engine.gcfreeze import freeze_imports
 from engine.locks import WorkspaceLock, sidecar_dir, take_workspace
@@ -225,9 +225,20 @@ class Host:
 
     # ------------------------------------------------------------ commands
 
+    def prune(self) -> None:
+        """The specs' `retention:`: old reverted experiments' results and files go."""
+        for run_id, loop in self.loops.items():
+            kept = loop.spec.retention
+            if kept is not None:
+                retention.prune(self.store.conn, run_id, kept.keep_days, kept.max_reverted)
+
     async def _poll_commands(self) -> None:
+        pruned = time.monotonic()
         while True:
             try:
+                if time.monotonic() - pruned >= retention.PRUNE_EVERY_S:
+                    pruned = time.monotonic()
+                    self.prune()
                 await self.apply_commands()
                 for run_id, loop in self.loops.items():
                     if run_id in self.tasks and not self.tasks[run_id].done():

@@ -123,3 +123,8 @@ def m008_views_and_indexes(db: Database) -> None:
 def m010_library_waiting(db: Database) -> None:
     """Why a library's run waits for its next round (engine/scheduler.py), for `status`."""
     db.execute("ALTER TABLE runs ADD COLUMN waiting TEXT")
+
+
+def m011_version_deltas(db: Database) -> None:
+    """A reverted version's files as a delta against its parent's (engine/retention.py)."""
+    db.execute("ALTER TABLE versions ADD COLUMN base INTEGER")

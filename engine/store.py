@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import retention
 from engine.model import ADVANCING, RUNNING, UserError
 from engine.redact import KeyBlockLines, make_redactor
 
@@ -263,9 +264,10 @@ def m009_labels(db: Database) -> None:
     )
 
 
-from engine.schema import m010_library_waiting  # noqa: E402
+from engine.schema import m010_library_waiting, m011_version_deltas  # noqa: E402
 
 migrations()(m010_library_waiting)
+migrations()(m011_version_deltas)
 
 
 def _apply_migrations(store: Store, tries: int = 5) -> None:
@@ -586,6 +588,8 @@ class Store:
                     "evidence) VALUES (?, ?, ?, ?, ?, ?)", item_rows)
             if best_files is not None:
                 self.add_versions(exp_id, best_files)
+            elif verdict not in ADVANCING and verdict != RUNNING:  # nothing builds on it
+                retention.shrink(conn, exp_id)
             if run_update:
                 cols = ", ".join(f"{k} = ?" for k in run_update)
                 conn.execute(f"UPDATE runs SET {cols} WHERE id = "
@@ -608,7 +612,8 @@ class Store:
     def add_versions(self, exp_id: int, files: dict[str, str]) -> None:
         """An experiment's file contents, in the caller's transaction (no commit here)."""
         self.conn.executemany(
-            "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
+            "INSERT OR REPLACE INTO versions (experiment_id, path, content, base) "
+            "VALUES (?, ?, ?, NULL)",
             [(exp_id, p, c) for p, c in files.items()])
 
     def set_commit(self, exp_id: int, sha: str) -> None:
@@ -707,17 +712,22 @@ class Store:
             "FROM item_results WHERE experiment_id = ? GROUP BY item ORDER BY first", [exp_id])
 
     def version_files(self, exp_id: int) -> dict[str, str]:
-        rows = self._rows("SELECT path, content FROM versions WHERE experiment_id = ?", [exp_id])
-        return {r["path"]: r["content"] for r in rows}
+        rows = self._rows("SELECT path, content, base FROM versions WHERE experiment_id = ?",
+                          [exp_id])  # a reverted one's are deltas (engine/retention.py)
+        return {r["path"]: retention.rebuild(self.conn, r["base"], r["path"], r["content"])
+                for r in rows}
 
     def candidate_files(self, run_id: int, path: str, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` candidates' verdict and content of one file, oldest first
         (what a resumed params mutator tried before)."""
-        return self._rows(
-            "SELECT * FROM (SELECT e.id, e.verdict, v.content FROM experiments e "
+        rows = self._rows(
+            "SELECT * FROM (SELECT e.id, e.verdict, v.content, v.base FROM experiments e "
             "JOIN versions v ON v.experiment_id = e.id AND v.path = ? "
             "WHERE e.run_id = ? AND e.kind = 'candidate' ORDER BY e.id DESC LIMIT ?) "
             "ORDER BY id", [path, run_id, limit])
+        for r in rows:
+            r["content"] = retention.rebuild(self.conn, r.pop("base"), path, r["content"])
+        return rows
 
     def advancing_chain(self, run_id: int) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(ADVANCING))
