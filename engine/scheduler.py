@@ -140,7 +140,6 @@ class _Member:
     loop: Any  # a RunLoop (not imported: the loop imports nothing of the host's)
     arm: Arm
     before: tuple[float | None, float] = (None, 0.0)  # (best score, cost) at its grant
-    day_base: float = 0.0  # its cost when today began
     waiter: asyncio.Future[bool] | None = None
     holding: bool = False
 
@@ -158,6 +157,13 @@ class LibraryScheduler:
     today: float = 0.0
     ticker: asyncio.Task[None] | None = None
     edits: HandEdits = field(default_factory=HandEdits)
+    waiting: dict[int, _Member] = field(default_factory=dict)
+    busy: set[int] = field(default_factory=set)
+    #: The library's money, all time and today, counted as rounds end; and each run's
+    #: spending when last counted.
+    total: float = 0.0
+    total_today: float = 0.0
+    cost_of: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.limits is not None:
@@ -168,15 +174,26 @@ class LibraryScheduler:
     # ------------------------------------------------------------ members
 
     def join(self, loop: Any) -> None:
-        spent_today = self.store.cost_since(loop.run_id, self.today) if self.limits else 0.0
-        m = _Member(loop, Arm(loop.run_id, loop.spec.name))
-        m.day_base = (loop.ledger.cost if hasattr(loop, "ledger") else 0.0) - spent_today
-        self.members[loop.run_id] = m
+        rid = loop.run_id
+        m = _Member(loop, Arm(rid, loop.spec.name))
+        self.members[rid] = m
+        # Money is counted once per run, whatever joins again: what it spent before counts
+        # (the store's figure: the loop reads it only when it starts).
+        row = self.store.get_run(rid) if self.limits is not None else None
+        cost = (row["cost_usd"] or 0.0) if row else loop.ledger.cost
+        self.total += cost - self.cost_of.get(rid, 0.0)
+        if rid not in self.cost_of and self.limits is not None:
+            self.total_today += self.store.cost_since(rid, self.today)
+        self.cost_of[rid] = cost
 
     def leave(self, loop: Any) -> None:
         m = self.members.pop(loop.run_id, None)
-        if m is not None and m.waiter is not None and not m.waiter.done():
-            m.waiter.set_result(False)
+        self.waiting.pop(loop.run_id, None)
+        if m is not None:
+            self._count(m)
+            self.busy.discard(loop.run_id)
+            if m.waiter is not None and not m.waiter.done():
+                m.waiter.set_result(False)
         self.reasons[loop.run_id] = None
         self._flush()
         self.dispatch()
@@ -186,7 +203,7 @@ class LibraryScheduler:
 
     def wake(self, loop: Any) -> None:
         """A stop came: a waiting run goes on at once (to see it)."""
-        m = self.members.get(loop.run_id)
+        m = self.waiting.pop(loop.run_id, None)
         if m is not None and m.waiter is not None and not m.waiter.done():
             m.waiter.set_result(False)
 
@@ -200,24 +217,40 @@ class LibraryScheduler:
             return
         if m.holding:
             self._release(m)
-        if loop.stopping or self.stop_reason():
-            return
-        if self.limits is not None and (self.ticker is None or self.ticker.done()):
-            self.ticker = asyncio.get_running_loop().create_task(self._tick())
-        m.waiter = asyncio.get_running_loop().create_future()
-        self.dispatch()
-        if not m.waiter.done():
-            await m.waiter
-        granted, m.waiter = m.waiter.result(), None
-        if granted:
-            m.holding = True
-            if self.edits.check(loop):  # a person's edit: a new baseline, a new record
-                m.arm.wake()
-            best = loop.versions.best
-            m.before = (best.score if best is not None else None, loop.ledger.cost)
+        if self.limits is not None:
+            if loop.stopping or self.stop_reason():
+                return
+            if self.ticker is None or self.ticker.done():
+                self.ticker = asyncio.get_running_loop().create_task(self._tick())
+            m.waiter = asyncio.get_running_loop().create_future()
+            self.waiting[loop.run_id] = m
+            self.dispatch()
+            if not m.waiter.done():
+                await m.waiter
+            granted, m.waiter = m.waiter.result(), None
+            if not granted:
+                return
+        m.holding = True
+        self.busy.add(loop.run_id)
+        if self.edits.check(loop):  # a person's edit: a new baseline, a new record
+            m.arm.wake()
+        best = loop.versions.best
+        m.before = (best.score if best is not None else None, loop.ledger.cost)
+
+    def _count(self, m: _Member) -> None:
+        """The run's money since it was last counted, into the library's totals."""
+        cost = m.loop.ledger.cost
+        spent = cost - self.cost_of.get(m.arm.run_id, cost)
+        self.cost_of[m.arm.run_id] = cost
+        self.total += spent
+        self.total_today += spent
 
     def _release(self, m: _Member) -> None:
         m.holding = False
+        self.busy.discard(m.arm.run_id)
+        self._count(m)
+        if self.limits is None:
+            return  # nothing is scheduled: no record to keep
         loop, arm = m.loop, m.arm
         best = loop.versions.best
         score, cost = m.before
@@ -233,36 +266,29 @@ class LibraryScheduler:
     def stop_reason(self) -> str | None:
         """The library's all-time budget reached: every run of it stops."""
         cap = self.limits.max_cost_usd if self.limits else None
-        if cap is None:
+        if cap is None or self.total < cap:
             return None
-        spent = self.spent()
-        return f"library budget reached (${spent:.4f} of ${cap:g})" if spent >= cap else None
-
-    def spent(self) -> float:
-        return sum(m.loop.ledger.cost for m in self.members.values())
-
-    def spent_today(self) -> float:
-        return sum(m.loop.ledger.cost - m.day_base for m in self.members.values())
+        return f"library budget reached (${self.total:.4f} of ${cap:g})"
 
     def dispatch(self, look: bool = False) -> None:
         """Give free slots to the waiting runs that deserve them; note why the rest wait.
-        `look`: see whether resting runs' files changed (once a second, not every round)."""
-        waiting = [m for m in self.members.values()
-                   if m.waiter is not None and not m.waiter.done()]
-        if not waiting:
-            return
+        `look` (once a second, not every round): whether resting runs' files changed, and
+        every waiting run's reason."""
         limits = self.limits
-        if limits is None:  # no caps, no rests: everyone goes
-            for m in waiting:
-                m.waiter.set_result(True)
+        if not self.waiting or limits is None:
             return
-        now = time.time()
-        if limits.daily_cost_usd is not None and (
-                today := self.spent_today()) >= limits.daily_cost_usd:
-            why = f"waiting: library budget (${today:.4f} of ${limits.daily_cost_usd:g} today)"
+        busy = sum(1 for rid in self.busy if not self.members[rid].loop.paused)
+        free = len(self.waiting) if limits.max_parallel is None else limits.max_parallel - busy
+        if free <= 0 and not look:
+            return  # nothing to give: the reasons are brought up to date each second
+        waiting = list(self.waiting.values())
+        if limits.daily_cost_usd is not None and self.total_today >= limits.daily_cost_usd:
+            why = (f"waiting: library budget (${self.total_today:.4f} of "
+                   f"${limits.daily_cost_usd:g} today)")
             for m in waiting:
                 self.reasons[m.arm.run_id] = why
             return
+        now = time.time()
         ready = []
         for m in waiting:
             arm = m.arm
@@ -272,17 +298,15 @@ class LibraryScheduler:
                     f"resting: plateau since {clock(arm.resting_since)}, until "
                     f"{clock(self.policy.rest_until(arm))} or its file changes")
                 continue
-            if m.loop.paused:
-                continue
-            ready.append(m)
-        busy = sum(1 for m in self.members.values() if m.holding and not m.loop.paused)
-        free = len(ready) if limits.max_parallel is None else limits.max_parallel - busy
+            if not m.loop.paused:
+                ready.append(m)
         by_arm = {id(m.arm): m for m in ready}
         arms = [m.arm for m in ready]
         while free > 0 and arms:
             arm = self.policy.pick(arms)
             arms.remove(arm)
             m = by_arm[id(arm)]
+            del self.waiting[arm.run_id]
             m.waiter.set_result(True)
             self.reasons[arm.run_id] = None
             free -= 1
@@ -304,13 +328,12 @@ class LibraryScheduler:
             try:
                 midnight = _midnight(time.time())
                 if midnight != self.today:  # a new day: its budget starts from nothing
-                    self.today = midnight
-                    for m in self.members.values():
-                        m.day_base = m.loop.ledger.cost
-                for m in self.members.values():
-                    if (m.waiter is not None and not m.waiter.done()
-                            and (m.loop.stopping or m.loop.check_stop(mid_wave=True))):
-                        m.waiter.set_result(False)  # its own stop rules: let it see them
+                    self.today, self.total_today = midnight, 0.0
+                for rid, m in list(self.waiting.items()):
+                    if m.loop.stopping or m.loop.check_stop(mid_wave=True):
+                        del self.waiting[rid]  # its own stop rules: let it see them
+                        if m.waiter is not None and not m.waiter.done():
+                            m.waiter.set_result(False)
                 self.dispatch(look=True)
                 self._flush()
             except Exception as exc:  # the ticker must outlive one bad moment
