@@ -33,7 +33,7 @@ class HandEdits:
         if loop.ctx.baseline_note:  # the baseline the last edit asked for is recorded
             loop.ctx.baseline_note = ""
         rel = loop.spec.target.files[0]
-        path = loop.workspace.root / rel
+        path = f"{loop.workspace.root}/{rel}"
         try:
             st = os.stat(path)
         except OSError:
@@ -43,7 +43,8 @@ class HandEdits:
             return False
         self.seen[loop.run_id] = mark
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
         except (OSError, UnicodeDecodeError):
             return False
         if text == best.files.get(rel, text):
