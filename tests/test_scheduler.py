@@ -117,6 +117,7 @@ async def test_max_parallel_caps_the_library_and_status_says_why(tmp_path: Path)
                 if run["waiting"] and run["waiting"] not in seen:
                     seen.add(run["waiting"])
                     cmd_status(store.path, False, out=printed)
+                    cmd_status(store.path, True, out=printed)
 
     watcher = asyncio.create_task(watch())
     await host.run_until_done()
@@ -131,6 +132,7 @@ async def test_max_parallel_caps_the_library_and_status_says_why(tmp_path: Path)
     assert most == 1  # one evaluation of the library at a time
     assert "waiting: max_parallel (1 busy)" in seen
     assert "(waiting: max_parallel (1 busy))" in printed.getvalue()
+    assert '"waiting": "waiting: max_parallel (1 busy)"' in printed.getvalue()  # --json
     assert all(r["waiting"] is None for r in store.runs())  # nothing waits once done
 
 
@@ -236,3 +238,31 @@ async def test_a_file_edited_by_hand_is_a_new_baseline(tmp_path: Path):
     for other in ("skill-b", "skill-c"):
         kinds = [r["kind"] for r in store.experiments(store.get_run(other)["id"])]
         assert kinds.count("baseline") == 1
+
+
+async def test_a_plateau_rests_and_an_edit_of_its_file_wakes_it(tmp_path: Path):
+    spec = make(tmp_path, "{rest_after: 2, rest_minutes: 60}", stop="max_rounds: 200")
+    ws = spec.parent
+    rel = "skills/a/SKILL.md"
+    (ws / rel).write_text("x: 1\ngoal: 1\n")  # nothing to gain: a plateau at once
+    store, host = host_of(tmp_path / "a.db", spec)
+    task = asyncio.create_task(host.run_until_done())
+    run_id = store.get_run("skill-a")["id"]
+    deadline = time.monotonic() + 30
+    while not (store.get_run(run_id)["waiting"] or "").startswith("resting: plateau since"):
+        assert time.monotonic() < deadline, store.get_run(run_id)["waiting"]
+        await asyncio.sleep(0.05)
+    rounds = store.get_run(run_id)["rounds"]
+    printed = io.StringIO()
+    cmd_status(store.path, False, out=printed)
+    assert "(resting: plateau since " in printed.getvalue()
+    await asyncio.sleep(1.5)
+    assert store.get_run(run_id)["rounds"] == rounds  # resting: no round, no money
+    (ws / rel).write_text("x: 6\ngoal: 1\n")  # a person's edit wakes it at once
+    while not [r for r in store.experiments(run_id) if r["description"] == NOTE
+               and r["verdict"] == "baseline"]:
+        assert time.monotonic() < deadline, "woken by the edit"
+        await asyncio.sleep(0.05)
+    host.stop_all()
+    await task
+    assert store.get_run(run_id)["rounds"] > rounds
