@@ -1,10 +1,11 @@
 """Bounded growth: reverted versions stored as diffs against their parent, and pruning.
 
-A candidate's files are stored in full when it is proposed (a kill mid-round must find
-them). Once its verdict is not an advance (reverted, invalid, crashed...) nothing builds on
-it, so its rows become a line delta against its parent's full text (`versions.base` names
-the parent): a list whose items are either `[i, j]` (the parent's lines i to j) or a string
-(new lines). A version a person pins later is written in full again. Readers never see a
+A candidate's files are stored, when it is proposed, as a line delta against its parent's
+full text (`versions.base` names the parent): a list whose items are either `[i, j]` (the
+parent's lines i to j) or a string (new lines). A keep, and a version a person pins later,
+is written in full again (versions others build on are whole); a reverted one stays a delta.
+Stored whole first and shrunk later, the full rows' pages would stay in the file: the
+table's keys only grow, so the space freed is never filled again. Readers never see a
 delta: Store.version_files and Store.candidate_files rebuild the text.
 
 `retention:` in a spec bounds the rest: item results and files of reverted experiments
@@ -51,23 +52,6 @@ def decode(parent: str, delta: str) -> str:
                    for op in json.loads(delta))
 
 
-def shrink(conn: sqlite3.Connection, exp_id: int) -> None:
-    """A finished experiment that did not advance: its files as deltas against its parent's
-    (in the caller's transaction)."""
-    if not DELTAS:
-        return
-    rows = conn.execute(
-        "SELECT v.path, v.content, p.content, e.parent FROM versions v "
-        "JOIN experiments e ON e.id = v.experiment_id "
-        "JOIN versions p ON p.experiment_id = e.parent AND p.path = v.path AND p.base IS NULL "
-        "WHERE v.experiment_id = ? AND v.base IS NULL", [exp_id]).fetchall()
-    for path, content, parent_text, parent in rows:
-        delta = encode(parent_text, content)
-        if delta is not None:
-            conn.execute("UPDATE versions SET content = ?, base = ? WHERE experiment_id = ? "
-                         "AND path = ?", [delta, parent, exp_id, path])
-
-
 def rebuild(conn: sqlite3.Connection, base: int | None, path: str, content: str,
             depth: int = 0) -> str:
     """The full text of a stored row (a delta's parent is full; a chain is followed,
@@ -102,8 +86,9 @@ def prune(conn: sqlite3.Connection, run_id: int, keep_days: float | None,
             return True
         return cutoff is not None and (finished or 0) < cutoff
 
-    # (a delta's base is its parent, which advanced: never one of these)
-    gone = [i for n, (i, finished) in enumerate(rows) if old(n, finished)]
+    gone = [i for n, (i, finished) in enumerate(rows) if old(n, finished)
+            and not conn.execute(  # a vetoed keep others were proposed from stays
+                "SELECT 1 FROM versions WHERE base = ? LIMIT 1", [i]).fetchone()]
     with conn:
         for start in range(0, len(gone), 500):
             chunk = gone[start:start + 500]

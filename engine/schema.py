@@ -128,3 +128,4 @@ def m010_library_waiting(db: Database) -> None:
 def m011_version_deltas(db: Database) -> None:
     """A reverted version's files as a delta against its parent's (engine/retention.py)."""
     db.execute("ALTER TABLE versions ADD COLUMN base INTEGER")
+    db.execute("CREATE INDEX versions_base ON versions(base) WHERE base IS NOT NULL")

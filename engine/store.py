@@ -495,7 +495,8 @@ class Store:
                          description: str = "", rationale: str = "", diff: str = "",
                          worker: str = "", tier: str | None = None, wave: int | None = None,
                          files: dict[str, str] | None = None, commit: bool = True,
-                         exp_id: int | None = None) -> int:
+                         exp_id: int | None = None,
+                         parent_files: dict[str, str] | None = None) -> int:
         """Insert an experiment in flight, with the files it changes, in one transaction.
 
         With commit=False the transaction stays open for the next commit on this connection
@@ -511,8 +512,9 @@ class Store:
                  self._text(rationale), self._text(diff), worker, tier, wave, time.time()],
             )
             new_id: int = cursor.lastrowid  # type: ignore[assignment]
-            if files:
-                self.add_versions(new_id, files)
+            if files:  # a candidate's: deltas against its parent's files
+                self.add_versions(new_id, files, None if parent is None or parent_files is None
+                                  else (parent, parent_files))
             if commit:
                 conn.commit()
         except BaseException:
@@ -586,10 +588,8 @@ class Store:
                 conn.executemany(
                     "INSERT INTO item_results (experiment_id, item, input, sample, passed, "
                     "evidence) VALUES (?, ?, ?, ?, ?, ?)", item_rows)
-            if best_files is not None:
+            if best_files is not None:  # a version to build on: whole
                 self.add_versions(exp_id, best_files)
-            elif verdict not in ADVANCING and verdict != RUNNING:  # nothing builds on it
-                retention.shrink(conn, exp_id)
             if run_update:
                 cols = ", ".join(f"{k} = ?" for k in run_update)
                 conn.execute(f"UPDATE runs SET {cols} WHERE id = "
@@ -609,12 +609,19 @@ class Store:
         self._write("UPDATE experiments SET verdict = ?, reason = ? WHERE id = ?",
                     [verdict, reason, exp_id])
 
-    def add_versions(self, exp_id: int, files: dict[str, str]) -> None:
-        """An experiment's file contents, in the caller's transaction (no commit here)."""
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO versions (experiment_id, path, content, base) "
-            "VALUES (?, ?, ?, NULL)",
-            [(exp_id, p, c) for p, c in files.items()])
+    def add_versions(self, exp_id: int, files: dict[str, str],
+                     base: tuple[int, dict[str, str]] | None = None) -> None:
+        """An experiment's file contents, in the caller's transaction (no commit here); with
+        `base` (the parent's id and files), as deltas against them (engine/retention.py)."""
+        rows = []
+        for path, content in files.items():
+            delta = None
+            if base is not None and retention.DELTAS and path in base[1]:
+                delta = retention.encode(base[1][path], content)
+            rows.append((exp_id, path, content, None) if delta is None else
+                        (exp_id, path, delta, base[0]))
+        self.conn.executemany("INSERT OR REPLACE INTO versions (experiment_id, path, content, "
+                              "base) VALUES (?, ?, ?, ?)", rows)
 
     def set_commit(self, exp_id: int, sha: str) -> None:
         self._write("UPDATE experiments SET git_commit = ? WHERE id = ?", [sha, exp_id])
