@@ -122,7 +122,8 @@ def cmd_status(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
                 f"baseline {_fmt(r['baseline'])} → best {_fmt(r['best'])}  " +
                 (f"held out {_fmt(r['holdout_baseline'])} → {_fmt(r['holdout_best'])}  "
                  if r["holdout_baseline"] is not None else "") +
-                f"${r['cost_usd']:.4f}{why}")
+                f"${r['cost_usd']:.4f}" + (f" (${r['cost_estimated_usd']:.4f} estimated)"
+                                           if r["cost_estimated_usd"] else "") + why)
         print(printable(line, one_line=True), file=out)
     return 0
 
