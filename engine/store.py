@@ -690,6 +690,15 @@ class Store:
             "l.experiment_id AND r.item = l.item AND COALESCE(r.input, '') = l.input "
             "AND r.sample = l.sample WHERE e.run_id = ? ORDER BY l.created, l.id", [run_id])
 
+    def judged_answers(self, run_id: int, experiments: int) -> list[dict[str, Any]]:
+        """The item answers of a run's newest `experiments` experiments that have any, oldest
+        first (engine/labelling.py picks what a person labels from them)."""
+        return self._rows(
+            "SELECT r.* FROM item_results r WHERE r.experiment_id IN (SELECT DISTINCT "
+            "experiment_id FROM item_results i JOIN experiments e ON e.id = i.experiment_id "
+            "WHERE e.run_id = ? ORDER BY experiment_id DESC LIMIT ?) ORDER BY r.id",
+            [run_id, experiments])
+
     def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
         """The newest experiments' kind, verdict and score, newest first (for stop rules,
         which count only the run's own: not an imported history)."""
