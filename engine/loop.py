@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine import calls
 from engine import spec as specs
 from engine.context import Candidate, RunContext, usage_of
 from engine.decide import aggregate, build_policy
@@ -36,7 +37,7 @@ from engine.labels import prime_judges
 from engine.ledger import Ledger
 from engine.library import workspace_for
 from engine.llm import run_prices
-from engine.model import BASELINE, INTERRUPTED
+from engine.model import BASELINE
 from engine.mutators import build_mutator
 from engine.playbook import read_playbooks
 from engine.proposer import Proposer
@@ -58,7 +59,6 @@ from engine.workers.tiers import build_tiers, screen_spec
 from engine.workspace import SlotFolders
 
 __all__ = ["BaselineFailed", "Candidate", "RunLoop", "storage_trouble"]
-
 
 
 class BaselineFailed(Exception):
@@ -129,6 +129,7 @@ class RunLoop:
 
     async def run(self) -> str:
         """Run until a stop rule or a stop command; returns the stop reason."""
+        calls.bind(calls.Journal(self.store, self.run_id, self.storage.trip))
         try:
             self.resume()
             while True:
@@ -162,6 +163,7 @@ class RunLoop:
                 self._wake.clear()
                 await self._wake.wait()
             await self.storage.wait()  # a write failed somewhere: paused until writes work
+            await self.ctx.turn()  # a library's scheduler: whose round is next (scheduler.py)
             reason = self.check_stop()
             if reason:
                 if not self.stopping:  # the best on the held-out part, at the end
@@ -204,8 +206,8 @@ class RunLoop:
     async def _baseline(self) -> None:
         store, ledger = self.store, self.ledger
         files = self.workspace.read_targets()
-        exp_id = store.start_experiment(self.run_id, round=0, kind=BASELINE, parent=None,
-                                        description="baseline", files=files)
+        exp_id = store.start_experiment(self.run_id, round=0, kind=BASELINE, parent=None, files=files,
+                                        description=self.ctx.baseline_note or "baseline")
         self.log("evaluating the baseline", exp_id=exp_id)
         try:  # (a stop cancels it, model calls included)
             evaluation, worker = await self.scorer.score(
@@ -252,10 +254,9 @@ class RunLoop:
         store = self.store
         run = store.get_run(self.run_id)
         assert run is not None
-        self.ledger.resume(run)
-        for row in store.in_flight(self.run_id):
-            store.finish_experiment(row["id"], verdict=INTERRUPTED,
-                                    reason="the engine stopped before this experiment finished")
+        self.ledger.resume(run)  # (in-flight rows: interrupted, with what their calls cost)
+        calls.recover(store, self.run_id, self.ledger.totals, store.in_flight(self.run_id),
+                      "the engine stopped before this experiment finished")
         self.ctx.in_flight.clear()
         best = store.experiment(run["best_experiment"]) if run["best_experiment"] else None
         self.workspace.clear_stale_git_locks()
@@ -337,7 +338,7 @@ class RunLoop:
 
     def check_stop(self, *, mid_wave: bool = False) -> str | None:
         return (self.holdout.stop_reason or self.stops.check(mid_wave=mid_wave)
-                or getattr(self.mutator, "finished", None))  # last: nothing left to try
+                or self.ctx.library_stop() or getattr(self.mutator, "finished", None))
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations and model calls in flight (recorded as interrupted)."""

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.ahead import ProposingAhead
+from engine.calls import link as link_calls
 from engine.context import Candidate, RunContext
 from engine.decide import aggregate
 from engine.llm import LLMUnavailable
@@ -212,9 +213,10 @@ class Proposer:
             description=mutation.description, rationale=mutation.rationale, wave=wave,
             diff=unified_diff(parent.files, {**parent.files, **mutation.files}))
 
-        def complete() -> None:
-            row["files"] = mutation.files  # (a row inserted again carries them)
-            ctx.store.add_versions(exp_id, mutation.files)
+        def complete() -> None:  # (a row inserted again carries them; deltas of the parent)
+            row.update(files=mutation.files, parent_files=parent.files)
+            ctx.store.add_versions(exp_id, mutation.files, (parent.exp_id, parent.files))
+            link_calls(ctx.store.conn, exp_id, mutation.usage, counted=False)  # (a kill's)
 
         exp_id = ctx.ledger.records.start(lambda again: ctx.store.start_experiment(
             ctx.run_id, commit=False, exp_id=again, **row), complete)

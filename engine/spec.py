@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from engine.libspec import Library, Retention
 from engine.model import UserError
 from engine.notify import NotifyHook
 from engine.specyaml import YamlRefused, error_line, read_yaml
@@ -516,6 +517,8 @@ class Spec(Strict):
     #: baseline and the end).
     holdout_every: int = Field(default=3, ge=1)
     notify: list[NotifyHook] = []  # told of a new best, a run's end, an alert (notify.py)
+    library: Library | None = None  # caps and scheduling of an `each:` library (libspec.py)
+    retention: Retention | None = None  # what the store keeps of the past (retention.py)
 
     #: Set by `load_spec`: where the spec came from (not a YAML key).
     path: Path | None = Field(default=None, exclude=True)
@@ -756,6 +759,9 @@ def check_spec_files(spec: Spec, text: str,
             raise SpecError(f"{where}:{line}: target.files[{index}]: no such file: {rel}")
         if rel in spec.target.protected:
             raise SpecError(f"{where}:{line}: target.files[{index}]: {rel} is also protected")
+    if spec.library is not None and spec.target.each is None:
+        raise SpecError(f"{where}:{lines.get(('library',), 1)}: library: only for a spec with "
+                        "target.each (one run per file)")
     mut = spec.mutator
     if isinstance(mut, ParamsMutator) and not (mut.file in spec.target.files or spec.target.each):
         line = lines.get(("mutator", "file"), lines.get(("mutator",), 1))

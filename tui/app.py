@@ -198,6 +198,14 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         elif self.narrow:
             self.dash.set_focus(None)
 
+    def action_label(self) -> None:
+        """The labelling screen for the selected run (tui/label_screen.py)."""
+        from tui.label_screen import LabelScreen
+
+        if self.selected_run is not None:
+            self.push_screen(LabelScreen(self.board.store, self.board.runs[self.selected_run]
+                                         ["name"]))
+
     # ------------------------------------------------------------ engine
 
     def ensure_engine(self) -> EngineHost:
