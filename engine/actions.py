@@ -76,6 +76,10 @@ ACTIONS: tuple[Action, ...] = (
     Action("sort_runs", "o", "Sort",
            "order the runs pane by the next of: added, gain today, cost, last keep, status",
            9, needs_run=False, title="Sort the runs"),
+    Action("tree", "t", "Tree",
+           "the version tree: every experiment under its parent, the frontier and the best "
+           "marked; enter opens one, v and i veto and pin it", 6, title="Show the version tree",
+           footer=False),
     Action("label", "l", "Label",
            "label the run's judged answers yes/no, most informative first (as `autoresearch-tui "
            "label RUN`); in an experiment's Evidence tab y/n label the selected answer", 9,

@@ -116,6 +116,8 @@ def cmd_status(db: Path, as_json: bool, out: TextIO | None = None) -> int:
     for r in rows:
         status = r["status"]
         why = f"  ({r['stop_reason']})" if r["stop_reason"] else ""
+        if r.get("waiting") and status in LIVE_STATUSES:  # a library's scheduler says why
+            why = f"  ({r['waiting']})"
         if status in LIVE_STATUSES and not r["engine_alive"]:
             # A killed engine cannot say so itself: the lock it held is gone.
             status, why = "interrupted", f"  — resume with {resume_command(db, spec_paths[r['name']])}"

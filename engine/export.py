@@ -112,6 +112,7 @@ def status_json(store: Store) -> list[dict[str, Any]]:
             "name": run["name"], "id": run["id"], "status": run["status"],
             "engine_alive": engine_alive(store.path, run["name"]),
             "stop_reason": run["stop_reason"], "direction": run["direction"],
+            "waiting": run.get("waiting"),  # why a library's run waits (scheduler.py)
             "rounds": run["rounds"], "experiments": stats["experiments"],
             "verdicts": stats["verdicts"], "baseline": run["baseline_score"],
             "best": run["best_score"], "best_experiment": run["best_experiment"],

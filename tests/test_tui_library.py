@@ -184,6 +184,10 @@ def test_the_budget_is_read_defensively() -> None:
     assert (view.running, view.resting) == (1, 1)
     assert "$3.00 of $10.00 in all" in overview_text(view).plain
     assert resting(runs[2]) and matches(runs[2], "rest") and not matches(runs[1], "rest")
+    # The scheduler's own word for it (runs.waiting), on a run still running.
+    assert resting({"status": "running", "waiting": "resting: plateau since 14:02"})
+    assert not resting({"status": "running", "waiting": "waiting: max_parallel"})
+    assert not resting({"status": "done", "waiting": "resting: plateau since 14:02"})
     assert order(runs, "status", "", ledger) == [1, 2]
     narrow = overview_text(view, width=24).plain
     assert all(len(line) <= 24 for line in narrow.splitlines())

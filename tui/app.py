@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.gcfreeze import freeze_imports
 from engine.store import Store
+from engine.tree import search_width
 from tui import config
 from tui.board import Board
 from tui.breakdown_pane import Breakdown
@@ -421,7 +422,8 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         changelog = self.dash.query_one(Changelog)
         rows = self.board.store.changelog_page(detail.run_id, limit=PAGE, text=changelog.filter)
         run = self.board.runs[detail.run_id]
-        changelog.load(rows, detail.commands, run["direction"], len(rows) == PAGE)
+        changelog.load(rows, detail.commands, run["direction"], len(rows) == PAGE,
+                       tree=search_width(self.board.specs.get(detail.run_id, {})) > 1)
 
     @on(FilterChanged)
     def _reload_changelog(self) -> None:

@@ -32,11 +32,14 @@ def midnight(now: float) -> float:
 
 
 def resting(run: dict[str, Any]) -> bool:
-    """A run the library's scheduler rested (it plateaued and waits to be revisited). Read
-    defensively: a status of its own, or a pause whose reason says so."""
+    """A run the library's scheduler rested (it plateaued and waits to be revisited): its
+    `waiting` reason says so (engine/scheduler.py: "resting: plateau since 14:02"); read
+    defensively, a status of its own or a pause whose reason says so count too."""
     status = run.get("status")
     reason = (run.get("stop_reason") or "").lower()
-    return status == "resting" or (status == "paused" and reason.startswith("rest"))
+    waiting = str(run.get("waiting") or "").lower()
+    return (status == "resting" or (status == "paused" and reason.startswith("rest"))
+            or (status in ("running", "starting", "paused") and waiting.startswith("resting")))
 
 
 @dataclass
@@ -95,7 +98,8 @@ class Ledger:
 
 def matches(run: dict[str, Any], text: str) -> bool:
     """The runs filter: every word appears in the run's name, status or why it stopped."""
-    hay = " ".join(str(run.get(k) or "") for k in ("name", "status", "stop_reason")).lower()
+    hay = " ".join(str(run.get(k) or "")
+                   for k in ("name", "status", "stop_reason", "waiting")).lower()
     if resting(run):
         hay += " resting"
     return all(word in hay for word in text.lower().split())
