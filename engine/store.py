@@ -951,24 +951,6 @@ class Store:
             "ORDER BY id DESC LIMIT ?", [run_id, limit]).fetchall()
         return [r[0] for r in reversed(rows)]
 
-    def day_stats(self, since: float) -> list[tuple[Any, ...]]:
-        """Per run, over what finished since `since` (served by the finished index):
-        (run, keeps, cost, sum of the keeps' deltas, time of the newest keep)."""
-        return self.conn.execute(
-            "SELECT run_id, SUM(verdict IN ('kept', 'pinned')), COALESCE(SUM(cost_usd), 0), "
-            "SUM(CASE WHEN verdict IN ('kept', 'pinned') THEN delta END), "
-            "MAX(CASE WHEN verdict IN ('kept', 'pinned') THEN finished END) "
-            # `+run_id`: grouping by the bare column made SQLite walk the whole table in
-            # run order (the experiments_run index) instead of reading only today's rows.
-            "FROM experiments WHERE finished >= ? GROUP BY +run_id", [since]).fetchall()
-
-    def last_keeps(self) -> dict[int, float]:
-        """When each run's best version was kept (its best's finish; none while it is the
-        baseline): one lookup per run by primary key, not a scan of the experiments."""
-        return dict(self.conn.execute(
-            "SELECT r.id, e.finished FROM runs r JOIN experiments e ON e.id = r.best_experiment "
-            "WHERE e.kind != 'baseline' AND e.finished IS NOT NULL").fetchall())
-
     def light_changes(self, after_id: int, finished_after: float) -> list[dict[str, Any]]:
         """`changed_since` without the heavy columns: what a UI polls several times a second."""
         # Sorted here: an ORDER BY makes SQLite walk the whole table in id order instead of

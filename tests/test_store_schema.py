@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.daystats import day_stats, last_keeps
 from engine.export import FORMATS, status_json
 from engine.host import Host
 from engine.playbook import run_digest
@@ -83,7 +84,7 @@ def traced(tmp_path_factory) -> dict:
         lambda: store.changelog_page(rid, text="x"), lambda: store.score_points(rid),
         lambda: store.recent_scores(rid), lambda: store.light_changes(exp, 0.0),
         lambda: store.running_experiments(), lambda: store.verdicts_from(rid, 1),
-        lambda: store.day_stats(0.0), store.last_keeps,
+        lambda: day_stats(store, 0.0), lambda: last_keeps(store),
         store.max_experiment_id, lambda: store.has_experiment(exp, rid),
         lambda: status_json(store), lambda: run_digest(store, run),
         lambda: store.mark_applied(cid, "ok"), lambda: store.set_verdict(exp, "reverted", "r"),

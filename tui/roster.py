@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from engine.daystats import day_stats, last_keeps
 from engine.model import ADVANCING, BASELINE
 
 #: The orders the sort key cycles through, in turn; the first is the store's own order.
@@ -65,11 +66,11 @@ class Ledger:
         """Read today's figures: two queries, whatever the number of runs."""
         self.since, self.read_at = midnight(now), now
         self.day = {}
-        for run_id, keeps, cost, delta, _newest in store.day_stats(self.since):
+        for run_id, keeps, cost, delta, _newest in day_stats(store, self.since):
             direction = (runs.get(run_id) or {}).get("direction", "maximize")
             gain = (delta or 0.0) if direction != "minimize" else -(delta or 0.0)
             self.day[run_id] = Day(int(keeps or 0), float(cost or 0.0), gain)
-        self.last_keep = store.last_keeps()
+        self.last_keep = last_keeps(store)
 
     def due(self, now: float) -> bool:
         """True when the day turned or the figures are old enough to read again."""

@@ -35,7 +35,7 @@ from textual.strip import Strip
 
 from tui.guard import Guarded
 from tui.messages import RunChosen, RunSelected
-from tui.roster import Ledger
+from tui.roster import Ledger, resting
 from tui.safe import line
 from tui.summary import LIVE, fmt_cost, fmt_duration, fmt_num, fmt_score, live_elapsed
 
@@ -53,6 +53,8 @@ def status_text(run: dict[str, Any], alive: bool | None) -> Text:
     status = run["status"]
     if status in LIVE and alive is False:
         return Text("? no engine", style="bold magenta")
+    if resting(run):  # the library's scheduler rested it (runs.waiting says so)
+        status = "resting"
     return Text(f"{GLYPHS.get(status, '·')} {line(str(status))}", style=STYLES.get(status, ""))
 
 
