@@ -697,7 +697,7 @@ class Store:
         """The newest `limit` candidates' verdict and content of one file, oldest first
         (what a resumed params mutator tried before)."""
         return self._rows(
-            "SELECT * FROM (SELECT e.id, e.verdict, v.content FROM experiments e "
+            "SELECT * FROM (SELECT e.id, e.verdict, e.score, v.content FROM experiments e "
             "JOIN versions v ON v.experiment_id = e.id AND v.path = ? "
             "WHERE e.run_id = ? AND e.kind = 'candidate' ORDER BY e.id DESC LIMIT ?) "
             "ORDER BY id", [path, run_id, limit])
