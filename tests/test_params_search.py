@@ -123,3 +123,40 @@ def test_margins_are_read_from_numeric_checks_only() -> None:
     assert check_margin(specs.Item(name="q", question="Good?"), '{"x": 1}') is None
     assert check_margin(specs.Item(name="z", question="Zero?", json={"path": "x", "max": 0}),
                         '{"x": 2}') == -2.0  # a bound of 0: in units of 1
+
+
+async def test_a_run_hands_the_mutator_each_candidate_s_score_and_margins(tmp_path):
+    """Through the real loop: every decided candidate reaches `observe` with its items'
+    margins, and the search's best-ranked version is one that came nearest the bar."""
+    from engine.host import Host
+    from engine.spec import load_spec
+    from engine.store import Store
+    from tests.conftest import write
+
+    ws = tmp_path / "ws"
+    write(ws / "p.yaml", "x: 1\n")
+    write(ws / "out.sh", """x=$(sed -n 's/x: //p' p.yaml); echo "{\\"x\\": $x}"\n""")
+    spec = write(tmp_path / "s.yaml", """
+        name: margins
+        target: {workspace: ws, files: [p.yaml], protected: [out.sh]}
+        mutator: {kind: params, file: p.yaml, seed: 3, params: {x: {type: int, min: 0, max: 50}}}
+        evaluate:
+          kind: checklist
+          produce: {kind: command, command: sh out.sh}
+          inputs: ["a"]
+          items:
+            - {name: big, question: Is x at least 40?, json: {path: x, min: 40}}
+        stop: {max_rounds: 6}
+    """)
+    store = Store(tmp_path / "a.db")
+    host = Host(store)
+    loop = host.add(load_spec(spec))
+    await host.run_until_done()
+    search = loop.mutator.search
+    rows = [r for r in store.experiments(store.get_run("margins")["id"]) if r["kind"] == "candidate"]
+    assert len(search.ranks) == len(rows) == 6  # one observation per candidate
+    key, rank = search.ranks.top()
+    # A larger x is nearer the bar (or further inside it): the largest ranks first, among
+    # candidates that mostly tie on the score (the newest does not win a tie).
+    assert key[0] == max(k[0] for k in search.ranks._ranks)
+    assert rank[1] != float("-inf")  # its margin arrived
