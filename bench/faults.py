@@ -10,7 +10,9 @@ Every evaluation appends its candidate (the params file's one line) to a file ou
 store once it has printed its metric, so an evaluation that ran is matched to its row.
 "lost" is an evaluation that ran to its end and left no row at all; "interrupted" one whose
 row a kill left unfinished (recorded as interrupted on resume: by design a kill may cost the
-outcomes of the last few milliseconds of a fast run, engine/records.py).
+outcomes of the last few milliseconds of a fast run, engine/records.py). A kill that lands
+while a candidate's row still waits for its batched commit (at most 50 ms, records.py) after
+its evaluation of a few milliseconds has run shows as one "lost", named below the figures.
 """
 
 from __future__ import annotations
@@ -54,9 +56,14 @@ def marked(token: str) -> list[int]:
     return found
 
 
-def scratch_folders() -> set[str]:
+def scratch_folders(pids: set[int] | None = None) -> set[str]:
+    """Scratch folders in the temp folder: the engines' own (`autoresearch-PID-*`, only those of
+    `pids` when given: other programs on a shared machine make theirs too) and this run's slot
+    copies (`ar-faults-*`)."""
     tmp = Path(tempfile.gettempdir())
-    return {str(p) for p in [*tmp.glob("autoresearch-[0-9]*"), *tmp.glob("ar-faults-*")]}
+    engines = [p for p in tmp.glob("autoresearch-[0-9]*")
+               if pids is None or p.name.split("-")[1] in {str(pid) for pid in pids}]
+    return {str(p) for p in [*engines, *tmp.glob("ar-faults-*")]}
 
 
 def setup(root: Path, counter: Path) -> Path:
@@ -125,6 +132,7 @@ def main(kills: int) -> int:
     rng = random.Random(2026)
     token = uuid.uuid4().hex
     before = scratch_folders()
+    pids: set[int] = set()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         root = Path(tmp)
@@ -136,6 +144,7 @@ def main(kills: int) -> int:
             pauses = tracebacks = 0
             for k in range(kills):
                 proc = engine(db, spec, token)
+                pids.add(proc.pid)
                 progress(db, rounds_done(db))  # (an engine takes a while to start)
                 if k == fill_at:  # the disk fills mid-run and frees again, then the kill
                     time.sleep(rng.uniform(0.1, 0.5))
@@ -152,6 +161,7 @@ def main(kills: int) -> int:
                     pauses = said.count("cannot write")
                     tracebacks = said.count("Traceback")
             final = engine(db, spec, token)
+            pids.add(final.pid)
             try:
                 _, err = final.communicate(timeout=240)
                 code = final.returncode
@@ -172,6 +182,7 @@ def main(kills: int) -> int:
     for r in rows:
         by_content.setdefault(contents[r["id"]], []).append(r)
     recorded = interrupted = lost = 0
+    missing: list[str] = []
     for content, times in ran.items():
         have = by_content.get(content, [])
         finished = [r for r in have if r["verdict"] not in ("interrupted", "running")]
@@ -180,9 +191,12 @@ def main(kills: int) -> int:
         rest = times - min(times, len(finished))
         interrupted += min(rest, len(cut))
         lost += rest - min(rest, len(cut))
+        if rest > len(cut):
+            missing.append(f"{content!r} ran {times}x, rows: "
+                           + ", ".join(f"#{r['id']} {r['verdict']}" for r in have))
     candidates = [(r["parent"], contents[r["id"]]) for r in rows if r["kind"] == "candidate"]
     repeated = len(candidates) - len(set(candidates))
-    left = scratch_folders() - before
+    left = scratch_folders(pids) - before
     for pid in orphans:  # do not leave them to the machine
         try:
             os.kill(pid, signal.SIGKILL)
@@ -195,6 +209,10 @@ def main(kills: int) -> int:
           f"interrupted by a kill {interrupted}, lost {lost}")
     print(f"orphaned processes {len(orphans)}, orphaned folders {len(left)}, "
           f"repeated proposals {repeated}")
+    for line in missing[:5]:
+        print(f"  lost: {line}")
+    for path in sorted(left):
+        print(f"  left behind: {path}")
     if code != 0:
         print(err[-2000:])
     return 0 if lost == 0 and not orphans and not left and code == 0 else 1

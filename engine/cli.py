@@ -13,12 +13,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from engine import demo, library
-from engine.evaluators.metric import metric_notes
 from engine.export import FORMATS, status_json
 from engine.headless import run_headless
 from engine.model import UserError
-from engine.spec import check_notes, checklist_warnings, load_spec
 from engine.store import Store
 from engine.text import printable
 
@@ -26,7 +23,12 @@ __all__ = ["cmd_check", "cmd_demo_headless", "cmd_export", "cmd_status", "run_he
 
 
 def cmd_check(paths: list[str], out: TextIO = sys.stdout) -> int:
+    # Imported here: `status` and `export` are filters that must start fast, and the
+    # spec's models take most of a CLI start to build.
+    from engine import library
+    from engine.evaluators.metric import metric_notes
     from engine.llm import llm_warnings
+    from engine.spec import check_notes, checklist_warnings, load_spec
     from engine.speccheck import check_deeper
 
     for path in paths:
@@ -118,7 +120,8 @@ def cmd_status(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
                 f"baseline {_fmt(r['baseline'])} → best {_fmt(r['best'])}  " +
                 (f"held out {_fmt(r['holdout_baseline'])} → {_fmt(r['holdout_best'])}  "
                  if r["holdout_baseline"] is not None else "") +
-                f"${r['cost_usd']:.4f}{why}")
+                f"${r['cost_usd']:.4f}" + (f" (${r['cost_estimated_usd']:.4f} estimated)"
+                                           if r["cost_estimated_usd"] else "") + why)
         print(printable(line, one_line=True), file=out)
     return 0
 
@@ -134,6 +137,8 @@ def resume_command(db: Path, spec_path: str | None) -> str:
 
 def cmd_demo_headless(db: Path, workdir: Path | None, out: TextIO = sys.stdout, *,
                       fresh: bool = False) -> int:
+    from engine import demo
+
     spec_paths, resumed = demo.prepare_or_resume(db, workdir, fresh=fresh)
     where = printable(str(Path(spec_paths[0]).parent), one_line=True)
     print(f"resuming the unfinished demo in {where} (`demo --fresh` starts a new one)"

@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.anchors import export_pi_jsonl, export_results_tsv
+from engine.calls import estimated_by_experiment, estimated_note, estimated_usd
 from engine.store import Store
 
 #: Columns of the TSV: a results.tsv user's first (commit, score, status, description), then ours.
 TSV_COLUMNS = ["commit", "score", "status", "description", "round", "id", "kind", "delta",
                "reason", "worker", "duration_s", "cost_usd", "tokens_in", "tokens_out",
-               "parent", "started", "metrics"]
+               "parent", "started", "metrics", "cost_estimated_usd"]
 JSONL_FIELDS = ["id", "round", "parent", "kind", "verdict", "reason", "description", "rationale",
                 "score", "delta", "worker", "tier", "wave", "started", "finished", "duration",
                 "tokens_in", "tokens_out", "tokens_cache_write", "tokens_cache_read", "cost_usd",
@@ -45,17 +46,22 @@ def iso(ts: float | None) -> str | None:
 
 def export_tsv(store: Store, run: dict[str, Any]) -> Iterator[str]:
     yield "\t".join(TSV_COLUMNS) + "\n"
+    estimated = estimated_by_experiment(store, run["id"])
     for e in store.iter_experiments(run["id"]):
         row = [(e["git_commit"] or "")[:7], _exact(e["score"]), e["verdict"], e["description"],
                e["round"], e["id"], e["kind"], _exact(e["delta"]), e["reason"], e["worker"],
                _exact(e["duration"]), _exact(e["cost_usd"]), e["tokens_in"], e["tokens_out"],
-               e["parent"], iso(e["started"]), e["metrics_json"] or "{}"]
+               e["parent"], iso(e["started"]), e["metrics_json"] or "{}",
+               _exact(estimated.get(e["id"], 0.0))]
         yield "\t".join(_cell(v) for v in row) + "\n"
 
 
 def export_jsonl(store: Store, run: dict[str, Any]) -> Iterator[str]:
+    estimated = estimated_by_experiment(store, run["id"])
     for e in store.iter_experiments(run["id"]):
         record = {k: e[k] for k in JSONL_FIELDS}
+        # The part of cost_usd that is an upper-bound estimate (engine/calls.py).
+        record["cost_estimated_usd"] = estimated.get(e["id"], 0.0)
         record["run"] = run["name"]
         record["started_iso"] = iso(e["started"])
         record["metrics"] = json.loads(e["metrics_json"]) if e["metrics_json"] else {}
@@ -69,7 +75,8 @@ def export_md(store: Store, run: dict[str, Any]) -> Iterator[str]:
            + (f" ({run['stop_reason']})" if run["stop_reason"] else "")
            + f" · baseline {_fmt(base)} → best {_fmt(best)}"
            + held_out_line(store, run)
-           + f" ({run['direction']}) · {run['rounds']} rounds · ${run['cost_usd'] or 0:.4f}\n\n")
+           + f" ({run['direction']}) · {run['rounds']} rounds · ${run['cost_usd'] or 0:.4f}"
+           + estimated_note(store, run["id"]) + "\n\n")
     yield "| # | round | verdict | score | delta | what was tried | why |\n"
     yield "|---|---|---|---|---|---|---|\n"
     for e in store.iter_experiments(run["id"]):
@@ -109,6 +116,8 @@ def status_json(store: Store) -> list[dict[str, Any]]:
             "verdicts": stats["verdicts"], "baseline": run["baseline_score"],
             "best": run["best_score"], "best_experiment": run["best_experiment"],
             "target": run["target"], "cost_usd": round(run["cost_usd"] or 0, 6),
+            # Of it, calls a killed engine left in flight, at their upper bound.
+            "cost_estimated_usd": round(estimated_usd(store, run["id"]), 6),
             "elapsed_s": round(run["elapsed"] or 0, 1), "branch": run["branch"],
             "workspace": run["workspace"], **holdout_summary(store, run["id"]),
             # Slots: what each runs (`#12`), waits for (a SLURM queue) and its batch job id.

@@ -26,9 +26,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine import calls
 from engine import spec as specs
 from engine.model import MutationError, Usage, UserError
-from engine.spend import charge
+from engine.spend import charge, experiment
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -264,8 +265,6 @@ class LLMClient:
                      tools: list[dict[str, Any]] | None = None, tool: str | None = None,
                      temperature: float | None = None) -> Reply:
         """One Messages call, retried on 408/409/429/5xx/529, timeouts and lost connections."""
-        import anthropic
-
         s = self.settings
         now = time.monotonic()
         if self.last_call is not None and now - self.last_call > LONG_GAP_S:
@@ -280,6 +279,26 @@ class LLMClient:
         if not _no_sampling(s):
             kwargs["extra_body"] = {"temperature": s.temperature if temperature is None
                                     else temperature}
+        # Journaled before it is sent, with an upper bound of its cost (engine/calls.py).
+        journal = calls.current()
+        call = None if journal is None else journal.begin(
+            self.role, s.model, calls.estimate_usd(kwargs, self.prices, s.max_tokens),
+            experiment())
+        try:
+            reply = await self._attempts(kwargs)
+        except BaseException:
+            if journal is not None:
+                journal.failed(call)  # (a stop's cancel too: the server saw us go away)
+            raise
+        if journal is not None:
+            journal.done(call, reply.usage)  # committed before anything else reads it
+        charge(reply.usage)
+        return reply
+
+    async def _attempts(self, kwargs: dict[str, Any]) -> Reply:
+        import anthropic
+
+        s = self.settings
         attempts = s.max_retries + 1
         last = ""
         for attempt in range(attempts):
@@ -308,9 +327,7 @@ class LLMClient:
                 if not hasattr(message, "content"):  # a 200 that is a page or bare JSON
                     raise LLMReplyError(redact(f"{self.role}: the API's reply is not a message: "
                                                f"{describe_body(message)}"))
-                reply = Reply(message, usage_of(getattr(message, "usage", None), self.prices))
-                charge(reply.usage)
-                return reply
+                return Reply(message, usage_of(getattr(message, "usage", None), self.prices))
             if attempt + 1 < attempts:
                 delay = wait if wait is not None else s.retry_backoff_s * 2 ** attempt
                 await asyncio.sleep(min(max(delay, 0.0), MAX_BACKOFF_S))

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine import calls
 from engine import spec as specs
 from engine.context import Candidate, RunContext, usage_of
 from engine.decide import aggregate, build_policy
@@ -36,7 +37,7 @@ from engine.labels import prime_judges
 from engine.ledger import Ledger
 from engine.library import workspace_for
 from engine.llm import run_prices
-from engine.model import BASELINE, INTERRUPTED
+from engine.model import BASELINE
 from engine.mutators import build_mutator
 from engine.playbook import read_playbooks
 from engine.proposer import Proposer
@@ -129,6 +130,7 @@ class RunLoop:
 
     async def run(self) -> str:
         """Run until a stop rule or a stop command; returns the stop reason."""
+        calls.bind(calls.Journal(self.store, self.run_id, self.storage.trip))
         try:
             self.resume()
             while True:
@@ -252,10 +254,9 @@ class RunLoop:
         store = self.store
         run = store.get_run(self.run_id)
         assert run is not None
-        self.ledger.resume(run)
-        for row in store.in_flight(self.run_id):
-            store.finish_experiment(row["id"], verdict=INTERRUPTED,
-                                    reason="the engine stopped before this experiment finished")
+        self.ledger.resume(run)  # (in-flight rows: interrupted, with what their calls cost)
+        calls.recover(store, self.run_id, self.ledger.totals, store.in_flight(self.run_id),
+                      "the engine stopped before this experiment finished")
         self.ctx.in_flight.clear()
         best = store.experiment(run["best_experiment"]) if run["best_experiment"] else None
         self.workspace.clear_stale_git_locks()

@@ -51,6 +51,9 @@ class Usage:
     tokens_cache_write: int = 0
     tokens_cache_read: int = 0
     cost_usd: float = 0.0
+    #: The journal rows (engine/calls.py) of the model calls this adds up: the experiment
+    #: that records this usage counts them, in the same transaction.
+    calls: list[int] = field(default_factory=list, compare=False, repr=False)
 
     def add(self, other: Usage) -> None:
         self.tokens_in += other.tokens_in
@@ -58,6 +61,7 @@ class Usage:
         self.tokens_cache_write += other.tokens_cache_write
         self.tokens_cache_read += other.tokens_cache_read
         self.cost_usd += other.cost_usd
+        self.calls.extend(other.calls)
 
 
 @dataclass

@@ -95,7 +95,7 @@ def on_model_trouble(loop: RunLoop, exc: LLMUnavailable) -> None:
         if loop.paused and state.task is not None and not state.task.done():
             return  # a sibling of this wave saw the same outage: one pause, one schedule
         wait = state.next_wait(exc)
-        message = f"API outage: {text}; trying again in {wait:.0f}s"
+        message = f"API outage: {text}; trying again in {wait:g}s"  # (0.5 s is not "0s")
         paused_at = time.time()
         loop.pause_for_error(message)
         loop.alert = f"paused: {message}"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.ahead import ProposingAhead
+from engine.calls import link as link_calls
 from engine.context import Candidate, RunContext
 from engine.decide import aggregate
 from engine.llm import LLMUnavailable
@@ -213,6 +214,7 @@ class Proposer:
         def complete() -> None:
             row["files"] = mutation.files  # (a row inserted again carries them)
             ctx.store.add_versions(exp_id, mutation.files)
+            link_calls(ctx.store.conn, exp_id, mutation.usage, counted=False)  # (a kill's)
 
         exp_id = ctx.ledger.records.start(lambda again: ctx.store.start_experiment(
             ctx.run_id, commit=False, exp_id=again, **row), complete)

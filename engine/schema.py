@@ -118,3 +118,36 @@ def m008_views_and_indexes(db: Database) -> None:
     for name, sql in VIEWS.items():
         db.execute(f"DROP VIEW IF EXISTS {name}")
         db.execute(f"CREATE VIEW {name} AS {sql}")
+
+
+#: The journal of model calls, one row a call (engine/calls.py has the states).
+CALLS = """
+    CREATE TABLE IF NOT EXISTS calls (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        -- the experiment being scored when the call was made, or the one whose usage
+        -- counts it; not a declared key: it may name a row of a transaction not yet
+        -- committed (engine/records.py), which a rollback takes away and puts back
+        experiment_id INTEGER,
+        role TEXT NOT NULL,
+        model TEXT,
+        state TEXT NOT NULL,
+        accounted INTEGER NOT NULL DEFAULT 0,
+        started REAL NOT NULL,
+        finished REAL,
+        estimate_usd REAL NOT NULL DEFAULT 0,
+        tokens_in INTEGER NOT NULL DEFAULT 0,
+        tokens_out INTEGER NOT NULL DEFAULT 0,
+        tokens_cache_write INTEGER NOT NULL DEFAULT 0,
+        tokens_cache_read INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS calls_open ON calls(run_id, accounted);
+    CREATE INDEX IF NOT EXISTS calls_state ON calls(run_id, state, experiment_id);
+    CREATE INDEX IF NOT EXISTS calls_experiment ON calls(experiment_id);
+"""
+
+
+def m010_calls(db: Database) -> None:
+    """The journal of model calls (engine/calls.py): a kill cannot lose what a call cost."""
+    db.executescript(CALLS)

@@ -19,6 +19,8 @@ from typing import Any
 from engine.model import Evaluation, Usage
 
 _METER: ContextVar[Usage | None] = ContextVar("llm_meter", default=None)
+#: The experiment being scored, for the call journal (engine/calls.py); None while proposing.
+_EXPERIMENT: ContextVar[int | None] = ContextVar("llm_experiment", default=None)
 #: Meters whose scoring ended by an exception (a stop), by (owner, experiment id).
 _UNCLAIMED: dict[tuple[int, int], Usage] = {}
 
@@ -36,14 +38,21 @@ def metered(owner: Any, exp_id: int) -> Iterator[Usage]:
     exception (a stop cancels it), the meter is kept for `claim(owner, exp_id)`."""
     meter = Usage()
     token = _METER.set(meter)
+    which = _EXPERIMENT.set(exp_id if exp_id > 0 else None)
     try:
         yield meter
     except BaseException:
-        if meter.cost_usd or meter.tokens_in or meter.tokens_out:
+        if meter.cost_usd or meter.tokens_in or meter.tokens_out or meter.calls:
             _UNCLAIMED[(id(owner), exp_id)] = meter
         raise
     finally:
+        _EXPERIMENT.reset(which)
         _METER.reset(token)
+
+
+def experiment() -> int | None:
+    """The experiment whose scoring makes the model call under way (None: a proposal)."""
+    return _EXPERIMENT.get()
 
 
 def claim(owner: Any, exp_id: int, base: Usage | None = None) -> Usage:
@@ -64,10 +73,13 @@ def settle(evals: list[Evaluation], meter: Usage) -> list[Evaluation]:
     for e in evals:
         counted.add(e.usage)
     missing = meter.cost_usd - counted.cost_usd
-    if evals and missing > 1e-12:
+    seen = set(counted.calls)
+    uncounted = [c for c in meter.calls if c not in seen]
+    if evals and (missing > 1e-12 or uncounted):
         extra = Usage(max(0, meter.tokens_in - counted.tokens_in),
                       max(0, meter.tokens_out - counted.tokens_out),
                       max(0, meter.tokens_cache_write - counted.tokens_cache_write),
-                      max(0, meter.tokens_cache_read - counted.tokens_cache_read), missing)
+                      max(0, meter.tokens_cache_read - counted.tokens_cache_read),
+                      max(0.0, missing), uncounted)
         evals[0].usage.add(extra)
     return evals

@@ -234,7 +234,8 @@ def m006_worker_queue(db: Database) -> None:
     db.execute("ALTER TABLE workers ADD COLUMN job_id TEXT")
 
 
-from engine.schema import m007_foreign_keys, m008_views_and_indexes  # noqa: E402
+from engine.calls import link as link_calls  # noqa: E402
+from engine.schema import m007_foreign_keys, m008_views_and_indexes, m010_calls  # noqa: E402
 
 migrations(transactional=False)(m007_foreign_keys)
 migrations()(m008_views_and_indexes)
@@ -261,6 +262,9 @@ def m009_labels(db: Database) -> None:
         );
         """
     )
+
+
+migrations()(m010_calls)
 
 
 def _apply_migrations(store: Store, tries: int = 5) -> None:
@@ -554,6 +558,7 @@ class Store:
                 sets.update(tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
                             tokens_cache_write=usage.tokens_cache_write,
                             tokens_cache_read=usage.tokens_cache_read, cost_usd=usage.cost_usd)
+                link_calls(conn, exp_id, usage)  # its model calls are counted (engine/calls.py)
             cols = ", ".join(f"{k} = ?" for k in sets)
             # Duration defaults to the time since the experiment started (in SQL: no extra read).
             conn.execute(f"UPDATE experiments SET {cols}, duration = COALESCE(?, ? - started) "

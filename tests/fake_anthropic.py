@@ -155,6 +155,12 @@ class FakeAnthropic:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (ConnectionResetError, BrokenPipeError):
+                    pass  # a client killed mid-request (a SIGKILL test): nothing to answer
+
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -263,6 +269,11 @@ class FakeAnthropic:
     def bodies(self) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests]
 
+    def env(self, key: str = "") -> dict[str, str]:
+        """The environment that points an engine at this server (for a subprocess:
+        `cli_env(**api.env())`)."""
+        return {"ANTHROPIC_API_KEY": key or TEST_KEY, "ANTHROPIC_BASE_URL": self.url}
+
     def __enter__(self) -> FakeAnthropic:
         self._thread.start()
         return self
@@ -329,6 +340,12 @@ def prompt_pieces(body: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None
 TEST_KEY = "sk-ant-test-key-0123456789abcdef"
 
 PRICES = "{input: 3, output: 15, cache_write: 3.75, cache_read: 0.3}"
+#: The same prices as `FakeAnthropic.billed_usd` takes them.
+PRICE_TABLE = {"input": 3, "output": 15, "cache_write": 3.75, "cache_read": 0.3}
+
+#: Edits the tests' model makes to `page_workspace`'s page.
+HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
+CTA = {"file": "page.md", "search": "Contact us.", "replace": "Start your free trial today."}
 
 
 def page_workspace(root: Path) -> Path:
@@ -398,6 +415,24 @@ async def drive(host: Any, timeout: float = 30) -> dict[int, str]:
         host.stop_all()
         await asyncio.wait_for(task, 10)
         raise AssertionError(f"the runs did not finish within {timeout}s") from None
+
+
+async def run_spec(tmp_path: Path, spec: Path, timeout: float = 30) -> tuple[Any, int]:
+    """Run one spec to its end in this process, in a store under `tmp_path`: (store, run id)."""
+    from engine.host import Host
+    from engine.spec import load_spec
+    from engine.store import Store
+
+    store = Store(tmp_path / "ar.db")
+    host = Host(store)
+    loop = host.add(load_spec(spec))
+    await drive(host, timeout)
+    return store, loop.run_id
+
+
+def candidates(store: Any, run_id: int) -> list[dict[str, Any]]:
+    """A run's candidate experiments, in order."""
+    return [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
 
 
 def user_text(body: dict[str, Any]) -> str:

@@ -177,11 +177,13 @@ def test_headless_shows_steering_and_that_a_long_evaluation_is_alive(tmp_path,
     db = tmp_path / "a.db"
     proc = _spawn(db, spec)
     assert proc.stdout is not None
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while not db.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1)  # the baseline is evaluating
     store = Store(db)
+    while store.get_run("toy") is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # (the store is made a moment before the run's row)
+    time.sleep(1)  # the baseline is evaluating
     run_id = store.get_run("toy")["id"]
     store.add_command(run_id, "pause")
     store.add_command(run_id, "guide", argument="try x near 7\u2028(line two)")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from fake_anthropic import (
-    TEST_KEY,
     FakeAnthropic,
     Router,
     answers,
@@ -222,8 +221,7 @@ async def test_a_judge_that_keeps_failing_crashes_the_candidate_and_pauses_the_r
 
 
 def test_check_warns_when_a_checklist_has_too_few_or_too_many_items(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], api_key: str):
     ws = page_workspace(tmp_path)
     few = page_spec(ws, "few", evaluate="""
 evaluate:
@@ -262,8 +260,7 @@ evaluate:
 """)
 
 
-def test_produce_llm_needs_a_system_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+def test_produce_llm_needs_a_system_file(tmp_path: Path, api_key: str):
     ws = page_workspace(tmp_path)
     spec = load_spec(page_spec(ws, evaluate=PRODUCED.replace("    system_file: page.md\n", "")))
     with pytest.raises(specs.UserError, match="system_file: name the target file"):

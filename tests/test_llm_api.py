@@ -5,6 +5,7 @@ key never reaches the store, events or exports."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import cli_env, metric_spec, run_cli
 from fake_anthropic import (
-    TEST_KEY,
+    HEADLINE,
     FakeAnthropic,
     Router,
     answers,
@@ -22,22 +23,13 @@ from fake_anthropic import (
     judged_items,
     page_spec,
     page_workspace,
+    run_spec,
     text_reply,
 )
 
 from engine.host import Host
 from engine.spec import load_spec
 from engine.store import Store
-
-HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
-
-
-async def run_one(tmp_path: Path, spec: Path) -> tuple[Store, int]:
-    store = Store(tmp_path / "ar.db")
-    host = Host(store)
-    loop = host.add(load_spec(spec))
-    await drive(host)
-    return store, loop.run_id
 
 
 async def wait_for(predicate, timeout: float = 20) -> None:
@@ -53,7 +45,7 @@ async def test_rate_limit_is_retried_after_the_wait_the_server_asks(api: FakeAnt
     ws = page_workspace(tmp_path)
     api.script(error_reply(429, "rate_limit_error", "slow down", {"retry-after": "0.3"}),
                change("Put a number in the headline", [HEADLINE]))
-    store, run_id = await run_one(tmp_path, page_spec(ws, stop="max_rounds: 1"))
+    store, run_id = await run_spec(tmp_path, page_spec(ws, stop="max_rounds: 1"))
 
     first, second = api.requests
     assert second["at"] - first["at"] >= 0.3  # retry-after was honoured
@@ -69,7 +61,7 @@ async def test_overload_and_server_errors_are_retried_with_backoff(api: FakeAnth
                error_reply(500, "api_error", "Internal server error"),
                error_reply(503, "api_error", "unavailable"),
                change("Put a number in the headline", [HEADLINE]))
-    store, run_id = await run_one(tmp_path, page_spec(ws, stop="max_rounds: 1", retries=3))
+    store, run_id = await run_spec(tmp_path, page_spec(ws, stop="max_rounds: 1", retries=3))
     assert len(api.requests) == 4
     [cand] = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
     assert cand["verdict"] == "kept"
@@ -80,7 +72,7 @@ async def test_a_timeout_is_retried(api: FakeAnthropic, tmp_path: Path):
     slow = change("Too late", [HEADLINE])
     slow.delay = 2.0
     api.script(slow, change("Put a number in the headline", [HEADLINE]))
-    store, run_id = await run_one(tmp_path, page_spec(ws, stop="max_rounds: 1", timeout=0.5))
+    store, run_id = await run_spec(tmp_path, page_spec(ws, stop="max_rounds: 1", timeout=0.5))
     [cand] = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
     assert cand["description"] == "Put a number in the headline"
 
@@ -185,8 +177,16 @@ def test_without_a_key_run_says_so_in_one_line(tmp_path: Path):
     assert "ANTHROPIC_API_KEY is not set; `run` will refuse this spec" in check.stderr
 
 
-def test_api_key_never_reaches_store_events_or_exports(tmp_path: Path):
+async def test_api_key_never_reaches_store_events_or_exports(
+        api: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]):
+    """The headless run and the exports as the CLI runs them, in this process (an engine
+    subprocess would spend seconds importing the SDK for nothing this test looks at)."""
+    from engine.cli import cmd_export
+    from engine.headless import run_headless
+
     marker = "sk-ant-MARKER-7f3a9c1e5b2d4f60"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", marker)
     ws = page_workspace(tmp_path)
     spec = page_spec(ws, evaluate="""
 evaluate:
@@ -199,23 +199,22 @@ evaluate:
     - {name: short, words: {max: 60}}
 """, stop="max_rounds: 2")
     # A model that repeats the key back: in a garbage reply, a description, a judge's evidence.
-    router = Router([text_reply(f"Sure! Your key is {marker}."),
-                     change(f"Put a number in the headline ({marker})", [HEADLINE],
-                            rationale=f"the key {marker} says so")],
-                    judge=lambda body: answers([(n, "yes", f"it says {marker}")
-                                                for n in judged_items(body)]))
-    with FakeAnthropic(router) as server:
-        env = cli_env(ANTHROPIC_API_KEY=marker, ANTHROPIC_BASE_URL=server.url)
-        db = tmp_path / "ar.db"
-        result = run_cli("run", str(spec), "--headless", "--db", str(db), env=env, timeout=60)
-        assert result.returncode == 0, result.stderr
-        auth = {r["headers"].get("Authorization") for r in server.requests}
+    api.responder = Router([text_reply(f"Sure! Your key is {marker}."),
+                            change(f"Put a number in the headline ({marker})", [HEADLINE],
+                                   rationale=f"the key {marker} says so")],
+                           judge=lambda body: answers([(n, "yes", f"it says {marker}")
+                                                       for n in judged_items(body)]))
+    db = tmp_path / "ar.db"
+    out, err = io.StringIO(), io.StringIO()
+    assert await run_headless(db, [str(spec)], out, err=err) == 0, err.getvalue()
+    auth = {r["headers"].get("Authorization") for r in api.requests}
     assert auth == {f"Bearer {marker}"}  # the key did reach the API (and only the API)
-    outputs = [result.stdout, result.stderr]
+    outputs = [out.getvalue(), err.getvalue()]
     for fmt in ("md", "tsv", "jsonl"):
-        exported = run_cli("export", "page", "--format", fmt, "--db", str(db), env=env)
-        assert exported.returncode == 0, exported.stderr
-        outputs += [exported.stdout, exported.stderr]
+        exported = io.StringIO()
+        assert cmd_export(db, "page", fmt, None, exported) == 0
+        outputs.append(exported.getvalue())
+    outputs += list(capsys.readouterr())
     store = Store(db, readonly=True)
     events = json.dumps(store.events(limit=10_000))
     experiments = json.dumps(list(store.iter_experiments(1)))
@@ -224,7 +223,6 @@ evaluate:
         assert marker not in text
     for path in tmp_path.glob("ar.db*"):
         assert marker.encode() not in path.read_bytes(), path
-
 
 
 def test_prices_come_from_the_spec_or_the_model_family():
@@ -255,16 +253,15 @@ async def test_a_spec_base_url_wins_over_the_environment(api: FakeAnthropic, tmp
     ws = page_workspace(tmp_path)
     api.script(change("Put a number in the headline", [HEADLINE]))
     spec = page_spec(ws, stop="max_rounds: 1", mutator=f"  base_url: {api.url}")
-    store, run_id = await run_one(tmp_path, spec)
+    store, run_id = await run_spec(tmp_path, spec)
     assert len(api.requests) == 1
     assert store.get_run(run_id)["best_score"] > store.get_run(run_id)["baseline_score"]
 
 
 def test_check_warns_that_a_temperature_is_not_sent_under_the_new_api_version(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        tmp_path: Path, api_key: str):
     from engine.llm import llm_warnings
 
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
     ws = page_workspace(tmp_path)
     warm = load_spec(page_spec(ws, "warm", mutator="  temperature: 0.7"))
     assert any("mutator: temperature is not sent under API version 2026-10-21" in w

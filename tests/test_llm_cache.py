@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from fake_anthropic import (
-    TEST_KEY,
     FakeAnthropic,
     Router,
     answers,
@@ -30,9 +29,6 @@ from engine.host import Host
 from engine.mutators.agent_cost import agent_usage
 from engine.spec import load_spec
 from engine.store import Store
-
-HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
-
 
 # ---------------------------------------------------------------- 3: the agent's cost
 
@@ -137,9 +133,7 @@ def test_the_minimum_cacheable_length_is_known_per_model_family():
     assert cache_minimum("claude-3-5-haiku-20241022") == 2048
 
 
-def test_check_says_when_a_judge_prefix_can_never_cache(tmp_path: Path, capsys,
-                                                        monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+def test_check_says_when_a_judge_prefix_can_never_cache(tmp_path: Path, capsys, api_key: str):
     ws = page_workspace(tmp_path)
     (ws / "page.md").write_text("Write a page. " * 600)  # ~2,100 tokens: matters, uncacheable
     evaluate = """
@@ -166,7 +160,7 @@ evaluate:
 
 
 async def test_the_stand_in_caches_only_prefixes_at_the_minimum_and_the_history_is_read(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        api: FakeAnthropic, tmp_path: Path):
     """With the API's cache rules: the judge's guide caches on Sonnet, the producer's short
     page never does on Haiku, and the mutator reads last round's history from the cache."""
     ws = page_workspace(tmp_path)
@@ -186,16 +180,14 @@ evaluate:
              for n in range(1, 7)]
     router = Router(edits, produce=lambda body: text_reply("Hello friend"),
                     judge=lambda body: answers([(i, "no", "-") for i in judged_items(body)]))
-    with FakeAnthropic(router, cache=True) as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        store = Store(tmp_path / "ar.db")
-        host = Host(store)
-        spec = page_spec(ws, evaluate=evaluate, stop="max_rounds: 6")
-        spec.write_text(spec.read_text().replace("claude-sonnet-test", "claude-sonnet-4-6"))
-        host.add(load_spec(spec))
-        await drive(host, 60)
-        bills = list(server.billed)
+    api.responder, api.cache = router, True
+    store = Store(tmp_path / "ar.db")
+    host = Host(store)
+    spec = page_spec(ws, evaluate=evaluate, stop="max_rounds: 6")
+    spec.write_text(spec.read_text().replace("claude-sonnet-test", "claude-sonnet-4-6"))
+    host.add(load_spec(spec))
+    await drive(host, 60)
+    bills = list(api.billed)
     produced = [b for b in bills if b["tool"] is None]
     judged = [b for b in bills if b["tool"] == "record_answers"]
     proposed = [b for b in bills if b["tool"] == "propose_change"]
@@ -214,18 +206,16 @@ evaluate:
         assert after["input_tokens"] < 200  # only this round's turn is uncached
 
 
-async def test_calls_far_apart_switch_to_the_one_hour_cache(monkeypatch: pytest.MonkeyPatch):
+async def test_calls_far_apart_switch_to_the_one_hour_cache(api: FakeAnthropic):
     from engine.llm import LLMClient
     from engine.spec import LLMSettings
 
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+    api.responder = lambda body: text_reply("ok")
     client = LLMClient(LLMSettings(), role="judge")
     assert client.cache_control() == {"type": "ephemeral"}
     client.last_call = 0.0  # the last call started long ago: rounds take longer than 4 min
-    with FakeAnthropic(lambda body: text_reply("ok")) as server:
-        client.client = client.client.with_options(base_url=server.url)
-        await client.create(system=[{"type": "text", "text": "x"}],
-                            messages=[{"role": "user", "content": "hi"}])
+    await client.create(system=[{"type": "text", "text": "x"}],
+                        messages=[{"role": "user", "content": "hi"}])
     assert client.cache_control() == {"type": "ephemeral", "ttl": "1h"}
     assert LLMClient(LLMSettings(cache_ttl="5m"), role="j").cache_control() == {
         "type": "ephemeral"}

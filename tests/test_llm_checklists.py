@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from fake_anthropic import (
-    TEST_KEY,
     FakeAnthropic,
     Router,
     answers,
@@ -33,8 +32,7 @@ READY = ["landing-page", "claude-skill", "cold-email", "code-speed"]
 
 
 def test_every_ready_spec_passes_check_without_warnings(capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+                                                         api_key: str):
     paths = [str(REPO / "checklists" / f"{name}.yaml") for name in READY]
     out = io.StringIO()
     assert cmd_check(paths, out) == 0
@@ -80,7 +78,7 @@ def judge_page(body: dict) -> object:
 
 
 async def test_landing_page_spec_runs_a_round_against_the_fake_api(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        api: FakeAnthropic, tmp_path: Path):
     shutil.copytree(REPO / "checklists" / "landing-page", tmp_path / "landing-page")
     spec_path = tmp_path / "landing-page.yaml"
     spec_path.write_text((REPO / "checklists" / "landing-page.yaml").read_text()
@@ -90,14 +88,12 @@ async def test_landing_page_spec_runs_a_round_against_the_fake_api(
     router = Router([change("Ask for a number from the brief in the headline", [edit],
                             tokens_in=900, tokens_out=150)],
                     produce=write_page, judge=judge_page)
-    with FakeAnthropic(router) as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        store = Store(tmp_path / "ar.db")
-        host = Host(store)
-        loop = host.add(load_spec(spec_path))
-        await drive(host, 60)
-        bodies = server.bodies
+    api.responder = router
+    store = Store(tmp_path / "ar.db")
+    host = Host(store)
+    loop = host.add(load_spec(spec_path))
+    await drive(host, 60)
+    bodies = api.bodies
 
     baseline, cand = store.experiments(loop.run_id)
     assert baseline["score"] == pytest.approx(3 / 5)  # no number, no concrete benefit

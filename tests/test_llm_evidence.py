@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from fake_anthropic import (
+    CTA,
+    HEADLINE,
     TEST_KEY,
     FakeAnthropic,
     Router,
@@ -19,23 +21,13 @@ from fake_anthropic import (
     drive,
     page_spec,
     page_workspace,
+    run_spec,
     text_reply,
 )
 
 from engine.host import Host
 from engine.spec import load_spec
 from engine.store import Store
-
-HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
-CTA = {"file": "page.md", "search": "Contact us.", "replace": "Start your free trial today."}
-
-
-async def run(tmp_path: Path, spec: Path, timeout: float = 30) -> tuple[Store, int]:
-    store = Store(tmp_path / "ar.db")
-    host = Host(store)
-    loop = host.add(load_spec(spec))
-    await drive(host, timeout)
-    return store, loop.run_id
 
 
 async def until_paused(tmp_path: Path, spec: Path) -> tuple[Store, int, str | None]:
@@ -66,7 +58,7 @@ async def test_a_run_stops_within_streak_evaluations_of_its_best_reaching_the_ta
     api.script(change("Number and call to action", [HEADLINE, CTA]),
                *[change(f"A worse idea {n}", [{"file": "page.md", "search": "3x",
                                                "replace": "three times"}]) for n in range(6)])
-    store, run_id = await run(tmp_path, page_spec(
+    store, run_id = await run_spec(tmp_path, page_spec(
         ws, stop="max_rounds: 10\n  target: 0.95\n  streak: 3\n  plateau: null"))
     exps = [(e["kind"], e["verdict"]) for e in store.experiments(run_id)]
     assert exps == [("baseline", "baseline"), ("candidate", "kept"),
@@ -95,7 +87,7 @@ evaluate:
     - name: clear
       question: Is it clear?
 """
-    store, run_id = await run(tmp_path, page_spec(
+    store, run_id = await run_spec(tmp_path, page_spec(
         ws, evaluate=evaluate, stop="max_rounds: 6\n  target: 0.95\n  streak: 2"))
     kinds = [(e["kind"], e["score"]) for e in store.experiments(run_id)]
     assert kinds[:3] == [("baseline", 1 / 3), ("candidate", 1.0), ("reeval", 2 / 3)]
@@ -200,7 +192,7 @@ async def test_an_edit_that_writes_the_api_key_is_refused(api: FakeAnthropic, tm
     api.script(change("Add the key", [{"file": "page.md", "search": "Contact us.",
                                        "replace": f"Contact us. key={TEST_KEY}"}]),
                change("Put a number in the headline", [HEADLINE]))
-    store, run_id = await run(tmp_path, page_spec(ws))
+    store, run_id = await run_spec(tmp_path, page_spec(ws))
     bad, good = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
     assert bad["verdict"] == "invalid"
     assert "would write the API key in use into page.md; refused" in bad["reason"]
@@ -223,7 +215,7 @@ async def test_an_edit_that_writes_an_ssh_identity_is_refused(api: FakeAnthropic
     ws = page_workspace(tmp_path)
     api.script(change("Add a key", [{"file": "page.md", "search": "Contact us.",
                                      "replace": f"Contact us.\n{body}"}]))
-    store, run_id = await run(tmp_path, page_spec(ws, stop="max_rounds: 1"))
+    store, run_id = await run_spec(tmp_path, page_spec(ws, stop="max_rounds: 1"))
     [bad] = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
     assert bad["verdict"] == "invalid"
     assert "an SSH private key" in bad["reason"] and "id_ed25519" in bad["reason"]

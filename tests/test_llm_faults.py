@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, cli_env
 from fake_anthropic import (
-    TEST_KEY,
+    CTA,
+    HEADLINE,
+    PRICE_TABLE,
+    PRICES,
     FakeAnthropic,
     Router,
     answers,
@@ -28,17 +31,13 @@ from fake_anthropic import (
     page_spec,
     page_workspace,
     raw_reply,
+    run_spec,
     text_reply,
 )
 
 from engine.host import Host
 from engine.spec import load_spec
 from engine.store import Store
-
-HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
-CTA = {"file": "page.md", "search": "Contact us.", "replace": "Start your free trial today."}
-PRICES = {"input": 3, "output": 15, "cache_write": 3.75, "cache_read": 0.3}
-SAME_PRICES = "{input: 3, output: 15, cache_write: 3.75, cache_read: 0.3}"
 
 
 def produced(inputs: str = '["a bakery", "a gym"]', samples: int = 2, concurrency: int = 4,
@@ -53,7 +52,7 @@ evaluate:
     model: claude-writer
     max_retries: 1
     retry_backoff_s: 0.01
-    prices: {SAME_PRICES}
+    prices: {PRICES}
   inputs: {inputs}
   samples: {samples}
   concurrency: {concurrency}
@@ -61,7 +60,7 @@ evaluate:
     - {{name: number, regex: "[0-9]"}}
     - name: friendly
       question: Is the tone friendly?
-  judge: {{max_retries: 1, retry_backoff_s: 0.01, prices: {SAME_PRICES}}}
+  judge: {{max_retries: 1, retry_backoff_s: 0.01, prices: {PRICES}}}
 {extra}"""
 
 
@@ -69,24 +68,22 @@ def page_of(body: dict) -> str:
     return body["system"][0]["text"]
 
 
-async def run(tmp_path: Path, spec: Path, timeout: float = 30) -> tuple[Store, int]:
-    store = Store(tmp_path / "ar.db")
-    host = Host(store)
-    loop = host.add(load_spec(spec))
-    await drive(host, timeout)
-    return store, loop.run_id
-
-
 def assert_money_adds_up(store: Store, run_id: int, api: FakeAnthropic) -> None:
     """The run's total = the sum over its experiments = what the server billed."""
     exps = store.experiments(run_id)
     total = store.get_run(run_id)["cost_usd"]
     assert sum(e["cost_usd"] or 0 for e in exps) == pytest.approx(total, abs=1e-12)
-    assert api.billed_usd(PRICES) == pytest.approx(total, abs=1e-12)
+    assert api.billed_usd(PRICE_TABLE) == pytest.approx(total, abs=1e-12)
     billed = api.billed_tokens()
     assert sum(e["tokens_in"] or 0 for e in exps) == billed["input_tokens"]
     assert sum(e["tokens_out"] or 0 for e in exps) == billed["output_tokens"]
     assert not store.in_flight(run_id)  # nothing is left running
+    # The call journal (engine/calls.py) agrees: every call is counted by an experiment,
+    # what came back is what was billed, nothing is estimated or pending.
+    calls = store._rows("SELECT * FROM calls WHERE run_id = ?", [run_id])
+    assert all(c["accounted"] for c in calls)
+    assert {c["state"] for c in calls} <= {"done", "failed"}
+    assert sum(c["cost_usd"] for c in calls) == pytest.approx(total, abs=1e-12)
 
 
 # ---------------------------------------------------------------- 5: any reply is an outcome
@@ -104,7 +101,7 @@ async def test_invalid_utf8_from_the_producer_crashes_that_candidate_not_the_eng
     api.responder = Router([change("Put a number in the headline", [HEADLINE]),
                             change("Ask for the click", [CTA])], produce=produce,
                            judge=lambda body: answers([("friendly", "yes", "Welcome")]))
-    store, run_id = await run(tmp_path, page_spec(ws, evaluate=produced(concurrency=1)))
+    store, run_id = await run_spec(tmp_path, page_spec(ws, evaluate=produced(concurrency=1)))
     first, second = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
     assert first["verdict"] == "crashed"
     assert "UnicodeDecodeError" in first["reason"] and "llm producer" in first["reason"]
@@ -120,8 +117,8 @@ async def test_one_garbled_judge_reply_leaves_that_output_unanswered(api: FakeAn
     api.responder = Router([change("Put a number in the headline", [HEADLINE])],
                            produce=lambda body: text_reply("Hi friend", tokens_in=10),
                            judge=lambda body: next(replies))
-    store, run_id = await run(tmp_path, page_spec(ws, evaluate=produced(concurrency=1),
-                                                  stop="max_rounds: 1"))
+    store, run_id = await run_spec(tmp_path, page_spec(ws, evaluate=produced(concurrency=1),
+                                                       stop="max_rounds: 1"))
     baseline = store.experiments(run_id)[0]
     unanswered = [r for r in store.item_results(baseline["id"]) if r["passed"] is None]
     assert len(unanswered) == 1
@@ -145,7 +142,7 @@ async def test_a_prompt_too_long_for_the_api_is_that_candidates_verdict(api: Fak
                                                      "replace": "HUGE " * 50}]),
                             change("Put a number in the headline", [HEADLINE])],
                            produce=produce, judge=lambda body: answers([("friendly", "no", "-")]))
-    store, run_id = await run(tmp_path, page_spec(ws, evaluate=produced(concurrency=1)))
+    store, run_id = await run_spec(tmp_path, page_spec(ws, evaluate=produced(concurrency=1)))
     first, second = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
     assert first["verdict"] == "invalid"
     assert "the API refused this request: 400 invalid_request_error: prompt is too long" \
@@ -165,7 +162,7 @@ async def test_terminal_escapes_in_a_reply_are_stored_as_data(api: FakeAnthropic
 
     ws = page_workspace(tmp_path)
     api.script(change(HOSTILE_TEXT, [HEADLINE], rationale=HOSTILE_TEXT))
-    store, run_id = await run(tmp_path, page_spec(ws, stop="max_rounds: 1"))
+    store, run_id = await run_spec(tmp_path, page_spec(ws, stop="max_rounds: 1"))
     [cand] = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
     assert cand["description"] == " ".join(HOSTILE_TEXT.split())
     shown = printable(cand["description"], one_line=True)
@@ -183,7 +180,7 @@ async def test_the_detail_header_shows_the_rationale_beside_the_verdicts_reason(
                change("Say it again", [{"file": "page.md", "search": "Contact us.",
                                         "replace": "Contact us. Contact us."}],
                       rationale="more is more"))
-    store, run_id = await run(tmp_path, page_spec(ws))
+    store, run_id = await run_spec(tmp_path, page_spec(ws))
     second = [e for e in store.experiments(run_id) if e["kind"] == "candidate"][-1]
     head = str(ExperimentScreen(store, second["id"], "maximize")._head())
     assert "rationale: more is more" in head
@@ -219,8 +216,8 @@ async def test_a_failing_call_cancels_its_siblings_and_what_they_cost_is_counted
     api.responder = Router([change("Put a number in the headline", [HEADLINE])],
                            produce=produce, judge=lambda body: answers([("friendly", "no", "-")]))
     started = time.monotonic()
-    store, run_id = await run(tmp_path, page_spec(ws, evaluate=produced(concurrency=4),
-                                                  stop="max_rounds: 1"))
+    store, run_id = await run_spec(tmp_path, page_spec(ws, evaluate=produced(concurrency=4),
+                                                       stop="max_rounds: 1"))
     assert time.monotonic() - started < 8  # not the 20 s the hanging calls would take
     [cand] = [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
     assert cand["verdict"] == "crashed" and "UnicodeDecodeError" in cand["reason"]
@@ -265,7 +262,7 @@ async def test_money_adds_up_under_repeats_reevaluations_retries_crashes_and_a_s
                                    tokens_in=70, tokens_out=11))
     spec = page_spec(ws, evaluate=produced(inputs='["a bakery"]', concurrency=2) + """
 decide: {noise_repeats: 2, reeval_every: 1}
-""", stop="max_rounds: 20", prices=SAME_PRICES)
+""", stop="max_rounds: 20", prices=PRICES)
     store = Store(tmp_path / "ar.db")
     host = Host(store)
     loop = host.add(load_spec(spec))
@@ -322,7 +319,7 @@ def test_sigterm_against_a_hanging_judge_exits_within_two_seconds(tmp_path: Path
     with FakeAnthropic(Router([change("Put a number in the headline", [HEADLINE])],
                               produce=lambda body: text_reply("Hi 1 friend"),
                               judge=lambda body: hang(60))) as server:
-        env = cli_env(ANTHROPIC_API_KEY=TEST_KEY, ANTHROPIC_BASE_URL=server.url)
+        env = cli_env(**server.env())
         proc = subprocess.Popen([sys.executable, "-m", "tui", "run", str(spec), "--headless",
                                  "--db", str(db)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)

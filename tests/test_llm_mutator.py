@@ -8,36 +8,20 @@ from pathlib import Path
 
 import pytest
 from fake_anthropic import (
+    CTA,
+    HEADLINE,
     FakeAnthropic,
     Reply,
+    candidates,
     change,
-    drive,
     page_spec,
     page_workspace,
     raw_reply,
+    run_spec,
     text_reply,
     tool_reply,
     user_text,
 )
-
-from engine.host import Host
-from engine.spec import load_spec
-from engine.store import Store
-
-HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
-CTA = {"file": "page.md", "search": "Contact us.", "replace": "Start your free trial today."}
-
-
-async def run(tmp_path: Path, spec: Path, timeout: float = 30) -> tuple[Store, int]:
-    store = Store(tmp_path / "ar.db")
-    host = Host(store)
-    loop = host.add(load_spec(spec))
-    await drive(host, timeout)
-    return store, loop.run_id
-
-
-def candidates(store: Store, run_id: int) -> list[dict]:
-    return [e for e in store.experiments(run_id) if e["kind"] == "candidate"]
 
 
 async def test_tool_use_edit_is_applied_kept_and_recorded(api: FakeAnthropic, tmp_path: Path):
@@ -46,7 +30,7 @@ async def test_tool_use_edit_is_applied_kept_and_recorded(api: FakeAnthropic, tm
                       tokens_in=1000, tokens_out=200, cache_write=500, cache_read=0),
                change("Add the free-trial call to action", [CTA],
                       tokens_in=40, tokens_out=180, cache_write=0, cache_read=1500))
-    store, run_id = await run(tmp_path, page_spec(ws))
+    store, run_id = await run_spec(tmp_path, page_spec(ws))
 
     first, second = candidates(store, run_id)
     assert (first["verdict"], second["verdict"]) == ("kept", "kept")
@@ -74,7 +58,7 @@ async def test_stable_prefix_carries_cache_control(api: FakeAnthropic, tmp_path:
     ws = page_workspace(tmp_path)
     api.script(change("Put a number in the headline", [HEADLINE]),
                change("Add the free-trial call to action", [CTA]))
-    await run(tmp_path, page_spec(ws))
+    await run_spec(tmp_path, page_spec(ws))
 
     first, second = api.bodies
     instructions, artifact = first["system"]
@@ -109,7 +93,7 @@ async def test_garbage_reply_is_invalid_and_its_tokens_are_counted(api: FakeAnth
     ws = page_workspace(tmp_path)
     api.script(text_reply("I think the page is great as it is!", tokens_in=900, tokens_out=30),
                change("Put a number in the headline", [HEADLINE]))
-    store, run_id = await run(tmp_path, page_spec(ws))
+    store, run_id = await run_spec(tmp_path, page_spec(ws))
 
     bad, good = candidates(store, run_id)
     assert bad["verdict"] == "invalid"
@@ -144,7 +128,7 @@ async def test_a_malformed_reply_is_invalid_with_what_was_wrong(api: FakeAnthrop
     input of the wrong shape — is that experiment's verdict, said plainly; the loop goes on."""
     ws = page_workspace(tmp_path)
     api.script(reply, change("Put a number in the headline", [HEADLINE]))
-    store, run_id = await run(tmp_path, page_spec(ws))
+    store, run_id = await run_spec(tmp_path, page_spec(ws))
     bad, good = candidates(store, run_id)
     assert bad["verdict"] == "invalid"
     assert reason in bad["reason"]
@@ -166,7 +150,7 @@ async def test_bad_edits_are_invalid_with_the_reason(api: FakeAnthropic, tmp_pat
     ws = page_workspace(tmp_path)
     api.script(change("A sneaky edit", [edit], tokens_in=123),
                change("Put a number in the headline", [HEADLINE]))
-    store, run_id = await run(tmp_path, page_spec(ws))
+    store, run_id = await run_spec(tmp_path, page_spec(ws))
 
     bad, good = candidates(store, run_id)
     assert bad["verdict"] == "invalid"
@@ -182,7 +166,7 @@ async def test_reply_cut_off_at_max_tokens_is_invalid(api: FakeAnthropic, tmp_pa
     cut = change("Put a number", [HEADLINE])
     cut.body["stop_reason"] = "max_tokens"
     api.script(cut, change("Put a number in the headline", [HEADLINE]))
-    store, run_id = await run(tmp_path, page_spec(ws))
+    store, run_id = await run_spec(tmp_path, page_spec(ws))
     bad, good = candidates(store, run_id)
     assert bad["verdict"] == "invalid" and "max_tokens" in bad["reason"]
     assert good["verdict"] == "kept"
@@ -192,7 +176,7 @@ async def test_edit_changing_nothing_is_invalid(api: FakeAnthropic, tmp_path: Pa
     ws = page_workspace(tmp_path)
     same = {"file": "page.md", "search": "Contact us.", "replace": "Contact us."}
     api.script(change("Say the same thing", [same]), change("Number", [HEADLINE]))
-    store, run_id = await run(tmp_path, page_spec(ws))
+    store, run_id = await run_spec(tmp_path, page_spec(ws))
     bad, _ = candidates(store, run_id)
     assert bad["verdict"] == "invalid" and "change nothing" in bad["reason"]
 
@@ -203,7 +187,7 @@ async def test_max_cost_counts_the_cost_in_flight(api: FakeAnthropic, tmp_path: 
     ws = page_workspace(tmp_path)
     api.script(*[change(f"Idea {n}", [HEADLINE], tokens_in=0, tokens_out=1000) for n in range(3)])
     path = page_spec(ws, parallel=3, stop="max_cost_usd: 0.015", prices="{input: 0, output: 10}")
-    store, run_id = await run(tmp_path, path)
+    store, run_id = await run_spec(tmp_path, path)
 
     assert len(candidates(store, run_id)) == 2
     run_row = store.get_run(run_id)

@@ -6,7 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fake_anthropic import FakeAnthropic, change, drive, page_spec, page_workspace, user_text
+from fake_anthropic import (
+    HEADLINE,
+    FakeAnthropic,
+    change,
+    drive,
+    page_spec,
+    page_workspace,
+    user_text,
+)
 
 from engine.host import Host
 from engine.model import Proposal
@@ -14,7 +22,6 @@ from engine.mutators.prompt import build_prompt, describe_evaluation
 from engine.spec import load_spec, parse_spec
 from engine.store import Store
 
-HEADLINE = {"file": "page.md", "search": "# Grow faster", "replace": "# Grow 3x faster"}
 CTA = {"file": "page.md", "search": "Contact us.", "replace": "Start your free trial."}
 
 

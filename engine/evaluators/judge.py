@@ -151,16 +151,18 @@ class LLMJudge:
         many = len(samples) > 1
         mark = self.client.cache_control()
         # Two breakpoints where the prefix repeats: the instructions and questions (every
-        # call), then the input (every sample of it, every round); the outputs are new.
-        turn = [{"type": "text", "text": f"<input>\n{input}\n</input>", "cache_control": mark}]
+        # call), then the input and what to do with the outputs (every sample of it, every
+        # round); only the outputs are new, so nothing constant comes after them.
+        ask = ("Answer every question about each output below, judging each on its own; give "
+               "the output's number in every answer." if many else
+               "Answer every question about the output below.")
+        turn = [{"type": "text", "text": f"<input>\n{input}\n</input>\n\n{ask}",
+                 "cache_control": mark}]
         for n, sample in enumerate(samples, 1):
             shown = sample[:OUTPUT_CHARS] + ("\n…[output cut]" if len(sample) > OUTPUT_CHARS
                                              else "")
             tag = f'<output n="{n}">' if many else "<output>"
             turn.append({"type": "text", "text": f"{tag}\n{shown}\n</output>"})
-        turn[-1]["text"] += ("\n\nAnswer every question about each output, judging each on "
-                             "its own; give the output's number in every answer." if many else
-                             "\n\nAnswer every question about this output.")
         unknown = [[ItemResult(q.name, None, input, 0, "") for q in questions] for _ in samples]
         try:
             reply = await self.client.create(
