@@ -342,6 +342,7 @@ def main() -> None:
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), action="append")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true", help="a line per finished job")
     args = parser.parse_args()
     objectives = args.objective or list(OBJECTIVES)
     strategies = args.strategy or list(STRATEGIES)
@@ -360,7 +361,13 @@ def main() -> None:
             for seed in range(args.seeds)]
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-        results = pool.map(_job, jobs, chunksize=1)
+        results = []
+        for done in pool.imap_unordered(_job, jobs, chunksize=1):
+            results.append(done)
+            if args.verbose:  # (a slow objective: what each finished job reached)
+                first = done[3].index(done[3][-1]) + 1
+                print(f"  {done[0]} {done[1]} seed {done[2]}: best {done[3][-1]:.3f}, first "
+                      f"at evaluation {first} ({done[4]:.0f} s)", flush=True)
     traces: dict[tuple[str, str], list[list[float]]] = {}
     seconds: dict[tuple[str, str], float] = {}
     for objective_name, strategy_name, _, trace, took in results:
