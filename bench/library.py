@@ -7,6 +7,8 @@ CPU per round at the largest N as a ratio against N=1 (target: ≤ 2 ms and flat
 
     python bench/library.py                 # 1, 50 and 200 runs, 20 s each
     python bench/library.py --runs 200 --seconds 60
+
+Then the store's bytes per round with reverted versions stored whole and as deltas.
 """
 
 from __future__ import annotations
@@ -27,20 +29,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine import retention  # noqa: E402
 from engine.cli import run_headless  # noqa: E402
 from engine.store import Store  # noqa: E402
 
+#: The rest of a skill file (about 2.4 KB, as a real SKILL.md): what a full copy stores.
+#: YAML comments, so the params mutator reads the file still.
+BODY = "".join(f"# - step {i}: say what the skill does, for whom, and when to use it\n"
+               for i in range(36))
 EVAL = ("d=$(awk '/^delay:/{print $2}' {file}); sleep $d; "
         "awk '/^x:/{print \"METRIC loss=\" ($2-7)*($2-7)}' {file}")
 
 
-def make(root: Path, runs: int, seconds: float) -> Path:
+def make(root: Path, runs: int, seconds: float, body: str = "") -> Path:
     rng = random.Random(runs)
     for i in range(runs):
         skill = root / "skills" / f"s{i:03d}"
         skill.mkdir(parents=True)
         (skill / "SKILL.md").write_text(f"x: {rng.randint(0, 20)}\ny: 500\n"
-                                        f"delay: {rng.uniform(0.05, 0.3):.3f}\n")
+                                        f"delay: {rng.uniform(0.05, 0.3):.3f}\n" + body)
     spec = root / "lib.yaml"
     spec.write_text(textwrap.dedent(f"""
         name: lib
@@ -72,10 +79,10 @@ def sample(db: Path, start: float, out: list, done: threading.Event) -> None:
         out.append((time.monotonic() - start, time.process_time(), n))
 
 
-def measure(runs: int, seconds: float) -> dict:
+def measure(runs: int, seconds: float, body: str = "") -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-library-") as tmp:
         root = Path(tmp) / "library"
-        spec = make(root, runs, seconds)
+        spec = make(root, runs, seconds, body)
         db = Path(tmp) / "lib.db"  # outside the workspace: candidate copies leave it out
         wall = time.monotonic()
         samples: list[tuple[float, float, int]] = []
@@ -115,6 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, nargs="*", default=[1, 50, 200])
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--store-runs", type=int, default=50,
+                        help="runs of the store comparison (0: skip it)")
     args = parser.parse_args()
     results = []
     for n in args.runs:
@@ -129,6 +138,17 @@ def main() -> None:
         first, last = results[0], results[-1]
         print(f"engine CPU per round at {last['runs']} runs vs {first['runs']}: "
               f"{last['cpu_ms'] / max(first['cpu_ms'], 1e-9):.2f}× (target ≤ 2 ms and flat)")
+    if args.store_runs:
+        # Bytes per round with every reverted version stored whole (as before) and as a delta
+        # against its parent (engine/retention.py), same library, same seconds, skill files
+        # of a real size (2.4 KB).
+        retention.DELTAS = False
+        whole = measure(args.store_runs, args.seconds / 2, BODY)
+        retention.DELTAS = True
+        delta = measure(args.store_runs, args.seconds / 2, BODY)
+        print(f"store bytes per round at {args.store_runs} runs: full copies "
+              f"{whole['bytes']:.0f} B, deltas {delta['bytes']:.0f} B "
+              f"({delta['bytes'] / whole['bytes']:.2f}×)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ slots. A proposal made ahead that a keep overtakes is carried over when it edits
 line (engine/rebase.py), else abandoned and made again. A slot is busy from the moment the
 engine hands it an evaluation until it gets the slot back (staging, the command's start-up
 and its E seconds); the command's own span is printed too. Targets: the busy fraction >= 0.95 when L <= E, and
->= 1.8x the serial loop's experiments per hour at L = E.
+>= 1.8x the serial loop's experiments per hour at L = E. The last row's evaluations vary
+(E on average, from a quarter of it to 1.75 times), as a real run's do: a wave waits for
+its slowest candidate.
 
     python bench/pipeline.py [ROUNDS]
 """
@@ -39,6 +41,8 @@ LINES = 8
 #: the time around it is the engine's (and the machine's).
 EVALUATE = ('s=$EPOCHREALTIME; sleep {E}; echo "$s $EPOCHREALTIME" >> {log}; '
             "awk '{{t += $1}} END {{print \"METRIC loss=\" t}}' x.txt")
+#: Evaluations that vary (a real run's do): E × uniform(0.25, 1.75), from bash's $RANDOM.
+VARIED = "$(awk -v r=$RANDOM 'BEGIN {{print {E} * (0.25 + 1.5 * r / 32767)}}')"
 
 
 class StandIn:
@@ -60,16 +64,16 @@ class StandIn:
 
 
 async def measure(root: Path, L: float, E: float, slots: int, rounds: int, ahead: int | None,
-                  ) -> tuple[float, float, float, int]:
+                  varied: bool = False) -> tuple[float, float, float, int]:
     """(busy fraction of the slots, fraction of slot time the commands ran, experiments per
-    hour, keeps) for one configuration."""
-    name = f"p{abs(hash((L, E, slots, ahead))) % 10**6}"
+    hour, keeps) for one configuration (`varied`: evaluations take E on average)."""
+    name = f"p{abs(hash((L, E, slots, ahead, varied))) % 10**6}"
     ws = root / name
     ws.mkdir()
     (ws / "x.txt").write_text(f"{BASELINE}\n" * LINES)
     log = root / f"{name}.times"
     evaluate = root / f"{name}.evaluate.sh"
-    evaluate.write_text(EVALUATE.format(E=E, log=log) + "\n")
+    evaluate.write_text(EVALUATE.format(E=VARIED.format(E=E) if varied else E, log=log) + "\n")
     spec = root / f"{name}.yaml"
     spec.write_text(textwrap.dedent(f"""
         name: {name}
@@ -85,7 +89,7 @@ async def measure(root: Path, L: float, E: float, slots: int, rounds: int, ahead
     """) + ("" if ahead is None else f"ahead: {ahead}\n"))
     host = Host(Store(root / f"{name}.db"))
     # The stand-in replaces the spec's mutator (the loop builds it through this factory).
-    engine.loop.build_mutator = lambda spec, playbooks=(): StandIn(L, seed=slots)
+    engine.loop.build_mutator = lambda spec, *how: StandIn(L, seed=slots)
     loop = host.add(load_spec(spec))
     held: list[tuple[str, str, float]] = []
     told = loop.pool.on_change
@@ -124,17 +128,22 @@ async def main(rounds: int) -> None:
         print(f"{'L s':>5} {'E s':>5} {'slots':>5}  {'busy ahead':>10} {'(running)':>9} "
               f"{'busy serial':>11}  {'exp/h ahead':>11} {'exp/h serial':>12} {'ratio':>6}  keeps")
         ok = True
-        for L, E, slots in ((0.5, 0.5, 1), (0.25, 0.5, 1), (0.5, 0.5, 2)):
+        for L, E, slots, varied in ((0.5, 0.5, 1, False), (0.25, 0.5, 1, False),
+                                    (0.5, 0.5, 2, False), (0.25, 0.5, 2, True)):
             started = time.perf_counter()
-            busy, running, rate, kept = await measure(root, L, E, slots, rounds * slots, None)
-            busy0, _, rate0, _ = await measure(root, L, E, slots, rounds * slots, 0)
+            busy, running, rate, kept = await measure(root, L, E, slots, rounds * slots, None,
+                                                      varied)
+            busy0, _, rate0, _ = await measure(root, L, E, slots, rounds * slots, 0, varied)
             ratio = rate / rate0
-            print(f"{L:>5.2f} {E:>5.2f} {slots:>5}  {busy:>10.3f} {running:>9.3f} "
+            shown = f"~{E:.2f}" if varied else f"{E:>5.2f}"
+            print(f"{L:>5.2f} {shown:>5} {slots:>5}  {busy:>10.3f} {running:>9.3f} "
                   f"{busy0:>11.3f}  {rate:>11.0f} "
                   f"{rate0:>12.0f} {ratio:>5.2f}x  {kept:>5}   "
                   f"({time.perf_counter() - started:.0f} s)")
             ok &= busy >= 0.95 and (L != E or ratio >= 1.8)
         print("targets (busy >= 0.95 when L <= E; >= 1.8x at L = E):", "met" if ok else "MISSED")
+        print("~E: evaluations of E × uniform(0.25, 1.75) seconds; a wave is decided when its "
+              "last candidate is scored, so a slot that finishes first waits for it")
 
 
 if __name__ == "__main__":

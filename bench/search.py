@@ -1,16 +1,16 @@
-"""Search quality: the built-in params mutator against a greedy one-at-a-time climber,
-random search and Optuna's TPE.
+"""Search quality: the built-in params mutator against a one-at-a-time climber, random
+search and Optuna's TPE, and the loop's search strategies against each other.
 
 Each strategy gets the same objective, the same number of evaluations (the starting point
 is the first of them, as a run's baseline is) and many seeds. Printed per objective and
 budget: the median best score, the share of seeds that reached the target and the median
 evaluations to reach it (seeds that did not count as the budget + 1), each also as a ratio
-to greedy, random search and TPE measured in the same run.
+to greedy (the loop's default search), random search and TPE measured in the same run.
 
 Strategies: `params` is the mutator as a run drives it (verdicts, then each candidate's
 score and its checks' margins); `params-scores` the same without margins (a judge's yes/no
 has none); `params-verdicts` told verdicts alone (the mutator before scores reached it);
-`greedy` moves one parameter at a time and keeps a strict improvement.
+`one-at-a-time` moves one parameter at a time and keeps a strict improvement.
 
 Objectives:
 - `classifier`: the demo's digits classifier (checklists/demo/classifier.yaml): its
@@ -20,14 +20,19 @@ Objectives:
   around the start peaks at 0.7, a narrower one far away at 1.0; scores come in steps of
   0.05 (plateaus, as pass rates make) (target 0.85).
 - `analytic`: a smooth 5-parameter function (3 floats, an int, a choice) (target 0.9).
+- `ramp`: deceptive for one branch: a steep climb to a local peak (0.7), and the other way
+  a long gentle ramp to 1.0 (target 0.9): what beam and frontier search are for.
 
 A strategy is a function `(objective, budget, seed) -> trace`, the best score after each
-evaluation; another one (a search strategy of the loop: greedy, beam, frontier) is one
-more entry in STRATEGIES. TPE is skipped with a note when optuna is not installed
-(`pip install -e ".[bench]"`).
+evaluation: the params mutator as a run drives it, random search, TPE, and the loop's
+search strategies (engine/search.py: greedy, beam, frontier, each with the params mutator).
+TPE is skipped with a note when optuna is not installed (`pip install -e ".[bench]"`).
 
-    python bench/search.py                       # all objectives, 10 seeds, 2 processes
+    python bench/search.py                       # everything, 10 seeds, 2 processes
     python bench/search.py --objective deceptive --seeds 30
+    # the loop's strategies against greedy search (was bench/search_strategies.py):
+    python bench/search.py --baseline greedy --strategy beam --strategy frontier \
+        --objective ramp --seeds 20
 """
 
 from __future__ import annotations
@@ -144,7 +149,7 @@ def tpe(objective: Objective, budget: int, seed: int) -> list[float]:
     return _trace(scores, budget)
 
 
-def greedy(objective: Objective, budget: int, seed: int) -> list[float]:
+def one_at_a_time(objective: Objective, budget: int, seed: int) -> list[float]:
     """One parameter at a time: a step of 0.2 of its range (a choice: another value) from
     the best, kept when strictly better."""
     from engine.mutators.paramspace import Space, reflect
@@ -218,10 +223,80 @@ STRATEGIES: dict[str, Strategy] = {
     "params": params_mutator,
     "params-scores": functools.partial(params_mutator, margins=False),
     "params-verdicts": functools.partial(params_mutator, scores_seen=False),
-    "greedy": greedy, "random": random_search, "tpe": tpe}
+    "one-at-a-time": one_at_a_time, "random": random_search, "tpe": tpe}
 BASELINE = "random"
 #: Ratios are printed to each of these that ran.
 BASELINES = ("greedy", "random", "tpe")
+
+
+# ------------------------------------------------------------------ the loop's search strategies
+
+
+def loop_search(strategy: str, width: int = 4, pick: str = "softmax") -> Strategy:
+    """The loop's search `strategy` (engine/search.py: greedy, beam, frontier) with the
+    params mutator: the strategy picks parents from engine.versions' frontier, the mutator
+    proposes from the parent's file, a candidate is kept when it beats its parent (the
+    `greater` rule), the frontier's best is the run's best."""
+
+    def run(objective: Objective, budget: int, seed: int) -> list[float]:
+        from engine.spec import Search
+
+        return asyncio.run(_drive(objective, budget, seed, Search(
+            strategy=strategy, width=width, pick=pick, seed=seed)))
+
+    run.__name__ = strategy
+    return run
+
+
+async def _drive(objective: Objective, budget: int, seed: int, config: Any) -> list[float]:
+    from engine.model import Evaluation
+    from engine.mutators.params import ParamsMutator
+    from engine.search import STRATEGIES as SEARCHES
+    from engine.tree import rank
+    from engine.versions import Versions
+    from engine.workspace import Workspace
+
+    path, names = "params.yaml", list(objective.params)
+    mutator = ParamsMutator(ParamsConfig(kind="params", file=path, seed=seed,
+                                         params=objective.params))
+    text = write_params("".join(f"{name}: 0\n" for name in names), path, objective.start)
+    versions = Versions(None, Workspace(ROOT, [path], [], [], "bench"),  # type: ignore[arg-type]
+                        "mean", "maximize")
+    versions.width = 1 if config.strategy == "greedy" else config.width
+    search = SEARCHES[config.strategy](versions, config)
+    score = objective.evaluate(objective.start)
+    versions.set_best(versions.make(0, {path: text}, [Evaluation("ok", score=score)], None))
+    scores, wasted = [score], 0
+    while len(scores) < budget and wasted < budget:
+        parent = search.parents(1)[0]
+        try:
+            mutation = await mutator.propose(Proposal("bench", dict(parent.files), [], [], [],
+                                                      parent.score))
+        except MutationError:
+            wasted += 1  # a round without an evaluation: it costs rounds, not budget
+            continue
+        files = {**parent.files, **mutation.files}
+        values = read_params(files[path], path, names)
+        evaluation = (objective.evaluation(values) if objective.evaluation is not None
+                      else Evaluation("ok", objective.evaluate(values)))
+        score = evaluation.score
+        scores.append(score)
+        verdict = KEPT if score > (parent.score or -math.inf) else REVERTED
+        if verdict == KEPT:
+            version = versions.make(len(scores), files, [Evaluation("ok", score=score)],
+                                    parent.exp_id)
+            best = versions.best
+            if best is None or rank(version, "maximize") > rank(best, "maximize"):
+                versions.set_best(version)
+            else:
+                versions.admit(version)
+        mutator.feedback(mutation, verdict)
+        mutator.observe(mutation, [evaluation])  # (as engine/proposer.py does)
+    return _trace(scores, budget)
+
+
+STRATEGIES.update({"greedy": loop_search("greedy"), "beam": loop_search("beam"),
+                   "frontier": loop_search("frontier")})
 
 
 # ------------------------------------------------------------------ objectives
@@ -307,8 +382,26 @@ def analytic() -> Objective:
     return Objective("analytic", params, start, 0.9, evaluate)
 
 
+def ramp() -> Objective:
+    """Deceptive for one branch: from the start (a = 0.5, b = 0.2) a steep climb (a down)
+    leads to a local peak of 0.7 at (0.2, 0.2); a gentle ramp (b up, a kept near 0.5) leads
+    to 1.0 at b = 1. Every step up the ramp beats its parent but, until near the top, not
+    the peak, so greedy search that found the peak stays there (scores in steps of 0.02)."""
+    params = {"a": Param(type="float", min=0, max=1), "b": Param(type="float", min=0, max=1),
+              "c": Param(type="float", min=0, max=1)}
+
+    def evaluate(v: dict[str, Any]) -> float:
+        a, b, c = float(v["a"]), float(v["b"]), float(v["c"])
+        off = (c - 0.5) ** 2  # a nuisance parameter: best left alone
+        local = 0.7 - 4 * ((a - 0.2) ** 2 + (b - 0.2) ** 2) - off
+        up = 0.4 + 0.75 * (b - 0.2) - 2 * (a - 0.5) ** 2 - off
+        return math.floor(max(local, up, 0.0) * 50) / 50
+
+    return Objective("ramp", params, {"a": 0.5, "b": 0.2, "c": 0.5}, 0.9, evaluate)
+
+
 OBJECTIVES: dict[str, Callable[[], Objective]] = {
-    "classifier": classifier, "deceptive": deceptive, "analytic": analytic}
+    "classifier": classifier, "deceptive": deceptive, "analytic": analytic, "ramp": ramp}
 
 
 # ------------------------------------------------------------------ report
@@ -343,19 +436,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--verbose", action="store_true", help="a line per finished job")
+    parser.add_argument("--baseline", choices=sorted(STRATEGIES), default=BASELINE,
+                        help="the first strategy the ratios are to (greedy: the loop's search)")
     args = parser.parse_args()
     objectives = args.objective or list(OBJECTIVES)
     strategies = args.strategy or list(STRATEGIES)
+    baseline = args.baseline
     try:
         import optuna  # noqa: F401
     except ImportError:
         if "tpe" in strategies:
             strategies.remove("tpe")
             print("note: optuna is not installed, TPE skipped (pip install -e \".[bench]\")")
-    for base in BASELINES:
+    for base in dict.fromkeys([baseline, *BASELINES]):
         if base not in strategies and (base != "tpe" or "optuna" in sys.modules):
-            strategies.append(base)
-    bases = [b for b in BASELINES if b in strategies]
+            strategies.insert(0, base) if base == baseline else strategies.append(base)
+    bases = [b for b in dict.fromkeys([baseline, *BASELINES]) if b in strategies]
     budget = max(BUDGETS)
     jobs = [(o, s, budget, seed) for o in objectives for s in strategies
             for seed in range(args.seeds)]

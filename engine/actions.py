@@ -72,6 +72,14 @@ ACTIONS: tuple[Action, ...] = (
     Action("filter", "slash", "Filter",
            "filter the changelog (enter keeps the filter, esc clears it)", 6,
            title="Filter the changelog"),
+    Action("tree", "t", "Tree",
+           "the version tree: every experiment under its parent, the frontier and the best "
+           "marked; enter opens one, v and i veto and pin it", 6, title="Show the version tree",
+           footer=False),
+    Action("label", "l", "Label",
+           "label the run's judged answers yes/no, most informative first (as `autoresearch-tui "
+           "label RUN`); in an experiment's Evidence tab y/n label the selected answer", 9,
+           title="Label the judge's answers", footer=False),
     Action("new_run", "n", "New", "start a run from a spec in checklists/ (or any path)", 7,
            needs_run=False, title="Start a run from a spec"),
     Action("help", "question_mark", "Help", "every key, and how steering reaches the engine",

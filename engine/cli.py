@@ -22,7 +22,8 @@ from engine.text import printable
 __all__ = ["cmd_check", "cmd_demo_headless", "cmd_export", "cmd_status", "run_headless"]
 
 
-def cmd_check(paths: list[str], out: TextIO = sys.stdout) -> int:
+def cmd_check(paths: list[str], out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout  # now's, not import's
     # Imported here: `status` and `export` are filters that must start fast, and the
     # spec's models take most of a CLI start to build.
     from engine import library
@@ -55,7 +56,8 @@ def _fmt(value: float | None) -> str:
 
 
 def cmd_export(db: Path, run_name: str, fmt: str, output: str | None,
-               out: TextIO = sys.stdout) -> int:
+               out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout  # now's, not import's
     store = Store(db, readonly=True)
     run = store.get_run(run_name)
     if run is None:
@@ -100,7 +102,8 @@ def _as_is(text: str) -> str:
 LIVE_STATUSES = ("starting", "running", "paused")
 
 
-def cmd_status(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
+def cmd_status(db: Path, as_json: bool, out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout  # now's, not import's
     store = Store(db, readonly=True)
     rows = status_json(store)
     if as_json:
@@ -113,6 +116,8 @@ def cmd_status(db: Path, as_json: bool, out: TextIO = sys.stdout) -> int:
     for r in rows:
         status = r["status"]
         why = f"  ({r['stop_reason']})" if r["stop_reason"] else ""
+        if r.get("waiting") and status in LIVE_STATUSES:  # a library's scheduler says why
+            why = f"  ({r['waiting']})"
         if status in LIVE_STATUSES and not r["engine_alive"]:
             # A killed engine cannot say so itself: the lock it held is gone.
             status, why = "interrupted", f"  — resume with {resume_command(db, spec_paths[r['name']])}"
@@ -135,8 +140,9 @@ def resume_command(db: Path, spec_path: str | None) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def cmd_demo_headless(db: Path, workdir: Path | None, out: TextIO = sys.stdout, *,
+def cmd_demo_headless(db: Path, workdir: Path | None, out: TextIO | None = None, *,
                       fresh: bool = False) -> int:
+    out = out if out is not None else sys.stdout  # now's, not import's
     from engine import demo
 
     spec_paths, resumed = demo.prepare_or_resume(db, workdir, fresh=fresh)

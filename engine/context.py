@@ -9,7 +9,7 @@ another gets it in its constructor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,10 @@ class Controls:
     vetoed: set[int] = field(default_factory=set)
 
 
+async def _no_turn() -> None:
+    """A run outside a library: every round is its own to take."""
+
+
 @dataclass(eq=False)
 class RunContext:
     """One run's shared pieces (built by the loop, read by its collaborators)."""
@@ -79,6 +83,12 @@ class RunContext:
     flush_workers: Callable[[], None] = lambda: None
     #: Awaits a stop may cancel now: evaluations, and model calls (engine/stopping.py).
     cancellable: int = 0
+    #: Waits for the run's next round: a library's scheduler sets it (engine/scheduler.py).
+    turn: Callable[[], Awaitable[None]] = _no_turn
+    #: Why the run's library stops it (its budget), or None (engine/scheduler.py).
+    library_stop: Callable[[], str | None] = lambda: None
+    #: The next baseline's description when it is not the first (engine/handedit.py).
+    baseline_note: str = ""
 
     # Read by engine/outage.py, engine/target.py and engine/storage.py.
     @property

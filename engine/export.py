@@ -88,7 +88,7 @@ def export_md(store: Store, run: dict[str, Any]) -> Iterator[str]:
 
 def held_out_line(store: Store, run: dict[str, Any]) -> str:
     """` · held out A → B`, or nothing for a run that holds nothing out."""
-    from engine.holdout import holdout_summary
+    from engine.checkpoints import holdout_summary
 
     held = holdout_summary(store, run["id"])
     if held["holdout_baseline"] is None:
@@ -102,7 +102,7 @@ FORMATS = {"md": export_md, "tsv": export_tsv, "jsonl": export_jsonl,
 
 def status_json(store: Store) -> list[dict[str, Any]]:
     """Every run's state: the stable machine-readable view for scripts and agents."""
-    from engine.holdout import holdout_summary
+    from engine.checkpoints import holdout_summary
     from engine.host import engine_alive
 
     out = []
@@ -112,6 +112,7 @@ def status_json(store: Store) -> list[dict[str, Any]]:
             "name": run["name"], "id": run["id"], "status": run["status"],
             "engine_alive": engine_alive(store.path, run["name"]),
             "stop_reason": run["stop_reason"], "direction": run["direction"],
+            "waiting": run.get("waiting"),  # why a library's run waits (scheduler.py)
             "rounds": run["rounds"], "experiments": stats["experiments"],
             "verdicts": stats["verdicts"], "baseline": run["baseline_score"],
             "best": run["best_score"], "best_experiment": run["best_experiment"],

@@ -18,12 +18,12 @@ with `stop.overfit: true` it stops and names the version before the divergence.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from engine import spec as specs
+from engine.checkpoints import HOLDOUT, Point, point_of
 from engine.context import RunContext, usage_of
 from engine.decide import GreaterPolicy, aggregate, improvement
 from engine.model import INTERRUPTED, Evaluation, Evaluator
@@ -33,10 +33,11 @@ from engine.stats import normal_sf
 from engine.versions import Versions
 from engine.workers.tiers import Tier
 
-#: The experiment kind (and verdict) of a held-out scoring.
-HOLDOUT = "holdout"
 #: Checkpoints averaged on each side of a divergence (bench/holdout.py measured 1-3).
 WINDOW = 3
+#: The alert's false-alarm budget is spread over a run's checkpoints as if it were expected to
+#: last about this many; after that each check's share falls off as 1/k² (bench/holdout.py).
+HORIZON = 10
 
 
 # ---------------------------------------------------------------- spec: what is held out
@@ -71,17 +72,6 @@ def build_holdout_evaluator(spec: specs.Spec) -> Evaluator | None:
 
 
 @dataclass
-class Point:
-    """One held-out checkpoint: the version scored, its optimized and held-out scores."""
-
-    exp_id: int  # the holdout experiment
-    version: int  # the version scored
-    optimized: float
-    held_out: float
-    se: float  # the held-out score's standard error
-
-
-@dataclass
 class Divergence:
     since: Point  # the checkpoint before the divergence: the version to ship
     now: Point
@@ -105,8 +95,12 @@ def divergence(points: list[Point], z: float, direction: str = "maximize",
 
     The latest `window` checkpoints' mean held-out score is compared with the best mean of
     `window` earlier ones (fewer while the run is young): a trend, not one noisy scoring.
-    Every checkpoint is one more chance of a false alarm, so the k-th check spends only
-    6/(π² k²) of `z`'s tail (the shares sum to the whole over any run's length)."""
+    Every checkpoint is one more chance of a false alarm, so the k-th check spends only a
+    share (h+1)/((k+h)(k+h+1)) of `z`'s tail, h = HORIZON: the shares telescope to exactly
+    the whole over any run's length (a union bound: the run's false-alarm rate stays within
+    `z`'s tail however long it runs), and they are spread over the checkpoints where a
+    divergence can be seen rather than spent on the first, which compares one scoring with
+    one (1/k², the earlier share, gave the first check 61% of the budget)."""
     if len(points) < 2:
         return None
     w = max(1, min(window, len(points) // 2))
@@ -118,11 +112,16 @@ def divergence(points: list[Point], z: float, direction: str = "maximize",
     if gain <= 0 or loss >= 0:
         return None
     se = math.sqrt(sum(p.se ** 2 for p in now) + sum(p.se ** 2 for p in ref)) / w
-    k = len(points) - w
-    bar = _z_for(z, math.pi ** 2 * k * k / 6) * se
+    bar = _z_for(z, 1 / spent_share(len(points) - w)) * se
     if -loss > max(bar, floor):
         return Divergence(ref[-1], now[-1], gain, loss, -loss / se if se else math.inf)
     return None
+
+
+def spent_share(k: int, horizon: int = HORIZON) -> float:
+    """The share of the false-alarm budget the k-th check (k ≥ 1) spends; the shares over
+    k = 1, 2, … telescope to exactly 1."""
+    return (horizon + 1) / ((k + horizon) * (k + horizon + 1))
 
 
 def _mean(points: list[Point]) -> float:
@@ -197,7 +196,7 @@ class HeldOut:
         if not self.enabled:
             return
         for row in self.ctx.store.experiments_of_kind(self.ctx.run_id, HOLDOUT):
-            point = _point_of(row)
+            point = point_of(row)
             if point is not None:
                 self.points.append(point)
 
@@ -286,22 +285,3 @@ class HeldOut:
                 level="warning")
         if ctx.spec.stop.overfit:
             self.stop_reason = f"{message}; ship #{found.since.version}"
-
-
-def _point_of(row: dict[str, Any]) -> Point | None:
-    if row["verdict"] != HOLDOUT or not row["metrics_json"]:
-        return None
-    m = json.loads(row["metrics_json"])
-    if "holdout_score" not in m or "optimized_score" not in m:
-        return None
-    return Point(row["id"], row["parent"], m["optimized_score"], m["holdout_score"],
-                 m.get("holdout_se", 0.0))
-
-
-def holdout_summary(store: Any, run_id: int) -> dict[str, Any]:
-    """The held-out scores of a run's first and latest checkpoints (for status and exports)."""
-    points = [p for p in map(_point_of, store.experiments_of_kind(run_id, HOLDOUT)) if p]
-    if not points:
-        return {"holdout_baseline": None, "holdout_best": None, "holdout_version": None}
-    return {"holdout_baseline": points[0].held_out, "holdout_best": points[-1].held_out,
-            "holdout_version": points[-1].version}

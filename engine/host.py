@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from engine import leftovers, redact
+from engine import leftovers, redact, retention
 from engine import spec as specs
 from engine.gcfreeze import freeze_imports
 from engine.locks import WorkspaceLock, sidecar_dir, take_workspace
@@ -24,6 +24,7 @@ from engine.loop import BaselineFailed, RunLoop
 from engine.model import UserError
 from engine.mutators import IGNORED_GUIDANCE
 from engine.notify import Notifications
+from engine.scheduler import Libraries
 from engine.storage import storage_trouble
 from engine.store import Store
 from engine.workers.childwatch import watch_children_with_pidfds
@@ -89,6 +90,7 @@ class Host:
         #: the counts it saw reads only the runs that changed since, not every run.
         self.changes: dict[int, int] = {}
         self.notifications = Notifications(store)  # the specs' `notify:` hooks
+        self.libraries = Libraries(store)  # whose round is next in a library (scheduler.py)
 
     def notify(self) -> None:
         for listener in list(self.listeners):
@@ -152,6 +154,7 @@ class Host:
         self._workspaces[run_id] = held
         self.loops[run_id] = loop
         self.notifications.watch(run_id, spec)
+        self.libraries.join(loop)
         return loop
 
     def start(self, loop: RunLoop) -> asyncio.Task[str]:
@@ -175,6 +178,7 @@ class Host:
             self.store.update_run(loop.run_id, status="failed", stop_reason=reason,
                                   engine_pid=None)
         finally:
+            self.libraries.leave(loop)
             held = self._workspaces.pop(loop.run_id, None)
             if held:
                 held.release()
@@ -205,6 +209,7 @@ class Host:
     def _stop(self, loop: RunLoop) -> None:
         loop.stopping = True
         loop.wake()
+        self.libraries.wake(loop)
         loop.cancel_wave()
 
     async def close(self) -> None:
@@ -220,9 +225,20 @@ class Host:
 
     # ------------------------------------------------------------ commands
 
+    def prune(self) -> None:
+        """The specs' `retention:`: old reverted experiments' results and files go."""
+        for run_id, loop in self.loops.items():
+            kept = loop.spec.retention
+            if kept is not None:
+                retention.prune(self.store.conn, run_id, kept.keep_days, kept.max_reverted)
+
     async def _poll_commands(self) -> None:
+        pruned = time.monotonic()
         while True:
             try:
+                if time.monotonic() - pruned >= retention.PRUNE_EVERY_S:
+                    pruned = time.monotonic()
+                    self.prune()
                 await self.apply_commands()
                 for run_id, loop in self.loops.items():
                     if run_id in self.tasks and not self.tasks[run_id].done():

@@ -182,8 +182,9 @@ def prime_judges(spec: specs.Spec, store: Store, evaluators: list[Any]) -> str |
     return flag_message(flagged) if flagged else None
 
 
-def check_labels(db: Path, paths: list[str], out: TextIO = sys.stderr) -> None:
+def check_labels(db: Path, paths: list[str], out: TextIO | None = None) -> None:
     """`check` with a store: warn of items whose judge the labels disagree with."""
+    out = out if out is not None else sys.stderr  # now's, not import's
     if not db.exists():
         return
     store = Store(db, readonly=True)
@@ -227,7 +228,8 @@ async def rejudge(spec: specs.Spec, rows: list[dict[str, Any]]) -> dict[int, boo
 
 
 def cmd_judge_report(db: Path, run_name: str, again: bool = False,
-                     out: TextIO = sys.stdout) -> int:
+                     out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout  # now's, not import's
     store = Store(db, readonly=not again)
     run = store.get_run(run_name)
     if run is None:
@@ -250,3 +252,64 @@ def cmd_judge_report(db: Path, run_name: str, again: bool = False,
             print(f"  {printable(r.item)[:20]:<20} {'-' if a is None else f'{a:.2f}'} → "
                   f"{'-' if b is None else f'{b:.2f}'}", file=out)
     return 1 if any(r.flagged for r in before) else 0
+
+
+# ---------------------------------------------------------------- the judge as a target
+
+
+def read_rubric(path: Path) -> dict[str, str]:
+    """A rubric file: YAML mapping each item's name to its question (one-line errors)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the rubric: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not YAML: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(data, dict) or not data or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items()):
+        raise UserError(f"{path}: a rubric maps each item's name to its question "
+                        "(`clear: Is the reply clear?`)")
+    return data
+
+
+def cmd_judge_agreement(db: Path, run_name: str, rubric_path: Path,
+                        out: TextIO | None = None) -> int:
+    """`judge-agreement RUN RUBRIC`: the run's judge, asked the rubric's questions, on every
+    labelled output; prints each item's agreement with the labels and `agreement: X` (a metric
+    spec whose target is the rubric climbs it: the project improving its measuring stick)."""
+    out = out if out is not None else sys.stdout  # now's, not import's
+    rubric = read_rubric(rubric_path)
+    if not db.exists():
+        raise UserError(f"{db}: no such store (the labels are in the run's store)")
+    store = Store(db, readonly=True)
+    try:
+        run = store.get_run(run_name)
+        if run is None:
+            raise UserError(f"no run named {run_name!r} in {db}")
+        rows = [r for r in store.labels(run["id"]) if r["output"] is not None]
+    finally:
+        store.close()
+    spec = specs.Spec.model_validate_json(run["spec_json"] or "{}")
+    ev = spec.evaluate
+    if not isinstance(ev, specs.ChecklistEval):
+        raise UserError(f"run {run_name!r} is not a checklist run: no judge to measure")
+    unknown = sorted(set(rubric) - {i.name for i in ev.items if i.question is not None})
+    if unknown:
+        raise UserError(f"{rubric_path}: no judged item named {', '.join(unknown)} in "
+                        f"{run_name!r}")
+    items = [i.model_copy(update={"question": rubric.get(i.name, i.question)}) for i in ev.items]
+    spec = spec.model_copy(update={"evaluate": ev.model_copy(update={"items": items})})
+    rows = [r for r in rows if r["item"] in rubric]
+    if not rows:
+        raise UserError(f"{run_name}: no labelled outputs of the rubric's items yet "
+                        f"(autoresearch-tui label {run_name})")
+    reports = item_reports(rows, asyncio.run(rejudge(spec, rows)))
+    agree = sum(r.agree for r in reports)
+    answered = sum(r.labels - r.unanswered for r in reports)
+    for r in reports:
+        a = r.agreement
+        print(f"{printable(r.item)}: {'-' if a is None else f'{a:.4f}'} of {r.labels}", file=out)
+    print(f"agreement: {agree / answered if answered else 0.0:.4f}", file=out)
+    return 0

@@ -74,14 +74,25 @@ def matches(spec: specs.Spec, *, fresh: bool = True) -> list[str]:
     return found
 
 
+#: (folder, glob hit) → the hit relative to the workspace, or None when it is outside it: a
+#: path is resolved once (the watcher reads the glob every few seconds; resolving 200 paths
+#: each time was most of its cost). Writes are confined again when they happen.
+_RESOLVED: dict[tuple[str, str, str], str | None] = {}
+
+
 def _glob(spec: specs.Spec) -> list[str]:
     base = spec.path.parent if spec.path else Path.cwd()
     ws = spec.workspace
     found = []
     for hit in globs.glob(spec.target.each or "", root_dir=base, recursive=True):
-        full = (base / hit).resolve()
-        if full.is_file() and full.is_relative_to(ws) and full != spec.path:
-            found.append(full.relative_to(ws).as_posix())
+        key = (str(base), str(ws), hit)
+        if key not in _RESOLVED:
+            full = (base / hit).resolve()
+            _RESOLVED[key] = (full.relative_to(ws).as_posix() if full.is_relative_to(ws)
+                              and full != spec.path else None)
+        rel = _RESOLVED[key]
+        if rel is not None and os.path.isfile(os.path.join(ws, rel)):
+            found.append(rel)
     return sorted(set(found))
 
 

@@ -61,7 +61,6 @@ from engine.workspace import SlotFolders
 __all__ = ["BaselineFailed", "Candidate", "RunLoop", "storage_trouble"]
 
 
-
 class BaselineFailed(Exception):
     """The baseline could not be scored: the run cannot climb from it."""
 
@@ -164,6 +163,7 @@ class RunLoop:
                 self._wake.clear()
                 await self._wake.wait()
             await self.storage.wait()  # a write failed somewhere: paused until writes work
+            await self.ctx.turn()  # a library's scheduler: whose round is next (scheduler.py)
             reason = self.check_stop()
             if reason:
                 if not self.stopping:  # the best on the held-out part, at the end
@@ -206,8 +206,8 @@ class RunLoop:
     async def _baseline(self) -> None:
         store, ledger = self.store, self.ledger
         files = self.workspace.read_targets()
-        exp_id = store.start_experiment(self.run_id, round=0, kind=BASELINE, parent=None,
-                                        description="baseline", files=files)
+        exp_id = store.start_experiment(self.run_id, round=0, kind=BASELINE, parent=None, files=files,
+                                        description=self.ctx.baseline_note or "baseline")
         self.log("evaluating the baseline", exp_id=exp_id)
         try:  # (a stop cancels it, model calls included)
             evaluation, worker = await self.scorer.score(
@@ -338,7 +338,7 @@ class RunLoop:
 
     def check_stop(self, *, mid_wave: bool = False) -> str | None:
         return (self.holdout.stop_reason or self.stops.check(mid_wave=mid_wave)
-                or getattr(self.mutator, "finished", None))  # last: nothing left to try
+                or self.ctx.library_stop() or getattr(self.mutator, "finished", None))
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations and model calls in flight (recorded as interrupted)."""

@@ -9,7 +9,7 @@ what it cost; the loop goes on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.ahead import ProposingAhead
@@ -109,23 +109,37 @@ class Proposer:
         ctx = self.ctx
         ctx.ledger.round_started(round_no)
         ahead = self.ahead.take()
-        try:
-            if ahead is not None:  # proposed, checked and staged already
-                mutation = ahead.mutation
-            else:  # (a stop may cancel it: engine/stopping.py)
-                mutation = await cancellable_proposal(
-                    ctx, lambda: self.mutator.propose(self.proposal(parent)), round_no,
-                    parent.exp_id, wave)
-                self.check(mutation, parent.files)
-        except LLMUnavailable as exc:
-            self._outage(exc, round_no)
-            return None
-        except (MutationError, PathRefused) as exc:
-            self.record_invalid(exc, round_no, parent.exp_id, wave)
+        if ahead is not None:  # proposed, checked and staged already
+            mutation: Mutation | None = ahead.mutation
+        else:
+            mutation = await self._mutation(self._asked(round_no, parent, wave), round_no,
+                                            parent.exp_id, wave)
+        if mutation is None:
             return None
         if ctx.controls.stopping:  # a stop came while proposing: no new experiment after it
             return None
         return self.start(mutation, round_no, parent, wave)
+
+    async def _asked(self, round_no: int, parent: Version, wave: int) -> Mutation:
+        """A checked mutation of `parent`, asked for now (a stop may cancel it:
+        engine/stopping.py)."""
+        mutation = await cancellable_proposal(
+            self.ctx, lambda: self.mutator.propose(self.proposal(parent)), round_no,
+            parent.exp_id, wave)
+        self.check(mutation, parent.files)
+        return mutation
+
+    async def _mutation(self, made: Awaitable[Mutation], round_no: int, parent: int,
+                        wave: int) -> Mutation | None:
+        """The mutation `made` gives; None for a model outage (no experiment, no round) or an
+        unusable mutation (recorded as an invalid child of `parent`)."""
+        try:
+            return await made
+        except LLMUnavailable as exc:
+            self._outage(exc, round_no)
+        except (MutationError, PathRefused) as exc:
+            self.record_invalid(exc, round_no, parent, wave)
+        return None
 
     def _outage(self, exc: LLMUnavailable, round_no: int) -> None:
         """An outage is not a bad idea: no experiment, no round (engine/outage.py)."""
@@ -143,15 +157,8 @@ class Proposer:
                         wave: int) -> Candidate | None:
         """A candidate from a mutation made ahead (or its invalid experiment, recorded)."""
         self.ctx.ledger.round_started(round_no)
-        try:
-            mutation = await task
-        except LLMUnavailable as exc:
-            self._outage(exc, round_no)
-            return None
-        except (MutationError, PathRefused) as exc:
-            self.record_invalid(exc, round_no, parent.exp_id, wave)
-            return None
-        if self.ctx.controls.stopping:
+        mutation = await self._mutation(task, round_no, parent.exp_id, wave)
+        if mutation is None or self.ctx.controls.stopping:
             return None
         return self.start(mutation, round_no, parent, wave)
 
@@ -161,13 +168,8 @@ class Proposer:
         candidate, or None when it was invalid); False when it does not apply there (then
         it is recorded as abandoned)."""
         self.ctx.ledger.round_started(round_no)
-        try:
-            mutation = await task
-        except LLMUnavailable as exc:
-            self._outage(exc, round_no)
-            return None
-        except (MutationError, PathRefused) as exc:
-            self.record_invalid(exc, round_no, old.exp_id, wave)
+        mutation = await self._mutation(task, round_no, old.exp_id, wave)
+        if mutation is None:
             return None
         files = rebase(old.files, new.files, mutation.files)
         if files is None or all(new.files.get(p) == c for p, c in files.items()):
@@ -211,9 +213,9 @@ class Proposer:
             description=mutation.description, rationale=mutation.rationale, wave=wave,
             diff=unified_diff(parent.files, {**parent.files, **mutation.files}))
 
-        def complete() -> None:
-            row["files"] = mutation.files  # (a row inserted again carries them)
-            ctx.store.add_versions(exp_id, mutation.files)
+        def complete() -> None:  # (a row inserted again carries them; deltas of the parent)
+            row.update(files=mutation.files, parent_files=parent.files)
+            ctx.store.add_versions(exp_id, mutation.files, (parent.exp_id, parent.files))
             link_calls(ctx.store.conn, exp_id, mutation.usage, counted=False)  # (a kill's)
 
         exp_id = ctx.ledger.records.start(lambda again: ctx.store.start_experiment(

@@ -67,7 +67,7 @@ class Retests:
             ctx.run_id, round=round_no, kind="candidate", parent=parent.exp_id,
             description=f"retest of #{entry.exp_id}: {m.description}", rationale=m.rationale,
             diff=unified_diff(parent.files, {**parent.files, **m.files}), wave=wave,
-            files=m.files)
+            files=m.files, parent_files=parent.files)
         ctx.store.set_decision(exp_id, {"retest_of": entry.exp_id, "attempt": attempt})
         cand = Candidate(exp_id, mutation, parent.exp_id, attempt=attempt,
                          parent_files=parent.files)

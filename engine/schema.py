@@ -151,3 +151,14 @@ CALLS = """
 def m010_calls(db: Database) -> None:
     """The journal of model calls (engine/calls.py): a kill cannot lose what a call cost."""
     db.executescript(CALLS)
+
+
+def m011_library_waiting(db: Database) -> None:
+    """Why a library's run waits for its next round (engine/scheduler.py), for `status`."""
+    db.execute("ALTER TABLE runs ADD COLUMN waiting TEXT")
+
+
+def m012_version_deltas(db: Database) -> None:
+    """A reverted version's files as a delta against its parent's (engine/retention.py)."""
+    db.execute("ALTER TABLE versions ADD COLUMN base INTEGER")
+    db.execute("CREATE INDEX versions_base ON versions(base) WHERE base IS NOT NULL")

@@ -18,7 +18,8 @@ import random
 
 from engine import spec as specs
 from engine.model import PINNED
-from engine.versions import Version, Versions, rank
+from engine.tree import rank
+from engine.versions import Version, Versions
 
 
 class Greedy:

@@ -44,8 +44,9 @@ def heartbeat_path(db: Path) -> Path:
 class Server:
     """Hosts the specs of one folder in one Host, following the folder's changes."""
 
-    def __init__(self, db: Path, folder: Path, out: TextIO = sys.stderr,
+    def __init__(self, db: Path, folder: Path, out: TextIO | None = None,
                  poll_s: float = POLL_S) -> None:
+        out = out if out is not None else sys.stderr  # now's, not import's
         self.db, self.folder, self.out, self.poll_s = db, folder.resolve(), out, poll_s
         self.store = Store(db)
         self.host = Host(self.store)

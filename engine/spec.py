@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from engine.libspec import Library, Retention
 from engine.model import UserError
 from engine.notify import NotifyHook
 from engine.specyaml import YamlRefused, error_line, read_yaml
@@ -164,6 +165,16 @@ class JsonCheck(Strict):
     equals: Any = None
 
 
+def compiled(regex: str | None) -> str | None:
+    """A spec's regex, refused with a message when it does not compile."""
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"regex does not compile: {exc}") from None
+    return regex
+
+
 class Item(Strict):
     """One yes/no question. Exactly one check: deterministic, or a `question` for an LLM judge."""
 
@@ -197,14 +208,7 @@ class Item(Strict):
     @field_validator("regex")
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            import re
-
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"regex does not compile: {exc}") from None
-        return value
+        return compiled(value)
 
 
 class ProduceCommand(Strict):
@@ -312,14 +316,7 @@ class TestsEval(Strict):
     @field_validator("holdout")
     @classmethod
     def _holdout_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            import re
-
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"regex does not compile: {exc}") from None
-        return value
+        return compiled(value)
 
 
 Evaluate = Annotated[ChecklistEval | MetricEval | TestsEval, Field(discriminator="kind")]
@@ -388,46 +385,57 @@ class LocalWorker(Strict):
     group: str = "default"
 
 
-class SSHWorker(Strict):
-    kind: Literal["ssh"]
+class RemoteWorker(Strict):
+    """What SSH and SLURM workers share: a host reached over SSH (for SLURM, the login node),
+    its slots, and how the connection is made and watched (engine/workers/sshhost.py)."""
+
     #: A `~/.ssh/config` alias or `user@host:port`.
     host: str
     slots: int = Field(default=1, ge=1)
-    workdir: str = "/tmp/autoresearch"
-    launcher: str = ""
     env: dict[str, str] = {}
-    #: Names passed through from the engine's environment (the values never enter the spec);
-    #: they, and `env` names in `secret` or that look secret, are masked in whatever is stored.
-    env_from: list[str] = []
-    secret: list[str] = []
     group: str = "default"
     #: Accept a host key not in known_hosts (off by default).
     trust_unknown_host: bool = False
     known_hosts: str | None = None
     identity: str | None = None
     ssh_config: str | None = None
-    def environment(self) -> dict[str, str]:
-        """What the worker's commands get: `env_from` from the engine's environment, then `env`."""
-        return {**{k: os.environ[k] for k in self.env_from if k in os.environ}, **self.env}
-
     #: Seconds between SSH keepalives; three missed ones mean the host hangs (heartbeat).
     heartbeat_s: float = Field(default=15, gt=0)
     connect_timeout_s: float = Field(default=15, gt=0)
     #: First wait before a failed host is tried again (doubles with each failure).
     backoff_s: float = Field(default=5, gt=0)
 
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an environment variable name")
+        return env
+
+
+class SSHWorker(RemoteWorker):
+    kind: Literal["ssh"]
+    workdir: str = "/tmp/autoresearch"
+    launcher: str = ""
+    #: Names passed through from the engine's environment (the values never enter the spec);
+    #: they, and `env` names in `secret` or that look secret, are masked in whatever is stored.
+    env_from: list[str] = []
+    secret: list[str] = []
+
+    def environment(self) -> dict[str, str]:
+        """What the worker's commands get: `env_from` from the engine's environment, then `env`."""
+        return {**{k: os.environ[k] for k in self.env_from if k in os.environ}, **self.env}
+
 
 #: A SLURM time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS.
 SLURM_TIME = r"^(\d+-\d+(:\d+){0,2}|\d+(:\d+){0,2})$"
 
 
-class SlurmWorker(Strict):
+class SlurmWorker(RemoteWorker):
     """Slots on a SLURM cluster, reached over SSH at a login node (engine/workers/slurm.py)."""
 
     kind: Literal["slurm"]
-    #: The login node: a `~/.ssh/config` alias or `user@host:port`.
-    host: str
-    slots: int = Field(default=1, ge=1)
     partition: str | None = None
     #: `--gres` of each job (per-job) or of the held allocation (hold).
     gres: str | None = None
@@ -438,8 +446,6 @@ class SlurmWorker(Strict):
     allocation: Literal["hold", "per-job"] = "hold"
     sbatch_args: list[str] = []
     srun_args: list[str] = []
-    env: dict[str, str] = {}
-    group: str = "default"
     #: A folder on the login node that the compute nodes see too (a shared filesystem).
     workdir: str = "~/autoresearch"
     #: Hold: a successor allocation is asked for when the current one has less left
@@ -449,13 +455,6 @@ class SlurmWorker(Strict):
     queue_timeout_s: float | None = Field(default=None, gt=0)
     #: Seconds between `squeue` polls while jobs wait.
     poll_s: float = Field(default=2, gt=0)
-    trust_unknown_host: bool = False
-    known_hosts: str | None = None
-    identity: str | None = None
-    ssh_config: str | None = None
-    heartbeat_s: float = Field(default=15, gt=0)
-    connect_timeout_s: float = Field(default=15, gt=0)
-    backoff_s: float = Field(default=5, gt=0)
 
     @field_validator("time", mode="before")
     @classmethod
@@ -466,14 +465,6 @@ class SlurmWorker(Strict):
             raise ValueError(f"{value!r} is not a SLURM time (MINUTES, MM:SS, HH:MM:SS or "
                              "D-HH:MM:SS)")
         return value
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
-        if bad:
-            raise ValueError(f"{bad[0]!r} is not an environment variable name")
-        return env
 
 
 Worker = Annotated[LocalWorker | SSHWorker | SlurmWorker, Field(discriminator="kind")]
@@ -526,6 +517,8 @@ class Spec(Strict):
     #: baseline and the end).
     holdout_every: int = Field(default=3, ge=1)
     notify: list[NotifyHook] = []  # told of a new best, a run's end, an alert (notify.py)
+    library: Library | None = None  # caps and scheduling of an `each:` library (libspec.py)
+    retention: Retention | None = None  # what the store keeps of the past (retention.py)
 
     #: Set by `load_spec`: where the spec came from (not a YAML key).
     path: Path | None = Field(default=None, exclude=True)
@@ -766,6 +759,9 @@ def check_spec_files(spec: Spec, text: str,
             raise SpecError(f"{where}:{line}: target.files[{index}]: no such file: {rel}")
         if rel in spec.target.protected:
             raise SpecError(f"{where}:{line}: target.files[{index}]: {rel} is also protected")
+    if spec.library is not None and spec.target.each is None:
+        raise SpecError(f"{where}:{lines.get(('library',), 1)}: library: only for a spec with "
+                        "target.each (one run per file)")
     mut = spec.mutator
     if isinstance(mut, ParamsMutator) and not (mut.file in spec.target.files or spec.target.each):
         line = lines.get(("mutator", "file"), lines.get(("mutator",), 1))

@@ -22,7 +22,8 @@ from typing import Any
 
 from engine.context import RunContext
 from engine.model import BASELINE, KEPT, PINNED, VETOED
-from engine.versions import Versions, rank, stored_evaluation
+from engine.tree import rank
+from engine.versions import Versions, stored_evaluation
 
 
 class Steering:

@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import retention
 from engine.model import ADVANCING, RUNNING, UserError
 from engine.redact import KeyBlockLines, make_redactor
 
@@ -266,6 +267,11 @@ def m009_labels(db: Database) -> None:
 
 migrations()(m010_calls)
 
+from engine.schema import m011_library_waiting, m012_version_deltas  # noqa: E402
+
+migrations()(m011_library_waiting)
+migrations()(m012_version_deltas)
+
 
 def _apply_migrations(store: Store, tries: int = 5) -> None:
     """Apply migrations; another process opening a new store at the same moment (an engine and
@@ -455,6 +461,18 @@ class Store:
     def runs(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM runs ORDER BY id")
 
+    def set_waiting(self, reasons: dict[int, str | None]) -> None:
+        """Why each of some runs waits for its next round (None: it does not)."""
+        with self.conn:
+            self.conn.executemany("UPDATE runs SET waiting = ? WHERE id = ?",
+                                  [(why, rid) for rid, why in reasons.items()])
+
+    def cost_since(self, run_id: int, since: float) -> float:
+        """Money the run's experiments that finished after `since` spent."""
+        row = self.conn.execute("SELECT SUM(cost_usd) FROM experiments WHERE run_id = ? AND "
+                                "finished >= ?", [run_id, since]).fetchone()
+        return row[0] or 0.0
+
     def create_run(self, name: str, *, spec_path: str, spec_json: str, workspace: str,
                    direction: str, target: float | None, prices: dict | None = None) -> int:
         return self._write(
@@ -480,7 +498,8 @@ class Store:
                          description: str = "", rationale: str = "", diff: str = "",
                          worker: str = "", tier: str | None = None, wave: int | None = None,
                          files: dict[str, str] | None = None, commit: bool = True,
-                         exp_id: int | None = None) -> int:
+                         exp_id: int | None = None,
+                         parent_files: dict[str, str] | None = None) -> int:
         """Insert an experiment in flight, with the files it changes, in one transaction.
 
         With commit=False the transaction stays open for the next commit on this connection
@@ -496,8 +515,9 @@ class Store:
                  self._text(rationale), self._text(diff), worker, tier, wave, time.time()],
             )
             new_id: int = cursor.lastrowid  # type: ignore[assignment]
-            if files:
-                self.add_versions(new_id, files)
+            if files:  # a candidate's: deltas against its parent's files
+                self.add_versions(new_id, files, None if parent is None or parent_files is None
+                                  else (parent, parent_files))
             if commit:
                 conn.commit()
         except BaseException:
@@ -572,7 +592,7 @@ class Store:
                 conn.executemany(
                     "INSERT INTO item_results (experiment_id, item, input, sample, passed, "
                     "evidence) VALUES (?, ?, ?, ?, ?, ?)", item_rows)
-            if best_files is not None:
+            if best_files is not None:  # a version to build on: whole
                 self.add_versions(exp_id, best_files)
             if run_update:
                 cols = ", ".join(f"{k} = ?" for k in run_update)
@@ -593,11 +613,19 @@ class Store:
         self._write("UPDATE experiments SET verdict = ?, reason = ? WHERE id = ?",
                     [verdict, reason, exp_id])
 
-    def add_versions(self, exp_id: int, files: dict[str, str]) -> None:
-        """An experiment's file contents, in the caller's transaction (no commit here)."""
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO versions (experiment_id, path, content) VALUES (?, ?, ?)",
-            [(exp_id, p, c) for p, c in files.items()])
+    def add_versions(self, exp_id: int, files: dict[str, str],
+                     base: tuple[int, dict[str, str]] | None = None) -> None:
+        """An experiment's file contents, in the caller's transaction (no commit here); with
+        `base` (the parent's id and files), as deltas against them (engine/retention.py)."""
+        rows = []
+        for path, content in files.items():
+            delta = None
+            if base is not None and retention.DELTAS and path in base[1]:
+                delta = retention.encode(base[1][path], content)
+            rows.append((exp_id, path, content, None) if delta is None else
+                        (exp_id, path, delta, base[0]))
+        self.conn.executemany("INSERT OR REPLACE INTO versions (experiment_id, path, content, "
+                              "base) VALUES (?, ?, ?, ?)", rows)
 
     def set_commit(self, exp_id: int, sha: str) -> None:
         self._write("UPDATE experiments SET git_commit = ? WHERE id = ?", [sha, exp_id])
@@ -662,6 +690,15 @@ class Store:
             "l.experiment_id AND r.item = l.item AND COALESCE(r.input, '') = l.input "
             "AND r.sample = l.sample WHERE e.run_id = ? ORDER BY l.created, l.id", [run_id])
 
+    def judged_answers(self, run_id: int, experiments: int) -> list[dict[str, Any]]:
+        """The item answers of a run's newest `experiments` experiments that have any, oldest
+        first (engine/labelling.py picks what a person labels from them)."""
+        return self._rows(
+            "SELECT r.* FROM item_results r WHERE r.experiment_id IN (SELECT DISTINCT "
+            "experiment_id FROM item_results i JOIN experiments e ON e.id = i.experiment_id "
+            "WHERE e.run_id = ? ORDER BY experiment_id DESC LIMIT ?) ORDER BY r.id",
+            [run_id, experiments])
+
     def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
         """The newest experiments' kind, verdict and score, newest first (for stop rules,
         which count only the run's own: not an imported history)."""
@@ -695,17 +732,23 @@ class Store:
             "FROM item_results WHERE experiment_id = ? GROUP BY item ORDER BY first", [exp_id])
 
     def version_files(self, exp_id: int) -> dict[str, str]:
-        rows = self._rows("SELECT path, content FROM versions WHERE experiment_id = ?", [exp_id])
-        return {r["path"]: r["content"] for r in rows}
+        rows = self._rows("SELECT path, content, base FROM versions WHERE experiment_id = ?",
+                          [exp_id])  # a reverted one's are deltas (engine/retention.py)
+        return {r["path"]: retention.rebuild(self.conn, r["base"], r["path"], r["content"])
+                for r in rows}
 
     def candidate_files(self, run_id: int, path: str, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` candidates' verdict and content of one file, oldest first
         (what a resumed params mutator tried before)."""
-        return self._rows(
-            "SELECT * FROM (SELECT e.id, e.verdict, e.score, v.content FROM experiments e "
+        rows = self._rows(
+            "SELECT * FROM (SELECT e.id, e.verdict, e.score, v.content, v.base "
+            "FROM experiments e "
             "JOIN versions v ON v.experiment_id = e.id AND v.path = ? "
             "WHERE e.run_id = ? AND e.kind = 'candidate' ORDER BY e.id DESC LIMIT ?) "
             "ORDER BY id", [path, run_id, limit])
+        for r in rows:
+            r["content"] = retention.rebuild(self.conn, r.pop("base"), path, r["content"])
+        return rows
 
     def advancing_chain(self, run_id: int) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(ADVANCING))
@@ -889,6 +932,12 @@ class Store:
                     "OR worker LIKE ? OR kind LIKE ?)")
             params += [like] * 5
         return self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+
+    def tree_rows(self, run_id: int, after_id: int = 0) -> list[dict[str, Any]]:
+        """A run's experiments (after `after_id`) with what its version tree shows, oldest first."""
+        return self._rows("SELECT id, round, parent, kind, verdict, reason, score, delta, "
+                          "description FROM experiments WHERE run_id = ? AND id > ? ORDER BY id",
+                          [run_id, after_id])
 
     def score_points(self, run_id: int) -> list[tuple[int, int, str, float | None]]:
         """(id, round, verdict, score) of every experiment of a run, oldest first: the chart."""

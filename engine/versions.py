@@ -12,16 +12,16 @@ re-evaluation): whoever holds one can tell by identity whether it is still curre
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.decide import aggregate, improvement
+from engine.decide import aggregate
 from engine.gitrefs import VersionRefs
 from engine.model import Evaluation, ItemResult
 from engine.noise import restore_evaluations
 from engine.store import Store
+from engine.tree import prune
 from engine.workspace import Workspace
 
 
@@ -110,20 +110,7 @@ class Versions:
         self.pinned = set()
 
     def _prune(self) -> list[Version]:
-        """Down to `width`: first the versions a child of theirs in the frontier already
-        beat (superseded; lowest score first), then the lowest-scoring, so each branch's
-        head outlives the ancestors it climbed from. Never the best or a pinned one."""
-        pruned: list[Version] = []
-        while len(self.frontier) > max(self.width, 1):
-            parents = {v.parent for v in self.frontier.values()}
-            worst = min((v for v in self.frontier.values()
-                         if v is not self.best and v.exp_id not in self.pinned),
-                        key=lambda v: (v.exp_id not in parents, rank(v, self.direction)),
-                        default=None)
-            if worst is None:  # only the best and pinned versions: they stay
-                break
-            pruned.append(self.frontier.pop(worst.exp_id))
-        return pruned
+        return prune(self.frontier, self.width, self.best, self.pinned, self.direction)
 
     def load(self, row: dict[str, Any]) -> Version:
         """A version from its experiment's row: its files, and its evaluations — its newest
@@ -212,10 +199,3 @@ def stored_evaluation(store: Store, row: dict[str, Any]) -> Evaluation:
                         r["input"] or "", r["sample"], r["evidence"] or "")
              for r in store.item_results(row["id"])]
     return Evaluation("ok", score=row["score"], items=items)
-
-
-def rank(version: Version, direction: str) -> float:
-    """A version's score as a gain (higher is better whatever the direction); -inf unscored."""
-    if version.score is None:
-        return -math.inf
-    return improvement(version.score, 0.0, direction)

@@ -112,8 +112,8 @@ def sync_tree(src: Path, dest: Path, ignored: Callable[[str], bool],
     """Make `dest` mirror `src` (minus ignored names, and source paths in `pruned`: other
     library runs' files), copying only files whose size or modification time differ; extra
     files in `dest` are removed; paths in `skip` are left for the caller to write."""
-    wanted = {e.name: e for e in os.scandir(src)
-              if not ignored(e.name) and not (pruned and e.path in pruned)}
+    wanted = {e.name: e for e in os.scandir(src)  # (the set first: most are other runs')
+              if not (pruned and e.path in pruned) and not ignored(e.name)}
     for entry in os.scandir(dest):
         source = wanted.get(entry.name)
         same_kind = source is not None and (

@@ -56,6 +56,29 @@ def test_a_mistake_in_a_slurm_worker_is_one_line_naming_the_field(
     assert field in message and problem in message, message
 
 
+def test_an_ssh_worker_refuses_a_bad_environment_name_as_a_slurm_worker_does() -> None:
+    # The two share their SSH settings (spec.RemoteWorker); SSH did not check its env names,
+    # and a name such as `BAD NAME` broke the job script on the host instead.
+    with pytest.raises(SpecError) as caught:
+        parse_spec(BASE.replace("kind: slurm", "kind: ssh") + "    env: {'BAD NAME': x}\n",
+                   "s.yaml")
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("s.yaml:")
+    assert "env" in message and "not an environment variable name" in message
+
+
+def test_the_login_node_gets_every_ssh_setting_of_a_slurm_worker() -> None:
+    from engine.workers.slurmcluster import login_config
+
+    spec = parse_spec(BASE + "    identity: /keys/id\n    known_hosts: /keys/known\n"
+                      "    heartbeat_s: 3\n    env: {A: b}\n    workdir: /shared\n", "s.yaml")
+    (config,) = spec.workers
+    login = login_config(config)
+    for name in specs.RemoteWorker.model_fields:
+        assert getattr(login, name) == getattr(config, name), name
+    assert login.workdir == "/shared" and login.launcher == ""
+
+
 def test_a_slurm_worker_spec_and_its_slots() -> None:
     spec = parse_spec(BASE + "    slots: 3\n    partition: gpu\n    gres: 'gpu:1'\n"
                       "    time: '00:12:00'\n    allocation: per-job\n    group: h100\n"

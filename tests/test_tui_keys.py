@@ -97,8 +97,8 @@ async def test_v_vetoes_the_experiment_in_flight(tmp_path: Path, toy: Spec,
         target = max(app.board.running)
         app.dash.query_one(Changelog).select_experiment(target)
         await pilot.press("v")
-        await wait_until(pilot, lambda: f"vetoed in flight: #{target}" in status(app), 5)
-        await wait_until(pilot, lambda: points(app)[target][1] == "vetoed", 10,
+        await wait_until(pilot, lambda: f"vetoed in flight: #{target}" in status(app), 15)
+        await wait_until(pilot, lambda: points(app)[target][1] == "vetoed", 20,
                          "the vetoed verdict")
         row = Store(app.db).experiment(target)
         assert row["reason"] == "vetoed while in flight"

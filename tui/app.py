@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.gcfreeze import freeze_imports
 from engine.store import Store
+from engine.tree import search_width
 from tui import config
 from tui.board import Board
 from tui.breakdown_pane import Breakdown
@@ -196,6 +197,14 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
             self.dash.set_focus(self.dash.query_one(target))
         elif self.narrow:
             self.dash.set_focus(None)
+
+    def action_label(self) -> None:
+        """The labelling screen for the selected run (tui/label_screen.py)."""
+        from tui.label_screen import LabelScreen
+
+        if self.selected_run is not None:
+            self.push_screen(LabelScreen(self.board.store, self.board.runs[self.selected_run]
+                                         ["name"]))
 
     # ------------------------------------------------------------ engine
 
@@ -411,7 +420,8 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         changelog = self.dash.query_one(Changelog)
         rows = self.board.store.changelog_page(detail.run_id, limit=PAGE, text=changelog.filter)
         run = self.board.runs[detail.run_id]
-        changelog.load(rows, detail.commands, run["direction"], len(rows) == PAGE)
+        changelog.load(rows, detail.commands, run["direction"], len(rows) == PAGE,
+                       tree=search_width(self.board.specs.get(detail.run_id, {})) > 1)
 
     @on(FilterChanged)
     def _reload_changelog(self) -> None:

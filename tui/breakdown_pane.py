@@ -1,6 +1,8 @@
 """The checklist breakdown: each item's pass rate for the best version and for the latest
 candidate, as bars side by side, so a trade-off (one item up, another down) shows at a glance.
-For a metric run: the metric for both, and the noise band around the best."""
+A run that holds inputs out also shows, beside the best's (optimized) rates, the same items on
+the held-out inputs at the latest checkpoint: an item high on one and low on the other is the
+one being gamed. For a metric run: the metric for both, and the noise band around the best."""
 
 from __future__ import annotations
 
@@ -44,30 +46,53 @@ def bar(rate: float, width: int) -> str:
     return "█" * full + "░" * (width - full)
 
 
-def checklist_text(best: Side, latest: Side, width: int) -> Text:
-    names = list(dict.fromkeys([*best.items, *latest.items]))
+def checklist_text(best: Side, latest: Side, width: int, held: Held | None = None) -> Text:
+    names = list(dict.fromkeys([*best.items, *latest.items, *(held.side.items if held else ())]))
     text = Text()
     if not names:
         return Text("No item results yet.", style="dim")
+    columns = 3 if held else 2
     name_w = min(max(len(n) for n in names), max(8, width // 4))
-    bar_w = max(4, (width - name_w - 2 * 5 - 6) // 2)
+    bar_w = max(3, (width - name_w - columns * 5 - 6) // columns)
     head = f"{'':<{name_w}}  {_label('best', best.exp_id):<{bar_w + 5}} "
+    if held:
+        word = _label("held out", held.version)
+        word = word if len(word) <= bar_w + 5 else f"held #{held.version}"
+        head += f"{word[:bar_w + 5]:<{bar_w + 5}} "
     text.append(head + _label("latest", latest.exp_id) + "\n", style="bold")
     for name in names:
-        b = best.items.get(name)
-        c = latest.items.get(name)
         text.append(f"{name[:name_w]:<{name_w}}  ")
-        rb = b[0] / b[1] if b and b[1] else None
-        rc = c[0] / c[1] if c and c[1] else None
+        rb, rc = _of(best, name), _of(latest, name)
         _rate(text, rb, bar_w, "green")
         text.append(" ")
+        if held:
+            _rate(text, _of(held.side, name), bar_w, "yellow")
+            text.append(" ")
         _rate(text, rc, bar_w, "cyan")
         if rb is not None and rc is not None and rc != rb:
             text.append(" ▲" if rc > rb else " ▼", style="bold green" if rc > rb else "bold red")
         text.append("\n")
     text.append(f"score: best {fmt_score(best.score)} · latest {fmt_score(latest.score)}",
                 style="dim")
+    if held:
+        text.append(f" · held out {fmt_score(held.score)}", style="dim")
+        if held.version != best.exp_id:
+            text.append(f" (of #{held.version}: the best is not scored on it yet)", style="dim")
     return text
+
+
+@dataclass
+class Held:
+    """The latest held-out checkpoint: the version it scored, its items and its score."""
+
+    version: int
+    side: Side
+    score: float
+
+
+def _of(side: Side, name: str) -> float | None:
+    r = side.items.get(name)
+    return r[0] / r[1] if r and r[1] else None
 
 
 def _label(word: str, exp_id: int | None) -> str:
@@ -84,7 +109,7 @@ def _rate(text: Text, rate: float | None, width: int, style: str) -> None:
 
 def metric_text(metric: str, direction: str, best: Side, latest: Side,
                 band: float | None, band_label: str, width: int,
-                baseline: float | None = None) -> Text:
+                baseline: float | None = None, held: Held | None = None) -> Text:
     text = Text()
     arrow = "lower is better" if direction == "minimize" else "higher is better"
     metric = line(metric)
@@ -109,6 +134,11 @@ def metric_text(metric: str, direction: str, best: Side, latest: Side,
             inside = abs(vc - vb) <= band
             text.append("  within noise" if inside else "  beyond noise", style="dim")
     text.append("\n")
+    if held is not None:
+        text.append(f"held out #{held.version:<7} {fmt_score(held.score):>10}", style="yellow")
+        if held.version != best.exp_id:
+            text.append("  (an earlier best)", style="dim")
+        text.append("\n")
     if band is not None:
         text.append(f"noise  {band_label}\n", style="yellow")
         if vb is not None:
@@ -164,18 +194,22 @@ class Breakdown(VerticalScroll):
         self._spans: list[Any] = []
         self._lines = 0
         self._baseline: float | None = None
+        self._held: Held | None = None
 
     def compose(self) -> ComposeResult:
         yield Body(Text("Select a run.", style="dim"))
 
-    def show_checklist(self, best: Side, latest: Side) -> None:
+    def show_checklist(self, best: Side, latest: Side, held: Held | None = None) -> None:
         self._args = ("checklist", (best, latest))
+        self._held = held
         self._draw()
 
     def show_metric(self, metric: str, direction: str, best: Side, latest: Side,
-                    band: float | None, band_label: str, baseline: float | None = None) -> None:
+                    band: float | None, band_label: str, baseline: float | None = None,
+                    held: Held | None = None) -> None:
         self._args = ("metric", (metric, direction, best, latest, band, band_label))
         self._baseline = baseline
+        self._held = held
         self._draw()
 
     def on_resize(self) -> None:
@@ -185,9 +219,9 @@ class Breakdown(VerticalScroll):
         kind, args = self._args
         width = max(20, self.size.width - 2)
         if kind == "checklist":
-            body = checklist_text(*args, width=width)
+            body = checklist_text(*args, width=width, held=self._held)
         elif kind == "metric":
-            body = metric_text(*args, width=width, baseline=self._baseline)
+            body = metric_text(*args, width=width, baseline=self._baseline, held=self._held)
         else:
             return
         lines = body.plain.count("\n") + 1

@@ -35,6 +35,9 @@ WIDE = [Column("ref", "#", 6, True), Column("round", "rnd", 4, True),
         Column("worker", "worker", 10), Column("time", "time", 6, True),
         Column("cost", "cost", 8, True)]
 COMPACT = [c for c in WIDE if c.key not in ("worker", "cost")]
+#: Beam and frontier search: which version each candidate was proposed from (greedy search
+#: proposes every candidate from the best, so the column would only repeat it).
+PARENT = Column("parent", "from", 6, True)
 #: Pane widths below this drop the worker and cost columns.
 COMPACT_BELOW = 110
 #: Rows kept while following the newest; beyond this the window is reloaded smaller.
@@ -57,6 +60,8 @@ class Changelog(Vertical):
         super().__init__(**kwargs)
         self.direction = "maximize"
         self.compact = False
+        #: The run searches a tree (beam, frontier): the parent column is shown.
+        self.parents = False
         self.filter = ""
         self.oldest_id: int | None = None
         self.more_below = False
@@ -74,12 +79,14 @@ class Changelog(Vertical):
     # ------------------------------------------------------------ filling
 
     def load(self, rows: list[dict[str, Any]], commands: list[dict[str, Any]], direction: str,
-             full_page: bool) -> None:
-        """Fill the table from scratch: on run selection, a filter change, or a layout change."""
+             full_page: bool, tree: bool = False) -> None:
+        """Fill the table from scratch: on run selection, a filter change, or a layout change.
+        `tree`: the run's search keeps more than one version (the parent column shows)."""
         self.direction = direction
+        self.parents = tree
         table = self.table
         table.clear()
-        table.set_columns(COMPACT if self.compact else WIDE)
+        table.set_columns(self.columns())
         self.oldest_id = None
         self.more_below = full_page
         self._add(rows, [c for c in commands if self._matches_command(c)])
@@ -92,7 +99,11 @@ class Changelog(Vertical):
     def set_compact(self, compact: bool) -> None:
         if compact != self.compact:
             self.compact = compact
-            self.table.set_columns(COMPACT if compact else WIDE)
+            self.table.set_columns(self.columns())
+
+    def columns(self) -> list[Column]:
+        columns = COMPACT if self.compact else WIDE
+        return [columns[0], PARENT, *columns[1:]] if self.parents else columns
 
     def upsert(self, rows: list[dict[str, Any]], commands: list[dict[str, Any]]) -> None:
         """Add new rows and update changed ones; keeps the cursor on the same experiment."""
@@ -141,6 +152,7 @@ class Changelog(Vertical):
         description = line(row["description"])  # a model's words: shown, never obeyed
         return {
             "ref": Text(f"#{row['id']}"),
+            "parent": Text(f"#{row['parent']}" if row["parent"] is not None else "", style="dim"),
             "round": Text(str(row["round"])),
             "verdict": Text(verdict, style=VERDICT_STYLES.get(verdict, "")),
             "score": Text(fmt_score(row["score"])),

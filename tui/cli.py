@@ -17,7 +17,9 @@ from engine.model import UserError
 
 #: The steering verbs (engine/actions.py: the same table as the app's keys).
 STEER = ("pause", "resume", "stop", "veto", "pin", "guide")
-COMMANDS = ("check", "run", "export", "status", "demo", "attach", "import", "judge-report", "serve", *STEER)
+COMMANDS = ("check", "run", "export", "status", "demo", "attach", "import", "judge-report", "judge-agreement",
+            "label", "serve",
+            *STEER)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run")
     report.add_argument("--rejudge", action="store_true",
                         help="ask the spec's judge again on every labelled output")
+    agreement = sub.add_parser("judge-agreement",
+                               help="a rubric's agreement with a run's labels (a metric)")
+    agreement.add_argument("run")
+    agreement.add_argument("rubric", type=Path, help="YAML: item name → question")
+    label = sub.add_parser("label", help="label a run's judged answers yes/no (resumable)")
+    label.add_argument("run")
     steer = []
     for verb, what in (("pause", "pause a run (the experiment in flight finishes first)"),
                        ("resume", "resume a paused run"), ("stop", "stop a run cleanly"),
@@ -183,6 +191,14 @@ def _dispatch(args: argparse.Namespace, specs: list[str]) -> int:
         from engine.labels import cmd_judge_report
 
         return cmd_judge_report(db, args.run, args.rejudge)
+    if args.command == "judge-agreement":
+        from engine.labels import cmd_judge_agreement
+
+        return cmd_judge_agreement(db, args.run, args.rubric)
+    if args.command == "label":
+        from tui.label_screen import cmd_label
+
+        return cmd_label(db, args.run)
     if args.command == "run" and args.headless:
         import asyncio
 

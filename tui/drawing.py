@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
-from tui.breakdown_pane import Breakdown, side
+from engine.checkpoints import checkpoints
+from tui.breakdown_pane import Breakdown, Held, side
 from tui.chart_pane import ScoreChart
 from tui.guard import guarded, guarded_async
 from tui.runs_pane import RunsPane, status_text
@@ -89,8 +90,10 @@ class Drawing:
             self._chart_key = key
             self._chart.reset()
         self._chart.feed(detail.points)
-        self.dash.query_one(ScoreChart).show(line(run["name"]), run["direction"],
-                                             self._chart.series(), run["target"])
+        held = checkpoints(self.board.store, detail.run_id)
+        self.dash.query_one(ScoreChart).show(
+            line(run["name"]), run["direction"], self._chart.series(), run["target"],
+            ([c.round for c in held], [c.point.held_out for c in held]))
 
     @guarded("#checklist Body")
     def _show_breakdown(self) -> None:
@@ -99,15 +102,23 @@ class Drawing:
             return
         run = self.board.runs[detail.run_id]
         latest = detail.latest_candidate()
-        key = (run["best_experiment"], latest and latest["id"], run["noise_json"])
+        store = self.board.store
+        checks = checkpoints(store, detail.run_id)
+        key = (run["best_experiment"], latest and latest["id"], run["noise_json"],
+               checks[-1].point.exp_id if checks else None)
         if key == self._breakdown_key:
             return
         self._breakdown_key = key
-        store = self.board.store
         best_row = store.experiment(run["best_experiment"]) if run["best_experiment"] else None
         latest_row = store.experiment(latest["id"]) if latest else None
         best = side(best_row, store.item_summary(best_row["id"]) if best_row else [])
         cand = side(latest_row, store.item_summary(latest_row["id"]) if latest_row else [])
+        held = None
+        if checks:
+            point = checks[-1].point
+            held_row = store.experiment(point.exp_id)
+            held = Held(point.version, side(held_row, store.item_summary(point.exp_id)),
+                        point.held_out)
         evaluate = self.board.specs.get(detail.run_id, {}).get("evaluate", {})
         pane = self.dash.query_one(Breakdown)
         title = {"metric": "Metric", "tests": "Tests"}.get(evaluate.get("kind"), "Checklist")
@@ -116,9 +127,9 @@ class Drawing:
         if evaluate.get("kind") == "metric":
             band, label = noise_band(run["noise_json"])
             pane.show_metric(evaluate.get("metric", "score"), run["direction"], best, cand,
-                             band, label, run["baseline_score"])
+                             band, label, run["baseline_score"], held)
         else:
-            pane.show_checklist(best, cand)
+            pane.show_checklist(best, cand, held)
 
     @guarded("#workers")
     def _show_workers(self) -> None:

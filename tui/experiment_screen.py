@@ -1,5 +1,6 @@
 """One experiment opened: its diff, its evidence per item and sample, its log tail, and the
-rest of its record. `v` and `i` steer it from here too."""
+rest of its record. `v` and `i` steer it from here too; in the Evidence tab `y` / `n` label
+the selected answer with the person's own yes/no (engine/labelling.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class ExperimentScreen(Screen[None]):
         Binding("2", "tab('evidence')", "Evidence", show=False),
         Binding("3", "tab('log')", "Log", show=False),
         Binding("4", "tab('record')", "Record", show=False),
+        Binding("y", "label(True)", "Label yes"),
+        Binding("n", "label(False)", "Label no"),
     ]
 
     def __init__(self, store: Store, exp_id: int, direction: str, run_name: str = "") -> None:
@@ -52,6 +55,9 @@ class ExperimentScreen(Screen[None]):
         self.direction = direction
         self.run_name = run_name
         self.row: dict[str, Any] = store.experiment(exp_id) or {}
+        #: The evidence table's answers, row by row (what `y` / `n` label).
+        self.answers: list[dict[str, Any]] = []
+        self._outputs: dict[tuple[str, int], str] | None = None
 
     def compose(self) -> ComposeResult:
         row = self.row
@@ -72,14 +78,19 @@ class ExperimentScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("item", "sample", "input", "pass", "evidence")
+        table.add_columns("item", "sample", "input", "pass", "evidence", "label")
+        labels = {(r["item"], r["input"], r["sample"]): r["label"] for r in
+                  self.store.labels(self.row["run_id"]) if r["experiment_id"] == self.exp_id} \
+            if self.row else {}
         for r in self.store.item_results(self.exp_id):
             mark = {1: Text("✓ yes", style="green"), 0: Text("✗ no", style="red")}.get(
                 r["passed"], Text("? unclear", style="yellow"))
+            label = labels.get((r["item"], r["input"] or "", r["sample"]))
             table.add_row(Text(line(r["item"])), r["sample"], _one_line(r["input"], 24), mark,
-                          _one_line(r["evidence"], 80))
+                          _one_line(r["evidence"], 80), _label_mark(label))
+            self.answers.append(r)
         if not table.row_count:
-            table.add_row(Text("no item results", style="dim"), "", "", "", "")
+            table.add_row(Text("no item results", style="dim"), "", "", "", "", "")
 
     def _head(self) -> Text:
         row = self.row
@@ -151,9 +162,44 @@ class ExperimentScreen(Screen[None]):
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "label":
+            evidence = self.query_one(TabbedContent).active == "evidence"
+            return True if evidence and self.answers else None if self.answers else False
+        return True
+
+    def on_tabbed_content_tab_activated(self) -> None:
+        self.refresh_bindings()
+
+    def action_label(self, yes: bool) -> None:
+        """The person's own yes/no to the selected answer's question (replaces an earlier)."""
+        from engine.labelling import Sample, event_input, outputs_of, write_label
+
+        table = self.query_one(DataTable)
+        if not self.answers or not 0 <= table.cursor_row < len(self.answers):
+            return
+        r = self.answers[table.cursor_row]
+        if self._outputs is None:
+            self._outputs = outputs_of(self.store, self.exp_id)
+        inp = r["input"] or ""
+        sample = Sample(self.exp_id, r["item"], inp, r["sample"],
+                        None if r["passed"] is None else bool(r["passed"]), r["evidence"] or "",
+                        "", self._outputs.get((event_input(inp), r["sample"])))
+        write_label(self.store, sample, yes)
+        table.update_cell_at((table.cursor_row, 5), _label_mark(int(yes)))
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)  # on to the next answer
+
     def action_steer(self, verb: str) -> None:
         app: Any = self.app
         app.steer_experiment(verb, self.exp_id)
+
+
+def _label_mark(label: int | None) -> Text:
+    """A person's label in the evidence table."""
+    if label is None:
+        return Text("-", style="dim")
+    return Text("yes", style="bold green") if label else Text("no", style="bold red")
 
 
 def _one_line(value: str | None, width: int) -> Text:

@@ -129,3 +129,44 @@ async def wait_until(pilot: Any, predicate: Callable[[], Any], timeout: float = 
             return value
         await pilot.pause(0.05)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+
+
+def build_tree_store(path: Path, *, versions: int = 500, tried: int = 4, width: int = 4,
+                     seed: int = 7) -> tuple[Store, int]:
+    """One finished frontier-search run whose tree has `versions` versions (the baseline and
+    keeps, each made from a random earlier one) and `tried` reverted candidates under each:
+    the tree screen at size. Returns the store and the run's id."""
+    rng = random.Random(seed)
+    store = Store(path)
+    spec = json.loads(spec_json("tree", "checklist", versions * (tried + 1)))
+    spec["search"] = {"strategy": "frontier", "width": width, "pick": "softmax"}
+    run_id = store.create_run("tree", spec_path="checklists/tree.yaml", spec_json=json.dumps(spec),
+                              workspace="/work/tree", direction="maximize", target=None)
+    next_id = store.max_experiment_id() + 1
+    rows: list[dict[str, Any]] = []
+    scores: dict[int, float] = {}
+    t = EPOCH
+    for v in range(versions):
+        parent = None if v == 0 else rng.choice(list(scores))
+        base = 0.3 if parent is None else scores[parent]
+        score = round(base + (rng.uniform(0.0, 0.01) if parent else 0.0), 6)
+        kids = [(next_id, parent, score, "baseline" if v == 0 else "kept")]
+        next_id += 1
+        for _ in range(tried if v else 0):
+            kids.append((next_id, parent, round(base - rng.uniform(0, 0.05), 6), "reverted"))
+            next_id += 1
+        for exp_id, under, value, verdict in kids:
+            rows.append({"id": exp_id, "run_id": run_id, "round": len(rows), "parent": under,
+                         "kind": "baseline" if under is None else "candidate",
+                         "verdict": verdict, "reason": "", "score": value,
+                         "delta": None if under is None else round(value - scores[under], 6),
+                         "description": f"{rng.choice(PARAMS)} {rng.randint(1, 99)}",
+                         "worker": "local:1", "started": t, "finished": t + 1, "duration": 1.0})
+            t += 1.5
+        scores[kids[0][0]] = score
+    store.bulk_add_experiments(rows)
+    best = max(scores, key=lambda i: scores[i])
+    store.update_run(run_id, status="done", best_experiment=best, best_score=scores[best],
+                     baseline_score=rows[0]["score"], rounds=len(rows) - 1, started=EPOCH,
+                     finished=t, elapsed=t - EPOCH, stop_reason="max rounds reached")
+    return store, run_id

@@ -83,7 +83,7 @@ class SteeringActions:
         if isinstance(app.screen, ModalScreen):
             return False  # a dialog is open: its keys only
         one_experiment = getattr(app.screen, "exp_id", None) is not None
-        if one_experiment and action in ("filter", "export", "new_run"):
+        if one_experiment and action in ("filter", "export", "new_run", "tree"):
             return False  # dashboard keys, hidden while one experiment is open
         if action in ("new_run", "help"):
             return True
@@ -317,6 +317,13 @@ class SteeringActions:
         app = self._app()
         run = app.board.runs[app.selected_run]
         app.push_screen(ExperimentScreen(app.board.store, exp_id, run["direction"], run["name"]))
+
+    def action_tree(self) -> None:
+        from tui.tree_screen import TreeScreen
+
+        app = self._app()
+        if app.selected_run is not None and app.screen is app.dash:
+            app.push_screen(TreeScreen(app.selected_run))
 
     def action_step_run(self, by: int) -> None:
         from tui.runs_pane import RunsPane

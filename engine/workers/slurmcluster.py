@@ -39,10 +39,8 @@ RECHECK_S = 30.0
 
 def login_config(config: specs.SlurmWorker) -> specs.SSHWorker:
     """The login node as an SSH worker's settings (commands go through it, no launcher)."""
-    shared = {k: getattr(config, k) for k in (
-        "host", "slots", "workdir", "env", "group", "trust_unknown_host", "known_hosts",
-        "identity", "ssh_config", "heartbeat_s", "connect_timeout_s", "backoff_s")}
-    return specs.SSHWorker(kind="ssh", **shared)
+    shared = {k: getattr(config, k) for k in specs.RemoteWorker.model_fields}
+    return specs.SSHWorker(kind="ssh", workdir=config.workdir, **shared)
 
 
 def _retrieve(task: asyncio.Task) -> None:
