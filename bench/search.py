@@ -1,10 +1,16 @@
-"""Search quality: the built-in params mutator against random search and Optuna's TPE.
+"""Search quality: the built-in params mutator against a one-at-a-time climber, random
+search and Optuna's TPE, and the loop's search strategies against each other.
 
 Each strategy gets the same objective, the same number of evaluations (the starting point
 is the first of them, as a run's baseline is) and many seeds. Printed per objective and
 budget: the median best score, the share of seeds that reached the target and the median
 evaluations to reach it (seeds that did not count as the budget + 1), each also as a ratio
-to random search measured in the same run.
+to greedy (the loop's default search), random search and TPE measured in the same run.
+
+Strategies: `params` is the mutator as a run drives it (verdicts, then each candidate's
+score and its checks' margins); `params-scores` the same without margins (a judge's yes/no
+has none); `params-verdicts` told verdicts alone (the mutator before scores reached it);
+`one-at-a-time` moves one parameter at a time and keeps a strict improvement.
 
 Objectives:
 - `classifier`: the demo's digits classifier (checklists/demo/classifier.yaml): its
@@ -50,7 +56,16 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.model import KEPT, REVERTED, MutationError, Proposal  # noqa: E402
+from engine import spec as specs  # noqa: E402
+from engine.evaluators.checks import check_margin, check_text  # noqa: E402
+from engine.model import (  # noqa: E402
+    KEPT,
+    REVERTED,
+    Evaluation,
+    ItemResult,
+    MutationError,
+    Proposal,
+)
 from engine.mutators.paramfile import read_params, write_params  # noqa: E402
 from engine.spec import Param  # noqa: E402
 from engine.spec import ParamsMutator as ParamsConfig  # noqa: E402
@@ -68,6 +83,8 @@ class Objective:
     start: dict[str, Any]
     target: float
     evaluate: Callable[[dict[str, Any]], float]
+    #: The evaluation with its items (and their margins), for a checklist's score.
+    evaluation: Callable[[dict[str, Any]], Evaluation] | None = None
 
 
 Strategy = Callable[[Objective, int, int], list[float]]
@@ -132,9 +149,34 @@ def tpe(objective: Objective, budget: int, seed: int) -> list[float]:
     return _trace(scores, budget)
 
 
-def params_mutator(objective: Objective, budget: int, seed: int) -> list[float]:
+def one_at_a_time(objective: Objective, budget: int, seed: int) -> list[float]:
+    """One parameter at a time: a step of 0.2 of its range (a choice: another value) from
+    the best, kept when strictly better."""
+    from engine.mutators.paramspace import Space, reflect
+
+    rng, space = random.Random(seed), Space(objective.params)
+    best = dict(objective.start)
+    scores = [objective.evaluate(best)]
+    while len(scores) < budget:
+        name = rng.choice(space.names)
+        values = dict(best)
+        param = objective.params[name]
+        if param.type == "choice":
+            values[name] = rng.choice([v for v in param.values or [] if v != best[name]])
+        else:
+            values[name] = space.value(name, reflect(space.unit(name, best[name])
+                                                     + rng.gauss(0, 0.2)))
+        scores.append(objective.evaluate(values))
+        if scores[-1] > max(scores[:-1]):
+            best = values
+    return _trace(scores, budget)
+
+
+def params_mutator(objective: Objective, budget: int, seed: int, scores_seen: bool = True,
+                   margins: bool = True) -> list[float]:
     """The built-in mutator as a run drives it: propose from the best file, evaluate, keep
-    when strictly better (the `greater` rule), feedback."""
+    when strictly better (the `greater` rule), feedback; then (`scores_seen`) the
+    candidate's evaluation, with its checks' margins unless told not to."""
     from engine.mutators.params import ParamsMutator
 
     path = "params.yaml"
@@ -156,20 +198,35 @@ def params_mutator(objective: Objective, budget: int, seed: int) -> list[float]:
                 wasted += 1  # a round without an evaluation: it costs rounds, not budget
                 continue
             files = mutation.files[path]
-            score = objective.evaluate(read_params(files, path, list(objective.params)))
+            values = read_params(files, path, list(objective.params))
+            if objective.evaluation is not None:
+                evaluation = objective.evaluation(values)
+                if not margins:
+                    evaluation.items = [ItemResult(i.item, i.passed, i.input)
+                                        for i in evaluation.items]
+            else:
+                evaluation = Evaluation("ok", objective.evaluate(values))
+            score = evaluation.score
             scores.append(score)
             verdict = KEPT if score > best else REVERTED
             if verdict == KEPT:
                 best, best_text = score, files
             mutator.feedback(mutation, verdict)
+            if scores_seen:
+                mutator.observe(mutation, [evaluation])
 
     asyncio.run(drive())
     return _trace(scores, budget)
 
 
-STRATEGIES: dict[str, Strategy] = {"params": params_mutator, "random": random_search,
-                                   "tpe": tpe}
+STRATEGIES: dict[str, Strategy] = {
+    "params": params_mutator,
+    "params-scores": functools.partial(params_mutator, margins=False),
+    "params-verdicts": functools.partial(params_mutator, scores_seen=False),
+    "one-at-a-time": one_at_a_time, "random": random_search, "tpe": tpe}
 BASELINE = "random"
+#: Ratios are printed to each of these that ran.
+BASELINES = ("greedy", "random", "tpe")
 
 
 # ------------------------------------------------------------------ the loop's search strategies
@@ -219,7 +276,10 @@ async def _drive(objective: Objective, budget: int, seed: int, config: Any) -> l
             wasted += 1  # a round without an evaluation: it costs rounds, not budget
             continue
         files = {**parent.files, **mutation.files}
-        score = objective.evaluate(read_params(files[path], path, names))
+        values = read_params(files[path], path, names)
+        evaluation = (objective.evaluation(values) if objective.evaluation is not None
+                      else Evaluation("ok", objective.evaluate(values)))
+        score = evaluation.score
         scores.append(score)
         verdict = KEPT if score > (parent.score or -math.inf) else REVERTED
         if verdict == KEPT:
@@ -231,6 +291,7 @@ async def _drive(objective: Objective, budget: int, seed: int, config: Any) -> l
             else:
                 versions.admit(version)
         mutator.feedback(mutation, verdict)
+        mutator.observe(mutation, [evaluation])  # (as engine/proposer.py does)
     return _trace(scores, budget)
 
 
@@ -255,22 +316,27 @@ def classifier() -> Objective:
     params = {n: Param(**p) for n, p in spec["mutator"]["params"].items()}
     start = yaml.safe_load((DEMO / "classifier" / "params.yaml").read_text())
     seeds = [int(s) for s in spec["evaluate"]["inputs"]]
-    items = [i["json"] for i in spec["evaluate"]["items"]]
+    items = [specs.Item(**i) for i in spec["evaluate"]["items"]]
 
-    def evaluate(values: dict[str, Any]) -> float:
+    def evaluation(values: dict[str, Any]) -> Evaluation:
+        """The spec's items checked as a run checks them, margins included."""
+        import json
+
         import numpy as np
 
         train = _classifier_module()
-        passed = 0
+        results = []
         with np.errstate(all="ignore"):
             for seed in seeds:
-                out = train.train(values, seed)
-                passed += sum(out[i["path"]] >= i.get("min", -math.inf)
-                              and out[i["path"]] <= i.get("max", math.inf) for i in items)
-        return passed / (len(seeds) * len(items))
+                sample = json.dumps(train.train(values, seed))
+                for item in items:
+                    ok, evidence = check_text(item, sample)
+                    results.append(ItemResult(item.name, ok, str(seed), 0, evidence,
+                                              check_margin(item, sample)))
+        return Evaluation("ok", sum(r.passed for r in results) / len(results), results)
 
     return Objective("classifier", params, {n: start[n] for n in params},
-                     spec["stop"]["target"], evaluate)
+                     spec["stop"]["target"], lambda v: evaluation(v).score, evaluation)
 
 
 def _unit(param: Param, value: float) -> float:
@@ -369,8 +435,9 @@ def main() -> None:
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), action="append")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true", help="a line per finished job")
     parser.add_argument("--baseline", choices=sorted(STRATEGIES), default=BASELINE,
-                        help="the strategy the ratios are to (greedy: the loop's search)")
+                        help="the first strategy the ratios are to (greedy: the loop's search)")
     args = parser.parse_args()
     objectives = args.objective or list(OBJECTIVES)
     strategies = args.strategy or list(STRATEGIES)
@@ -381,33 +448,47 @@ def main() -> None:
         if "tpe" in strategies:
             strategies.remove("tpe")
             print("note: optuna is not installed, TPE skipped (pip install -e \".[bench]\")")
-    if baseline not in strategies:
-        strategies.insert(0, baseline)
+    for base in dict.fromkeys([baseline, *BASELINES]):
+        if base not in strategies and (base != "tpe" or "optuna" in sys.modules):
+            strategies.insert(0, base) if base == baseline else strategies.append(base)
+    bases = [b for b in dict.fromkeys([baseline, *BASELINES]) if b in strategies]
     budget = max(BUDGETS)
     jobs = [(o, s, budget, seed) for o in objectives for s in strategies
             for seed in range(args.seeds)]
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-        results = pool.map(_job, jobs, chunksize=1)
+        results = []
+        for done in pool.imap_unordered(_job, jobs, chunksize=1):
+            results.append(done)
+            if args.verbose:  # (a slow objective: what each finished job reached)
+                first = done[3].index(done[3][-1]) + 1
+                print(f"  {done[0]} {done[1]} seed {done[2]}: best {done[3][-1]:.3f}, first "
+                      f"at evaluation {first} ({done[4]:.0f} s)", flush=True)
     traces: dict[tuple[str, str], list[list[float]]] = {}
     seconds: dict[tuple[str, str], float] = {}
     for objective_name, strategy_name, _, trace, took in results:
         traces.setdefault((objective_name, strategy_name), []).append(trace)
         seconds[(objective_name, strategy_name)] = seconds.get(
             (objective_name, strategy_name), 0.0) + took
-    print(f"{args.seeds} seeds; ratios are to {baseline} search in this run; "
+    print(f"{args.seeds} seeds; ratios (×) are to {', '.join(bases)} in this run; "
           f"evals to target: median, a seed that missed counts as budget + 1")
+    names = "/".join(b[0] for b in bases)
     for objective_name in objectives:
         target = OBJECTIVES[objective_name]().target
         for b in BUDGETS:
             print(f"\n{objective_name} @ {b} evaluations (target {target:g})")
-            print(f"  {'strategy':<10} {'best':>6} {'×':>5}   {'hit':>5} {'×':>5}   "
-                  f"{'to target':>9} {'×':>5}")
-            base = _summary(traces[(objective_name, baseline)], b, target)
+            print(f"  {'strategy':<16} {'best':>6} {'× ' + names:>18}   {'hit':>5} "
+                  f"{'× ' + names:>18}   {'to target':>9} {'× ' + names:>18}")
+            base = [_summary(traces[(objective_name, s)], b, target) for s in bases]
             for s in strategies:
-                best, hit, to = _summary(traces[(objective_name, s)], b, target)
-                print(f"  {s:<10} {best:6.3f} {_ratio(best, base[0])}   {hit:5.0%} "
-                      f"{_ratio(hit, base[1])}   {to:9.1f} {_ratio(to, base[2])}")
+                got = _summary(traces[(objective_name, s)], b, target)
+                cols = ["".join(_ratio(got[i], ref[i]) + " " for ref in base).rstrip()
+                        for i in range(3)]
+                print(f"  {s:<16} {got[0]:6.3f} {cols[0]:>18}   {got[1]:5.0%} {cols[1]:>18}"
+                      f"   {got[2]:9.1f} {cols[2]:>18}")
+            if "params" in strategies:
+                per_seed = [round(t[b - 1], 3) for t in traces[(objective_name, "params")]]
+                print(f"  params, best per seed: {per_seed}")
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

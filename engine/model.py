@@ -109,6 +109,10 @@ class ItemResult:
     input: str = ""
     sample: int = 0
     evidence: str = ""
+    #: How far a numeric check's value is from its bound, in units of the bound: positive
+    #: when it passes (a search reads it to tell a near miss from a far one); None for yes/no
+    #: answers with no measure.
+    margin: float | None = None
 
 
 @dataclass
@@ -205,3 +209,7 @@ class Mutator(Protocol):
     async def propose(self, proposal: Proposal) -> Mutation: ...
 
     def feedback(self, mutation: Mutation, verdict: str) -> None: ...
+
+    # Optional: `observe(mutation, evaluations)` is given each candidate's evaluations once
+    # it is decided (scores, items and their margins), for a search that learns from scores
+    # and not from verdicts alone (the params mutator).

@@ -254,3 +254,5 @@ class Proposer:
         for cand in candidates:
             if not self.ahead.settle(cand, retests_waiting):
                 self.mutator.feedback(cand.mutation, cand.verdict or CRASHED)
+            if (observe := getattr(self.mutator, "observe", None)) is not None:
+                observe(cand.mutation, cand.evals)  # its scores, once decided

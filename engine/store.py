@@ -741,7 +741,8 @@ class Store:
         """The newest `limit` candidates' verdict and content of one file, oldest first
         (what a resumed params mutator tried before)."""
         rows = self._rows(
-            "SELECT * FROM (SELECT e.id, e.verdict, v.content, v.base FROM experiments e "
+            "SELECT * FROM (SELECT e.id, e.verdict, e.score, v.content, v.base "
+            "FROM experiments e "
             "JOIN versions v ON v.experiment_id = e.id AND v.path = ? "
             "WHERE e.run_id = ? AND e.kind = 'candidate' ORDER BY e.id DESC LIMIT ?) "
             "ORDER BY id", [path, run_id, limit])

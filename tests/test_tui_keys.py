@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import Static
 
 from engine.spec import Spec, load_spec
 from engine.store import Store
@@ -17,6 +18,7 @@ from tests.conftest import metric_spec
 from tui.app import AutoresearchApp, make_app
 from tui.board import Board
 from tui.changelog_pane import Changelog
+from tui.command_screen import CommandScreen
 from tui.dialogs import ConfirmScreen, PromptScreen
 from tui.fixtures import wait_until
 from tui.status_line import StatusLine
@@ -155,7 +157,8 @@ async def test_s_stops_the_run_after_asking(tmp_path: Path, toy: Spec) -> None:
         assert "stopped" in status(app)
 
 
-async def test_g_sends_guidance_for_the_next_proposals(tmp_path: Path, toy: Spec) -> None:
+async def test_g_sends_guidance_for_the_next_proposals_and_enter_on_its_row_shows_it(
+        tmp_path: Path, toy: Spec) -> None:
     async with hosted(tmp_path, toy) as (app, pilot):
         await pilot.press("g")
         assert isinstance(app.screen, PromptScreen)
@@ -165,6 +168,18 @@ async def test_g_sends_guidance_for_the_next_proposals(tmp_path: Path, toy: Spec
         assert guide["argument"] == "try x=7"
         cell = app.dash.query_one(Changelog).table.get_cell(f"c{guide['id']}", "description")
         assert "'try x=7'" in cell.plain and "applied" in cell.plain
+        # Enter on the ⚑ row: what was asked, when, and what the engine did with it.
+        changelog = app.dash.query_one(Changelog)
+        changelog.table.following = False
+        changelog.table.move_cursor(changelog.table.row_index(f"c{guide['id']}"))
+        app.set_focus(changelog.table)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandScreen), 5, "the command")
+        shown = " ".join(str(w.render()) for w in app.screen.query(Static))
+        assert "guide" in shown and "try x=7" in shown and "asked" in shown
+        assert "does not read guidance" in shown  # its outcome
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, CommandScreen), 5)
 
 
 async def test_q_stops_hosted_runs_cleanly_then_quits(tmp_path: Path, toy: Spec,

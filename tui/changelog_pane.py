@@ -120,6 +120,7 @@ class Changelog(Vertical):
         for command in {c["id"]: c for c in commands}.values():
             key = f"c{command['id']}"
             if key in table.rows:
+                table.rows[key].extra["command"] = command
                 table.update(key, {"description": self._command_text(command)})
             elif self._matches_command(command):
                 fresh.append(command)
@@ -139,7 +140,8 @@ class Changelog(Vertical):
             cells = {"ref": Text("⚑", style="bold"),
                      "verdict": Text(command["verb"], style="bold magenta"),
                      "description": self._command_text(command)}
-            new.append(Row(f"c{command['id']}", cells, (command["created"], 1, command["id"])))
+            new.append(Row(f"c{command['id']}", cells, (command["created"], 1, command["id"]),
+                           extra={"command": command}))
         self.table.add(new)
 
     def _cells(self, row: dict[str, Any]) -> dict[str, Text]:
@@ -210,6 +212,10 @@ class Changelog(Vertical):
         event.stop()
         if event.key.isdigit():
             self.post_message(ExperimentChosen(int(event.key)))
+        elif (row := self.table.rows.get(event.key)) is not None and "command" in row.extra:
+            from tui.command_screen import CommandScreen
+
+            self.app.push_screen(CommandScreen(row.extra["command"]))  # a ⚑ row
 
     @on(ChangelogView.Moved)
     def _near_bottom(self, event: ChangelogView.Moved) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 
 from engine import spec as specs
-from engine.evaluators.checks import check_command, check_text
+from engine.evaluators.checks import check_command, check_margin, check_text
 from engine.evaluators.evidence import Health, unusable
 from engine.llm import LLMRejected, LLMUnavailable
 from engine.model import (
@@ -182,7 +182,8 @@ class ChecklistEvaluator:
                     ok, evidence = check_text(item, sample)
                 else:
                     continue
-                results[n][item.name] = ItemResult(item.name, ok, inp, n, evidence)
+                results[n][item.name] = ItemResult(item.name, ok, inp, n, evidence,
+                                                   check_margin(item, sample))
             to_judge.append((n, sample))
         if self.questions and self.judge is not None and to_judge:
             judged, cost = await self.judge.judge_many(self.questions, [t for _, t in to_judge],

@@ -81,6 +81,24 @@ def check_text(item: specs.Item, sample: str) -> tuple[bool, str]:
     raise ValueError(f"item {item.name} has no text check")
 
 
+def check_margin(item: specs.Item, sample: str) -> float | None:
+    """How far a numeric JSON check's value is from its nearest bound, in units of that
+    bound (its magnitude, or 1 for a bound of 0): positive when it passes, negative when
+    it fails; None for any other check, or a sample without the number."""
+    check = item.json_
+    if check is None or check.equals is not None or (check.min is None and check.max is None):
+        return None
+    try:
+        number = float(json_lookup(last_json(sample), check.path))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    if number != number:  # NaN: as far as can be
+        return -1e9
+    margins = [(number - b) / (abs(b) or 1.0) for b in (check.min,) if b is not None]
+    margins += [(b - number) / (abs(b) or 1.0) for b in (check.max,) if b is not None]
+    return round(min(margins), 6)
+
+
 async def check_command(item: specs.Item, sample: str, session: Session) -> tuple[bool, str]:
     """A command item: the sample arrives on stdin; exit status 0 means yes."""
     assert item.command is not None

@@ -37,7 +37,7 @@ def build_mutator(spec: specs.Spec, playbooks: list[tuple[str, str]] = (),
     if isinstance(config, specs.ParamsMutator):
         from engine.mutators.params import ParamsMutator
 
-        return ParamsMutator(config)
+        return ParamsMutator(config, maximize=spec.direction == "maximize")
     if isinstance(config, specs.LLMMutator):
         from engine.mutators.llm import LLMMutator
 

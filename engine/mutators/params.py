@@ -1,8 +1,10 @@
 """The built-in offline mutator: tunes the parameters of one file, no network, no API key.
 
 Each round it proposes new values for one or several parameters (engine/mutators/
-paramsearch.py decides which: local steps of adaptive size, a model of what got kept, or a
-fresh draw) and rewrites only those values in the file (engine/mutators/paramfile.py).
+paramsearch.py decides which: local steps of adaptive size, a model of what scored best, or
+a fresh draw) and rewrites only those values in the file (engine/mutators/paramfile.py).
+It learns from each candidate's verdict (`feedback`) and, once decided, from its score and
+its checks' margins (`observe`).
 
 A resumed run does not replay its proposals: the values its earlier experiments tried are
 read back from the store (`bind_store`), remembered as tried, and the random stream is
@@ -29,6 +31,7 @@ from engine.model import (
     Proposal,
 )
 from engine.mutators.paramfile import read_params, write_params
+from engine.mutators.paramrank import soft_score
 from engine.mutators.paramsearch import TRIED_MAX, Search, round_value
 
 #: Earlier experiments read back when a run resumes (as many as are remembered as tried).
@@ -48,9 +51,10 @@ class ParamsMutator:
     #: Guidance (`g`, `autoresearch-tui guide`) is recorded but not read by this mutator.
     reads_guidance = False
 
-    def __init__(self, config: specs.ParamsMutator) -> None:
+    def __init__(self, config: specs.ParamsMutator, maximize: bool = True) -> None:
         self.config = config
-        self.search = Search(config.params, config.seed)
+        #: (`maximize`: the run's score is better higher; a metric's may be better lower.)
+        self.search = Search(config.params, config.seed, maximize)
         #: Set when there is nothing left to propose: the run's stop reason.
         self.finished: str | None = None
         #: The last best file text read, and its parameter values.
@@ -73,6 +77,8 @@ class ParamsMutator:
             self.search.remember(self.search.space.key(values))
             if row["verdict"] in JUDGED:
                 self.search.feedback(values, "", row["verdict"] in (KEPT, PINNED))
+            if row.get("score") is not None:  # (margins are not stored: ranked by score)
+                self.search.observe(values, "", row["score"], None)
         if self.config.seed is not None:  # (an unseeded run's stream is fresh anyway)
             self.search.rng.seed(f"{self.config.seed}/{len(rows)}")
 
@@ -110,7 +116,7 @@ class ParamsMutator:
             self._read = (text, self._values(read_params(text, cfg.file, list(cfg.params))))
         best = self._read[1]
         try:
-            values, move = self.search.propose(best)
+            values, move = self.search.propose(best, best_score=proposal.best_score)
         except LookupError as exc:
             self.finished = f"{exc} ({self.search.space.size} in all)"
             raise MutationError(self.finished) from None
@@ -118,10 +124,16 @@ class ParamsMutator:
         parts = [f"{n} {_show(best[n])} → {_show(v)}" for n, v in changed.items()]
         description = ", ".join(parts[:SHOWN]) + (
             f" (+{len(parts) - SHOWN} more)" if len(parts) > SHOWN else "")
+        origin = self.search.origin(best)
+        rationale = _RATIONALE[move].format(n=len(changed), step=self.search.state.sigma)
+        if origin != best and move != "wide":
+            moved = [f"{n} {_show(v)}" for n, v in origin.items() if v != best[n]]
+            rationale += (f"; from a version that tied the best and came nearer its bars "
+                          f"({', '.join(moved[:SHOWN])}{' …' if len(moved) > SHOWN else ''})")
         return Mutation(
             description=description,
             files={cfg.file: write_params(text, cfg.file, changed)},
-            rationale=_RATIONALE[move].format(n=len(changed), step=self.search.state.sigma),
+            rationale=rationale,
             state={"values": values, "move": move,
                    # (one parameter's move, as earlier versions named it)
                    "param": next(iter(changed)), "old": best[next(iter(changed))],
@@ -136,6 +148,17 @@ class ParamsMutator:
         return out
 
     # ---------------------------------------------------------------- learning
+
+    def observe(self, mutation: Mutation, evaluations: list[Any]) -> None:
+        """A decided candidate's evaluations: its score (the mean of those that scored)
+        and its checks' margins rank it for the search (engine/mutators/paramrank.py)."""
+        values = mutation.state.get("values")
+        scored = [e for e in evaluations if e.status == "ok" and e.score is not None]
+        if values is None or not scored:
+            return
+        score = sum(e.score for e in scored) / len(scored)
+        soft = soft_score(i for e in scored for i in e.items)
+        self.search.observe(values, mutation.state.get("move", ""), score, soft)
 
     def feedback(self, mutation: Mutation, verdict: str) -> None:
         values = mutation.state.get("values")

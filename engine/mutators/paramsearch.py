@@ -1,18 +1,20 @@
-"""The params mutator's optimizer: which parameter values to try next, from verdicts alone.
+"""The params mutator's optimizer: which parameter values to try next, from verdicts and
+scores.
 
-A run tells the mutator only whether each candidate was kept (beat the best) or not, and
-the best version's score. On such feedback, and on the plateaus a pass-rate score makes
-(most candidates tie the best and are reverted), a climber that moves one parameter at a
-time stalls. So each proposal is one of three moves, and which move is used adapts to what
-got kept (a bandit whose memory decays, so it follows the run's phase):
+A run tells the mutator whether each candidate was kept (beat the best) or not and, once
+decided, its score and how near its checks came (engine/mutators/paramrank.py). On the
+plateaus a pass-rate score makes (most candidates tie the best and are reverted), a climber
+that moves one parameter at a time from the best stalls. So each proposal starts from the
+best-ranked version seen (the best, or a tie that came nearer its bars) and is one of three
+moves; which move is used adapts to what advanced (a bandit whose memory decays):
 
-- `local`: from the best, a few parameters (one to all, more after a keep) take a
+- `local`: from there, a few parameters (one to all, more after a keep) take a
   Gaussian step in the unit cube (log-scale parameters in log space); the step size follows
   the 1/5 success rule of a (1+1) evolution strategy, and is reset when the best has not
   moved for a while (a plateau is wide, not narrow);
-- `model`: a tree-structured Parzen estimate (as Optuna's TPE) of where kept versions lie
-  against where reverted ones lie; of a few candidates drawn near kept versions the one
-  most likely to be good is proposed;
+- `model`: a tree-structured Parzen estimate (as Optuna's TPE) of where the best-ranked
+  versions lie against where the others lie (kept against reverted, without scores); of
+  a few candidates drawn near the good ones the one most likely to be good is proposed;
 - `wide`: a restart: some parameters (half the time) or all of them drawn afresh over
   their whole range (a full one: the farthest of a few draws from everything tried):
   random search's strength on plateaus, kept as a floor.
@@ -31,6 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import spec as specs
+from engine.mutators.paramrank import UNKNOWN_SOFT, Ranks
+from engine.mutators.paramspace import Space, parzen, reflect, round_value
+
+__all__ = ["Search", "Space", "round_value"]
 
 MOVES = ("local", "model", "wide")
 #: Prior successes and tries of each move (a move's chance follows its success rate).
@@ -54,68 +60,8 @@ STALL = 12
 MODEL_DRAWS, WIDE_DRAWS = 24, 6
 #: The share of restarts that draw only some parameters afresh.
 PARTIAL = 0.5
-
-
-def _round_sig(value: float, digits: int = 4) -> float:
-    if value == 0:
-        return 0.0
-    return round(value, -int(math.floor(math.log10(abs(value)))) + digits - 1)
-
-
-class Space:
-    """The parameters, as coordinates in the unit cube (choices as indices)."""
-
-    def __init__(self, params: dict[str, specs.Param]) -> None:
-        self.params = params
-        self.names = list(params)
-        self.numeric = [n for n in self.names if params[n].type != "choice"]
-        #: Distinct value combinations when every parameter is discrete, else None.
-        self.size: int | None = 1
-        for p in params.values():
-            if p.type == "float":
-                self.size = None
-                break
-            count = len(p.values or []) if p.type == "choice" else int(
-                math.floor(p.max) - math.ceil(p.min) + 1)  # type: ignore[arg-type]
-            self.size *= max(count, 1)  # type: ignore[operator]
-
-    def unit(self, name: str, value: Any) -> float:
-        p = self.params[name]
-        lo, hi = float(p.min), float(p.max)  # type: ignore[arg-type]
-        value = min(max(float(value), lo), hi)
-        if p.scale == "log":
-            return (math.log(value) - math.log(lo)) / (math.log(hi) - math.log(lo))
-        return (value - lo) / (hi - lo)
-
-    def value(self, name: str, u: float) -> Any:
-        """The value at unit coordinate u, as it is written (ints rounded, floats to 4
-        significant digits)."""
-        p = self.params[name]
-        lo, hi = float(p.min), float(p.max)  # type: ignore[arg-type]
-        u = min(max(u, 0.0), 1.0)
-        if p.scale == "log":
-            raw = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-        else:
-            raw = lo + u * (hi - lo)
-        return round_value(p, raw)
-
-    def key(self, values: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(values[n] for n in self.names)
-
-    def uniform(self, rng: random.Random) -> dict[str, Any]:
-        return {n: rng.choice(self.params[n].values or []) if n not in self.numeric
-                else self.value(n, rng.random()) for n in self.names}
-
-
-def round_value(param: specs.Param, value: float) -> Any:
-    """A value in the parameter's range as it is written: ints rounded, floats to 4
-    significant digits (a changelog reads `lr 0.02 → 0.0125`, not 17 digits)."""
-    lo, hi = float(param.min), float(param.max)  # type: ignore[arg-type]
-    value = min(max(value, lo), hi)
-    if param.type == "int":
-        return int(min(max(round(value), math.ceil(lo)), math.floor(hi)))
-    rounded = _round_sig(value)
-    return float(rounded if lo <= rounded <= hi else value)
+#: The model's good versions: this share of the ranked ones (at least 2, at most 25).
+GAMMA = 0.15
 
 
 @dataclass
@@ -143,10 +89,15 @@ class SearchState:
 class Search:
     """Proposes parameter values from the best version's, and learns from verdicts."""
 
-    def __init__(self, params: dict[str, specs.Param], seed: Any) -> None:
+    def __init__(self, params: dict[str, specs.Param], seed: Any,
+                 maximize: bool = True) -> None:
         self.space = Space(params)
         self.rng = random.Random(seed)
         self.state = SearchState()
+        #: Scores seen (facts, not guesses: an undone proposal leaves them).
+        self.ranks = Ranks(TRIED_MAX, maximize)
+        #: The best version's (score, soft score) rank, as of the last proposal.
+        self.best_rank: tuple[float, float] | None = None
         #: Every value combination proposed (bounded: the oldest are forgotten).
         self.tried: OrderedDict[tuple[Any, ...], None] = OrderedDict()
 
@@ -177,15 +128,20 @@ class Search:
         size = self.space.size
         return size is not None and size <= TRIED_MAX and len(self.tried) >= size
 
-    def propose(self, best: dict[str, Any], attempts: int = 30) -> tuple[dict[str, Any], str]:
+    def propose(self, best: dict[str, Any], attempts: int = 30,
+                best_score: float | None = None) -> tuple[dict[str, Any], str]:
         """New values (never tried before, while remembered) and the move that made them;
         raises LookupError when every value combination was tried."""
         best_key = self.space.key(best)
         if best_key not in self.tried:
             self.remember(best_key)
+        known = self.ranks.get(best_key)
+        self.best_rank = known[:2] if known else None if best_score is None else (
+            self.ranks.rank_of(best_score, None))
+        origin = self.origin(best)
         move = self._pick_move()
         for attempt in range(attempts):
-            values = self._make(move, best, reach=1.0 + attempt / 6)
+            values = self._make(move, origin, reach=1.0 + attempt / 6)
             key = self.space.key(values)
             if key not in self.tried:
                 self.remember(key)
@@ -197,6 +153,15 @@ class Search:
             raise LookupError("every value combination was tried")
         self.remember(self.space.key(values))
         return values, "wide"
+
+    def origin(self, best: dict[str, Any]) -> dict[str, Any]:
+        """Where the next step starts: the best-ranked version seen, when it ranks at least
+        as high as the best (a tie that came nearer its bars), else the best."""
+        top = self.ranks.top()
+        if (top is None or self.best_rank is None or top[1][:2] < self.best_rank
+                or top[1][1] == UNKNOWN_SOFT):  # (a tie of scores alone says nothing)
+            return best
+        return dict(zip(self.space.names, top[0], strict=True))
 
     def _pick_move(self) -> str:
         st = self.state
@@ -228,7 +193,7 @@ class Search:
                 values[name] = rng.choice([v for v in p.values or [] if v != best[name]])
                 continue
             u = space.unit(name, best[name])
-            new = space.value(name, _reflect(u + rng.gauss(0, sigma)))
+            new = space.value(name, reflect(u + rng.gauss(0, sigma)))
             if new == best[name] and p.type == "int":  # an int moves by at least one
                 step = 1 if rng.random() < 0.5 else -1
                 lo, hi = math.ceil(p.min), math.floor(p.max)  # type: ignore[arg-type]
@@ -280,12 +245,23 @@ class Search:
                 total += 0.25
         return total
 
-    def _model(self, best: dict[str, Any]) -> dict[str, Any]:
-        """TPE: draw near kept versions, propose the draw most likely kept."""
-        space, rng = self.space, self.rng
+    def _split(self, best: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The model's good and bad versions: the top of the ranking against the rest, or
+        (without scores) kept against reverted; the start (`best`) is the last good one."""
         seen = self.state.observed[-OBSERVED_MAX:]
-        good = [o.values for o in seen if o.kept] + [best]
-        bad = [o.values for o in seen if not o.kept] or [best]
+        by_key = {self.space.key(o.values): o.values for o in seen}
+        ranked = self.ranks.ordered(by_key, margins_only=True)
+        if len(ranked) >= MODEL_AFTER:
+            cut = max(2, min(25, math.ceil(GAMMA * len(ranked))))
+            good = [by_key[k] for k in ranked[:cut] if by_key[k] != best]
+            return good + [best], [by_key[k] for k in ranked[cut:]] or [best]
+        return ([o.values for o in seen if o.kept] + [best],
+                [o.values for o in seen if not o.kept] or [best])
+
+    def _model(self, best: dict[str, Any]) -> dict[str, Any]:
+        """TPE: draw near the good versions, propose the draw most likely good."""
+        space, rng = self.space, self.rng
+        good, bad = self._split(best)
         # Bandwidths shrink as evidence grows (Scott's rule on the unit interval).
         h_good = max(0.06, 0.4 * len(good) ** -0.2 * (self.state.sigma / SIGMA0) ** 0.5)
         h_bad = max(0.06, 0.4 * len(bad) ** -0.2)
@@ -303,7 +279,7 @@ class Search:
                     values[name] = space.value(name, rng.random())
                 else:
                     u = space.unit(name, centre[name])
-                    values[name] = space.value(name, _reflect(u + rng.gauss(0, h_good)))
+                    values[name] = space.value(name, reflect(u + rng.gauss(0, h_good)))
             draws.append(values)
 
         # Each parameter's good and bad points, in the unit interval (choices: counts).
@@ -322,7 +298,7 @@ class Search:
                 axis = axes[name]
                 if name in space.numeric:
                     u = space.unit(name, values[name])
-                    total += math.log(_parzen(u, axis[0], h_good) / _parzen(u, axis[1], h_bad))
+                    total += math.log(parzen(u, axis[0], h_good) / parzen(u, axis[1], h_bad))
                 else:
                     k, goods, bads = axis
                     value = values[name]
@@ -353,6 +329,23 @@ class Search:
 
     # ---------------------------------------------------------------- learning
 
+    def observe(self, values: dict[str, Any], move: str, score: float,
+                soft: float | None) -> None:
+        """A decided candidate's score and soft score. One that ranks above every version
+        seen without beating the best's score (a tie that came nearer) advanced the search
+        as a keep does: its move and a wider step are credited (a keep was, in feedback)."""
+        top = self.ranks.top()
+        rank = self.ranks.add(self.space.key(values), score, soft)
+        if top is None or rank[:2] <= top[1][:2] or self.best_rank is None or (
+                rank[0] > self.best_rank[0]) or soft is None:
+            return
+        st = self.state
+        st.stall = 0
+        if move in st.tries:
+            st.wins[move] += 1
+        if move == "local":
+            st.sigma = min(st.sigma * GROW / SHRINK, SIGMA_MAX)  # (its revert shrank it)
+
     def feedback(self, values: dict[str, Any], move: str, kept: bool) -> None:
         st = self.state
         for m in MOVES:  # older evidence counts less
@@ -374,17 +367,3 @@ class Search:
         st.observed.append(Observation(values, kept))
         if len(st.observed) > 2 * OBSERVED_MAX:  # (trimmed in steps: no shift every round)
             del st.observed[:OBSERVED_MAX]
-
-
-def _reflect(u: float) -> float:
-    """u folded back into [0, 1] (a step past a bound comes back, not stuck on it)."""
-    u = abs(u) % 2.0
-    return 2.0 - u if u > 1.0 else u
-
-
-def _parzen(u: float, centres: list[float], h: float) -> float:
-    """A Gaussian kernel density on [0, 1] with a uniform prior of one kernel's weight."""
-    total = 1.0
-    for c in centres:
-        total += math.exp(-0.5 * ((u - c) / h) ** 2) / (h * 2.5066282746310002)
-    return total / (len(centres) + 1)
