@@ -32,6 +32,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from engine import spec as specs
 from engine.mutators.paramrank import UNKNOWN_SOFT, Ranks
 from engine.mutators.paramspace import Space, parzen, reflect, round_value
@@ -213,14 +215,13 @@ class Search:
             fresh = space.uniform(rng)
             return {n: fresh[n] if n in chosen else best[n] for n in space.names}
         draws = [space.uniform(rng) for _ in range(WIDE_DRAWS)]
-        seen = [self._point(o.values) for o in self.state.observed[-OBSERVED_MAX:]]
-        if not seen:
+        observed = self.state.observed[-OBSERVED_MAX:]
+        if not observed:
             return draws[0]
+        seen = np.array([self._point(o.values) for o in observed])
 
         def room(draw: dict[str, Any]) -> float:
-            point = self._point(draw)
-            return min(sum((a - b) ** 2 for a, b in zip(point, other, strict=True))
-                       for other in seen)
+            return float(((seen - np.array(self._point(draw))) ** 2).sum(axis=1).min())
 
         return max(draws, key=room)
 
@@ -286,8 +287,8 @@ class Search:
         axes = {}
         for name in space.names:
             if name in space.numeric:
-                axes[name] = ([space.unit(name, g[name]) for g in good],
-                              [space.unit(name, b[name]) for b in bad])
+                axes[name] = (np.array([space.unit(name, g[name]) for g in good]),
+                              np.array([space.unit(name, b[name]) for b in bad]))
             else:
                 k = len(space.params[name].values or [])
                 axes[name] = (k, [g[name] for g in good], [b[name] for b in bad])

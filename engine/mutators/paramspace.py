@@ -8,6 +8,8 @@ import math
 import random
 from typing import Any
 
+import numpy as np
+
 from engine import spec as specs
 
 
@@ -79,9 +81,9 @@ def reflect(u: float) -> float:
     return 2.0 - u if u > 1.0 else u
 
 
-def parzen(u: float, centres: list[float], h: float) -> float:
-    """A Gaussian kernel density on [0, 1] with a uniform prior of one kernel's weight."""
-    total = 1.0
-    for c in centres:
-        total += math.exp(-0.5 * ((u - c) / h) ** 2) / (h * 2.5066282746310002)
-    return total / (len(centres) + 1)
+def parzen(u: float, centres: np.ndarray, h: float) -> float:
+    """A Gaussian kernel density on [0, 1] with a uniform prior of one kernel's weight.
+    (numpy: the model weighs two dozen draws against up to 160 versions a proposal, and a
+    loop of exp() calls was most of the engine's time a round on a millisecond evaluation.)"""
+    kernels = np.exp(-0.5 * ((u - centres) / h) ** 2).sum() / (h * 2.5066282746310002)
+    return float((1.0 + kernels) / (len(centres) + 1))
