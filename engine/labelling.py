@@ -58,15 +58,22 @@ def find_run(store: Store, run_name: str) -> dict[str, Any]:
     return run
 
 
+#: An item's deterministic checks (engine/spec.py's Item), as the stored spec names them.
+DETERMINISTIC = ("regex", "contains", "not_contains", "words", "json", "json_", "command")
+
+
 def questions_of(run: dict[str, Any]) -> dict[str, str] | None:
     """The run's judged items and their questions (None: the spec names none, label all)."""
     try:
         spec = json.loads(run.get("spec_json") or "{}")
         items = spec.get("evaluate", {}).get("items") or []
-        found = {i["name"]: i["question"] for i in items if i.get("question")}
+        # An item with a deterministic check beside its question (the question is then
+        # its wording) is not judged: nothing there for a person to calibrate.
+        found = {i["name"]: i["question"] for i in items if i.get("question")
+                 and not any(i.get(k) is not None for k in DETERMINISTIC)}
     except (ValueError, AttributeError, TypeError, KeyError):
         return None
-    return found or None
+    return found if items else None  # (items all deterministic: nothing to label)
 
 
 def outputs_of(store: Store, exp_id: int) -> dict[tuple[str, int], str]:

@@ -177,3 +177,26 @@ def test_commands_print_to_the_stdout_of_the_call_not_of_their_import(db: Path) 
         with contextlib.redirect_stdout(io.StringIO()) as caught:
             command()
         assert caught.getvalue().strip()
+
+
+async def test_a_run_of_deterministic_checks_has_nothing_to_label_and_says_why(
+        tmp_path: Path) -> None:
+    # The demo's items have a question as their wording and a json check that decides them.
+    spec = {"name": "checked", "evaluate": {"kind": "checklist", "items": [
+        {"name": "accurate", "question": "Is accuracy at least 97%?",
+         "json_": {"path": "val_acc", "min": 0.97}},
+        {"name": "short", "question": "Is it short?", "regex": "^.{0,80}$"}]}}
+    store = Store(tmp_path / "c.db")
+    run_id = store.create_run("checked", spec_path="s.yaml", spec_json=json.dumps(spec),
+                              workspace="/w", direction="maximize", target=1.0)
+    exp_id = store.start_experiment(run_id, round=0, kind="baseline", parent=None)
+    store.finish_experiment(exp_id, verdict="baseline", score=0.5, items=[
+        ItemResult("accurate", False, "1", 0, "val_acc = 0.91 (wants ≥ 0.97)"),
+        ItemResult("short", True, "1", 0, "matched")])
+    assert queue(store, store.get_run("checked")) == []
+    app = LabelApp(store, "checked")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await wait_until(pilot, lambda: isinstance(app.screen, LabelScreen)
+                                  and app.screen, 5, "the labelling screen")
+        assert "Nothing to label" in str(screen.query_one("#label-question").render())
+        assert "deterministic" in str(screen.query_one("#label-output").render())

@@ -18,7 +18,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from engine.labelling import Sample, find_run, queue, write_label
+from engine.labelling import Sample, find_run, questions_of, queue, write_label
 from engine.store import Store
 from tui.safe import line, shown
 
@@ -78,7 +78,12 @@ class LabelScreen(Screen[None]):
         self.query_one("#label-head", Static).update(head)
         question = Text()
         body = Text()
-        if s is None:
+        if s is None and questions_of(self.run) == {}:
+            question.append("Nothing to label.", style="bold")
+            body.append("Every item of this run is a deterministic check: there is no judge "
+                        "to calibrate. Labels are for items an LLM judges (a `question` "
+                        "without a check).", style="dim")
+        elif s is None:
             question.append("Nothing left to label.", style="bold green")
             body.append(f"Every judged answer of the newest experiments is labelled. "
                         f"`autoresearch-tui judge-report {line(self.run['name'])}` compares "
