@@ -141,15 +141,24 @@ def test_sigkill_of_the_engine_kills_its_evaluation_and_removes_its_scratch(
     assert processes_with(length) == evaluation  # nobody cleaned up yet
     assert _scratch(engine.pid)
     second = _engine(db, spec)
+
+    def notes() -> list[str]:
+        store = Store(db, readonly=True)
+        try:
+            return [e["line"] for e in store.events(None, limit=500) if "cleaned up" in e["line"]]
+        finally:
+            store.close()
+
     try:
         _wait_for(lambda: not set(evaluation) & set(processes_with(length)), timeout=10)
         _wait_for(lambda: not _scratch(engine.pid), timeout=5)
+        # The note is committed with the engine's next batch of rows: wait for it before
+        # the kill (a kill a moment after the clean-up could otherwise take it along).
+        _wait_for(notes, timeout=10)
     finally:
         second.kill()  # (a clean stop would wait for its baseline's 30 s)
         second.wait(20)
-    store = Store(db, readonly=True)
-    notes = [e["line"] for e in store.events(None, limit=500) if "cleaned up" in e["line"]]
-    assert notes and f"engine {engine.pid}" in notes[0]
+    assert f"engine {engine.pid}" in notes()[0]
     _wait_for(lambda: not processes_with(length), timeout=5)
 
 

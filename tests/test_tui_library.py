@@ -143,10 +143,13 @@ async def test_the_first_screen_does_not_grow_with_the_number_of_runs(tmp_path: 
         async with app.run_test(size=(160, 48)) as pilot:
             view = (await first_screen(app, pilot)).view
             drawn = view.drawn
-        seen[runs] = (len([s for s in statements if s.lstrip().upper().startswith("SELECT")]),
+            until_first = list(statements)  # (what the polls read after it is not counted)
+        seen[runs] = (len([s for s in until_first if s.lstrip().upper().startswith("SELECT")]),
                       drawn)
     (queries_few, drawn_few), (queries_many, drawn_many) = seen[20], seen[RUNS]
-    assert queries_many <= queries_few + 2, seen
+    # A query per run would be 180 more; a poll that fell inside a slower first screen is a
+    # handful (the margin keeps a loaded machine from failing this).
+    assert queries_many <= queries_few + 8, seen
     assert drawn_many <= drawn_few + 2, seen
 
 
