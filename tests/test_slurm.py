@@ -203,12 +203,13 @@ async def test_a_node_going_down_mid_run_is_a_worker_fault_and_the_allocation_is
 
 async def test_a_held_allocation_is_renewed_before_its_time_limit_and_the_old_one_released(
         lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path) -> None:
-    # A one-minute allocation renewed when it has less than 60 s left: at its first step.
+    # A one-minute allocation renewed when it has 57 s left: after about 3 s (not at once:
+    # a successor itself that near its limit would ask for a third at its first step).
     # The run goes on until a step ran in the successor (bounded by max_rounds and time):
     # how soon SLURM starts the successor is the scheduler's business, not ours.
     spec = make_spec(params_workspace, "renew", command=f"sleep 0.3; {PY} score.py",
                      workers=[slurm_worker(lab, cluster, slots=2, time="1",
-                                           renew_before_s=60)],
+                                           renew_before_s=57)],
                      parallel=2, stop={"max_rounds": 60})
     live: list[int] = []
     states: list[str] = []

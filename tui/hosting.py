@@ -65,7 +65,10 @@ class EngineHost:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
-        await self.host.close()
+        try:  # leaving the app never hangs on what closing waits for (a hook, a poller)
+            await asyncio.wait_for(self.host.close(), timeout=10)
+        except TimeoutError:
+            pass
 
     def _report(self, task: asyncio.Task[str]) -> None:
         if not task.cancelled() and task.exception() is not None:
