@@ -207,7 +207,7 @@ async def test_a_file_edited_by_hand_is_a_new_baseline(tmp_path: Path):
     run_id = store.get_run("skill-a")["id"]
 
     async def until(check, what: str) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while not check():
             assert time.monotonic() < deadline, what
             await asyncio.sleep(0.05)
