@@ -1,0 +1,161 @@
+"""Hold mode's steps, made one evaluation ahead.
+
+Making a step costs `srun` a round of RPCs to slurmctld and slurmd and slurmd a
+slurmstepd: 40-120 ms alone, 200-350 ms when eight slots ask at once (measured on the
+benchmark's cluster, bench/parallel_scaling.py --slurm), and it sat between "the engine has
+a candidate" and "its command runs". So each slot keeps a spare: a step already made in the
+held allocation (`srun --jobid=... --overlap`, on its own SSH channel to the login node)
+whose shell waits for its command on stdin. An evaluation hands its command to the spare and
+the slot's next spare is made while the command runs.
+
+Each evaluation still gets a step of its own (its id is recorded, a timeout or a stop cancels
+it, SLURM's verdicts about it are read as before); only the step's start moved ahead. The
+command goes as the lines of a shell script ended by a random line, and whatever follows is
+the command's stdin. A spare whose stdin ends without that line (a discarded spare, a lost
+connection) exits without running anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import re
+import secrets
+import shlex
+import time
+
+import asyncssh
+
+from engine import spec as specs
+from engine.model import CommandResult, LineSink
+from engine.workers.faults import WorkerFailed
+from engine.workers.output import OutputTail
+from engine.workers.remote import job_command, shell_value, signal_number
+from engine.workers.sshhost import describe
+
+READ_CHUNK = 65_536
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def srun_argv(job_id: str, config: specs.SlurmWorker) -> list[str]:
+    """One task on one node, sharing the allocation with the other slots' steps
+    (`--overlap`) but seeing only its own share of it (`--exact`)."""
+    return ["srun", f"--jobid={job_id}", "--overlap", "--exact", "--ntasks=1", "--nodes=1",
+            "--quiet", *config.srun_args]
+
+
+def spare_command(job_id: str, marker: str, end: str, config: specs.SlurmWorker,
+                  workdir: str) -> str:
+    """The login node's command for a spare step: the worker's `env` (srun itself may need
+    it: SLURM_CONF), then srun from the shared working folder. The step prints `MARKER
+    JOB.STEP` once it runs, then reads script lines until the line END and runs them."""
+    exports = "".join(f"export {k}={shell_value(v)}; " for k, v in config.env.items())
+    inner = (f'echo "{marker}$SLURM_JOB_ID.$SLURM_STEP_ID"; s=; '
+             f'while IFS= read -r l; do [ "$l" = {end} ] && {{ eval "$s"; exit $?; }}; '
+             's="$s$l\n"; done; exit 0')
+    outer = (f"{exports}cd {shlex.quote(workdir)} || exit 126; "
+             f"exec {shlex.join(srun_argv(job_id, config))} sh -c {shlex.quote(inner)}")
+    return f"sh -c {shlex.quote(outer)}"
+
+
+class Spare:
+    """A step made ahead of the evaluation that will use it (or srun's failure to make it)."""
+
+    def __init__(self, job_id: str, proc: asyncssh.SSHClientProcess, step: str,
+                 early: str, end: str) -> None:
+        self.job_id, self.proc, self.step = job_id, proc, step
+        #: The line that ends the command's script (random: no script line equals it).
+        self.end = end
+        #: What srun printed before the step ran (its error, when `step` is "").
+        self.early = early
+        self.used = False
+
+    @property
+    def usable(self) -> bool:
+        """Its step runs and waits for a command (as far as the channel has said)."""
+        return bool(self.step) and self.proc.exit_status is None and \
+            self.proc.exit_signal is None and not self.proc.is_closing()
+
+    def discard(self) -> None:
+        """End it unused: its shell sees its stdin end and exits, and the step with it."""
+        if not self.used:
+            self.used = True
+            try:
+                self.proc.stdin.write_eof()
+            except (OSError, asyncssh.Error):
+                pass
+            self.proc.close()
+
+    async def run(self, script: str, stdin: str | None, timeout: float,
+                  on_line: LineSink | None, started: float) -> CommandResult:
+        """Hand the spare its command and wait (at most `timeout`) for it to end. A timed
+        out result leaves the step to the caller (scancel), which then closes the channel."""
+        self.used = True
+        tail = OutputTail(on_line)
+        if not self.step:  # srun could not make the step: that is the result
+            tail.feed(self.early)
+            tail.close()
+            return CommandResult(exit_code=self.proc.exit_status, output=tail.text(),
+                                 duration=time.monotonic() - started)
+        proc = self.proc
+        proc.stdin.write(f"{script}\n{self.end}\n".encode() + (stdin or "").encode())
+        proc.stdin.write_eof()
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+        async def pump() -> None:
+            while chunk := await proc.stdout.read(READ_CHUNK):
+                tail.feed(decoder.decode(chunk))
+            tail.feed(decoder.decode(b"", final=True))
+            await proc.wait_closed()
+
+        timed_out = False
+        try:
+            await asyncio.wait_for(pump(), timeout)
+        except TimeoutError:
+            timed_out = True
+        tail.close()
+        status, killed_by = proc.exit_status, proc.exit_signal
+        if not timed_out and status is None and killed_by is None:
+            raise asyncssh.ConnectionLost("Connection lost")
+        code = None if timed_out else status if status is not None else -signal_number(
+            killed_by[0])
+        return CommandResult(exit_code=code, output=tail.text(), timed_out=timed_out,
+                             duration=time.monotonic() - started, truncated=tail.truncated)
+
+
+async def start(conn: asyncssh.SSHClientConnection, job_id: str,
+                config: specs.SlurmWorker, workdir: str) -> Spare:
+    """Make a spare step in `job_id`: returns once its step runs (or srun gave up)."""
+    marker = f"__autoresearch_step_{secrets.token_hex(4)}__ "
+    end = f"__autoresearch_end_{secrets.token_hex(8)}__"
+    try:
+        proc = await conn.create_process(spare_command(job_id, marker, end, config, workdir),
+                                         stderr=asyncssh.STDOUT, encoding=None)
+    except (OSError, asyncssh.Error) as exc:
+        raise WorkerFailed(f"{config.host}: {describe(exc)}") from None
+    early = bytearray()
+    step = ""
+    try:
+        while line := await proc.stdout.readline():
+            text = line.decode(errors="replace")
+            if text.startswith(marker):
+                step = text[len(marker):].strip()
+                break
+            early.extend(line)
+        if not step:
+            await proc.wait_closed()
+    except (OSError, asyncssh.Error) as exc:
+        proc.close()
+        raise WorkerFailed(f"{config.host}: {describe(exc)}") from None
+    except BaseException:  # cancelled: its shell sees stdin end and exits unused
+        proc.close()
+        raise
+    return Spare(job_id, proc, step, early.decode(errors="replace"), end)
+
+
+def spare_script(command: str, folder: str, env: dict[str, str]) -> str | None:
+    """What the spare's shell runs for a command (None: an environment name no shell
+    takes, which the caller reports as the SSH worker does)."""
+    if any(not ENV_NAME.match(k) for k in env):
+        return None
+    return job_command(command, shlex.quote(folder), env)
