@@ -105,6 +105,34 @@ async def test_per_job_evaluations_wait_in_the_queue_outside_their_timeout(
     assert cluster.left_behind() == []
 
 
+async def test_a_slots_next_step_is_made_while_its_command_runs(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each command lists its job's steps once it has run a while: its own, and the slot's
+    # next one, already made (made as the command came, no other step would exist). The
+    # command has lines, quotes and a `$` for the step's shell to take as they are.
+    monkeypatch.setattr("engine.workers.slurm.SPARE_AFTER_S", 0.0)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    command = (f"it='it'\\''s $HOME'; sleep 1\n"
+               f"squeue -h -s -j \"$SLURM_JOB_ID\" -o %i > {seen}/\"$SLURM_STEP_ID\"\n"
+               f"echo \"$it\" > {seen}/said; {PY} score.py")
+    spec = make_spec(params_workspace, "ahead", command=command,
+                     workers=[slurm_worker(lab, cluster)], stop={"max_rounds": 1})
+    loop = await run_loop(spec, tmp_path / "store.db")
+    rows = loop.store.experiments(loop.run_id)
+    assert len(rows) == 2 and all(r["score"] is not None for r in rows), rows
+    assert (seen / "said").read_text() == "it's $HOME\n"
+    for row in rows:
+        (step,) = job_ids(row["worker"])
+        job, number = step.split(".")
+        listed = (seen / number).read_text().split()
+        others = [s for s in listed if s.startswith(f"{job}.") and s.split(".")[1].isdigit()
+                  and s != step]
+        assert step in listed and others, (step, listed)  # the next one waits already
+    assert cluster.left_behind() == []
+
+
 @pytest.mark.parametrize("jobs", ["agent", "channels"])
 async def test_a_timeout_cancels_its_step_and_leaves_nothing_running(
         lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
@@ -134,9 +162,10 @@ async def test_stopping_a_run_cancels_its_steps_and_jobs(
     async def during(loop: RunLoop) -> None:
         await until(lambda: loop.best_id is not None, what="the baseline")
         slow.touch()
-        if allocation == "hold":
-            await until(lambda: len(cluster.steps()) == 2, what="the candidates' steps")
-            assert len(cluster.squeue()) == 1  # the held allocation
+        if allocation == "hold":  # (besides the slots' next steps, made ahead)
+            await until(lambda: len(cluster.processes("sleep 318")) == 2,
+                        what="the candidates' steps")
+            assert len(cluster.squeue()) == 1 and len(cluster.steps()) >= 2  # one allocation
         else:
             await until(lambda: sorted(s for _, s, _ in cluster.squeue()) == [
                 "PENDING", "RUNNING"] and cluster.steps(), what="a job running, one queued")

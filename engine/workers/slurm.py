@@ -6,7 +6,9 @@ SLURM settings. Its slots share a SlurmCluster: the login node's SSH connections
 
     hold      one holder job of `slots` tasks (sbatch) for the run; each evaluation's
               commands are steps in it (`srun --jobid=... --overlap`), so the queue is
-              waited for once. When it has less than `renew_before_s` left a successor is
+              waited for once. Each slot's next step is made while its command runs and
+              waits for that command on stdin (slurmspare.py): making a step is not on an
+              evaluation's way. When it has less than `renew_before_s` left a successor is
               asked for; new evaluations go to the successor once it runs, and the old one
               is released when its last step ends. It is cancelled when the run stops.
     per-job   each evaluation gets a one-task holder job of its own, cancelled when the
@@ -49,7 +51,10 @@ __all__ = ["SlurmCluster", "SlurmSession", "SlurmWorker"]
 
 #: Step ids recorded per experiment before the rest are only counted.
 RECORDED_STEPS = 3
-#: Hold: seconds into a command before its slot's next step is made (slurmspare.py).
+#: Hold: each slot's steps are made a command ahead (slurmspare.py); False makes each as
+#: its command comes (the benchmark's reference, bench/parallel_scaling.py --slurm).
+SPARE_STEPS = True
+#: Hold: seconds into a command before its slot's next step is made.
 SPARE_AFTER_S = 0.5
 #: A queue wait at least this long is recorded with the experiment (`, queued 2m14s`).
 QUEUE_NOTED_S = 1.0
@@ -74,7 +79,7 @@ class SlurmSession:
             self.worker.ran(name)
 
         try:
-            if self.cluster.config.allocation == "hold":
+            if self.cluster.config.allocation == "hold" and SPARE_STEPS:
                 result = await self._run_spare(command, timeout, stdin, env, on_line, ran,
                                                started)
             else:
@@ -131,13 +136,24 @@ class SlurmSession:
         if script is None:
             bad = [k for k in full_env if not ENV_NAME.match(k)]
             return CommandResult(exit_code=127, output=f"invalid environment name {bad[0]!r}")
-        # The candidate's files first ("." is their folder: nothing is read).
-        await self.inner.read_file(".")
-        try:  # (srun's making the step counts toward the timeout, as it did in the command)
-            spare = await asyncio.wait_for(self.worker.spare(self.job), timeout)
-        except TimeoutError:
-            return CommandResult(exit_code=None, output="", timed_out=True,
-                                 duration=time.monotonic() - started)
+        # The candidate's files ("." is their folder: nothing is read) while the step is
+        # made, if it is not yet. Making it counts toward the timeout, as srun did before.
+        upload = asyncio.ensure_future(self.inner.read_file("."))
+        step = asyncio.ensure_future(asyncio.wait_for(self.worker.spare(self.job), timeout))
+        try:
+            await asyncio.gather(upload, step)
+        except BaseException:
+            for task in (upload, step):
+                task.cancel()
+            await asyncio.gather(upload, step, return_exceptions=True)
+            made = step.exception() if step.done() and not step.cancelled() else None
+            if step.done() and not step.cancelled() and made is None:
+                step.result().discard()  # (the upload failed)
+            elif isinstance(made, TimeoutError):
+                return CommandResult(exit_code=None, output="", timed_out=True,
+                                     duration=time.monotonic() - started)
+            raise
+        spare = step.result()
         if spare.step:
             ran(spare.step)
         left = max(0.0, timeout - (time.monotonic() - started))
@@ -298,7 +314,7 @@ class SlurmWorker:
             job, *_ = await asyncio.gather(self.cluster.allocation(),
                                            self.cluster.ssh.connection(self._conn_index),
                                            self.cluster.ssh.connection(self._spare_conn))
-            if self._next is None:
+            if self._next is None and SPARE_STEPS:
                 self._next = (job.id, self._make(job))
         else:
             await self.cluster.ssh.connection(self._conn_index)

@@ -31,41 +31,73 @@ from engine.model import CommandResult, LineSink
 from engine.workers.faults import WorkerFailed
 from engine.workers.output import OutputTail
 from engine.workers.remote import job_command, shell_value, signal_number
+from engine.workers.slurmjobs import srun_argv
 from engine.workers.sshhost import describe
 
 READ_CHUNK = 65_536
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def srun_argv(job_id: str, config: specs.SlurmWorker) -> list[str]:
-    """One task on one node, sharing the allocation with the other slots' steps
-    (`--overlap`) but seeing only its own share of it (`--exact`)."""
-    return ["srun", f"--jobid={job_id}", "--overlap", "--exact", "--ntasks=1", "--nodes=1",
-            "--quiet", *config.srun_args]
-
-
-def spare_command(job_id: str, marker: str, end: str, config: specs.SlurmWorker,
-                  workdir: str) -> str:
+def spare_command(job_id: str, marker: str, end: str, done: str,
+                  config: specs.SlurmWorker, workdir: str) -> str:
     """The login node's command for a spare step: the worker's `env` (srun itself may need
     it: SLURM_CONF), then srun from the shared working folder. The step prints `MARKER
-    JOB.STEP` once it runs, then reads script lines until the line END and runs them."""
+    JOB.STEP` once it runs, reads script lines until the line END, runs them, and prints
+    `DONE STATUS` as it exits."""
     exports = "".join(f"export {k}={shell_value(v)}; " for k, v in config.env.items())
+    # The exit status goes out as a line of its own (fd 9: stdout as the step began, so a
+    # command's `exec >log` does not take it): the engine need not wait for srun to end.
+    run = f"exec 9>&1; trap 'echo \"{done}$?\" >&9' EXIT; eval \"$s\"; exit $?"
     inner = (f'echo "{marker}$SLURM_JOB_ID.$SLURM_STEP_ID"; s=; '
-             f'while IFS= read -r l; do [ "$l" = {end} ] && {{ eval "$s"; exit $?; }}; '
+             f'while IFS= read -r l; do [ "$l" = {end} ] && {{ {run}; }}; '
              's="$s$l\n"; done; exit 0')
     outer = (f"{exports}cd {shlex.quote(workdir)} || exit 126; "
              f"exec {shlex.join(srun_argv(job_id, config))} sh -c {shlex.quote(inner)}")
     return f"sh -c {shlex.quote(outer)}"
 
 
+class ExitLine:
+    """Takes the step shell's `DONE STATUS` line out of its output, from chunks cut anywhere
+    (text that may be the line's start is held back until the next chunk says)."""
+
+    def __init__(self, done: str) -> None:
+        self.done = done
+        #: The status it printed (-1: not a number), None until seen.
+        self.said: int | None = None
+        self._held = ""
+
+    def feed(self, text: str, final: bool = False) -> str:
+        """The output in `text` (and what was held back), without the status line."""
+        text, self._held = self._held + text, ""
+        if self.said is not None:
+            return text
+        at = text.find(self.done)
+        if at >= 0:
+            status, nl, rest = text[at + len(self.done):].partition("\n")
+            if nl or final:
+                self.said = int(status) if status.strip().isdigit() else -1
+                return text[:at] + rest  # (after a failure, what srun says may matter)
+            self._held = text[at:]
+            return text[:at]
+        if final:
+            return text
+        # The end of `text` may be the start of the line: hold back what could be.
+        keep = next((n for n in range(min(len(self.done) - 1, len(text)), 0, -1)
+                     if self.done.startswith(text[-n:])), 0)
+        if keep:
+            text, self._held = text[:-keep], text[-keep:]
+        return text
+
+
 class Spare:
     """A step made ahead of the evaluation that will use it (or srun's failure to make it)."""
 
     def __init__(self, job_id: str, proc: asyncssh.SSHClientProcess, step: str,
-                 early: str, end: str) -> None:
+                 early: str, end: str, done: str) -> None:
         self.job_id, self.proc, self.step = job_id, proc, step
-        #: The line that ends the command's script (random: no script line equals it).
-        self.end = end
+        #: The line that ends the command's script (random: no script line equals it), and
+        #: what precedes the exit status the step's shell prints as it exits.
+        self.end, self.done = end, done
         #: What srun printed before the step ran (its error, when `step` is "").
         self.early = early
         self.used = False
@@ -101,11 +133,14 @@ class Spare:
         proc.stdin.write(f"{script}\n{self.end}\n".encode() + (stdin or "").encode())
         proc.stdin.write_eof()
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        said = ExitLine(self.done)
 
         async def pump() -> None:
             while chunk := await proc.stdout.read(READ_CHUNK):
-                tail.feed(decoder.decode(chunk))
-            tail.feed(decoder.decode(b"", final=True))
+                tail.feed(said.feed(decoder.decode(chunk)))
+                if said.said == 0:  # done: no need to wait for srun to end the step
+                    return
+            tail.feed(said.feed(decoder.decode(b"", final=True), final=True))
             await proc.wait_closed()
 
         timed_out = False
@@ -114,6 +149,10 @@ class Spare:
         except TimeoutError:
             timed_out = True
         tail.close()
+        if said.said == 0 and not timed_out:
+            proc.close()  # srun ends the step on its own
+            return CommandResult(exit_code=0, output=tail.text(),
+                                 duration=time.monotonic() - started, truncated=tail.truncated)
         status, killed_by = proc.exit_status, proc.exit_signal
         if not timed_out and status is None and killed_by is None:
             raise asyncssh.ConnectionLost("Connection lost")
@@ -128,8 +167,10 @@ async def start(conn: asyncssh.SSHClientConnection, job_id: str,
     """Make a spare step in `job_id`: returns once its step runs (or srun gave up)."""
     marker = f"__autoresearch_step_{secrets.token_hex(4)}__ "
     end = f"__autoresearch_end_{secrets.token_hex(8)}__"
+    done = f"__autoresearch_exit_{secrets.token_hex(4)}__ "
     try:
-        proc = await conn.create_process(spare_command(job_id, marker, end, config, workdir),
+        proc = await conn.create_process(spare_command(job_id, marker, end, done, config,
+                                                       workdir),
                                          stderr=asyncssh.STDOUT, encoding=None)
     except (OSError, asyncssh.Error) as exc:
         raise WorkerFailed(f"{config.host}: {describe(exc)}") from None
@@ -150,7 +191,7 @@ async def start(conn: asyncssh.SSHClientConnection, job_id: str,
     except BaseException:  # cancelled: its shell sees stdin end and exits unused
         proc.close()
         raise
-    return Spare(job_id, proc, step, early.decode(errors="replace"), end)
+    return Spare(job_id, proc, step, early.decode(errors="replace"), end, done)
 
 
 def spare_script(command: str, folder: str, env: dict[str, str]) -> str | None:
