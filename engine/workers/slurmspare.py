@@ -1,20 +1,22 @@
-"""Hold mode's steps, made one evaluation ahead.
+"""Hold mode's steps, made one command ahead.
 
-Making a step costs `srun` a round of RPCs to slurmctld and slurmd and slurmd a
-slurmstepd: 40-120 ms alone, 200-350 ms when eight slots ask at once (measured on the
-benchmark's cluster, bench/parallel_scaling.py --slurm), and it sat between "the engine has
-a candidate" and "its command runs". So each slot keeps a spare: a step already made in the
-held allocation (`srun --jobid=... --overlap`, on its own SSH channel to the login node)
-whose shell waits for its command on stdin. An evaluation hands its command to the spare and
-the slot's next spare is made while the command runs.
+Making a step costs `srun` a round of RPCs to slurmctld and slurmd, and slurmd a
+slurmstepd: 40-120 ms alone, 150-350 ms when eight slots ask at once (the benchmark's
+cluster, bench/parallel_scaling.py --slurm), and it sat between "the engine has a
+candidate" and "its command runs". So each slot keeps a spare: a step already made in the
+held allocation (`srun --jobid=... --overlap`, on an SSH channel of its own to the login
+node) whose shell waits for its command on stdin. An evaluation sends the candidate's files
+(through the job agent, as SSH workers do) and hands its command to the spare; the slot's
+next spare is made once the command has run a while (slurm.SPARE_AFTER_S) or has ended.
 
-Each evaluation still gets a step of its own (its id is recorded, a timeout or a stop cancels
-it, SLURM's verdicts about it are read as before); only the step's start moved ahead. The
-command goes as the lines of a shell script ended by a random line, and whatever follows is
-the command's stdin. A spare whose stdin ends without that line (a discarded spare, a lost
-connection) exits without running anything.
+Each evaluation still gets a step of its own (its id is recorded, a timeout or a stop
+cancels it, SLURM's verdicts about it are read as before); only the step's start moved
+ahead. The command goes as the lines of a shell script ended by a random line, and whatever
+follows is the command's stdin. A spare whose stdin ends without that line (a discarded
+spare, a lost connection) exits without running anything. As the step's shell exits it
+prints its status on a line of its own: a command that succeeded is done then, without
+waiting for srun to take the step down; after a failure srun's own words are read too.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -124,8 +126,8 @@ class Spare:
         out result leaves the step to the caller (scancel), which then closes the channel."""
         self.used = True
         tail = OutputTail(on_line)
+        tail.feed(self.early)  # (srun's warnings, if any: the step's output, as before)
         if not self.step:  # srun could not make the step: that is the result
-            tail.feed(self.early)
             tail.close()
             return CommandResult(exit_code=self.proc.exit_status, output=tail.text(),
                                  duration=time.monotonic() - started)
