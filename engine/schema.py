@@ -4,7 +4,7 @@ sqlite-utils, Datasette and any SQLite browser read the store; these steps make 
 well there: every reference declared as a foreign key (Datasette links rows through them),
 views of the changelog and of the best version's path with ISO-8601 times and the gain
 signed toward better, and the indexes every query of the app and the CLI needs
-(tests/test_store_schema.py checks each query's plan). Registered in engine/store.py, in order.
+(tests/test_store_schema.py checks each query's plan). Registered in engine/migrations.py, in order.
 """
 
 from __future__ import annotations
