@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from engine import sqlitelib
 from engine.schema import (
     m007_foreign_keys,
     m008_views_and_indexes,
@@ -63,6 +64,7 @@ class LazyMigrations:
         return any(step.__name__ not in done for step, _ in self.steps)
 
     def apply(self, db: Database) -> None:
+        sqlitelib.sqlite_utils()  # (first: it imports sqlite_utils without pandas)
         from sqlite_utils.migrations import Migrations
 
         real = Migrations(self.name)

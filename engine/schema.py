@@ -87,7 +87,9 @@ def m007_foreign_keys(db: Database) -> None:
     minutes on a store of millions of events instead of seconds. A dangling reference an older
     store may hold (an event of an experiment a lost transaction took away) is cleared first:
     it pointed nowhere, and would fail the check. Safe to re-run after a crash midway."""
-    from sqlite_utils.db import ForeignKey
+    from engine.sqlitelib import sqlite_utils
+
+    ForeignKey = sqlite_utils().db.ForeignKey
 
     enforced = db.execute("PRAGMA foreign_keys").fetchone()[0]
     db.execute("PRAGMA foreign_keys=OFF")

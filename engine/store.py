@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import sqlitelib
 from engine.migrations import LazyMigrations, Step, _apply_migrations, migrations  # noqa: F401
 from engine.model import UserError
 from engine.redact import KeyBlockLines, make_redactor
@@ -119,9 +120,7 @@ class Store(StoreWrites, StoreReads, UiReads):
     def db(self) -> Database:
         """sqlite_utils' view of the same connection, made on first use: opening a store and
         reading it must not pay for importing sqlite_utils (see `LazyMigrations`)."""
-        from sqlite_utils import Database
-
-        return Database(self.conn)
+        return sqlitelib.sqlite_utils().Database(self.conn)
 
     def close(self) -> None:
         self.stop_checkpoints()
