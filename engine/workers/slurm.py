@@ -160,6 +160,8 @@ class SlurmSession:
         try:
             return await spare.run(script, stdin, left, on_line, started)
         except (OSError, asyncssh.Error) as exc:  # (its connection reopens if it closed)
+            if spare.step:  # nothing on this channel ends the step now: scancel does
+                await self.cluster.cancel(spare.step)
             raise WorkerFailed(f"{self.cluster.config.host}: {describe(exc)}") from None
         finally:
             spare.discard()  # (after a timeout, the caller's scancel ends the step)
