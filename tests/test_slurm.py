@@ -108,14 +108,17 @@ async def test_per_job_evaluations_wait_in_the_queue_outside_their_timeout(
 async def test_a_slots_next_step_is_made_while_its_command_runs(
         lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # Each command lists its job's steps once it has run a while: its own, and the slot's
-    # next one, already made (made as the command came, no other step would exist). The
-    # command has lines, quotes and a `$` for the step's shell to take as they are.
+    # Each command lists its job's steps once there are two (bounded: 5 s): its own, and
+    # the slot's next one, made while it runs (made as the command came, there would be
+    # none). The command has lines, quotes and a `$` for the step's shell to take as they are.
     monkeypatch.setattr("engine.workers.slurm.SPARE_AFTER_S", 0.0)
     seen = tmp_path / "seen"
     seen.mkdir()
-    command = (f"it='it'\\''s $HOME'; sleep 1\n"
-               f"squeue -h -s -j \"$SLURM_JOB_ID\" -o %i > {seen}/\"$SLURM_STEP_ID\"\n"
+    steps = 'squeue -h -s -j "$SLURM_JOB_ID" -o %i'
+    command = (f"it='it'\\''s $HOME'\n"
+               f"i=0; while [ $i -lt 100 ] && [ \"$({steps} | grep -c '[.][0-9]')\" -lt 2 ]; "
+               f"do sleep 0.05; i=$((i+1)); done\n"
+               f"{steps} > {seen}/\"$SLURM_STEP_ID\"\n"
                f"echo \"$it\" > {seen}/said; {PY} score.py")
     spec = make_spec(params_workspace, "ahead", command=command,
                      workers=[slurm_worker(lab, cluster)], stop={"max_rounds": 1})
