@@ -136,6 +136,28 @@ async def test_a_slots_next_step_is_made_while_its_command_runs(
     assert cluster.left_behind() == []
 
 
+async def test_warming_up_opens_every_slots_connections_and_makes_its_first_step(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path) -> None:
+    # Slots 5-8 have a connection of their own: opened only when slot 5 got its first
+    # evaluation, it cost the first wave of eight an SSH handshake and a job agent's start.
+    from engine import spec as specs
+    from engine.workers.pool import build_workers
+
+    config = specs.SlurmWorker(**slurm_worker(lab, cluster, slots=8))
+    workers = build_workers("warm", [config])
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.warm_up() for w in workers)), 60)
+        open_now = [c for c in workers[0].cluster.ssh._conns if c and not c.is_closed()]
+        assert len(open_now) == 4  # slots 1-4's and 5-8's, for the agents and for steps
+        spares = [await w.spare(workers[0].cluster.held) for w in workers]
+        assert len({s.step for s in spares}) == 8 and all(s.usable for s in spares)
+        for spare in spares:
+            spare.discard()
+    finally:
+        await workers[0].close()
+    assert cluster.left_behind() == []
+
+
 @pytest.mark.parametrize("jobs", ["agent", "channels"])
 async def test_a_timeout_cancels_its_step_and_leaves_nothing_running(
         lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
