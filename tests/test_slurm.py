@@ -158,6 +158,28 @@ async def test_warming_up_opens_every_slots_connections_and_makes_its_first_step
     assert cluster.left_behind() == []
 
 
+async def test_the_allocations_recheck_is_not_on_an_evaluations_way(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A busy cluster's squeue (2 s here), asked again before every evaluation (RECHECK_S
+    # 0): the evaluations do not wait for it (they waited 2 s each).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text('#!/bin/sh\nsleep 2\nexec /usr/bin/squeue "$@"\n')
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setattr("engine.workers.slurmcluster.RECHECK_S", 0.0)
+    worker = slurm_worker(lab, cluster)
+    worker["env"] = {**cluster.env, "PATH": f"{bin_dir}:$PATH"}
+    spec = make_spec(params_workspace, "recheck", command=f"{PY} score.py",
+                     workers=[worker], stop={"max_rounds": 3})
+    loop = await run_loop(spec, tmp_path / "store.db")
+    rows = [r for r in loop.store.experiments(loop.run_id) if r["kind"] == "candidate"]
+    assert len(rows) == 3 and all(r["score"] is not None for r in rows), rows
+    took = max(r["finished"] for r in rows) - min(r["started"] for r in rows)
+    assert took < 2.0, took  # three evaluations, one slot: 4 s and more if each waited
+    assert cluster.left_behind() == []
+
+
 @pytest.mark.parametrize("jobs", ["agent", "channels"])
 async def test_a_timeout_cancels_its_step_and_leaves_nothing_running(
         lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,

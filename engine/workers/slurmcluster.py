@@ -33,7 +33,7 @@ Report = Callable[[str, str], None]
 #: Hold: a successor is asked for when the allocation has this long left (or half its
 #: time limit, if shorter), unless the spec says `renew_before_s`.
 RENEW_BEFORE_S = 600.0
-#: Hold: seconds after which the allocation's state is asked again before a step.
+#: Hold: seconds after which the allocation's state is asked again (in the background).
 RECHECK_S = 30.0
 
 
@@ -134,10 +134,13 @@ class SlurmCluster:
 
     async def refresh(self) -> None:
         """One `squeue` for every live job of ours (callers at the same time share it)."""
+        await asyncio.shield(self._ask_squeue())
+
+    def _ask_squeue(self) -> asyncio.Task[None]:
         if self._query is None or self._query.done():
             self._query = asyncio.get_running_loop().create_task(self._poll())
             self._query.add_done_callback(retrieve)
-        await asyncio.shield(self._query)
+        return self._query
 
     async def _poll(self) -> None:
         began = time.monotonic()
@@ -226,7 +229,10 @@ class SlurmCluster:
         while True:
             job = self.held
             if job is not None and time.monotonic() - self.polled > RECHECK_S:
-                await self.refresh()  # (it may have ended while no step ran in it)
+                # It may have ended while no step ran in it: asked in the background, not
+                # on this evaluation's way (squeue can take seconds on a busy cluster); a
+                # step in an allocation that has ended is a worker fault, tried again.
+                self._ask_squeue()
             if job is not None and self.ended(job):
                 self.held = None  # lost (a time limit, preemption, a node failure)
                 if job.gone:
