@@ -8,9 +8,12 @@ ratio to the single slot measured in the same run. Target: at least 0.9 × 16 at
 
 With `--slurm`, the same over a real single-node SLURM cluster (tests/slurm.py, needs root
 and scripts/setup-system's packages) behind the sshd as its login node: 1, 4 and 8 slots as
-steps of one held allocation, against one slot (target: at least 0.9 × slots); then the
-overhead an evaluation pays for SLURM — an instant evaluation on one slot, `hold` against
-`per-job` — printed as a ratio.
+steps of one held allocation, against one slot (target: at least 0.9 × slots); for
+reference the same with each step made as its command comes (1 and 8 slots), and bare
+`srun` steps from a shell (no engine, no SSH; each wave waits for its slowest step, as the
+engine's waves do); then the overhead an evaluation pays for SLURM — an instant evaluation
+on one slot, `hold` against `per-job` — printed as a ratio. Each engine run's clock starts at
+its first candidate, so the allocation's queue wait (paid during the baseline) is not in it.
 
     python bench/parallel_scaling.py [--waves 4] [--slots 1 4 8 16] [--slurm]
 """
