@@ -176,7 +176,7 @@ async def test_the_allocations_recheck_is_not_on_an_evaluations_way(
     rows = [r for r in loop.store.experiments(loop.run_id) if r["kind"] == "candidate"]
     assert len(rows) == 3 and all(r["score"] is not None for r in rows), rows
     took = max(r["finished"] for r in rows) - min(r["started"] for r in rows)
-    assert took < 2.0, took  # three evaluations, one slot: 4 s and more if each waited
+    assert took < 4.0, took  # three evaluations, one slot: 6 s and more if each waited
     assert cluster.left_behind() == []
 
 
