@@ -140,7 +140,7 @@ class HeadlessView:
             self.commands_seen = command["id"]
             self.out(f"{self._prefix(command['run_id'])}steering: "
                      f"{liveness.describe_command(command)}")
-        for item in liveness.running(self.store, now):
+        for item in liveness.running(self.store, now, LIVE_AFTER_S):
             if item.run_id not in self.host.loops or item.elapsed_s < LIVE_AFTER_S:
                 continue
             if now - self.live_said.get(item.experiment_id, 0.0) < LIVE_EVERY_S:

@@ -89,6 +89,8 @@ class Host:
         #: How many times each run told the host something changed: a listener that keeps
         #: the counts it saw reads only the runs that changed since, not every run.
         self.changes: dict[int, int] = {}
+        self._recent: dict[int, int] = {}  # run → the sequence number of its last change
+        self._seq = 0
         self.notifications = Notifications(store)  # the specs' `notify:` hooks
         self.libraries = Libraries(store)  # whose round is next in a library (scheduler.py)
 
@@ -98,6 +100,9 @@ class Host:
 
     def _run_changed(self, run_id: int) -> None:
         self.changes[run_id] = self.changes.get(run_id, 0) + 1
+        self._seq += 1
+        self._recent.pop(run_id, None)  # (to the end: the dict is in order of change)
+        self._recent[run_id] = self._seq
         if run_id in self.notifications.watches:
             try:
                 self.notifications.changed(self.loops[run_id])
@@ -106,10 +111,19 @@ class Host:
         self.notify()
 
     def changed_since(self, seen: dict[int, int]) -> list[int]:
-        """The runs whose change count differs from `seen`, which is brought up to date."""
-        out = [rid for rid, n in self.changes.items() if seen.get(rid) != n]
-        for rid in out:
-            seen[rid] = self.changes[rid]
+        """The runs whose change count differs from `seen`, which is brought up to date.
+        Only the runs that changed since the last call are looked at (newest first, up to
+        the first one already seen), not every hosted run."""
+        mark = seen.get(-1, 0)
+        out = []
+        for rid, seq in reversed(self._recent.items()):
+            if seq <= mark:
+                break
+            if seen.get(rid) != self.changes[rid]:
+                seen[rid] = self.changes[rid]
+                out.append(rid)
+        seen[-1] = self._seq
+        out.reverse()
         return out
 
     # ------------------------------------------------------------ runs
@@ -241,7 +255,8 @@ class Host:
                     self.prune()
                 await self.apply_commands()
                 for run_id, loop in self.loops.items():
-                    if run_id in self.tasks and not self.tasks[run_id].done():
+                    if loop.ledger.unwritten() and run_id in self.tasks \
+                            and not self.tasks[run_id].done():
                         loop.flush_events()
             except (sqlite3.Error, OSError) as exc:
                 if not storage_trouble(exc):

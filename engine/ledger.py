@@ -65,6 +65,12 @@ class Ledger:
             self.store.add_events(self.events)
             self.events = []
 
+    def unwritten(self) -> bool:
+        """Lines or records waiting to be written (the host's poller flushes only those
+        runs: a library hosts hundreds, most with nothing waiting at any moment)."""
+        r = self.records
+        return bool(self.events or r.waiting or r.open or r._run_state)
+
     def take_events(self) -> list[Event]:
         """The lines not yet written, to go in one transaction with an outcome."""
         events, self.events = self.events[-MAX_PENDING_EVENTS:], []

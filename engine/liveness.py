@@ -31,13 +31,17 @@ class Running:
     last_line: str
 
 
-def running(store: Store, now: float | None = None) -> list[Running]:
-    """Every experiment in flight in the store, with its elapsed time and last output line."""
+def running(store: Store, now: float | None = None, after_s: float = 0.0) -> list[Running]:
+    """Every experiment in flight in the store for `after_s` seconds or more, with its
+    elapsed time and last output line (looked up for those only: a library has hundreds in
+    flight, most for less than a second)."""
     now = time.time() if now is None else now
     out = []
     for row in store.running_experiments():
-        out.append(Running(row["run_id"], row["id"], row["round"], row["kind"],
-                           max(0.0, now - (row["started"] or now)), last_output(store, row["id"])))
+        elapsed = max(0.0, now - (row["started"] or now))
+        if elapsed >= after_s:
+            out.append(Running(row["run_id"], row["id"], row["round"], row["kind"], elapsed,
+                               last_output(store, row["id"])))
     return out
 
 

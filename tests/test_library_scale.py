@@ -1,0 +1,105 @@
+"""What a round of one library run costs must not grow with the number of runs: candidate
+copies, the printer's liveness lines, the host's view of which runs changed."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from engine import liveness
+from engine.host import Host
+from engine.library import LibraryWorkspace
+from engine.store import Store
+from tests.conftest import write
+
+
+def _age(path: Path, seconds: float = 10.0) -> None:
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def test_candidate_copies_read_the_library_folder_once(tmp_path: Path, monkeypatch):
+    ws = tmp_path / "ws"
+    for i in range(40):
+        write(ws / "skills" / f"s{i:02d}" / "SKILL.md", f"x: {i}\n")
+    write(ws / "skills" / "s00" / "notes.md", "mine\n")
+    write(ws / "score.py", "print(1)\n")
+    mine = "skills/s00/SKILL.md"
+    workspace = LibraryWorkspace(ws, [mine], [], [], "lib-s00")
+    workspace.prune([f"skills/s{i:02d}/SKILL.md" for i in range(40)])
+    for folder in (ws, ws / "skills", ws / "skills" / "s00"):
+        _age(folder)
+    reads: list[str] = []
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p: (reads.append(str(p)), scandir(p))[1])
+    dest = tmp_path / "copy"
+    for _ in range(10):
+        workspace.presync(dest)
+    assert reads.count(str(ws / "skills")) == 1  # was once a round: 40 entries each time
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) \
+        == ["score.py", "skills/s00/notes.md"]  # its own file is written by stage()
+    # A file added beside the library's folders reaches the next copy; one removed goes.
+    write(ws / "shared.md", "for every run\n")
+    (ws / "skills" / "s00" / "notes.md").unlink()
+    workspace.presync(dest)
+    assert (dest / "shared.md").read_text() == "for every run\n"
+    assert not (dest / "skills" / "s00" / "notes.md").exists()
+    # A file edited in place (its folder's mtime unchanged) is copied again too.
+    (ws / "score.py").write_text("print(2)\n")
+    workspace.presync(dest)
+    assert (dest / "score.py").read_text() == "print(2)\n"
+    # A new run's folder never reaches this run's copies.
+    write(ws / "skills" / "s99" / "SKILL.md", "x: 0\n")
+    workspace.prune(["skills/s99/SKILL.md"])
+    workspace.presync(dest)
+    assert not (dest / "skills" / "s99").exists()
+
+
+def test_a_folder_read_in_the_same_tick_as_its_change_is_read_again(tmp_path: Path):
+    """A listing read just after its folder changed is not trusted (the racy-git rule): a
+    second change in the same clock tick leaves the mtime as it was."""
+    ws = tmp_path / "ws"
+    write(ws / "skills" / "a" / "SKILL.md", "x: 1\n")
+    workspace = LibraryWorkspace(ws, ["skills/a/SKILL.md"], [], [], "lib-a")
+    dest = tmp_path / "copy"
+    workspace.presync(dest)
+    stamp = os.stat(ws).st_mtime_ns
+    write(ws / "late.md", "added in the same tick\n")
+    os.utime(ws, ns=(stamp, stamp))  # as if the clock had not moved
+    workspace.presync(dest)
+    assert (dest / "late.md").exists()
+
+
+def test_liveness_reads_output_only_of_long_evaluations(tmp_path: Path, monkeypatch):
+    store = Store(tmp_path / "a.db")
+    run_id = store.create_run("r", spec_path="", spec_json="{}", workspace=str(tmp_path),
+                              direction="maximize", target=None)
+    now = time.time()
+    ids = [store.start_experiment(run_id, round=i, kind="candidate", parent=None, description="d")
+           for i in range(1, 31)]
+    store.conn.execute("UPDATE experiments SET started = ? WHERE id = ?", [now - 60, ids[0]])
+    store.commit()
+    reads: list[int] = []
+    events = Store.events
+    monkeypatch.setattr(Store, "events", lambda self, **kw: (
+        reads.append(kw.get("experiment_id")), events(self, **kw))[1])
+    items = liveness.running(store, now + 1, after_s=5.0)
+    assert [i.experiment_id for i in items] == [ids[0]]
+    assert reads == [ids[0]]  # not one query per evaluation in flight, every half second
+
+
+def test_the_host_lists_the_runs_changed_since_a_listener_looked(tmp_path: Path):
+    host = Host(Store(tmp_path / "a.db"))
+    for rid in range(1, 51):
+        host._run_changed(rid)
+    first: dict[int, int] = {}
+    assert host.changed_since(first) == list(range(1, 51))
+    assert host.changed_since(first) == []
+    host._run_changed(7)
+    host._run_changed(3)
+    host._run_changed(7)
+    second: dict[int, int] = {}
+    assert host.changed_since(first) == [3, 7]
+    assert host.changed_since(second) == [*(r for r in range(1, 51) if r not in (3, 7)), 3, 7]
+    assert host.changed_since(first) == host.changed_since(second) == []
