@@ -21,7 +21,6 @@ import hashlib
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import tempfile
 import time
@@ -31,10 +30,9 @@ import yaml
 from pydantic import ValidationError
 
 from engine import spec as specs
+from engine.libsync import PrunedCopies
 from engine.workspace import GIT_IDENTITY, Workspace
 
-#: A folder's listing read this soon after its mtime is read again next time.
-RACY_S = 1.0
 #: How often the glob is read again for files added while the host runs.
 POLL_S = 3.0
 #: The per-file override beside a run's file: the checklist items for that run.
@@ -229,8 +227,7 @@ class LibraryWorkspace(Workspace):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        #: folder → (its mtime, when read, what a candidate copy takes from it).
-        self._listings: dict[str, tuple[int, int, list[tuple[str, str, str]]]] = {}
+        self._copies = PrunedCopies(self)  # the library's folders read once (libsync.py)
 
     def prune(self, files: list[str]) -> None:
         """Leave the other runs' files (and their folders) out of this run's candidate
@@ -239,77 +236,17 @@ class LibraryWorkspace(Workspace):
         mine = self.targets[0]
         cut = {others(mine, rel) for rel in files if rel != mine}
         self.pruned = self.pruned | {f"{self.root}/{c}" for c in cut if c}
-        self._listings.clear()
+        self._copies.listings.clear()
 
     def _sync(self, dest: Path, written_after) -> None:
         skip = {os.path.join(dest, rel) for rel in written_after}
         try:
-            self._sync_tree(str(self.root), str(dest), skip)
+            self._copies.sync(str(self.root), str(dest), skip)
         except FileNotFoundError:
             if os.path.isdir(dest):
                 raise
             os.makedirs(dest)
-            self._sync_tree(str(self.root), str(dest), skip)
-
-    def _listing(self, src: str) -> list[tuple[str, str, str]]:
-        """(name, path, kind) of what a candidate copy takes from the folder `src`: the
-        other runs' files and folders left out. A library's folder of 200 skills is read
-        once, not on every round of every run (that made a round's cost grow with the
-        number of runs); a listing is used again while the folder's mtime is the one it
-        had, and was read more than RACY_S after that mtime (a change within the same
-        clock tick cannot hide behind an unchanged mtime: git's "racy" rule)."""
-        st = os.stat(src)
-        cached = self._listings.get(src)
-        if cached is not None and cached[0] == st.st_mtime_ns:
-            return cached[2]
-        out = []
-        for e in os.scandir(src):
-            if (self.pruned and e.path in self.pruned) or self._ignored(e.name):
-                continue
-            kind = ("link" if e.is_symlink() else "dir" if e.is_dir(follow_symlinks=False)
-                    else "file")
-            out.append((e.name, e.path, kind))
-        read_at = time.time_ns()
-        if read_at - st.st_mtime_ns > RACY_S * 1e9:
-            self._listings[src] = (st.st_mtime_ns, read_at, out)
-        return out
-
-    def _sync_tree(self, src: str, dest: str, skip: set[str]) -> None:
-        """sync_tree (engine/workspace.py) over the cached listings: `dest` mirrors `src`
-        minus the other runs' files; only files whose size or time differ are copied."""
-        wanted = {name: (path, kind) for name, path, kind in self._listing(src)}
-        for entry in os.scandir(dest):
-            source = wanted.get(entry.name)
-            kind = ("link" if entry.is_symlink() else "dir"
-                    if entry.is_dir(follow_symlinks=False) else "file")
-            if source is None or source[1] != kind:
-                if kind == "dir":
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-        for name, (path, kind) in wanted.items():
-            target = os.path.join(dest, name)
-            if kind == "link":
-                if not os.path.islink(target) or os.readlink(target) != os.readlink(path):
-                    if os.path.lexists(target):
-                        os.unlink(target)
-                    os.symlink(os.readlink(path), target)
-            elif kind == "dir":
-                os.makedirs(target, exist_ok=True)
-                self._sync_tree(path, target, skip)
-            elif target not in skip:
-                try:
-                    stat = os.stat(path)
-                except FileNotFoundError:  # gone since the listing was read
-                    self._listings.pop(src, None)
-                    continue
-                try:
-                    have = os.stat(target)
-                except FileNotFoundError:
-                    have = None
-                if (have is None or have.st_size != stat.st_size
-                        or have.st_mtime_ns != stat.st_mtime_ns):
-                    shutil.copy2(path, target)
+            self._copies.sync(str(self.root), str(dest), skip)
 
     def _ref(self) -> str:
         return f"refs/heads/{self.branch}"
