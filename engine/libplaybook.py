@@ -11,7 +11,7 @@ text changes only when the lessons do (a new kind of change helped, or a kind jo
 that never help), not when a count moves: every change of the text is a new prompt prefix
 for every run (a cache write each) and wakes the library's resting runs (engine/scheduler.py)
 — what the library learned may be what a plateaued run lacked. The text is also written
-beside the store (`<store>.autoresearch/library-<spec name>.playbook.md`) for people to read.
+beside the store (`.<store>.locks/library-<spec file>.playbook.md`) for people to read.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ REFRESH_S = 30.0
 ENTRIES = 15
 #: A kind of change reverted in this many runs, and kept in none, never helps.
 NEVER_RUNS = 2
-#: Experiments read per run (the newest).
-ROWS_PER_RUN = 400
+#: Kinds of change that were only reverted, remembered (the newest).
+MAX_KINDS = 20_000
 
 
 def kind_of(description: str) -> str:
@@ -43,9 +43,16 @@ def kind_of(description: str) -> str:
 class LibraryPlaybook:
     """One library's shared playbook, kept up to date from the store."""
 
-    def __init__(self, store: Any, name: str) -> None:
+    def __init__(self, store: Any, name: str, spec_path: str) -> None:
         self.store = store
         self.name = name
+        #: The library's runs are the store's runs of this spec file (each: specs only).
+        self.spec_path = spec_path
+        self._after = 0  # experiments up to this id are counted
+        self._kept: dict[str, dict[str, float]] = {}  # kind → run → its largest gain
+        self._reverted: dict[str, set[str]] = {}  # kind → runs
+        self._example: dict[str, str] = {}
+        self._tried: set[str] = set()
         self.text = ""
         #: The lessons the text says (helped kinds, never-helped kinds): a new text only
         #: when these change.
@@ -63,13 +70,13 @@ class LibraryPlaybook:
         """A run of the library kept something: the lessons may have grown."""
         self.dirty = True
 
-    def refresh(self, run_ids: list[int], now: float | None = None, force: bool = False) -> bool:
+    def refresh(self, now: float | None = None, force: bool = False) -> bool:
         """Read the library's changelogs again if due; True when the text changed."""
         now = time.monotonic() if now is None else now
         if not force and (not self.dirty or now - self._read_at < REFRESH_S):
             return False
         self.dirty, self._read_at = False, now
-        helped, never, tried = self._distil(run_ids)
+        helped, never, tried = self._distil()
         lessons = (frozenset(k for k, *_ in helped), frozenset(k for k, *_ in never))
         if lessons == self.lessons:
             return False
@@ -83,40 +90,40 @@ class LibraryPlaybook:
             pass  # the prompt has it; the copy for people is a courtesy
         return True
 
-    def _distil(self, run_ids: list[int]) -> tuple[list, list, int]:
+    def _distil(self) -> tuple[list, list, int]:
         """(kind, example description, runs, mean relative gain) of what helped, best first;
-        (kind, example, runs) of what never did; how many runs tried anything."""
-        if not run_ids:
-            return [], [], 0
-        marks = ",".join("?" * len(run_ids))
+        (kind, example, runs) of what never did; how many runs tried anything. Only the
+        experiments settled since the last reading are read (an all-day library has
+        hundreds of thousands); reading one again counts nothing twice."""
         rows = self.store.conn.execute(
-            "SELECT e.run_id, e.description, e.verdict, e.delta, r.name, r.baseline_score "
-            f"FROM experiments e JOIN runs r ON r.id = e.run_id WHERE e.run_id IN ({marks}) "
-            "AND e.kind = 'candidate' AND e.verdict IN (?, ?, ?) ORDER BY e.id DESC",
-            [*run_ids, KEPT, PINNED, REVERTED]).fetchall()
-        kept: dict[str, dict[str, float]] = {}
-        reverted: dict[str, set[str]] = {}
-        example: dict[str, str] = {}
-        per_run: dict[int, int] = {}
-        for run_id, description, verdict, delta, run, base in rows:
-            per_run[run_id] = per_run.get(run_id, 0) + 1
-            if per_run[run_id] > ROWS_PER_RUN:
-                continue
+            "SELECT e.id, e.description, e.verdict, e.delta, r.name, r.baseline_score "
+            "FROM runs r JOIN experiments e ON e.run_id = r.id WHERE r.spec_path = ? "
+            "AND e.id > ? AND e.kind = 'candidate' AND e.verdict IN (?, ?, ?, 'running') "
+            "ORDER BY e.id", [self.spec_path, self._after, KEPT, PINNED, REVERTED]).fetchall()
+        running = [r[0] for r in rows if r[2] == "running"]
+        if rows:  # read again from the oldest still running: its verdict is to come
+            self._after = (running[0] - 1) if running else rows[-1][0]
+        for _, description, verdict, delta, run, base in rows:
             kind = kind_of(description)
-            if not kind or kind == "(no description)":
+            if verdict == "running" or not kind or kind == "(no description)":
                 continue
-            example.setdefault(kind, " ".join(str(description).split()))
+            self._tried.add(run)
+            self._example.setdefault(kind, " ".join(str(description).split()))
             if verdict == REVERTED:
-                reverted.setdefault(kind, set()).add(run)
+                self._reverted.setdefault(kind, set()).add(run)
             else:
                 gain = abs(delta or 0.0) / (abs(base) if base else 1.0)
-                kept.setdefault(kind, {})[run] = max(kept.get(kind, {}).get(run, 0.0), gain)
-        helped = sorted(((k, example[k], sorted(by_run), sum(by_run.values()) / len(by_run))
-                         for k, by_run in kept.items()), key=lambda h: (-len(h[2]), -h[3]))
-        never = sorted(((k, example[k], sorted(runs)) for k, runs in reverted.items()
-                        if k not in kept and len(runs) >= NEVER_RUNS),
+                by_run = self._kept.setdefault(kind, {})
+                by_run[run] = max(by_run.get(run, 0.0), gain)
+        while len(self._reverted) > MAX_KINDS:  # the oldest kinds go first: bounded memory
+            self._example.pop(kind := next(iter(self._reverted)), None)
+            del self._reverted[kind]
+        helped = sorted(((k, self._example[k], sorted(by_run), sum(by_run.values()) / len(by_run))
+                         for k, by_run in self._kept.items()), key=lambda h: (-len(h[2]), -h[3]))
+        never = sorted(((k, self._example[k], sorted(runs)) for k, runs in self._reverted.items()
+                        if k not in self._kept and len(runs) >= NEVER_RUNS),
                        key=lambda n: -len(n[2]))
-        return helped[:ENTRIES], never[:ENTRIES], len(per_run)
+        return helped[:ENTRIES], never[:ENTRIES], len(self._tried)
 
     def _render(self, helped: list, never: list, tried: int) -> str:
         def runs(names: list[str]) -> str:

@@ -103,16 +103,17 @@ class LibraryScheduler:
         if self.limits is None or self.limits.playbook:
             if self.playbook is None and isinstance(getattr(loop.mutator, "playbooks", None),
                                                     list):
-                self.playbook = LibraryPlaybook(self.store, self.name or loop.spec.name)
+                self.playbook = LibraryPlaybook(self.store, self.name or loop.spec.name,
+                                                str(loop.spec.path or ""))
             if self.playbook is not None:
-                self.playbook.refresh(list(self.members))  # (read once, not per join)
+                self.playbook.refresh()  # (read once, not at each of 200 joins)
                 set_playbook(loop.mutator, self.playbook.name, self.playbook.text)
 
     def learned(self) -> None:
         """The library's playbook read again if a keep made it due; on a new text every run
         reads it from its next proposal, and the resting runs are tried again."""
         book = self.playbook
-        if book is None or not book.dirty or not book.refresh(list(self.members)):
+        if book is None or not book.dirty or not book.refresh():
             return
         for m in self.members.values():
             set_playbook(m.loop.mutator, book.name, book.text)

@@ -1,0 +1,126 @@
+"""The library playbook: what helped in some runs of a library reaches the others' prompts,
+starts the runs that join later, and wakes the runs resting on a plateau — against the real
+SDK and the local Messages-API stand-in, real subprocesses, git-less workspaces, SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from fake_anthropic import FakeAnthropic, drive, user_text
+from library_standin import (
+    CHANGES,
+    SkillModel,
+    library_spec,
+    proposal,
+    target_file,
+    write_skill,
+)
+
+from engine import libplaybook, library
+from engine.host import Host
+from engine.locks import sidecar_dir
+from engine.spec import load_spec
+from engine.store import Store
+
+HELPFUL = [d for d, _, check in CHANGES if check]
+
+
+@pytest.fixture(autouse=True)
+def _at_once(monkeypatch):
+    monkeypatch.setattr(libplaybook, "REFRESH_S", 0.0)
+
+
+def rounds_to_target(store: Store, name: str) -> int:
+    run = store.get_run(name)
+    hit = [e["round"] for e in store.experiments(run["id"])
+           if e["verdict"] == "kept" and (e["score"] or 0) >= 1.0]
+    assert hit, f"{name} never reached its target"
+    return hit[0]
+
+
+async def host_library(db: Path, spec: Path) -> Store:
+    store = Store(db)
+    host = Host(store)
+    for one in library.expand_all([load_spec(spec)]):
+        host.add(one)
+    await drive(host, 60)
+    return store
+
+
+async def test_runs_that_join_later_start_from_the_library_playbook(api: FakeAnthropic,
+                                                                   tmp_path: Path):
+    model = api.responder = SkillModel()
+    ws = tmp_path / "ws"
+    for name in ("first", "second"):
+        write_skill(ws, name)
+    spec = library_spec(ws, stop="target: 1.0, streak: 1, max_rounds: 40")
+    store = await host_library(tmp_path / "a.db", spec)
+    early = [rounds_to_target(store, n) for n in ("lib-first", "lib-second")]
+    book = sidecar_dir(store.path) / "library-lib.playbook.md"  # for people to read
+    assert book.is_file() and "## What helped" in book.read_text()
+    assert all(f"- {d} — kept in " in book.read_text() for d in HELPFUL)
+    store.close()
+    # Two skills added later: their runs start from what the first two learned.
+    for name in ("third", "fourth"):
+        write_skill(ws, name)
+    asked = len(api.requests)
+    store = await host_library(tmp_path / "a.db", spec)
+    later = [rounds_to_target(store, n) for n in ("lib-third", "lib-fourth")]
+    first_prompt = api.bodies[asked]
+    stable = first_prompt["system"][0]["text"]
+    assert '<playbook name="library lib">' in stable  # the cached, stable part
+    assert first_prompt["system"][0].get("cache_control")
+    assert later == [len(HELPFUL)] * 2, later  # straight to the four fixes
+    assert max(later) < min(early), (early, later)
+    assert model.with_playbook >= 8
+
+
+def _resting(db: Path, name: str) -> bool:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        row = con.execute("SELECT waiting FROM runs WHERE name = ?", [name]).fetchone()
+    return bool(row and row[0] and row[0].startswith("resting"))
+
+
+async def test_a_new_lesson_wakes_the_runs_resting_on_a_plateau(api: FakeAnthropic,
+                                                                tmp_path: Path):
+    """`stuck` never finds a fix by itself and rests after four misses (the baseline and three
+    changes) for an hour; `lucky` finds one once `stuck` rests. The playbook learns it, and
+    `stuck` is tried again at once, with the fix in its prompt."""
+    db = tmp_path / "a.db"
+    model = SkillModel()
+    useless = [d for d, _, check in CHANGES if not check]
+
+    def responder(body):
+        path = target_file(body)
+        tried = sum(d in user_text(body) for d, _, _ in CHANGES)
+        if path.startswith("skills/lucky/") and tried == 2:
+            deadline = time.monotonic() + 30  # its third try, once `stuck` is resting
+            while not _resting(db, "lib-stuck") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return proposal(path, "Add a worked example")
+        if path.startswith("skills/stuck/") and "<playbook" in body["system"][0]["text"]:
+            return model(body)  # it reads the lesson
+        return proposal(path, useless[tried % len(useless)])  # no fix of its own
+
+    api.responder = responder
+    ws = tmp_path / "ws"
+    for name in ("lucky", "stuck"):
+        write_skill(ws, name)
+    spec = library_spec(ws, stop="max_rounds: 6",
+                        library="library: {rest_after: 4, rest_minutes: 60}")
+    started = time.monotonic()
+    store = await host_library(db, spec)
+    assert time.monotonic() - started < 50  # not an hour's rest
+    stuck = [e for e in store.experiments(store.get_run("lib-stuck")["id"])
+             if e["kind"] == "candidate"]
+    verdicts = [e["verdict"] for e in stuck]
+    assert verdicts[:3] == ["reverted"] * 3, verdicts
+    assert "kept" in verdicts[3:], verdicts  # woken, and the lesson helped
+    assert stuck[verdicts.index("kept")]["description"] == "Add a worked example"
+    lines = [e["line"] for e in store.events(run_id=store.get_run("lib-stuck")["id"],
+                                             limit=500)]
+    assert any("library playbook updated (1 kinds of change helped" in line
+               for line in lines), lines
