@@ -7,8 +7,12 @@ CPU per round at the largest N as a ratio against N=1 (target: ≤ 2 ms and flat
 
     python bench/library.py                 # 1, 50 and 200 runs, 20 s each
     python bench/library.py --runs 200 --seconds 60
+    python bench/library.py --playbook      # the library playbook only
 
-Then the store's bytes per round with reverted versions stored whole and as deltas.
+Then the store's bytes per round with reverted versions stored whole and as deltas, and the
+library playbook measured against the Messages-API stand-in (tests/library_standin.py: a
+model that reads its prompt): rounds to the target of the first runs of a library, and of
+runs started after the playbook exists (with it, and with `library: {playbook: false}`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from engine import retention  # noqa: E402
 from engine.cli import run_headless  # noqa: E402
@@ -118,13 +124,90 @@ def measure(runs: int, seconds: float, body: str = "") -> dict:
                 "asyncio_warnings": warnings.count("exit status already read")}
 
 
+def playbook_rounds(first: int, later: int, playbook: bool = True) -> tuple[list, list]:
+    """Rounds to the target of `first` runs, then of `later` runs added once they are done."""
+    import os
+
+    from fake_anthropic import FakeAnthropic
+    from library_standin import library_spec, write_skill
+
+    from engine import library
+    from engine.host import Host
+    from engine.spec import load_spec
+
+    async def host(db: Path, spec: Path) -> Store:
+        store = Store(db)
+        h = Host(store)
+        for one in library.expand_all([load_spec(spec)]):
+            h.add(one)
+        await h.run_until_done()
+        return store
+
+    def rounds(store: Store, names: list[str]) -> list[int]:
+        out = []
+        for name in names:
+            run = store.get_run(name)
+            hit = [e["round"] for e in store.experiments(run["id"])
+                   if e["verdict"] == "kept" and (e["score"] or 0) >= 1.0]
+            out.append(hit[0] if hit else 41)  # (never: counted as the round limit + 1)
+        return out
+
+    from library_standin import SkillModel
+
+    with FakeAnthropic(SkillModel(seed=7)) as api, \
+            tempfile.TemporaryDirectory(prefix="bench-playbook-") as tmp:
+        saved = {k: os.environ.get(k) for k in api.env()}
+        os.environ.update(api.env())
+        try:
+            ws = Path(tmp) / "ws"
+            names = [f"s{i:02d}" for i in range(first + later)]
+            for name in names[:first]:
+                write_skill(ws, name)
+            spec = library_spec(ws, stop="target: 1.0, streak: 1, max_rounds: 40",
+                                library="" if playbook else "library: {playbook: false}")
+            db = Path(tmp) / "lib.db"
+            store = asyncio.run(host(db, spec))
+            early = rounds(store, [f"lib-{n}" for n in names[:first]])
+            store.close()
+            for name in names[first:]:
+                write_skill(ws, name)
+            store = asyncio.run(host(db, spec))
+            late = rounds(store, [f"lib-{n}" for n in names[first:]])
+            store.close()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return early, late
+
+
+def print_playbook(first: int, later: int) -> None:
+    early, late = playbook_rounds(first, later)
+    _, control = playbook_rounds(first, later, playbook=False)
+    mean = statistics.mean
+    print(f"library playbook: rounds to target, first {first} runs mean {mean(early):.1f} "
+          f"(min {min(early)} / max {max(early)}); {later} runs started after the playbook "
+          f"exists {mean(late):.1f} (min {min(late)} / max {max(late)}): "
+          f"{mean(late) / mean(early):.2f}× the first runs' rounds; the same runs without "
+          f"the playbook {mean(control):.1f} ({mean(control) / mean(early):.2f}×)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, nargs="*", default=[1, 50, 200])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--store-runs", type=int, default=50,
                         help="runs of the store comparison (0: skip it)")
+    parser.add_argument("--playbook", action="store_true",
+                        help="only the library playbook's rounds to target")
+    parser.add_argument("--playbook-runs", type=int, default=8,
+                        help="first runs, and as many later ones (0: skip it)")
     args = parser.parse_args()
+    if args.playbook:
+        print_playbook(args.playbook_runs, args.playbook_runs)
+        return
     results = []
     for n in args.runs:
         r = measure(n, args.seconds)
@@ -149,6 +232,8 @@ def main() -> None:
         print(f"store bytes per round at {args.store_runs} runs: full copies "
               f"{whole['bytes']:.0f} B, deltas {delta['bytes']:.0f} B "
               f"({delta['bytes'] / whole['bytes']:.2f}×)")
+    if args.playbook_runs:
+        print_playbook(args.playbook_runs, args.playbook_runs)
 
 
 if __name__ == "__main__":
