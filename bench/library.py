@@ -47,7 +47,8 @@ EVAL = ("d=$(awk '/^delay:/{print $2}' {file}); sleep $d; "
         "awk '/^x:/{print \"METRIC loss=\" ($2-7)*($2-7)}' {file}")
 
 
-def make(root: Path, runs: int, seconds: float, body: str = "") -> Path:
+def make(root: Path, runs: int, seconds: float, body: str = "",
+         max_parallel: int | None = None) -> Path:
     rng = random.Random(runs)
     for i in range(runs):
         skill = root / "skills" / f"s{i:03d}"
@@ -68,7 +69,7 @@ def make(root: Path, runs: int, seconds: float, body: str = "") -> Path:
           metric: loss
           direction: minimize
         stop: {{max_minutes: {seconds / 60:.4f}}}
-    """))
+    """) + (f"library: {{max_parallel: {max_parallel}}}\n" if max_parallel else ""))
     return spec
 
 
@@ -85,10 +86,10 @@ def sample(db: Path, start: float, out: list, done: threading.Event) -> None:
         out.append((time.monotonic() - start, time.process_time(), n))
 
 
-def measure(runs: int, seconds: float, body: str = "") -> dict:
+def measure(runs: int, seconds: float, body: str = "", max_parallel: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-library-") as tmp:
         root = Path(tmp) / "library"
-        spec = make(root, runs, seconds, body)
+        spec = make(root, runs, seconds, body, max_parallel)
         db = Path(tmp) / "lib.db"  # outside the workspace: candidate copies leave it out
         wall = time.monotonic()
         samples: list[tuple[float, float, int]] = []
@@ -198,6 +199,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, nargs="*", default=[1, 50, 200])
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--max-parallel", type=int, default=None,
+                        help="library: {max_parallel: N} (the scheduler picks whose round)")
     parser.add_argument("--store-runs", type=int, default=50,
                         help="runs of the store comparison (0: skip it)")
     parser.add_argument("--playbook", action="store_true",
@@ -210,11 +213,13 @@ def main() -> None:
         return
     results = []
     for n in args.runs:
-        r = measure(n, args.seconds)
+        r = measure(n, args.seconds, max_parallel=args.max_parallel)
         results.append(r)
+        ratio = r["cpu_ms"] / max(results[0]["cpu_ms"], 1e-9)
         print(f"{r['runs']:>4} runs: {r['rounds']:>6} rounds in {r['wall']:.0f}s · rounds per "
               f"run min {r['min']} / median {r['median']:g} / max {r['max']} · engine CPU "
-              f"{r['cpu_ms']:.2f} ms/round · RSS {r['rss_mb']:.0f} MB · store "
+              f"{r['cpu_ms']:.2f} ms/round ({ratio:.2f}× {results[0]['runs']} run"
+              f"{'s' if results[0]['runs'] != 1 else ''}) · RSS {r['rss_mb']:.0f} MB · store "
               f"{r['bytes']:.0f} B/round · asyncio warnings {r['asyncio_warnings']}",
               flush=True)
     if len(results) > 1:

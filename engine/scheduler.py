@@ -238,10 +238,11 @@ class LibraryScheduler:
             arm = m.arm
             if arm.resting_since is not None and not self.policy.ready(
                     arm, now, changed=look and self._mark(m.loop) != arm.mark):
-                self.reasons[arm.run_id] = (
-                    f"resting: plateau since {clock(arm.resting_since)}, until "
-                    f"{clock(self.policy.rest_until(arm))}, or its file"
-                    + (" or the library playbook changes" if self.playbook else " changes"))
+                if look or not (self.reasons.get(arm.run_id) or "").startswith("resting"):
+                    self.reasons[arm.run_id] = (  # (formatted once a second, not a round)
+                        f"resting: plateau since {clock(arm.resting_since)}, until "
+                        f"{clock(self.policy.rest_until(arm))}, or its file"
+                        + (" or the library playbook changes" if self.playbook else " changes"))
                 continue
             if not m.loop.paused:
                 ready.append(m)
@@ -255,8 +256,10 @@ class LibraryScheduler:
             m.waiter.set_result(True)
             self.reasons[arm.run_id] = None
             free -= 1
+        why = f"waiting: max_parallel ({limits.max_parallel} busy)"
+        reasons = self.reasons
         for arm in arms:
-            self.reasons[arm.run_id] = f"waiting: max_parallel ({limits.max_parallel} busy)"
+            reasons[arm.run_id] = why
 
     @staticmethod
     def _mark(loop: Any) -> Any:
