@@ -66,10 +66,10 @@ class Ledger:
             self.events = []
 
     def unwritten(self) -> bool:
-        """Lines or records waiting to be written (the host's poller flushes only those
-        runs: a library hosts hundreds, most with nothing waiting at any moment)."""
-        r = self.records
-        return bool(self.events or r.waiting or r.open or r._run_state)
+        """Event lines waiting to be written: the host's poller flushes only those runs (a
+        library hosts hundreds, most with no line waiting at any moment; the records have
+        a timer of their own, engine/records.py)."""
+        return bool(self.events)
 
     def take_events(self) -> list[Event]:
         """The lines not yet written, to go in one transaction with an outcome."""

@@ -103,3 +103,26 @@ def test_the_host_lists_the_runs_changed_since_a_listener_looked(tmp_path: Path)
     assert host.changed_since(first) == [3, 7]
     assert host.changed_since(second) == [*(r for r in range(1, 51) if r not in (3, 7)), 3, 7]
     assert host.changed_since(first) == host.changed_since(second) == []
+
+
+async def test_the_poller_flushes_only_runs_with_lines_waiting(tmp_path: Path, monkeypatch):
+    """Flushing every hosted run every 0.2 s (a write and a commit each) made the host's
+    poll grow with the library; a run's records have their own timer."""
+    from engine import host as hosting
+    from engine.loop import RunLoop
+    from tests.test_library import host_all, make_library
+
+    monkeypatch.setattr(hosting, "COMMAND_POLL_S", 0.02)
+    idle: list[int] = []
+    flush = RunLoop.flush_events
+
+    def counting(self):
+        if not self.ledger.events and not self.stopping and self.stop_reason is None:
+            idle.append(self.run_id)
+        flush(self)
+
+    monkeypatch.setattr(RunLoop, "flush_events", counting)
+    spec = make_library(tmp_path, {f"s{i}": i for i in range(6)}, stop="max_minutes: 0.04")
+    store = await host_all(tmp_path / "a.db", spec)
+    assert sum(len(store.experiments(r["id"])) for r in store.runs()) > 12
+    assert len(idle) <= 6, len(idle)  # was ~6 runs × 120 polls
