@@ -200,6 +200,13 @@ class Host:
             if lock:
                 lock.close()
             self._run_changed(loop.run_id)
+            close = getattr(loop.mutator, "close", None)  # (a model mutator's connections)
+            if close is not None:
+                try:
+                    await close()
+                except Exception as exc:  # noqa: BLE001 - the run is over; say so and go on
+                    self._report(f"[{loop.spec.name}] closing the mutator: {exc!r}",
+                                 level="warning")
         self.results[loop.run_id] = reason
         return reason
 

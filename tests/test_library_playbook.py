@@ -124,3 +124,17 @@ async def test_a_new_lesson_wakes_the_runs_resting_on_a_plateau(api: FakeAnthrop
                                              limit=500)]
     assert any("library playbook updated (1 kinds of change helped" in line
                for line in lines), lines
+
+
+async def test_a_finished_run_closes_its_model_client(api: FakeAnthropic, tmp_path: Path):
+    """Left open, each run's HTTP client was closed by the garbage collector on a loop
+    already closed (a 'Task exception was never retrieved' each, in a long-lived app)."""
+    api.responder = SkillModel()
+    ws = tmp_path / "ws"
+    write_skill(ws, "only")
+    store = Store(tmp_path / "a.db")
+    host = Host(store)
+    loops = [host.add(one) for one in library.expand_all(
+        [load_spec(library_spec(ws, stop="max_rounds: 1"))])]
+    await drive(host, 30)
+    assert all(loop.mutator.client.client.is_closed() for loop in loops)
