@@ -316,6 +316,7 @@ class Host:
                 results.append("stopping")
             elif verb == "veto":
                 results.append(await loop.veto(command["target"]))
+                self.libraries.vetoed(loop)
             elif verb == "pin":
                 if command["target"] is None:
                     results.append("pin needs an experiment")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.locks import sidecar_dir
-from engine.model import KEPT, PINNED, REVERTED
+from engine.model import KEPT, PINNED, REVERTED, VETOED
 from engine.text import printable
 
 #: Fewest seconds between two readings of the library's changelogs.
@@ -48,11 +48,7 @@ class LibraryPlaybook:
         self.name = name
         #: The library's runs are the store's runs of this spec file (each: specs only).
         self.spec_path = spec_path
-        self._after = 0  # experiments up to this id are counted
-        self._kept: dict[str, dict[str, float]] = {}  # kind → run → its largest gain
-        self._reverted: dict[str, set[str]] = {}  # kind → runs
-        self._example: dict[str, str] = {}
-        self._tried: set[str] = set()
+        self._forget()
         self.text = ""
         #: The lessons the text says (helped kinds, never-helped kinds): a new text only
         #: when these change.
@@ -69,6 +65,20 @@ class LibraryPlaybook:
     def note_keep(self) -> None:
         """A run of the library kept something: the lessons may have grown."""
         self.dirty = True
+
+    def note_veto(self) -> None:
+        """A person vetoed an experiment (maybe one counted as kept): everything is read
+        again at the next round, and the kind of change it was is banned for the library."""
+        self._forget()
+        self.dirty, self._read_at = True, -REFRESH_S
+
+    def _forget(self) -> None:
+        self._after = 0  # experiments up to this id are counted
+        self._kept: dict[str, dict[str, float]] = {}  # kind → run → its largest gain
+        self._reverted: dict[str, set[str]] = {}  # kind → runs
+        self._example: dict[str, str] = {}
+        self._tried: set[str] = set()
+        self._banned: set[str] = set()  # kinds a person vetoed in any run
 
     def refresh(self, now: float | None = None, force: bool = False) -> bool:
         """Read the library's changelogs again if due; True when the text changed."""
@@ -98,8 +108,9 @@ class LibraryPlaybook:
         rows = self.store.conn.execute(
             "SELECT e.id, e.description, e.verdict, e.delta, r.name, r.baseline_score "
             "FROM runs r JOIN experiments e ON e.run_id = r.id WHERE r.spec_path = ? "
-            "AND e.id > ? AND e.kind = 'candidate' AND e.verdict IN (?, ?, ?, 'running') "
-            "ORDER BY e.id", [self.spec_path, self._after, KEPT, PINNED, REVERTED]).fetchall()
+            "AND e.id > ? AND e.kind = 'candidate' AND e.verdict IN (?, ?, ?, ?, 'running') "
+            "ORDER BY e.id", [self.spec_path, self._after, KEPT, PINNED, REVERTED, VETOED]
+        ).fetchall()
         running = [r[0] for r in rows if r[2] == "running"]
         if rows:  # read again from the oldest still running: its verdict is to come
             self._after = (running[0] - 1) if running else rows[-1][0]
@@ -109,7 +120,9 @@ class LibraryPlaybook:
                 continue
             self._tried.add(run)
             self._example.setdefault(kind, " ".join(str(description).split()))
-            if verdict == REVERTED:
+            if verdict == VETOED:
+                self._banned.add(kind)  # a person's no, for the whole library
+            elif verdict == REVERTED:
                 self._reverted.setdefault(kind, set()).add(run)
             else:
                 gain = abs(delta or 0.0) / (abs(base) if base else 1.0)
@@ -119,10 +132,12 @@ class LibraryPlaybook:
             self._example.pop(kind := next(iter(self._reverted)), None)
             del self._reverted[kind]
         helped = sorted(((k, self._example[k], sorted(by_run), sum(by_run.values()) / len(by_run))
-                         for k, by_run in self._kept.items()), key=lambda h: (-len(h[2]), -h[3]))
+                         for k, by_run in self._kept.items() if k not in self._banned),
+                        key=lambda h: (-len(h[2]), -h[3]))
         never = sorted(((k, self._example[k], sorted(runs)) for k, runs in self._reverted.items()
-                        if k not in self._kept and len(runs) >= NEVER_RUNS),
-                       key=lambda n: -len(n[2]))
+                        if k not in self._kept and k not in self._banned
+                        and len(runs) >= NEVER_RUNS), key=lambda n: -len(n[2]))
+        never = [*((k, self._example[k], None) for k in self._banned), *never]
         return helped[:ENTRIES], never[:ENTRIES], len(self._tried)
 
     def _render(self, helped: list, never: list, tried: int) -> str:
@@ -138,8 +153,9 @@ class LibraryPlaybook:
         lines += [f"- {printable(ex, one_line=True)} — kept in {runs(names)}, mean gain "
                   f"{gain:+.1%}" for _, ex, names, gain in helped] or ["- (nothing yet)"]
         lines += ["", "## What never helped", ""]
-        lines += [f"- {printable(ex, one_line=True)} — reverted in {runs(names)}, kept in none"
-                  for _, ex, names in never] or ["- (nothing yet)"]
+        lines += [f"- {printable(ex, one_line=True)} — " + (
+            "banned by a person" if names is None else f"reverted in {runs(names)}, kept in none")
+            for _, ex, names in never] or ["- (nothing yet)"]
         return "\n".join(lines) + "\n"
 
 

@@ -324,6 +324,12 @@ class Libraries:
         if sched is not None:
             sched.leave(loop)
 
+    def vetoed(self, loop: Any) -> None:
+        """A person vetoed one of the run's experiments: its library's playbook learns it."""
+        sched = self.of_run.get(loop.run_id)
+        if sched is not None and sched.playbook is not None:
+            sched.playbook.note_veto()
+
     def wake(self, loop: Any) -> None:
         sched = self.of_run.get(loop.run_id)
         if sched is not None:

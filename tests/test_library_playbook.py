@@ -138,3 +138,40 @@ async def test_a_finished_run_closes_its_model_client(api: FakeAnthropic, tmp_pa
         [load_spec(library_spec(ws, stop="max_rounds: 1"))])]
     await drive(host, 30)
     assert all(loop.mutator.client.client.is_closed() for loop in loops)
+
+
+def test_the_playbook_bans_what_a_person_vetoed_and_counts_nothing_twice(tmp_path: Path):
+    store = Store(tmp_path / "a.db")
+    spec = str(tmp_path / "lib.yaml")
+    runs = [store.create_run(f"lib-{n}", spec_path=spec, spec_json="{}", workspace="ws",
+                             direction="maximize", target=None) for n in "abc"]
+    other = store.create_run("elsewhere", spec_path=str(tmp_path / "other.yaml"),
+                             spec_json="{}", workspace="ws", direction="maximize", target=None)
+
+    def attempt(run: int, description: str, verdict: str, delta: float = 0.0) -> int:
+        exp = store.start_experiment(run, round=1, kind="candidate", parent=None,
+                                     description=description)
+        if verdict != "running":
+            store.finish_experiment(exp, verdict=verdict, score=0.5, delta=delta)
+        return exp
+
+    shout = attempt(runs[0], "Add a friendly greeting.", "kept", 0.25)
+    attempt(runs[1], "add a friendly  greeting", "kept", 0.5)
+    attempt(runs[0], "Thank the reader", "reverted")
+    attempt(runs[1], "Thank the reader", "reverted")
+    attempt(runs[2], "Thank the reader", "running")  # its verdict is to come
+    attempt(other, "Name the author", "kept", 1.0)  # another spec's run: not the library's
+    book = libplaybook.LibraryPlaybook(store, "lib", spec)
+    assert book.refresh()
+    assert "- Add a friendly greeting. — kept in 2 runs (lib-a, lib-b)" in book.text
+    assert "- Thank the reader — reverted in 2 runs (lib-a, lib-b), kept in none" in book.text
+    assert "Name the author" not in book.text
+    assert not book.refresh(force=True)  # nothing new: the same lessons, the same text
+    # A person vetoes the greeting in one run: banned for the whole library.
+    store.conn.execute("UPDATE experiments SET verdict = 'vetoed' WHERE id = ?", [shout])
+    store.commit()
+    book.note_veto()
+    assert book.refresh()
+    helped = book.text.split("## What never helped")[0]
+    assert "greeting" not in helped
+    assert "- Add a friendly greeting. — banned by a person" in book.text
