@@ -73,17 +73,32 @@ def make(root: Path, runs: int, seconds: float, body: str = "",
     return spec
 
 
-def sample(db: Path, start: float, out: list, done: threading.Event) -> None:
-    """Every half second: (seconds since start, this process's CPU, experiments finished)."""
+def sample(db: Path, start: float, out: list, done: threading.Event,
+           steer_at: float | None = None, steering: list | None = None) -> None:
+    """Every half second: (seconds since start, this process's CPU, experiments finished).
+    At `steer_at` seconds, a steering command (guidance for every run) is written as the
+    CLI writes it, and the seconds until the engine applied it go to `steering`."""
     store = None
-    while not done.wait(0.5):
+    command = None
+    while not done.wait(0.05 if command else 0.5):
         try:
             store = store or sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            if command is not None:
+                if store.execute("select applied from commands where id = ?",
+                                 [command[0]]).fetchone()[0] is not None:
+                    steering.append(time.monotonic() - command[1])
+                    command = None
+                continue
             n = store.execute("select count(*) from experiments where verdict != 'running' "
                               "and kind != 'baseline'").fetchone()[0]
         except sqlite3.Error:
             continue
         out.append((time.monotonic() - start, time.process_time(), n))
+        if steer_at is not None and out[-1][0] >= steer_at and steering is not None \
+                and not steering and command is None:
+            writer = Store(db)
+            command = (writer.add_command(None, "guide", argument="bench"), time.monotonic())
+            writer.close()
 
 
 def measure(runs: int, seconds: float, body: str = "", max_parallel: int | None = None) -> dict:
@@ -93,8 +108,10 @@ def measure(runs: int, seconds: float, body: str = "", max_parallel: int | None 
         db = Path(tmp) / "lib.db"  # outside the workspace: candidate copies leave it out
         wall = time.monotonic()
         samples: list[tuple[float, float, int]] = []
+        steering: list[float] = []
         done = threading.Event()
-        sampler = threading.Thread(target=sample, args=(db, wall, samples, done), daemon=True)
+        sampler = threading.Thread(target=sample, args=(db, wall, samples, done,
+                                                        seconds * 0.6, steering), daemon=True)
         sampler.start()
         err, sys.stderr = sys.stderr, io.StringIO()
         try:
@@ -122,7 +139,8 @@ def measure(runs: int, seconds: float, body: str = "", max_parallel: int | None 
                 "min": min(counts), "median": statistics.median(counts), "max": max(counts),
                 "cpu_ms": 1000 * cpu / rounds, "rss_mb": after.ru_maxrss / 1024,
                 "bytes": size / rounds,
-                "asyncio_warnings": warnings.count("exit status already read")}
+                "asyncio_warnings": warnings.count("exit status already read"),
+                "steering_s": steering[0] if steering else None}
 
 
 def playbook_rounds(first: int, later: int, playbook: bool = True) -> tuple[list, list]:
@@ -220,7 +238,9 @@ def main() -> None:
               f"run min {r['min']} / median {r['median']:g} / max {r['max']} · engine CPU "
               f"{r['cpu_ms']:.2f} ms/round ({ratio:.2f}× {results[0]['runs']} run"
               f"{'s' if results[0]['runs'] != 1 else ''}) · RSS {r['rss_mb']:.0f} MB · store "
-              f"{r['bytes']:.0f} B/round · asyncio warnings {r['asyncio_warnings']}",
+              f"{r['bytes']:.0f} B/round · steering applied in "
+              + ("-" if r["steering_s"] is None else f"{r['steering_s']:.2f}s")
+              + f" · asyncio warnings {r['asyncio_warnings']}",
               flush=True)
     if len(results) > 1:
         first, last = results[0], results[-1]
