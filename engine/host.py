@@ -83,6 +83,10 @@ class Host:
         self._locks: dict[int, IO[str]] = {}
         self._workspaces: dict[int, WorkspaceLock] = {}
         self._poller: asyncio.Task[None] | None = None
+        #: Runs started or ended so far, and (newest command id, that) when every pending
+        #: command was last applied.
+        self._hosting = 0
+        self._commands_seen: tuple[int | None, int] | None = None
         # What an engine killed on this store left (evaluations, scratch), and this one's record.
         for note in leftovers.claim(store.path):
             self._report(note, level="warning")
@@ -176,6 +180,7 @@ class Host:
         freeze_imports()  # full collections would walk every imported module
         task = asyncio.create_task(self._drive(loop), name=f"run:{loop.spec.name}")
         self.tasks[loop.run_id] = task
+        self._hosting += 1
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll_commands(), name="commands")
             self.store.checkpoint_in_background()
@@ -200,6 +205,7 @@ class Host:
             if lock:
                 lock.close()
             self._run_changed(loop.run_id)
+            self._hosting += 1
             close = getattr(loop.mutator, "close", None)  # (a model mutator's connections)
             if close is not None:
                 try:
@@ -283,6 +289,13 @@ class Host:
             pass
 
     async def apply_commands(self) -> None:
+        # The pending commands are read when a command came or the hosted runs changed
+        # since they were last all applied (the newest id is one lookup; the read, five
+        # times a second, was most of the poller's cost).
+        newest = self.store.conn.execute("SELECT MAX(id) FROM commands").fetchone()[0]
+        key = (newest, self._hosting)
+        if key == self._commands_seen:
+            return
         active = [rid for rid, task in self.tasks.items() if not task.done()]
         for command in self.store.pending_commands(active):
             result = await self.apply(command)
@@ -290,6 +303,7 @@ class Host:
             self.store.add_event(command["run_id"], f"{command['verb']}: {result}",
                                  source="steering")
             self.notify()
+        self._commands_seen = key
 
     async def apply(self, command: dict) -> str:
         """Apply one steering command to its run; returns what happened, for the UI."""

@@ -126,3 +126,23 @@ async def test_the_poller_flushes_only_runs_with_lines_waiting(tmp_path: Path, m
     store = await host_all(tmp_path / "a.db", spec)
     assert sum(len(store.experiments(r["id"])) for r in store.runs()) > 12
     assert len(idle) <= 6, len(idle)  # was ~6 runs × 120 polls
+
+
+async def test_the_poller_reads_pending_commands_only_when_there_may_be_new_ones(
+        tmp_path: Path, monkeypatch):
+    store = Store(tmp_path / "a.db")
+    host = Host(store)
+    reads: list[int] = []
+    pending = Store.pending_commands
+    monkeypatch.setattr(Store, "pending_commands",
+                        lambda self, ids: (reads.append(1), pending(self, ids))[1])
+    for _ in range(5):
+        await host.apply_commands()
+    assert len(reads) == 1  # five polls, nothing new: one read (was one a poll)
+    store.add_command(None, "guide", argument="shorter")
+    await host.apply_commands()
+    await host.apply_commands()
+    assert len(reads) == 2
+    host._hosting += 1  # a run started (or ended): its waiting commands are looked for
+    await host.apply_commands()
+    assert len(reads) == 3
