@@ -95,6 +95,7 @@ class HeadlessView:
         self.printed = {rid: _last_id(self.store, rid) for rid in host.loops}
         self.alerts: dict[int, str | None] = {}
         self.commands_seen = liveness.last_command_id(self.store)
+        self.applied_seen: int | None = None  # the host's count of applied commands, read
         self.live_said: dict[int, float] = {}
         self.seen: dict[int, int] = {}  # each run's change count at the last report
         self.scheduled = False
@@ -135,11 +136,16 @@ class HeadlessView:
     def tick(self, now: float | None = None) -> None:
         """Applied steering commands, then liveness of long evaluations."""
         now = time.time() if now is None else now
-        for command in liveness.applied_commands(self.store, self.commands_seen,
-                                                 set(self.host.loops)):
-            self.commands_seen = command["id"]
-            self.out(f"{self._prefix(command['run_id'])}steering: "
-                     f"{liveness.describe_command(command)}")
+        # Read the commands only when this engine applied one since (it reports only its
+        # own): the read of the newest 200 was half of a tick.
+        applied = getattr(self.host, "applied", None)
+        if applied is None or applied != self.applied_seen:
+            for command in liveness.applied_commands(self.store, self.commands_seen,
+                                                     set(self.host.loops)):
+                self.commands_seen = command["id"]
+                self.out(f"{self._prefix(command['run_id'])}steering: "
+                         f"{liveness.describe_command(command)}")
+            self.applied_seen = applied
         for item in liveness.running(self.store, now, LIVE_AFTER_S):
             if item.run_id not in self.host.loops or item.elapsed_s < LIVE_AFTER_S:
                 continue

@@ -86,6 +86,7 @@ class Host:
         #: Runs started or ended so far, and (newest command id, that) when every pending
         #: command was last applied.
         self._hosting = 0
+        self.applied = 0  # commands applied (the headless printer reads them when it grows)
         self._commands_seen: tuple[int | None, int] | None = None
         # What an engine killed on this store left (evaluations, scratch), and this one's record.
         for note in leftovers.claim(store.path):
@@ -302,6 +303,7 @@ class Host:
             self.store.mark_applied(command["id"], result)
             self.store.add_event(command["run_id"], f"{command['verb']}: {result}",
                                  source="steering")
+            self.applied += 1
             self.notify()
         self._commands_seen = key
 

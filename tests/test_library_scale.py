@@ -146,3 +146,23 @@ async def test_the_poller_reads_pending_commands_only_when_there_may_be_new_ones
     host._hosting += 1  # a run started (or ended): its waiting commands are looked for
     await host.apply_commands()
     assert len(reads) == 3
+
+
+def test_the_printer_reads_commands_only_after_the_host_applied_one(tmp_path: Path,
+                                                                    monkeypatch):
+    from engine.headless import HeadlessView
+
+    host = Host(Store(tmp_path / "a.db"))
+    lines: list[str] = []
+    view = HeadlessView(host, lines.append, lines.append)
+    reads: list[int] = []
+    applied = liveness.applied_commands
+    monkeypatch.setattr(liveness, "applied_commands",
+                        lambda *a: (reads.append(1), applied(*a))[1])
+    for _ in range(5):
+        view.tick()
+    assert len(reads) == 1  # (the newest 200 commands were read at every tick)
+    host.applied += 1
+    view.tick()
+    view.tick()
+    assert len(reads) == 2
