@@ -25,8 +25,10 @@ from engine.locks import sidecar_dir
 from engine.model import KEPT, PINNED, REVERTED, VETOED
 from engine.text import printable
 
-#: Fewest seconds between two readings of the library's changelogs.
-REFRESH_S = 30.0
+#: Fewest seconds between two readings of the library's changelogs: a model's descriptions
+#: rarely repeat, so nearly every reading after a keep is a new text — a new prompt prefix
+#: for every run, and the resting runs woken — at most this often.
+REFRESH_S = 300.0
 #: Entries per list in the playbook.
 ENTRIES = 15
 #: A kind of change reverted in this many runs, and kept in none, never helps.
