@@ -41,7 +41,7 @@ def running(store: Store, now: float | None = None, after_s: float = 0.0) -> lis
     # most of a library's, are not even read)
     rows = store.conn.execute(
         "SELECT run_id, id, round, kind, started FROM experiments WHERE verdict = 'running' "
-        "AND (started IS NULL OR started <= ?) ORDER BY id", [now - after_s]).fetchall()
+        "AND (? <= 0 OR started <= ?) ORDER BY id", [after_s, now - after_s]).fetchall()
     for run_id, exp_id, round_no, kind, started in rows:
         elapsed = max(0.0, now - (started or now))
         out.append(Running(run_id, exp_id, round_no, kind, elapsed, last_output(store, exp_id)))
