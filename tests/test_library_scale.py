@@ -4,12 +4,14 @@ copies, the printer's liveness lines, the host's view of which runs changed."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 
 from engine import liveness
 from engine.host import Host
 from engine.library import LibraryWorkspace
+from engine.model import UserError
 from engine.store import Store
 from tests.conftest import write
 
@@ -166,3 +168,55 @@ def test_the_printer_reads_commands_only_after_the_host_applied_one(tmp_path: Pa
     view.tick()
     view.tick()
     assert len(reads) == 2
+
+
+def test_stopping_a_library_host_mid_evaluation_prints_no_asyncio_warnings(tmp_path: Path):
+    """SIGTERM while a library's evaluations run: every run records and stops, and nothing
+    says `child process pid N exit status already read: will report 255` (the issue saw
+    dozens at 200 runs)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env
+
+    ws = tmp_path / "ws"
+    for i in range(16):
+        write(ws / "skills" / f"s{i:02d}" / "SKILL.md", f"x: {i}\n")
+    spec = write(ws / "lib.yaml", """
+        name: lib
+        target: {each: "skills/*/SKILL.md"}
+        mutator: {kind: params, seed: 1, params: {x: {type: int, min: 0, max: 20}}}
+        evaluate:
+          kind: metric
+          command: "sleep 0.3; awk '/^x:/{print \\"METRIC loss=\\" ($2-7)*($2-7)}' {file}"
+          metric: loss
+          direction: minimize
+        stop: {max_minutes: 2}
+    """)
+    db = tmp_path / "a.db"
+    proc = subprocess.Popen([sys.executable, "-m", "tui", "--db", str(db), "run", str(spec),
+                             "--headless"], cwd=REPO, env=cli_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # every run past its baseline, rounds in flight
+            time.sleep(0.2)
+            try:
+                store = Store(db, readonly=True)
+                counts = [len(store.experiments(r["id"])) for r in store.runs()]
+                store.close()
+            except (sqlite3.Error, UserError):  # not created yet
+                continue
+            if len(counts) == 16 and min(counts) >= 2:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "exit status already read" not in err and "Traceback" not in err, err
+    store = Store(db, readonly=True)
+    assert {r["status"] for r in store.runs()} == {"stopped"}
