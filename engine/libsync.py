@@ -47,6 +47,7 @@ class PrunedCopies:
         """sync_tree (engine/workspace.py) over the cached listings: `dest` mirrors `src`
         minus the other runs' files; only files whose size or time differ are copied."""
         wanted = {name: (path, kind) for name, path, kind in self.listing(src)}
+        present = set()  # folders already there: no makedirs (a stat and an error) each
         for entry in os.scandir(dest):
             source = wanted.get(entry.name)
             kind = ("link" if entry.is_symlink() else "dir"
@@ -56,15 +57,18 @@ class PrunedCopies:
                     shutil.rmtree(entry.path)
                 else:
                     os.unlink(entry.path)
+            elif kind == "dir":
+                present.add(entry.name)
         for name, (path, kind) in wanted.items():
-            target = os.path.join(dest, name)
+            target = f"{dest}/{name}"
             if kind == "link":
                 if not os.path.islink(target) or os.readlink(target) != os.readlink(path):
                     if os.path.lexists(target):
                         os.unlink(target)
                     os.symlink(os.readlink(path), target)
             elif kind == "dir":
-                os.makedirs(target, exist_ok=True)
+                if name not in present:
+                    os.makedirs(target, exist_ok=True)
                 self.sync(path, target, skip)
             elif target not in skip:
                 try:
