@@ -4,15 +4,13 @@ it was asked for and applied, and what the engine did with it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from rich.console import RenderableType
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Static
 
+from tui.page_screen import PageScreen, close_binding
 from tui.safe import line
 
 #: What each verb asks of the engine (a verb not listed is shown as it is).
@@ -53,25 +51,17 @@ def command_text(command: dict[str, Any]) -> Text:
     return text
 
 
-class CommandScreen(ModalScreen[None]):
+class CommandScreen(PageScreen):
     """One steering command, in full; escape, q or enter closes it."""
 
-    DEFAULT_CSS = """
-    CommandScreen { align: center middle; }
-    CommandScreen VerticalScroll {
-        width: 90; max-width: 95%; height: auto; max-height: 90%;
-        border: round $accent; background: $panel; padding: 0 1;
-    }
-    """
-    BINDINGS = [Binding("escape,q,enter", "app.pop_screen", "Close")]
+    BINDINGS = [close_binding("enter")]
 
     def __init__(self, command: dict[str, Any]) -> None:
         super().__init__()
         self.command = command
 
-    def compose(self) -> ComposeResult:
-        with VerticalScroll():
-            yield Static(Text(f"⚑ command {self.command.get('id', '')}",
-                              style="bold underline"))
-            yield Static(command_text(self.command))
-            yield Static(Text("esc closes this", style="dim"))
+    def heading(self) -> str:
+        return f"⚑ command {self.command.get('id', '')}"
+
+    def body(self) -> Iterable[RenderableType]:
+        yield command_text(self.command)
