@@ -218,3 +218,10 @@ async def test_every_screen_keeps_its_head_on_one_line_and_its_footer_whole(
             detail = screen.query_one("#tree-detail").region
             assert text[detail.bottom - 1].lstrip().startswith(("why:", "enter open")), \
                 text[detail.y:detail.bottom]
+
+
+def test_the_tree_head_counts_in_words_that_agree() -> None:
+    from tui.tree_screen import _count
+
+    assert _count(1, "version") == "1 version" and _count(3, "version") == "3 versions"
+    assert _count(0, "experiment") == "0 experiments"

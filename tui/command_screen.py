@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import RenderableType
+from rich.table import Table
 from rich.text import Text
 
 from tui.page_screen import PageScreen, close_binding
@@ -27,9 +28,9 @@ def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
-def command_text(command: dict[str, Any]) -> Text:
-    """The command's fields, one a line; text that came from a person or the engine goes
-    through `line` (printable, one line) and is never read as markup."""
+def command_rows(command: dict[str, Any]) -> list[tuple[str, str]]:
+    """The command's fields, (label, value) a line; text that came from a person or the
+    engine goes through `line` (printable, one line)."""
     verb = line(command.get("verb") or "")
     rows = [("command", f"{verb} — {VERBS.get(verb, 'a steering command')}")]
     if command.get("target") is not None:
@@ -44,11 +45,19 @@ def command_text(command: dict[str, Any]) -> Text:
         waited = max(0.0, applied - (command.get("created") or applied))
         rows.append(("applied", f"{_when(applied)} ({waited:.1f} s later)"))
         rows.append(("outcome", line(command.get("result") or "—")))
-    text = Text()
-    for label, value in rows:
-        text.append(f"{label:<11}", style="bold")
-        text.append(value + "\n")
-    return text
+    return rows
+
+
+def command_table(command: dict[str, Any]) -> Table:
+    """The fields under each other, a long value wrapped under itself (not under the
+    labels: at 80 columns a guidance text ran back to the left edge); values are `Text`,
+    never read as markup."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="bold", no_wrap=True, min_width=10)
+    table.add_column()
+    for label, value in command_rows(command):
+        table.add_row(label, Text(value))
+    return table
 
 
 class CommandScreen(PageScreen):
@@ -64,4 +73,4 @@ class CommandScreen(PageScreen):
         return f"⚑ command {self.command.get('id', '')}"
 
     def body(self) -> Iterable[RenderableType]:
-        yield command_text(self.command)
+        yield command_table(self.command)

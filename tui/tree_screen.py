@@ -37,6 +37,11 @@ REFRESH_S = 0.5
 Node = TreeNode[int]
 
 
+def _count(n: int, word: str) -> str:
+    """`1 version`, `3 versions`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 class TreeScreen(Screen[None]):
     """Full screen over the dashboard; Escape (or `t`) goes back."""
 
@@ -252,7 +257,7 @@ class TreeScreen(Screen[None]):
         # One line, cut at the end (tui/heading.py): the best first, the search's shape last.
         text = Text(f"{line(run['name'])} ", style="bold")
         text.append(f"· best #{model.best_id} {fmt_score(run['best_score'])} · "
-                    f"{len(model.rows)} experiments, {versions} versions · ")
+                    f"{_count(len(model.rows), 'experiment')}, {_count(versions, 'version')} · ")
         if self.width > 1:  # (one wide, the frontier is the best: nothing to count)
             text.append(f"frontier {len(model.frontier)} · ")
         text.append(f"{strategy} ×{self.width}")
