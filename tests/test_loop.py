@@ -284,3 +284,21 @@ stop: {{max_rounds: 60, max_failures: null}}
     verdicts = {row[2] for row in a}
     assert {"kept", "reverted", "crashed"} <= verdicts  # every path of undoing was taken
     assert sum(asked) > 20  # and proposals were made ahead most rounds
+
+
+def test_one_slow_staging_does_not_send_a_small_workspace_to_a_thread():
+    """The shortest of the last few stagings decides: a preempted engine's one slow
+    staging keeps staging (and proposing ahead) inline; a workspace slow every time goes
+    to a thread, and back once it is small again."""
+    from engine.scoring import INLINE_STAGE_S, STAGE_SAMPLES, StagingTimes
+
+    times = StagingTimes()
+    assert times.inline  # nothing measured yet
+    times.add(INLINE_STAGE_S / 4)
+    times.add(INLINE_STAGE_S * 20)  # a preemption
+    assert times.inline
+    for _ in range(STAGE_SAMPLES):
+        times.add(INLINE_STAGE_S * 5)
+    assert not times.inline
+    times.add(INLINE_STAGE_S / 4)
+    assert times.inline
