@@ -22,10 +22,6 @@ from engine.tree import rank
 from engine.versions import Version, Versions
 
 
-#: Children after which a frontier member's softmax weight has halved (engine: Frontier).
-PATIENCE = 6
-
-
 class Greedy:
     """Climb one branch: every candidate is proposed from the best version."""
 
@@ -93,10 +89,11 @@ class Frontier(Beam):
     """Parents drawn from the frontier by a pick policy (seeded: a run repeats its draws).
 
     Softmax weighs each member by its score and by how many children it has already had:
-    a member's weight halves with every `PATIENCE` children drawn from it, so a version
+    a member's weight halves with every `patience` children drawn from it, so a version
     whose children keep failing to beat it (a local optimum, often the best) hands the
     draws to members that have had fewer (a second basin's head): the reason to keep
-    them alive at all. A child that beats its parent joins the frontier with no tries."""
+    them alive at all. A child that beats its parent joins the frontier with no tries.
+    (bench/search.py's `trap`: softmax over scores alone tied greedy search there.)"""
 
     name = "frontier"
 
@@ -124,7 +121,7 @@ class Frontier(Beam):
 
     def weights(self, ranked: list[Version]) -> list[float]:
         """Softmax over scores at `temperature` × the frontier's score range, each weight
-        halved per `PATIENCE` children the member has had."""
+        halved per `patience` children the member has had."""
         gains = [rank(v, self.versions.direction) for v in ranked]
         known = [g for g in gains if g > -math.inf]
         if not known:
@@ -132,7 +129,7 @@ class Frontier(Beam):
         top, spread = max(known), (max(known) - min(known)) or 1.0
         return [0.0 if g == -math.inf else
                 math.exp((g - top) / (self.config.temperature * spread))
-                * 0.5 ** (self.tries.get(v.exp_id, 0) / PATIENCE)
+                * 0.5 ** (self.tries.get(v.exp_id, 0) / self.config.patience)
                 for g, v in zip(gains, ranked, strict=True)]
 
     def resume(self, run_id: int) -> None:
