@@ -452,6 +452,9 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="a line per finished job")
     parser.add_argument("--baseline", choices=sorted(STRATEGIES), default=BASELINE,
                         help="the first strategy the ratios are to (greedy: the loop's search)")
+    parser.add_argument("--baseline-only", action="store_true",
+                        help="ratios to --baseline alone: random search and TPE are not run "
+                             "(the demo classifier trains for real: minutes a strategy)")
     args = parser.parse_args()
     objectives = args.objective or list(OBJECTIVES)
     strategies = args.strategy or list(STRATEGIES)
@@ -462,10 +465,11 @@ def main() -> None:
         if "tpe" in strategies:
             strategies.remove("tpe")
             print("note: optuna is not installed, TPE skipped (pip install -e \".[bench]\")")
-    for base in dict.fromkeys([baseline, *BASELINES]):
+    wanted = [baseline] if args.baseline_only else [baseline, *BASELINES]
+    for base in dict.fromkeys(wanted):
         if base not in strategies and (base != "tpe" or "optuna" in sys.modules):
             strategies.insert(0, base) if base == baseline else strategies.append(base)
-    bases = [b for b in dict.fromkeys([baseline, *BASELINES]) if b in strategies]
+    bases = [b for b in dict.fromkeys(wanted) if b in strategies]
     made = {o: OBJECTIVES[o]() for o in objectives}
     jobs = [(o, s, max(made[o].budgets), seed) for o in objectives for s in strategies
             for seed in range(args.seeds)]
