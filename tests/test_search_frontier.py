@@ -15,7 +15,6 @@ from engine.host import Host
 from engine.model import Evaluation
 from engine.search import Frontier
 from engine.spec import Search, load_spec
-from engine.store import Store
 from engine.tree import Node, prune, replay_frontier
 from engine.versions import Version, Versions
 from engine.workspace import Workspace
