@@ -175,3 +175,24 @@ def test_the_playbook_bans_what_a_person_vetoed_and_counts_nothing_twice(tmp_pat
     helped = book.text.split("## What never helped")[0]
     assert "greeting" not in helped
     assert "- Add a friendly greeting. — banned by a person" in book.text
+
+
+async def test_two_library_specs_in_one_host_keep_their_own_budgets(api: FakeAnthropic,
+                                                                  tmp_path: Path):
+    """Specs hosted together (`serve DIR`) are separate libraries: one's `library:` budget
+    stops its own runs only, and each has its own playbook."""
+    api.responder = SkillModel()
+    store = Store(tmp_path / "a.db")
+    host = Host(store)
+    for folder, skill, library_caps in (("cheap", "a", "library: {max_cost_usd: 0.0001}"),
+                                        ("free", "b", "")):
+        ws = tmp_path / folder
+        write_skill(ws, skill)
+        spec = library_spec(ws, stop="max_rounds: 3", library=library_caps)
+        for one in library.expand_all([load_spec(spec)]):
+            host.add(one)
+    await drive(host, 30)
+    cheap, free = store.get_run("lib-a"), store.get_run("lib-b")
+    assert cheap["stop_reason"].startswith("library budget reached"), cheap["stop_reason"]
+    assert free["stop_reason"] == "max rounds (3) reached"
+    assert len(host.libraries.by_key) == 2
