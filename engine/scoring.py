@@ -19,6 +19,7 @@ from engine.context import RunContext
 from engine.llm import LLMUnavailable
 from engine.model import CRASHED, Evaluation, Worker
 from engine.outage import interrupted_evaluation
+from engine.records import once_started
 from engine.spend import metered, settle
 from engine.workers.faults import NoWorker, WorkerFailed
 from engine.workers.pool import WorkerPool, WorkerState
@@ -191,7 +192,7 @@ class Scorer:
                 # records, and (small workspaces) syncing this slot's other folder.
                 ctx.ledger.records.write_once_started()
                 if small and attempt == 0:
-                    asyncio.get_running_loop().call_soon(self._sync_spare, worker.name, exp_id)
+                    once_started(self._sync_spare, worker.name, exp_id)
                 try:
                     evaluation = await tier.evaluator.evaluate(session, sink)
                 except LLMUnavailable as exc:  # a judge or producer gave up
