@@ -1,13 +1,22 @@
-"""Waves and tiers: how one round of candidates is proposed and spread over the worker pool.
+"""The slots' work: candidates proposed, staged and scored over the worker pool, handed to the
+loop to decide as each one lands.
 
-    plain wave    propose K; each starts evaluating the moment it exists (so proposing the
-                  next one overlaps with the slots' work) → the loop decides all K
-    tiered wave   propose K → screen each in the cheap tier, with the best version screened
-                  once for reference → the screened-out are recorded → the top_k that beat
-                  the reference go to the full tier → the loop decides those
+    plain runs    the slots are kept full: a slot that finishes hands its candidate to the
+                  loop, which decides it against the best as it is then (engine/settle.py),
+                  and gets a new candidate at once while the others keep running — no wave
+                  waits for its slowest candidate. Decisions come in the order candidates
+                  land; each is a normal keep or revert. A candidate whose parent a keep
+                  replaced while it was scored is decided against the new best, as that
+                  keep's sibling (greedy search; beam and frontier keep the parent alive)
+    library runs  the same, but the slots are refilled only once all have landed: a
+                  library's scheduler gives its runs turns of one wave (engine/scheduler.py)
+    tiered runs   a wave: propose K → screen each in the cheap tier, with the best version
+                  screened once for reference → the screened-out are recorded → the top_k
+                  that beat the reference go to the full tier → the loop decides those
+                  (promotion ranks a wave's screen scores, so the wave is the unit there)
 
-Scores are compared only within one tier and one worker group. A wave that is stopped while
-its evaluations run records every candidate it started as interrupted.
+Scores are compared only within one tier and one worker group. A stop records every
+candidate still being scored as interrupted.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ REFERENCE = "reference"
 
 
 class WaveRunner:
-    """Proposes and scores one wave of candidates; the loop decides and records them."""
+    """Keeps the slots busy with candidates; hands the loop each one as it lands."""
 
     def __init__(self, ctx: RunContext, stream: ProposalStream, scorer: Scorer,
                  versions: Versions, policy: GreaterPolicy, mutator: Mutator,
@@ -43,11 +52,117 @@ class WaveRunner:
         self.screen, self.full = tiers
         #: (best experiment id, its screen-tier score) once measured.
         self.reference: tuple[int, float | None] | None = None
+        #: Candidates being scored, each in a task of its own (one a slot).
+        self.running: dict[asyncio.Task[None], Candidate] = {}
+        #: The one candidate scored in the loop's own task (one slot: nothing to overlap).
+        self._inline: Candidate | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Candidates are being scored: the loop decides them before it pauses or stops."""
+        return bool(self.running)
 
     async def run(self, wave: int, n: int, stop_now: Callable[[], str | None],
-                  ) -> list[Candidate]:
-        """Pick parents, propose, stage and score (and screen) one wave of `n` candidates;
-        returns the candidates the loop decides (the finalists, in a tiered run)."""
+                  fill: bool = True) -> list[Candidate]:
+        """Start candidates until `n` are being scored (unless `fill` is false: a stop rule
+        applies, and what is in flight is drained), then wait for the next to land; returns
+        the candidates the loop decides now (the finalists of a wave, in a tiered run)."""
+        if self.screen is not None:
+            return await self._tiered(wave, n, stop_now)
+        try:
+            # (a library's run takes turns of a wave: it refills only once all have landed)
+            if fill and not (self.running and self.ctx.in_library):
+                cand = await self._fill(wave, n, stop_now)
+                if cand is not None:
+                    return [cand]
+            return await self._landed()
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+
+    async def _fill(self, wave: int, n: int, stop_now: Callable[[], str | None],
+                    ) -> Candidate | None:
+        """Start candidates on the free slots (at most `n` in flight). With one slot and
+        nothing to overlap, the one candidate is scored right here and returned (a task, a
+        yield and a wait per round add up when evaluations take milliseconds)."""
+        ctx, stream = self.ctx, self.stream
+        if n > 1:
+            stream.prefetch(n)  # the free slots' proposals, made at once
+        # (bounded: an invalid mutation or a model outage starts nothing)
+        for k in range(n - len(self.running)):
+            # (the loop has just checked the stop rules before the first)
+            if ctx.controls.stopping or ctx.controls.paused or k and stop_now():
+                break
+            # From the stream: a retest, a proposal made ahead, or a fresh one from a
+            # parent the search picks (engine/stream.py).
+            cand = await stream.next(ctx.ledger.max_round + 1, wave)
+            if cand is None:
+                continue
+            if not stop_now():
+                stream.prefetch(n)  # the next ones, while this one is scored
+            if n == 1:
+                self._inline = cand
+                await self.evaluate(cand)
+                self._inline = None
+                return cand
+            self.running[asyncio.create_task(self.evaluate(cand))] = cand
+            await asyncio.sleep(0)  # let it start while the next one is proposed
+        return None
+
+    async def _landed(self) -> list[Candidate]:
+        """The candidates whose scoring has finished (at least one, when any runs)."""
+        if not self.running:
+            return []
+        done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+        if any(task.cancelled() for task in done):  # a stop (cancel): all are interrupted
+            raise asyncio.CancelledError
+        landed = sorted((self.running.pop(task) for task in done), key=lambda c: c.exp_id)
+        for task in done:
+            task.result()  # (what went wrong in one: a write that failed...)
+        return landed
+
+    def cancel(self) -> None:
+        """A stop: the evaluations in flight are cancelled (recorded by close())."""
+        for task in self.running:
+            task.cancel()
+
+    async def close(self, record: bool = True) -> None:
+        """Cancel the evaluations still in flight and record them as interrupted (not when
+        writes fail: resuming marks their rows interrupted)."""
+        running, self.running = self.running, {}
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)  # remote jobs get killed
+        stopped = [*running.values(), *([self._inline] if self._inline else [])]
+        self._inline = None
+        if stopped and record:
+            self._interrupted(stopped, set())
+
+    def against_best(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Greedy search: a candidate whose parent was replaced while it was scored (by a
+        keep, a pin) is decided against the best as it is now, as a sibling of it (its row
+        keeps the parent it was proposed from). One built on a vetoed version is not: it is
+        reverted (engine/settle.py)."""
+        best = self.versions.best
+        if self.versions.width > 1 or best is None:
+            return candidates
+        for cand in candidates:
+            if cand.parent == best.exp_id:
+                continue
+            row = self.ctx.store.experiment(cand.parent)
+            if row is None or row["verdict"] == VETOED:
+                continue
+            self.ctx.log(f"#{cand.exp_id}: its parent #{cand.parent} was replaced by "
+                         f"#{best.exp_id} while it was scored; decided against #{best.exp_id}",
+                         exp_id=cand.exp_id)
+            cand.details["proposed_from"] = cand.parent
+            cand.parent = best.exp_id
+        return candidates
+
+    async def _tiered(self, wave: int, n: int, stop_now: Callable[[], str | None],
+                      ) -> list[Candidate]:
+        """Pick parents, propose, stage and screen one wave of `n` candidates; returns the
+        finalists, scored in the full tier."""
         ctx = self.ctx
         round_no = ctx.ledger.max_round
         best = self.versions.best

@@ -1,0 +1,180 @@
+"""The slots are kept full (engine/waves.py): a slot that finishes gets its candidate decided
+against the best as it is then, and a new candidate at once, while the other slots keep
+running. Real local slots, subprocesses, git-less workspaces and SQLite; the mutator is a
+script (a model's replies would do the same), the scores a deterministic function of them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from engine.host import Host
+from engine.loop import RunLoop
+from engine.model import Mutation, Proposal
+from engine.spec import load_spec
+from engine.store import Store
+from tests.conftest import write
+from tests.sshd import make_spec, until
+
+PY = sys.executable
+
+
+class Script:
+    """Proposes the given params.yaml contents in turn (then ones that change nothing)."""
+
+    def __init__(self, contents: list[str], reads_history: bool = False) -> None:
+        self.contents = list(contents)
+        self.reads_history = reads_history  # False: no proposals made ahead
+
+    async def propose(self, proposal: Proposal) -> Mutation:
+        text = self.contents.pop(0) if self.contents else proposal.best_files["params.yaml"]
+        return Mutation(text.replace("\n", " ").strip(), {"params.yaml": text})
+
+    def feedback(self, mutation: Mutation, verdict: str) -> None:
+        pass
+
+
+def slow_when_asked(ws: Path) -> None:
+    """A version whose params say `slow: S` takes S seconds to score; the others a moment."""
+    write(ws / "score.py", """
+        import time, yaml
+        p = yaml.safe_load(open("params.yaml"))
+        time.sleep(p.get("slow", 0))
+        print(f"METRIC loss={abs(p['x'] - 7) + (0 if p['y'] == 'b' else 3)}")
+    """)
+
+
+async def hosted(spec: Path, db: Path, script: Script, during=None) -> RunLoop:
+    store = Store(db)
+    host = Host(store)
+    loop = host.add(load_spec(spec))
+    loop.mutator = script
+    task = host.start(loop)
+    if during is not None:
+        await during(loop)
+    await until(task.done, timeout=60, what="the run to finish")
+    task.result()
+    await host.close()
+    return loop
+
+
+def candidates(loop: RunLoop) -> list[dict]:
+    return [r for r in loop.store.experiments(loop.run_id) if r["kind"] == "candidate"]
+
+
+async def test_a_fast_slot_runs_several_candidates_while_a_slow_one_is_scored(
+        params_workspace: Path, tmp_path: Path) -> None:
+    slow_when_asked(params_workspace)
+    spec = make_spec(params_workspace, "lanes", command=f"{PY} score.py", parallel=2,
+                     workers=[{"kind": "local", "slots": 2}], stop={"max_rounds": 6})
+    script = Script(["x: 2\ny: a\nslow: 2\n"] + [f"x: {x}\ny: a\n" for x in (3, 4, 5, 6, 0)])
+    loop = await hosted(spec, tmp_path / "a.db", script)
+
+    rows = candidates(loop)
+    slow = next(r for r in rows if "slow" in r["description"])
+    during = [r for r in rows if r is not slow and r["finished"] < slow["finished"]]
+    # (waves: one candidate beside it, then a wait for it)
+    assert len(during) >= 3 and all(r["worker"] != slow["worker"] for r in during)
+    assert all(r["verdict"] != "running" for r in rows)
+    # No round beyond max_rounds, though a slot was free when the last one started.
+    assert len(rows) == 6 and max(r["round"] for r in rows) == 6
+    assert loop.store.get_run(loop.run_id)["rounds"] == 6
+
+
+async def test_a_keep_while_another_is_scored_decides_that_one_against_the_new_best(
+        params_workspace: Path, tmp_path: Path) -> None:
+    slow_when_asked(params_workspace)
+    spec = make_spec(params_workspace, "sibling", command=f"{PY} score.py", parallel=2,
+                     workers=[{"kind": "local", "slots": 2}], stop={"max_rounds": 3})
+    # The slow one (loss 0) would win a wave; the fast one (loss 1) lands and is kept first.
+    script = Script(["x: 7\ny: b\nslow: 1.5\n", "x: 6\ny: b\n", "x: 8\ny: a\n"])
+    loop = await hosted(spec, tmp_path / "a.db", script)
+
+    baseline = loop.store.experiments(loop.run_id)[0]
+    by_text = {r["description"]: r for r in candidates(loop)}
+    slow, fast, third = (by_text[d] for d in ("x: 7 y: b slow: 1.5", "x: 6 y: b", "x: 8 y: a"))
+    assert fast["verdict"] == "kept" and fast["finished"] < slow["finished"]
+    assert slow["parent"] == baseline["id"]  # the tree keeps where it came from
+    assert slow["verdict"] == "kept" and slow["delta"] == -1  # against #fast (loss 1), not 9
+    assert json.loads(slow["decision_json"])["proposed_from"] == baseline["id"]
+    assert third["parent"] == fast["id"] and third["verdict"] == "reverted"
+    run = loop.store.get_run(loop.run_id)
+    assert (run["best_experiment"], run["best_score"]) == (slow["id"], 0)
+    assert "slow: 1" in (params_workspace / "params.yaml").read_text()  # the best on disk
+
+
+async def test_a_candidate_built_on_a_vetoed_best_is_not_decided_against_the_next(
+        params_workspace: Path, tmp_path: Path) -> None:
+    slow_when_asked(params_workspace)
+    spec = make_spec(params_workspace, "veto", command=f"{PY} score.py", parallel=2,
+                     workers=[{"kind": "local", "slots": 2}], stop={"max_rounds": 3})
+    # The first keep (loss 1) lands at once; a slow child of it (loss 0) is vetoed with it.
+    script = Script(["x: 6\ny: b\n", "x: 0\ny: a\nslow: 0.6\n", "x: 7\ny: b\nslow: 2\n"])
+    vetoed: list[str] = []
+
+    async def during(loop: RunLoop) -> None:
+        first = await _kept(loop)
+        await until(lambda: any("slow" in c.mutation.description and c.parent == first
+                                for c in loop.in_flight.values()), what="a child in flight")
+        vetoed.append(await loop.veto(first))
+
+    loop = await hosted(spec, tmp_path / "a.db", script, during)
+    assert vetoed[0].startswith("reverted #")
+    slow = next(r for r in candidates(loop) if "slow: 2" in r["description"])
+    assert slow["verdict"] == "reverted" and "no longer the best" in slow["reason"]
+    assert loop.store.get_run(loop.run_id)["best_score"] == 9  # the baseline's again
+
+
+async def _kept(loop: RunLoop) -> int:
+    """The first kept candidate's id, once it is the best."""
+    await until(lambda: loop.best_id is not None and loop.store.experiment(loop.best_id)[
+        "kind"] == "candidate", what="a keep")
+    assert loop.best_id is not None
+    return loop.best_id
+
+
+async def test_a_pause_stops_new_candidates_and_decides_those_in_flight(
+        params_workspace: Path, tmp_path: Path) -> None:
+    slow_when_asked(params_workspace)
+    spec = make_spec(params_workspace, "pause", command=f"{PY} score.py", parallel=2,
+                     workers=[{"kind": "local", "slots": 2}], stop={"max_rounds": 6})
+    script = Script(["x: 2\ny: a\nslow: 1\n", "x: 3\ny: a\nslow: 1\n"] +
+                    [f"x: {x}\ny: a\n" for x in (4, 5, 6, 0)])
+    seen: list[list[str]] = []
+
+    async def during(loop: RunLoop) -> None:
+        await until(lambda: len(loop.in_flight) == 2, what="two in flight")
+        loop.paused = True
+        await until(lambda: not loop.in_flight, timeout=10, what="those in flight decided")
+        await asyncio.sleep(0.3)  # (nothing new starts while paused)
+        assert not loop.waves.busy and not loop.pool.busy
+        seen.append([r["verdict"] for r in candidates(loop)])
+        loop.paused = False
+        loop.wake()
+
+    loop = await hosted(spec, tmp_path / "a.db", script, during)
+    assert seen[0] == ["reverted", "kept"] or sorted(seen[0]) == ["kept", "kept"]
+    assert len(candidates(loop)) == 6
+
+
+async def test_a_stop_interrupts_every_slot_in_flight(params_workspace: Path,
+                                                      tmp_path: Path) -> None:
+    slow_when_asked(params_workspace)
+    spec = make_spec(params_workspace, "stop", command=f"{PY} score.py", parallel=2,
+                     workers=[{"kind": "local", "slots": 2}], stop={"max_rounds": 9})
+    script = Script(["x: 2\ny: a\nslow: 30\n", "x: 4\ny: a\n", "x: 3\ny: a\nslow: 30\n"])
+
+    async def during(loop: RunLoop) -> None:
+        await until(lambda: len(loop.pool.busy) == 2 and all(
+            "slow" in c.mutation.description for c in loop.in_flight.values()),
+            what="two slow ones in flight")
+        loop.stopping = True  # what `stop` does
+        loop.wake()
+        loop.cancel_wave()
+
+    loop = await hosted(spec, tmp_path / "a.db", script, during)
+    rows = candidates(loop)
+    assert [r["verdict"] for r in rows] == ["interrupted", "kept", "interrupted"]
+    assert loop.store.get_run(loop.run_id)["status"] == "stopped"
