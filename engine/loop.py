@@ -348,12 +348,12 @@ class RunLoop:
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations and model calls in flight (recorded as interrupted)."""
-        # Only evaluations and model calls are abandoned: deciding and recording always run
-        # to the end.
-        if self.ctx.cancellable and self._wave_task is not None and not self._wave_task.done():
-            self.waves.cancel()  # the slots' evaluations; the loop's own, unless deciding
-            if not self.best_lock.locked():
-                self._wave_task.cancel()
+        # Only evaluations and model calls are abandoned: deciding and recording (under the
+        # best's lock) always run to the end.
+        self.waves.cancel()  # the slots' evaluations, each in a task of its own
+        if self.ctx.cancellable and self._wave_task is not None and not self._wave_task.done() \
+                and not self.best_lock.locked():
+            self._wave_task.cancel()  # the loop's own: a proposal, an evaluation
 
     async def veto(self, exp_id: int | None) -> str:
         return await self.steering.veto(exp_id)
@@ -373,6 +373,7 @@ class RunLoop:
 
     def wake(self) -> None:
         self._wake.set()
+        self.waves.resumed.set()  # (a paused run's free slots are filled at once)
 
     # The steering switches the host sets (engine/context.py's Controls).
     paused = property(lambda self: self.ctx.controls.paused,

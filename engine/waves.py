@@ -22,6 +22,7 @@ candidate still being scored as interrupted.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from engine.context import Candidate, RunContext, usage_of
@@ -56,6 +57,11 @@ class WaveRunner:
         self.running: dict[asyncio.Task[None], Candidate] = {}
         #: The one candidate scored in the loop's own task (one slot: nothing to overlap).
         self._inline: Candidate | None = None
+        #: Set when a paused run resumes: its free slots are filled without waiting for the
+        #: next candidate to land.
+        self.resumed = asyncio.Event()
+        #: A slot was left free in the last fill: no proposal made ahead was ready.
+        self._short = False
 
     @property
     def busy(self) -> bool:
@@ -69,6 +75,7 @@ class WaveRunner:
         the candidates the loop decides now (the finalists of a wave, in a tiered run)."""
         if self.screen is not None:
             return await self._tiered(wave, n, stop_now)
+        self._short = False
         try:
             # (a library's run takes turns of a wave: it refills only once all have landed)
             if fill and not (self.running and self.ctx.in_library):
@@ -86,20 +93,25 @@ class WaveRunner:
         nothing to overlap, the one candidate is scored right here and returned (a task, a
         yield and a wait per round add up when evaluations take milliseconds)."""
         ctx, stream = self.ctx, self.stream
-        if n > 1:
-            stream.prefetch(n)  # the free slots' proposals, made at once
         # (bounded: an invalid mutation or a model outage starts nothing)
         for k in range(n - len(self.running)):
             # (the loop has just checked the stop rules before the first)
             if ctx.controls.stopping or ctx.controls.paused or k and stop_now():
                 break
+            if n > 1:
+                stream.prefetch()  # the free slots' proposals, made at once
+            # While others run, a slot takes only a proposal that is ready: what lands
+            # meanwhile is decided, and the slot is filled once one is (_landed).
+            if self.running and not stream.ready():
+                self._short = True
+                break
             # From the stream: a retest, a proposal made ahead, or a fresh one from a
             # parent the search picks (engine/stream.py).
-            cand = await stream.next(ctx.ledger.max_round + 1, wave)
+            cand = await stream.next(ctx.ledger.max_round + 1, wave, wait=not self.running)
             if cand is None:
                 continue
             if not stop_now():
-                stream.prefetch(n)  # the next ones, while this one is scored
+                stream.prefetch()  # the next ones, while this one is scored
             if n == 1:
                 self._inline = cand
                 await self.evaluate(cand)
@@ -113,7 +125,17 @@ class WaveRunner:
         """The candidates whose scoring has finished (at least one, when any runs)."""
         if not self.running:
             return []
-        done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+        waits: set[asyncio.Future] = set(self.running)
+        resumed = None
+        if self.ctx.controls.paused:  # (a resume fills the free slots at once)
+            self.resumed.clear()
+            waits.add(resumed := asyncio.ensure_future(self.resumed.wait()))
+        elif self._short:  # a free slot: filled once a proposal made ahead is ready
+            waits.update(a.task for a in self.stream.waiting if not a.task.done())
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if resumed is not None:
+            resumed.cancel()
+        done &= self.running.keys()
         if any(task.cancelled() for task in done):  # a stop (cancel): all are interrupted
             raise asyncio.CancelledError
         landed = sorted((self.running.pop(task) for task in done), key=lambda c: c.exp_id)
@@ -126,7 +148,8 @@ class WaveRunner:
         for task in self.running:
             task.cancel()
 
-    async def close(self, record: bool = True) -> None:
+    async def close(self, record: bool = True,
+                    reason: str = "stopped before the evaluation finished") -> None:
         """Cancel the evaluations still in flight and record them as interrupted (not when
         writes fail: resuming marks their rows interrupted)."""
         running, self.running = self.running, {}
@@ -136,7 +159,7 @@ class WaveRunner:
         stopped = [*running.values(), *([self._inline] if self._inline else [])]
         self._inline = None
         if stopped and record:
-            self._interrupted(stopped, set())
+            self._interrupted(stopped, set(), reason)
 
     def against_best(self, candidates: list[Candidate]) -> list[Candidate]:
         """Greedy search: a candidate whose parent was replaced while it was scored (by a
@@ -216,7 +239,8 @@ class WaveRunner:
             raise
         return finalists
 
-    def _interrupted(self, candidates: list[Candidate], recorded: set[int]) -> None:
+    def _interrupted(self, candidates: list[Candidate], recorded: set[int],
+                     reason: str = "stopped before the evaluation finished") -> None:
         ctx = self.ctx
         ctx.ledger.records.write()
         for cand in candidates:
@@ -224,8 +248,8 @@ class WaveRunner:
                 ctx.in_flight.pop(cand.exp_id, None)
                 spent = claim(ctx, cand.exp_id, cand.mutation.usage)  # engine/spend.py
                 ctx.store.finish_experiment(
-                    cand.exp_id, verdict=INTERRUPTED, reason="stopped before the evaluation "
-                    "finished", usage=spent, run_update=ctx.ledger.totals(spent))
+                    cand.exp_id, verdict=INTERRUPTED, reason=reason, usage=spent,
+                    run_update=ctx.ledger.totals(spent))
         for row in ctx.store.in_flight(ctx.run_id):  # an unfinished reference
             spent = claim(ctx, row["id"])
             ctx.store.finish_experiment(row["id"], verdict=INTERRUPTED,
@@ -238,9 +262,11 @@ class WaveRunner:
         parent = self.versions.get(cand.parent) or self.versions.best
         assert parent is not None
         direction = self.ctx.spec.direction
+        started = time.monotonic()
         cand.evals, cand.worker = await self.scorer.score(
             cand.exp_id, cand.files, self.policy.max_repeats, self.full,
             more=lambda got: self.policy.keep_going(got, parent.evals, direction))
+        self.stream.evaluated(time.monotonic() - started)  # (how many to propose ahead)
 
     async def _first_tier(self, cand: Candidate) -> None:
         if self.screen is None:
