@@ -78,7 +78,7 @@ class RunLoop:
         self.mutator = build_mutator(spec, read_playbooks(spec, store), store.experiment)
         if hasattr(self.mutator, "bind_store"):  # what it tried before a restart (params)
             self.mutator.bind_store(store, run_id)
-        self.versions = Versions(store, self.workspace, spec.decide.aggregate, spec.direction)
+        self.versions = Versions(store, self.workspace, spec.decide.aggregate, spec.direction, ctx=ctx)
         ctx.best = lambda: self.versions.best_id
         self.search = build_search(spec, self.versions)
         self.pool = WorkerPool(build_workers(spec.name, spec.workers))

@@ -34,14 +34,31 @@ PRUNE_EVERY_S = 60.0
 
 
 def encode(parent: str, text: str) -> str | None:
-    """`text` as a delta against `parent`, or None when the delta would not be smaller."""
+    """`text` as a delta against `parent`, or None when the delta would not be smaller.
+    The lines both share at the start and at the end are cut off first: most candidates
+    change one place (a parameter, a paragraph), and matching only what is left between
+    them keeps a fast run's encoding off the path between evaluations."""
     old, new = parent.splitlines(keepends=True), text.splitlines(keepends=True)
-    ops: list[Any] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
-        if tag == "equal":
-            ops.append([i1, i2])
-        elif j2 > j1:
-            ops.append("".join(new[j1:j2]))
+    head, limit = 0, min(len(old), len(new))
+    while head < limit and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    old_mid, new_mid = old[head:len(old) - tail], new[head:len(new) - tail]
+    ops: list[Any] = [[0, head]] if head else []
+    if len(old_mid) <= 1 or len(new_mid) <= 1:  # one place changed: nothing to match
+        if new_mid:
+            ops.append("".join(new_mid))
+    else:
+        matcher = difflib.SequenceMatcher(None, old_mid, new_mid, autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal":
+                ops.append([head + i1, head + i2])
+            elif j2 > j1:
+                ops.append("".join(new_mid[j1:j2]))
+    if tail:
+        ops.append([len(old) - tail, len(old)])
     out = json.dumps(ops, separators=(",", ":"))
     return out if len(out) < len(text) else None
 

@@ -4,7 +4,7 @@ sqlite-utils, Datasette and any SQLite browser read the store; these steps make 
 well there: every reference declared as a foreign key (Datasette links rows through them),
 views of the changelog and of the best version's path with ISO-8601 times and the gain
 signed toward better, and the indexes every query of the app and the CLI needs
-(tests/test_store_schema.py checks each query's plan). Registered in engine/store.py, in order.
+(tests/test_store_schema.py checks each query's plan). Registered in engine/migrations.py, in order.
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ def m007_foreign_keys(db: Database) -> None:
     minutes on a store of millions of events instead of seconds. A dangling reference an older
     store may hold (an event of an experiment a lost transaction took away) is cleared first:
     it pointed nowhere, and would fail the check. Safe to re-run after a crash midway."""
-    from sqlite_utils.db import ForeignKey
+    from engine.sqlitelib import sqlite_utils
+
+    ForeignKey = sqlite_utils().db.ForeignKey
 
     enforced = db.execute("PRAGMA foreign_keys").fetchone()[0]
     db.execute("PRAGMA foreign_keys=OFF")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 
 from engine.context import RunContext
 from engine.llm import LLMUnavailable
 from engine.model import CRASHED, Evaluation, Worker
 from engine.outage import interrupted_evaluation
+from engine.records import once_started
 from engine.spend import metered, settle
 from engine.workers.faults import NoWorker, WorkerFailed
 from engine.workers.pool import WorkerPool, WorkerState
@@ -29,8 +31,27 @@ WORKER_FLUSH_S = 0.2
 #: Staging that took less than this last time runs inline: a thread hand-off costs ~0.1 ms,
 #: more than syncing a small workspace's slot folder.
 INLINE_STAGE_S = 0.002
+#: Stagings whose shortest decides (StagingTimes).
+STAGE_SAMPLES = 3
 
 Files = dict[str, str]
+
+
+class StagingTimes:
+    """How long the last few stagings took; the shortest decides whether the next runs
+    inline. A big workspace is slow every time, a small one only when the machine preempted
+    the engine (a single slow one once sent a millisecond run's staging to a thread, and
+    its proposals made ahead with it, four rounds in ten on a loaded machine)."""
+
+    def __init__(self) -> None:
+        self._last: deque[float] = deque(maxlen=STAGE_SAMPLES)
+
+    def add(self, seconds: float) -> None:
+        self._last.append(seconds)
+
+    @property
+    def inline(self) -> bool:
+        return min(self._last, default=0.0) < INLINE_STAGE_S  # (none yet: try inline)
 
 
 class Scorer:
@@ -48,8 +69,8 @@ class Scorer:
         #: batches, like event lines).
         self._dirty: dict[str, tuple[WorkerState, str]] = {}
         self._flush: asyncio.TimerHandle | None = None
-        #: How long the last staging took (0: try inline first).
-        self._stage_s = 0.0
+        #: Whether staging runs inline or in a thread, from how long it took.
+        self._staging = StagingTimes()
         #: Runs a write from a callback (the loop sets engine/storage.py's guard).
         self.quietly: Callable[[Callable[[], object]], None] = lambda write: write()
         pool.on_change = self._worker_changed
@@ -152,7 +173,7 @@ class Scorer:
             ctx.log(line, source=worker.name, exp_id=exp_id)
 
         folder, synced, staged = self.folders.take(worker.name)
-        small = self._stage_s < INLINE_STAGE_S
+        small = self._staging.inline
         started = time.perf_counter()
         if staged == files:  # while the last candidate ran (engine/ahead.py)
             pass
@@ -161,7 +182,7 @@ class Scorer:
         else:  # a big workspace: keep the event loop (other slots, steering) responsive
             await asyncio.to_thread(ctx.workspace.stage, files, folder)
         if not synced:  # (staging into a synced folder says nothing of the workspace's size)
-            self._stage_s = time.perf_counter() - started
+            self._staging.add(time.perf_counter() - started)
         results: list[Evaluation] = []
         async with worker.open(folder) as session:
             session = tier.session(session)
@@ -171,7 +192,7 @@ class Scorer:
                 # records, and (small workspaces) syncing this slot's other folder.
                 ctx.ledger.records.write_once_started()
                 if small and attempt == 0:
-                    asyncio.get_running_loop().call_soon(self._sync_spare, worker.name, exp_id)
+                    once_started(self._sync_spare, worker.name, exp_id)
                 try:
                     evaluation = await tier.evaluator.evaluate(session, sink)
                 except LLMUnavailable as exc:  # a judge or producer gave up
@@ -189,7 +210,7 @@ class Scorer:
         evaluated; with the next candidate staged in it, if the loop could propose it."""
         started = time.perf_counter()
         self.folders.sync_spare(slot)
-        self._stage_s = time.perf_counter() - started  # grown too big: stage in a thread
+        self._staging.add(time.perf_counter() - started)  # grown big: use a thread
         if self.pool.size == 1:  # (the next candidate goes to this slot)
             files = self.think_ahead(exp_id)
             if files is not None:

@@ -42,8 +42,10 @@ class Versions:
     """The best version and the frontier, with the files and git history that follow them."""
 
     def __init__(self, store: Store, workspace: Workspace, how: str, direction: str,
-                 width: int = 1) -> None:
+                 width: int = 1, ctx: Any = None) -> None:
         self.store = store
+        #: The run's context (its log, the next baseline's note), when a loop owns this.
+        self.ctx = ctx
         self.workspace = workspace
         self.how = how  # the spec's decide.aggregate
         self.direction = direction
@@ -126,8 +128,15 @@ class Versions:
 
     async def advance(self, version: Version, message: str) -> None:
         """`version` is the new best: its files on disk, a commit on the run's branch, its
-        ref; versions pruned from the frontier lose theirs."""
+        ref; versions pruned from the frontier lose theirs. If a person edited a target file
+        while `version` was being scored, their text stays: it is the run's next baseline
+        (as engine/handedit.py makes it between rounds), and `version` is not written."""
+        previous = self.best
         pruned = self.set_best(version)
+        edited = await asyncio.to_thread(self._edited_by_hand, previous, version)
+        if edited is not None:
+            self._take_hand_edit(edited, version)
+            return
         sha = await self.write_and_commit(message)
         if self.refs.enabled:
             await asyncio.to_thread(self._refs_changed, [(version.exp_id, sha)], pruned)
@@ -135,6 +144,8 @@ class Versions:
     async def keep(self, version: Version, message: str) -> None:
         """`version` joins the frontier beside the best: a commit under its ref (the work
         tree and the branch are not touched)."""
+        if self.best is None:  # a hand edit reset the run this round: a new baseline comes
+            return
         pruned = self.admit(version)
         if not self.refs.enabled:
             return
@@ -152,6 +163,32 @@ class Versions:
         sha = await asyncio.to_thread(work)
         if sha:
             self.store.set_commit(version.exp_id, sha)
+
+    def _edited_by_hand(self, previous: Version | None, version: Version) -> str | None:
+        """The first target file on disk that holds neither the best it should hold nor
+        `version`'s text: someone else wrote it since the best was written."""
+        if previous is None:
+            return None
+        for rel, content in version.files.items():
+            old = previous.files.get(rel)
+            try:
+                disk = (self.workspace.root / rel).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if old is not None and disk not in (old, content):
+                return rel
+        return None
+
+    def _take_hand_edit(self, rel: str, version: Version) -> None:
+        from engine.handedit import NOTE
+
+        if self.ctx is not None:
+            self.ctx.log(f"{rel} was edited by hand while #{version.exp_id} was scored: the "
+                         f"edit stays and is the run's new baseline (#{version.exp_id} beat "
+                         "the old text and is not written over it)", level="warning",
+                         exp_id=version.exp_id)
+            self.ctx.baseline_note = NOTE
+        self.reset()
 
     def _refs_changed(self, pointed: list[tuple[int, str | None]], pruned: list[Version],
                       ) -> None:

@@ -284,3 +284,55 @@ stop: {{max_rounds: 60, max_failures: null}}
     verdicts = {row[2] for row in a}
     assert {"kept", "reverted", "crashed"} <= verdicts  # every path of undoing was taken
     assert sum(asked) > 20  # and proposals were made ahead most rounds
+
+
+def test_one_slow_staging_does_not_send_a_small_workspace_to_a_thread():
+    """The shortest of the last few stagings decides: a preempted engine's one slow
+    staging keeps staging (and proposing ahead) inline; a workspace slow every time goes
+    to a thread, and back once it is small again."""
+    from engine.scoring import INLINE_STAGE_S, STAGE_SAMPLES, StagingTimes
+
+    times = StagingTimes()
+    assert times.inline  # nothing measured yet
+    times.add(INLINE_STAGE_S / 4)
+    times.add(INLINE_STAGE_S * 20)  # a preemption
+    assert times.inline
+    for _ in range(STAGE_SAMPLES):
+        times.add(INLINE_STAGE_S * 5)
+    assert not times.inline
+    times.add(INLINE_STAGE_S / 4)
+    assert times.inline
+
+
+async def test_a_hand_edit_while_a_candidate_is_scored_is_never_written_over(tmp_path: Path):
+    """A person edits the target file while a candidate that will be kept is being scored:
+    the keep does not write over their text; it is the run's next baseline, and the run
+    climbs from it (their comment stays in every later version)."""
+    ws = tmp_path / "ws"
+    write(ws / "p.yaml", "x: 0\n")
+    hand = "x: 0.5\n# tuned by hand\n"
+    write(tmp_path / "hand.yaml", hand)
+    # The second evaluation (the first candidate's: any x > 0 beats 0) plays the person.
+    write(ws / "score.sh", f"""
+        n=$(cat {tmp_path}/n 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/n
+        [ "$n" = 1 ] && cp {tmp_path}/hand.yaml {ws}/p.yaml
+        echo "METRIC score=$(sed -n 's/^x: //p' p.yaml)"
+    """)
+    make_repo(ws)
+    spec = write(tmp_path / "s.yaml", """
+        name: hand
+        target: {workspace: ws, files: [p.yaml], protected: [score.sh]}
+        mutator: {kind: params, file: p.yaml, seed: 3, params: {x: {type: float, min: 0, max: 1}}}
+        evaluate: {kind: metric, command: sh score.sh, metric: score, direction: maximize}
+        stop: {max_rounds: 8}
+    """)
+    store = await run_spec(tmp_path / "a.db", spec)
+    run_id = store.get_run("hand")["id"]
+    rows = store.experiments(run_id)
+    assert rows[1]["verdict"] == "kept"  # it beat x: 0 ...
+    baselines = [r for r in rows if r["kind"] == "baseline"]
+    assert len(baselines) == 2 and baselines[1]["description"] == "baseline: edited by hand"
+    assert store.version_files(baselines[1]["id"]) == {"p.yaml": hand}  # ... and the hand won
+    assert baselines[1]["score"] == 0.5
+    assert "# tuned by hand" in (ws / "p.yaml").read_text()
+    assert any("edited by hand while" in e["line"] for e in store.events(run_id, limit=500))

@@ -184,3 +184,16 @@ def test_every_format_parses_with_its_standard_reader():
         new = write_params(TEMPLATES[path].format(old="0"), path, {"v": 1e-05})
         assert math.isclose(loads(new)["v"], 1e-05)
     assert ParamsMutator  # (imported: the mutator writes through these functions)
+
+
+def test_a_yaml_number_written_without_reading_back_is_still_checked_where_it_must_be():
+    """The fast path (no read-back of the whole file) is for a plain number over a plain
+    number on the only line that sets the name; a duplicate key, a tag or a quoted value
+    still goes through the read-back that catches what the reader would see."""
+    assert write_params("x: 5\ny: 1\n", "p.yaml", {"x": 7}) == "x: 7\ny: 1\n"
+    assert write_params("x: 5 # lr\n", "p.yaml", {"x": 0.125}) == "x: 0.125 # lr\n"
+    assert write_params("x: 1e-5\n", "p.yaml", {"x": 1e-07}) == "x: 1.0e-07\n"
+    with pytest.raises(MutationError, match="reads back"):  # yaml takes the last `x`
+        write_params("x: 5\nx: 6\n", "p.yaml", {"x": 7})
+    with pytest.raises(MutationError, match="cannot read"):  # the anchor `y` used is gone
+        write_params("x: &a 5\ny: *a\n", "p.yaml", {"x": 7})

@@ -176,6 +176,18 @@ async def test_a_small_discrete_space_widens_then_reports_a_finished_search():
         await mutator.propose(_proposal(text))
 
 
+async def test_a_narrow_float_range_that_runs_out_of_values_finishes_the_search():
+    """A float range holds few values at 4 significant digits (1 to 1.001: two): once both
+    were proposed the search says it is finished (it once crashed with a TypeError)."""
+    mutator = ParamsMutator(config(x=Param(type="float", min=1, max=1.001)))
+    mutation = await mutator.propose(_proposal("x: 1.0\n"))
+    assert mutation.state["values"] == {"x": 1.001}
+    mutator.feedback(mutation, REVERTED)
+    with pytest.raises(MutationError, match="no untried values found"):
+        await mutator.propose(_proposal("x: 1.0\n"))
+    assert mutator.finished and "in all" not in mutator.finished
+
+
 async def test_a_run_over_a_small_space_stops_with_a_finished_search(tmp_path):
     ws = tmp_path / "ws"
     write(ws / "p.yaml", "k: 0\nmode: a\n")

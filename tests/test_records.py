@@ -185,3 +185,25 @@ async def test_the_runs_counters_are_written_once_a_commit_and_are_the_newest(tm
     run = other.get_run(run_id)
     assert (run["rounds"], run["cost_usd"]) == (3, 1.5)
     assert [e["verdict"] for e in other.experiments(run_id)] == ["reverted"] * 3
+
+
+async def test_work_for_while_an_evaluation_runs_comes_after_its_process_started(tmp_path):
+    """What waits for an evaluation's first pause (records, the spare folder, the next
+    proposal) runs once the local process is running, not between one evaluation and the
+    next: the callback finds the child already forked."""
+    import os
+
+    from engine.records import once_started
+    from engine.workers.local import run_local
+
+    pid = os.getpid()
+
+    def children() -> set[str]:  # (other tests' servers may be children too)
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return set(f.read().split())
+
+    before, seen = children(), []
+    once_started(lambda: seen.append(children() - before))
+    result = await run_local("sleep 0.2", tmp_path, timeout=10)
+    assert result.exit_code == 0
+    assert seen and seen[0], "the callback ran before the process was started"

@@ -115,3 +115,12 @@ def test_bad_retention_values_name_the_line(tmp_path: Path, params_workspace: Pa
     with pytest.raises(SpecError) as err:
         load_spec(spec)
     assert f"{spec}:{line}: {message}" in str(err.value)
+
+
+
+def test_a_one_place_change_is_a_small_delta() -> None:
+    parent = "".join(f"line {i}\n" for i in range(200))
+    text = parent.replace("line 120\n", "line 120 changed\n")
+    delta = retention.encode(parent, text)
+    assert delta == '[[0,120],"line 120 changed\\n",[121,200]]'
+    assert retention.decode(parent, delta) == text

@@ -334,7 +334,9 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         (pydantic included), a few tenths of a second the first screen should not wait for.
         sqlite_utils too: the store imports it on its first write (see `Store.db`), which
         here is the first steering key; 0.2 s that key should not wait for."""
-        import sqlite_utils  # noqa: F401
+        from engine.sqlitelib import sqlite_utils
+
+        sqlite_utils()
 
         from engine.host import engine_alive
 

@@ -118,7 +118,8 @@ class ParamsMutator:
         try:
             values, move = self.search.propose(best, best_score=proposal.best_score)
         except LookupError as exc:
-            self.finished = f"{exc} ({self.search.space.size} in all)"
+            size = self.search.space.size
+            self.finished = f"{exc} ({size} in all)" if size else str(exc)
             raise MutationError(self.finished) from None
         changed = {n: v for n, v in values.items() if v != best[n]}
         parts = [f"{n} {_show(best[n])} → {_show(v)}" for n, v in changed.items()]

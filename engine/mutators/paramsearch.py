@@ -36,7 +36,7 @@ import numpy as np
 
 from engine import spec as specs
 from engine.mutators.paramrank import UNKNOWN_SOFT, Ranks
-from engine.mutators.paramspace import Space, parzen, reflect, round_value
+from engine.mutators.paramspace import Space, parzen_many, reflect, round_value
 
 __all__ = ["Search", "Space", "round_value"]
 
@@ -68,10 +68,13 @@ GAMMA = 0.15
 
 @dataclass
 class Observation:
-    """A candidate's values and whether it was kept."""
+    """A candidate's values and whether it was kept (with its key and unit coordinates,
+    worked out once: the model and the restarts read every observation each proposal)."""
 
     values: dict[str, Any]
     kept: bool
+    key: tuple[Any, ...] = ()
+    point: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -152,7 +155,9 @@ class Search:
                 move = "wide"  # the neighbourhood is used up: look further
         values = self._untried(best)
         if values is None:
-            raise LookupError("every value combination was tried")
+            raise LookupError("every value combination was tried" if self.space.size else
+                              "no untried values found: the ranges hold few values at "
+                              "4 significant digits")
         self.remember(self.space.key(values))
         return values, "wide"
 
@@ -218,23 +223,11 @@ class Search:
         observed = self.state.observed[-OBSERVED_MAX:]
         if not observed:
             return draws[0]
-        seen = np.array([self._point(o.values) for o in observed])
-
-        def room(draw: dict[str, Any]) -> float:
-            return float(((seen - np.array(self._point(draw))) ** 2).sum(axis=1).min())
-
-        return max(draws, key=room)
-
-    def _point(self, values: dict[str, Any]) -> list[float]:
-        """Unit coordinates (a choice: 0 or 0.5 per value, so a switch is a step of 0.5)."""
-        space = self.space
-        out = []
-        for name in space.names:
-            if name in space.numeric:
-                out.append(space.unit(name, values[name]))
-            else:
-                out.extend(0.5 * (values[name] == v) for v in space.params[name].values or [])
-        return out
+        seen = np.array([o.point for o in observed])
+        points = np.array([space.point(d) for d in draws])
+        # Each draw's squared distance to its nearest observation; the first farthest wins.
+        room = ((seen[None, :, :] - points[:, None, :]) ** 2).sum(axis=2).min(axis=1)
+        return draws[int(np.argmax(room))]
 
     def _distance(self, a: dict[str, Any], b: dict[str, Any]) -> float:
         space = self.space
@@ -246,18 +239,20 @@ class Search:
                 total += 0.25
         return total
 
-    def _split(self, best: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _split(self, best: dict[str, Any]) -> tuple[list[Observation], list[Observation]]:
         """The model's good and bad versions: the top of the ranking against the rest, or
         (without scores) kept against reverted; the start (`best`) is the last good one."""
         seen = self.state.observed[-OBSERVED_MAX:]
-        by_key = {self.space.key(o.values): o.values for o in seen}
+        space = self.space
+        start = Observation(best, True, space.key(best), space.point(best))
+        by_key = {o.key: o for o in seen}
         ranked = self.ranks.ordered(by_key, margins_only=True)
         if len(ranked) >= MODEL_AFTER:
             cut = max(2, min(25, math.ceil(GAMMA * len(ranked))))
-            good = [by_key[k] for k in ranked[:cut] if by_key[k] != best]
-            return good + [best], [by_key[k] for k in ranked[cut:]] or [best]
-        return ([o.values for o in seen if o.kept] + [best],
-                [o.values for o in seen if not o.kept] or [best])
+            good = [by_key[k] for k in ranked[:cut] if k != start.key]
+            return good + [start], [by_key[k] for k in ranked[cut:]] or [start]
+        return ([o for o in seen if o.kept] + [start],
+                [o for o in seen if not o.kept] or [start])
 
     def _model(self, best: dict[str, Any]) -> dict[str, Any]:
         """TPE: draw near the good versions, propose the draw most likely good."""
@@ -266,10 +261,11 @@ class Search:
         # Bandwidths shrink as evidence grows (Scott's rule on the unit interval).
         h_good = max(0.06, 0.4 * len(good) ** -0.2 * (self.state.sigma / SIGMA0) ** 0.5)
         h_bad = max(0.06, 0.4 * len(bad) ** -0.2)
-        weights = [1.0] * (len(good) - 1) + [2.0]  # the best counts twice
+        # The best counts twice (cumulative weights: choices() would add them up per draw).
+        cum_weights = [float(i) for i in range(1, len(good))] + [len(good) + 1.0]
         draws = []
         for _ in range(MODEL_DRAWS):
-            centre = rng.choices(good, weights=weights)[0]
+            centre = rng.choices(good, cum_weights=cum_weights)[0].values
             values = {}
             for name in space.names:
                 p = space.params[name]
@@ -283,38 +279,39 @@ class Search:
                     values[name] = space.value(name, reflect(u + rng.gauss(0, h_good)))
             draws.append(values)
 
-        # Each parameter's good and bad points, in the unit interval (choices: counts).
-        axes = {}
+        # Each draw's log density ratio, good against bad, summed over the parameters
+        # (numeric ones as one array operation over all draws; choices by counts).
+        ratio = np.zeros(len(draws))
+        goods_at, bads_at = np.array([g.point for g in good]), np.array([b.point for b in bad])
         for name in space.names:
             if name in space.numeric:
-                axes[name] = (np.array([space.unit(name, g[name]) for g in good]),
-                              np.array([space.unit(name, b[name]) for b in bad]))
+                column = space.column[name]
+                us = np.array([space.unit(name, d[name]) for d in draws])
+                ratio += [math.log(x) for x in
+                          parzen_many(us, goods_at[:, column], h_good)
+                          / parzen_many(us, bads_at[:, column], h_bad)]
             else:
                 k = len(space.params[name].values or [])
-                axes[name] = (k, [g[name] for g in good], [b[name] for b in bad])
-
-        def log_ratio(values: dict[str, Any]) -> float:
-            total = 0.0
-            for name in space.names:
-                axis = axes[name]
-                if name in space.numeric:
-                    u = space.unit(name, values[name])
-                    total += math.log(parzen(u, axis[0], h_good) / parzen(u, axis[1], h_bad))
-                else:
-                    k, goods, bads = axis
-                    value = values[name]
-                    total += math.log((goods.count(value) + 1) / (len(goods) + k)
-                                      * (len(bads) + k) / (bads.count(value) + 1))
-            return total
-
-        fresh = [d for d in draws if space.key(d) not in self.tried] or draws
-        return max(fresh, key=log_ratio)
+                goods_l = [g.values[name] for g in good]
+                bads_l = [b.values[name] for b in bad]
+                ratio += [math.log((goods_l.count(d[name]) + 1) / (len(goods_l) + k)
+                                   * (len(bads_l) + k) / (bads_l.count(d[name]) + 1))
+                          for d in draws]
+        fresh = [i for i, d in enumerate(draws) if space.key(d) not in self.tried] or range(
+            len(draws))
+        return draws[max(fresh, key=lambda i: ratio[i])]
 
     def _untried(self, best: dict[str, Any]) -> dict[str, Any] | None:
         """On a small discrete space: the untried combination nearest the best."""
         size = self.space.size
-        if size is None or size > TRIED_MAX or self.exhausted():
-            return None if size is not None and self.exhausted() else self._wide()
+        if size is not None and self.exhausted():
+            return None
+        if size is None or size > TRIED_MAX:  # (a float's range can hold few values too)
+            for _ in range(4 * WIDE_DRAWS):
+                values = self._wide(best)
+                if self.space.key(values) not in self.tried:
+                    return values
+            return None
         import itertools
 
         axes = []
@@ -365,6 +362,7 @@ class Search:
                 st.sigma = max(st.sigma * SHRINK, SIGMA_MIN)
             if st.stall % STALL == 0:
                 st.sigma = min(max(st.sigma * 2, SIGMA0), SIGMA_MAX)  # a plateau: wider
-        st.observed.append(Observation(values, kept))
+        st.observed.append(Observation(values, kept, self.space.key(values),
+                                       self.space.point(values)))
         if len(st.observed) > 2 * OBSERVED_MAX:  # (trimmed in steps: no shift every round)
             del st.observed[:OBSERVED_MAX]
