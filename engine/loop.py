@@ -171,7 +171,8 @@ class RunLoop:
                 if not self.stopping:  # the best on the held-out part, at the end
                     await self.holdout.final()
                 return self.holdout.stop_reason or reason
-            if self.versions.best is None:
+            if self.versions.best is None:  # (after a hand edit, what is in flight is stale)
+                await self.waves.close(reason="a hand edit replaced the version it was built on")
                 await self._baseline()
             else:
                 self._wave_no += 1

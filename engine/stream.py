@@ -16,9 +16,9 @@ takes the first of them that is ready (else the oldest):
 How many are in the making: what the spec's `ahead` says, or by default as many as keep the
 slots fed — the slots use one every E/S seconds (E: an evaluation's time, S: `parallel`)
 and one takes L to make, so about S·L/E are needed, and half as many again for evaluations
-that vary (without that margin, at L = E two slots are busy 0.90 of the time; with it
-0.99: bench/pipeline.py); at least two (one for one slot), at most 2·S, measured as the run
-goes (the first ones: S). Fewer in the making means fewer a keep makes stale.
+that vary (bench/pipeline.py, L = E, evaluations of E × U(0.5, 1.5) on two slots: busy 0.90
+without that margin, 0.97 with it); at least two (one for one slot), at most 2·S, measured
+as the run goes (the first ones: S). Fewer in the making means fewer a keep makes stale.
 
 Beam and frontier search keep the old parent alive after a keep, so their proposals made
 ahead stay valid as siblings. Slots pick up retests first, as before. A mutator that can

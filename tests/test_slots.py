@@ -54,6 +54,8 @@ async def hosted(spec: Path, db: Path, script: Script, during=None) -> RunLoop:
     host = Host(store)
     loop = host.add(load_spec(spec))
     loop.mutator = script
+    if script.reads_history:  # (the loop sets this up for such a mutator, as for a model)
+        loop.stream.depth = loop.spec.parallel
     task = host.start(loop)
     if during is not None:
         await during(loop)
@@ -205,3 +207,31 @@ async def test_proposals_made_ahead_keep_the_slots_fed_and_never_overshoot_max_r
     assert loop.stream.latency and loop.stream.evaluation and 2 <= loop.stream.wanted() <= 4
     # Nothing asked for was lost: every proposal is a row (used, abandoned, or the stop's).
     assert len(rows) - 1 == len(texts) - len(script.contents)
+
+
+async def test_a_hand_edit_while_two_are_scored_interrupts_the_stale_one(
+        params_workspace: Path, tmp_path: Path) -> None:
+    """A keep finds the target edited by hand (the run's next baseline, engine/versions.py):
+    the candidate still in flight was built on what the person replaced, so it is not
+    decided against their version (a keep of it would write over their edit)."""
+    slow_when_asked(params_workspace)
+    hand = "x: 1\ny: b\n# by hand\n"
+    write(params_workspace / "score.py", f"""
+        import os, time, yaml
+        p = yaml.safe_load(open("params.yaml"))
+        if p.get("slow") == 0.8:  # the person edits the file while this one is scored
+            open({str(params_workspace / "params.yaml")!r}, "w").write({hand!r})
+        time.sleep(p.get("slow", 0))
+        print(f"METRIC loss={{abs(p['x'] - 7) + (0 if p['y'] == 'b' else 3)}}")
+    """)
+    spec = make_spec(params_workspace, "hand", command=f"{PY} score.py", parallel=2,
+                     workers=[{"kind": "local", "slots": 2}], stop={"max_rounds": 3})
+    script = Script(["x: 6\ny: a\nslow: 0.8\n", "x: 7\ny: b\nslow: 20\n", "x: 5\ny: b\n"])
+    loop = await hosted(spec, tmp_path / "a.db", script)
+
+    rows = loop.store.experiments(loop.run_id)
+    stale = next(r for r in rows if "slow: 20" in r["description"])
+    assert stale["verdict"] == "interrupted" and "hand edit" in stale["reason"]
+    baselines = [r for r in rows if r["kind"] == "baseline"]
+    assert [b["description"] for b in baselines] == ["baseline", "baseline: edited by hand"]
+    assert loop.store.version_files(baselines[1]["id"]) == {"params.yaml": hand}
