@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import statistics
@@ -26,7 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+
+import _apptools  # bench/, beside this script
+from _apptools import engine_probed, paced, result, run_child, sample_items
 
 T0 = time.monotonic()  # as early as possible: the first screen counts the imports
 #: The code measured: this tree, or another checkout (`--against`: the old runs pane).
@@ -83,16 +86,16 @@ async def child_cpu(db: Path, seconds: float) -> dict:
     app = make_app(db, [], attach=True)
     async with app.run_test(size=SIZE) as pilot:
         await first_screen(app, pilot)
-        while app._engine_alive is None:  # the one-off background import (see _preload)
-            await pilot.pause(0.01)
-        print("ready", flush=True)
-        await pilot.pause(1.0)  # let the writer start
-        seen = app.board.last_id
-        wall, cpu = time.monotonic(), time.process_time()
-        await pilot.pause(seconds)
-        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+        await engine_probed(app, pilot)
+        seen = 0
+
+        def start() -> None:
+            nonlocal seen
+            seen = app.board.last_id
+
+        cpu_pct = await _apptools.cpu_window(pilot, seconds, start)
         seen = app.board.last_id - seen
-    return {"cpu_pct": 100 * cpu / wall, "seen": seen}
+    return {"cpu_pct": cpu_pct, "seen": seen}
 
 
 async def child_downs(db: Path, count: int) -> dict:
@@ -104,8 +107,7 @@ async def child_downs(db: Path, count: int) -> dict:
     app = make_app(db, [], attach=True)
     async with app.run_test(size=SIZE) as pilot:
         await first_screen(app, pilot)
-        while app._engine_alive is None:  # the one-off background import (see _preload)
-            await pilot.pause(0.01)
+        await engine_probed(app, pilot)
         await pilot.press("1")  # the runs pane
         order = shown_runs(app)
         runs_pane(app).select(order[0])  # from the first run: every Down moves
@@ -128,7 +130,6 @@ async def child_downs(db: Path, count: int) -> dict:
 def child_writer(db: Path, rate: float, seconds: float) -> None:
     """Adds `rate` experiments a second, spread over every run, through the Store, like a
     library host would: each round also updates its run's row (rounds, cost, heartbeat)."""
-    from engine.model import ItemResult
     from engine.store import Store
 
     store = Store(db)
@@ -137,10 +138,7 @@ def child_writer(db: Path, rate: float, seconds: float) -> None:
     rounds = {r: store.last_round(r) for r in runs}
     cost = {r["id"]: r["cost_usd"] or 0.0 for r in store.runs()}
     rng = random.Random(3)
-    deadline = time.monotonic() + seconds
-    tick = 1.0 / rate
-    next_at = time.monotonic()
-    while time.monotonic() < deadline:
+    for _ in paced(rate, seconds):
         run_id = rng.choice(runs)
         rounds[run_id] += 1
         exp = store.start_experiment(run_id, round=rounds[run_id], kind="candidate",
@@ -152,44 +150,21 @@ def child_writer(db: Path, rate: float, seconds: float) -> None:
         store.finish_experiment(
             exp, verdict="kept" if keep else "reverted", reason="", score=score,
             delta=0.01 if keep else -0.01,
-            items=[ItemResult(item, sample % 2 == 0, "", sample) for item in
-                   ("accurate", "fast", "small", "not-overfit") for sample in range(3)],
-            worker="local:1",
+            items=sample_items(), worker="local:1",
             run_update={"rounds": rounds[run_id], "heartbeat": time.time(),
                         "cost_usd": cost[run_id]})
-        next_at += tick
-        time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 # ---------------------------------------------------------------- parent
 
 
 def spawn(*args: str, repo: Path = REPO) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(repo),
-                                            "APP_LIBRARY_REPO": str(repo)})
-
-
-def result(proc: subprocess.Popen[str]) -> dict:
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, f"child failed ({proc.returncode})"
-    return json.loads(out.strip().splitlines()[-1])
+    return _apptools.spawn(__file__, *args, repo=repo, env={"APP_LIBRARY_REPO": str(repo)})
 
 
 def median_of(repeat: int, *args: str, repo: Path = REPO) -> dict:
     seen = [result(spawn(*args, repo=repo)) for _ in range(repeat)]
     return {k: statistics.median(r[k] for r in seen) for k in seen[0]}
-
-
-def cpu_run(db: Path, seconds: float, rate: float) -> dict:
-    app = spawn("--child", "cpu", "--db", str(db), "--seconds", str(seconds))
-    assert app.stdout is not None
-    assert app.stdout.readline().strip() == "ready"
-    writer = spawn("--child", "writer", "--db", str(db), "--seconds", str(seconds + 2),
-                   "--rate", str(rate))
-    figures = result(app)
-    writer.wait(timeout=60)
-    return figures
 
 
 def main() -> None:
@@ -206,17 +181,11 @@ def main() -> None:
                         help="another checkout (e.g. main before this change): its first "
                              "screen and 50 Downs on the same store, as a ratio")
     args = parser.parse_args()
-    if args.child == "tti":
-        print(json.dumps(asyncio.run(child_tti(args.db))))
-        return
-    if args.child == "cpu":
-        print(json.dumps(asyncio.run(child_cpu(args.db, args.seconds))))
-        return
-    if args.child == "downs":
-        print(json.dumps(asyncio.run(child_downs(args.db, args.downs))))
-        return
-    if args.child == "writer":
-        child_writer(args.db, args.rate, args.seconds)
+    if args.child:
+        run_child(args.child, {"tti": lambda: child_tti(args.db),
+                               "cpu": lambda: child_cpu(args.db, args.seconds),
+                               "downs": lambda: child_downs(args.db, args.downs),
+                               "writer": lambda: child_writer(args.db, args.rate, args.seconds)})
         return
 
     from tui.fixtures import build_library
@@ -239,8 +208,9 @@ def main() -> None:
               f"{base['tti_s']:.2f} s with 1 → ratio {full['tti_s'] / base['tti_s']:.2f}  "
               f"(target < 1 s; {full['cards_drawn']:.0f} run cards drawn vs "
               f"{base['cards_drawn']:.0f}; median of {k})")
-        busy = cpu_run(big, args.seconds, args.rate)
-        small = cpu_run(one, args.seconds, args.rate)
+        cpu_run = partial(_apptools.cpu_run, spawn, seconds=args.seconds,
+                          writer=["--rate", str(args.rate)])
+        busy, small = cpu_run(big), cpu_run(one)
         print(f"attach CPU while {args.rate:g} experiments/s land: {busy['cpu_pct']:.1f}% of "
               f"a core with {args.runs} runs vs {small['cpu_pct']:.1f}% with 1 → ratio "
               f"{busy['cpu_pct'] / max(small['cpu_pct'], 0.1):.2f}  (target < 25%; "

@@ -20,8 +20,10 @@ Objectives:
   around the start peaks at 0.7, a narrower one far away at 1.0; scores come in steps of
   0.05 (plateaus, as pass rates make) (target 0.85).
 - `analytic`: a smooth 5-parameter function (3 floats, an int, a choice) (target 0.9).
-- `ramp`: deceptive for one branch: a steep climb to a local peak (0.7), and the other way
-  a long gentle ramp to 1.0 (target 0.9): what beam and frontier search are for.
+- `trap`: deceptive for one branch (what beam and frontier search are for): 5 parameters;
+  the first steps fall into a broad basin peaking at 0.8, and the global optimum (1.0) is
+  up a second basin whose first step scores below the first basin's versions: a version
+  that is not the best is the right parent (target 0.9; 50 and 100 evaluations).
 
 A strategy is a function `(objective, budget, seed) -> trace`, the best score after each
 evaluation: the params mutator as a run drives it, random search, TPE, and the loop's
@@ -30,9 +32,9 @@ TPE is skipped with a note when optuna is not installed (`pip install -e ".[benc
 
     python bench/search.py                       # everything, 10 seeds, 2 processes
     python bench/search.py --objective deceptive --seeds 30
-    # the loop's strategies against greedy search (was bench/search_strategies.py):
+    # the loop's strategies against greedy search, (a) the demo and (b) the trap:
     python bench/search.py --baseline greedy --strategy beam --strategy frontier \
-        --objective ramp --seeds 20
+        --objective classifier --objective trap --seeds 20
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class Objective:
     evaluate: Callable[[dict[str, Any]], float]
     #: The evaluation with its items (and their margins), for a checklist's score.
     evaluation: Callable[[dict[str, Any]], Evaluation] | None = None
+    #: The evaluation budgets reported (every strategy gets the same).
+    budgets: tuple[int, ...] = BUDGETS
 
 
 Strategy = Callable[[Objective, int, int], list[float]]
@@ -232,17 +236,18 @@ BASELINES = ("greedy", "random", "tpe")
 # ------------------------------------------------------------------ the loop's search strategies
 
 
-def loop_search(strategy: str, width: int = 4, pick: str = "softmax") -> Strategy:
+def loop_search(strategy: str, **settings: Any) -> Strategy:
     """The loop's search `strategy` (engine/search.py: greedy, beam, frontier) with the
-    params mutator: the strategy picks parents from engine.versions' frontier, the mutator
-    proposes from the parent's file, a candidate is kept when it beats its parent (the
-    `greater` rule), the frontier's best is the run's best."""
+    params mutator, at the spec's defaults unless `settings` say otherwise: the strategy
+    picks parents from engine.versions' frontier, the mutator proposes from the parent's
+    file, a candidate is kept when it beats its parent (the `greater` rule), the
+    frontier's best is the run's best."""
 
     def run(objective: Objective, budget: int, seed: int) -> list[float]:
         from engine.spec import Search
 
         return asyncio.run(_drive(objective, budget, seed, Search(
-            strategy=strategy, width=width, pick=pick, seed=seed)))
+            strategy=strategy, seed=seed, **settings)))
 
     run.__name__ = strategy
     return run
@@ -382,26 +387,35 @@ def analytic() -> Objective:
     return Objective("analytic", params, start, 0.9, evaluate)
 
 
-def ramp() -> Objective:
-    """Deceptive for one branch: from the start (a = 0.5, b = 0.2) a steep climb (a down)
-    leads to a local peak of 0.7 at (0.2, 0.2); a gentle ramp (b up, a kept near 0.5) leads
-    to 1.0 at b = 1. Every step up the ramp beats its parent but, until near the top, not
-    the peak, so greedy search that found the peak stays there (scores in steps of 0.02)."""
-    params = {"a": Param(type="float", min=0, max=1), "b": Param(type="float", min=0, max=1),
-              "c": Param(type="float", min=0, max=1)}
+def trap() -> Objective:
+    """Deceptive for one branch: a broad local optimum the first steps fall into, and the
+    global one up a second basin whose first step scores below the first.
+
+    Five parameters in [0, 1], all starting at 0.5. The broad basin peaks at 0.8 (a = 0.2,
+    the others anywhere near 0.5): moving `a` down from the start gains at once. The second
+    basin (a kept near 0.5) climbs with b, then with b and c together, to 1.0 at
+    b, c >= 0.95; its first step (b up by 0.2 or more) beats the start but not the first
+    basin's versions, so greedy search, whose parent is always the best, reverts it once
+    the first basin's climb has begun; search that keeps a version that is not the best
+    alive as a parent climbs on from it. The target 0.9 needs b >= 0.95 and c >= 0.8 with
+    a near 0.5 (random search: about 0.2% of draws). Scores in steps of 0.02 (plateaus)."""
+    names = "abcde"
+    params = {n: Param(type="float", min=0, max=1) for n in names}
 
     def evaluate(v: dict[str, Any]) -> float:
-        a, b, c = float(v["a"]), float(v["b"]), float(v["c"])
-        off = (c - 0.5) ** 2  # a nuisance parameter: best left alone
-        local = 0.7 - 4 * ((a - 0.2) ** 2 + (b - 0.2) ** 2) - off
-        up = 0.4 + 0.75 * (b - 0.2) - 2 * (a - 0.5) ** 2 - off
-        return math.floor(max(local, up, 0.0) * 50) / 50
+        a, b, c, d, e = (float(v[n]) for n in names)
+        off = 0.3 * (e - 0.5) ** 2  # a nuisance parameter: best left alone
+        broad = 0.8 - 3 * (a - 0.2) ** 2 - 0.2 * ((b - 0.5) ** 2 + (c - 0.5) ** 2
+                                                  + (d - 0.5) ** 2) - off
+        tb, tc = (min(max((x - 0.5) / 0.45, 0.0), 1.0) for x in (b, c))
+        second = 0.4 + 0.3 * (tb + tb * tc) - 5 * (a - 0.5) ** 2 - off
+        return math.floor(max(broad, second, 0.0) * 50) / 50
 
-    return Objective("ramp", params, {"a": 0.5, "b": 0.2, "c": 0.5}, 0.9, evaluate)
+    return Objective("trap", params, {n: 0.5 for n in names}, 0.9, evaluate, budgets=(50, 100))
 
 
 OBJECTIVES: dict[str, Callable[[], Objective]] = {
-    "classifier": classifier, "deceptive": deceptive, "analytic": analytic, "ramp": ramp}
+    "classifier": classifier, "deceptive": deceptive, "analytic": analytic, "trap": trap}
 
 
 # ------------------------------------------------------------------ report
@@ -438,6 +452,9 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="a line per finished job")
     parser.add_argument("--baseline", choices=sorted(STRATEGIES), default=BASELINE,
                         help="the first strategy the ratios are to (greedy: the loop's search)")
+    parser.add_argument("--baseline-only", action="store_true",
+                        help="ratios to --baseline alone: random search and TPE are not run "
+                             "(the demo classifier trains for real: minutes a strategy)")
     args = parser.parse_args()
     objectives = args.objective or list(OBJECTIVES)
     strategies = args.strategy or list(STRATEGIES)
@@ -448,12 +465,13 @@ def main() -> None:
         if "tpe" in strategies:
             strategies.remove("tpe")
             print("note: optuna is not installed, TPE skipped (pip install -e \".[bench]\")")
-    for base in dict.fromkeys([baseline, *BASELINES]):
+    wanted = [baseline] if args.baseline_only else [baseline, *BASELINES]
+    for base in dict.fromkeys(wanted):
         if base not in strategies and (base != "tpe" or "optuna" in sys.modules):
             strategies.insert(0, base) if base == baseline else strategies.append(base)
-    bases = [b for b in dict.fromkeys([baseline, *BASELINES]) if b in strategies]
-    budget = max(BUDGETS)
-    jobs = [(o, s, budget, seed) for o in objectives for s in strategies
+    bases = [b for b in dict.fromkeys(wanted) if b in strategies]
+    made = {o: OBJECTIVES[o]() for o in objectives}
+    jobs = [(o, s, max(made[o].budgets), seed) for o in objectives for s in strategies
             for seed in range(args.seeds)]
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
@@ -474,8 +492,8 @@ def main() -> None:
           f"evals to target: median, a seed that missed counts as budget + 1")
     names = "/".join(b[0] for b in bases)
     for objective_name in objectives:
-        target = OBJECTIVES[objective_name]().target
-        for b in BUDGETS:
+        target = made[objective_name].target
+        for b in made[objective_name].budgets:
             print(f"\n{objective_name} @ {b} evaluations (target {target:g})")
             print(f"  {'strategy':<16} {'best':>6} {'× ' + names:>18}   {'hit':>5} "
                   f"{'× ' + names:>18}   {'to target':>9} {'× ' + names:>18}")

@@ -17,7 +17,6 @@ be off by a third. The load average is printed for the same reason.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,6 +24,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _apptools  # bench/, beside this script
+from _apptools import engine_probed, paced, result, run_child, sample_items
 
 T0 = time.monotonic()  # as early as possible: time to interactive counts the imports
 REPO = Path(__file__).resolve().parent.parent
@@ -68,8 +70,9 @@ async def child_cpu(db: Path, seconds: float) -> dict:
         # Steady state only: 1 s after start the app imports the engine in a background thread
         # (AutoresearchApp._preload, ~0.4 s of CPU once); whether that one-off import fell
         # inside the measured window depended on how fast the app had started.
-        while app.board.detail is None or app._engine_alive is None:
+        while app.board.detail is None:
             await pilot.pause(0.01)
+        await engine_probed(app, pilot)
         changelog = app.dash.query_one(Changelog)
         loads = 0
         original = changelog.load
@@ -89,31 +92,22 @@ async def child_cpu(db: Path, seconds: float) -> dict:
             return changes
 
         app.board.poll = timed_poll
-        print("ready", flush=True)
-        await pilot.pause(1.0)  # let the writer start
-        lags.clear()
-        wall, cpu = time.monotonic(), time.process_time()
-        await pilot.pause(seconds)
-        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+        cpu_pct = await _apptools.cpu_window(pilot, seconds, lags.clear)
         rows = changelog.table.row_count
     lags.sort()
-    return {"cpu_pct": 100 * cpu / wall, "loads": loads, "rows": rows, "seen": len(lags),
+    return {"cpu_pct": cpu_pct, "loads": loads, "rows": rows, "seen": len(lags),
             "lag_p50": lags[len(lags) // 2] if lags else None,
             "lag_max": lags[-1] if lags else None, "rss_mb": rss_mb()[0]}
 
 
 def child_writer(db: Path, rate: float, seconds: float) -> None:
     """Adds `rate` experiments a second to run 1, through the Store, like an engine would."""
-    from engine.model import ItemResult
     from engine.store import Store
 
     store = Store(db)
     store.update_run(1, status="running")
     round_no = store.last_round(1)
-    deadline = time.monotonic() + seconds
-    tick = 1.0 / rate
-    next_at = time.monotonic()
-    while time.monotonic() < deadline:
+    for _ in paced(rate, seconds):
         round_no += 1
         exp = store.start_experiment(1, round=round_no, kind="candidate", parent=None,
                                      description=f"lr {round_no} → {round_no + 1}",
@@ -121,25 +115,15 @@ def child_writer(db: Path, rate: float, seconds: float) -> None:
         score = (round_no % 12) / 12
         store.finish_experiment(
             exp, verdict="reverted", reason="worse", score=score, delta=score - 1,
-            items=[ItemResult(item, sample % 2 == 0, "", sample) for item in
-                   ("accurate", "fast", "small", "not-overfit") for sample in range(3)],
-            worker="local:1", run_update={"rounds": round_no, "heartbeat": time.time()})
-        next_at += tick
-        time.sleep(max(0.0, next_at - time.monotonic()))
+            items=sample_items(), worker="local:1",
+            run_update={"rounds": round_no, "heartbeat": time.time()})
 
 
 # ---------------------------------------------------------------- parent
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def result(proc: subprocess.Popen[str]) -> dict:
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, f"child failed ({proc.returncode})"
-    return json.loads(out.strip().splitlines()[-1])
+    return _apptools.spawn(__file__, *args, repo=REPO)
 
 
 def tti_runs(big: Path, empty: Path, repeat: int) -> tuple[dict, dict]:
@@ -159,18 +143,6 @@ def tti_runs(big: Path, empty: Path, repeat: int) -> tuple[dict, dict]:
     return summary(runs[big]), summary(runs[empty])
 
 
-def cpu_run(db: Path, seconds: float, write: bool) -> dict:
-    app = spawn("--child", "cpu", "--db", str(db), "--seconds", str(seconds))
-    assert app.stdout is not None
-    assert app.stdout.readline().strip() == "ready"
-    writer = spawn("--child", "writer", "--db", str(db), "--seconds", str(seconds + 2)) \
-        if write else None
-    figures = result(app)
-    if writer is not None:
-        writer.wait(timeout=60)
-    return figures
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=100_000)
@@ -180,16 +152,10 @@ def main() -> None:
     parser.add_argument("--child", choices=["tti", "cpu", "writer"])
     parser.add_argument("--db", type=Path)
     args = parser.parse_args()
-    if args.child == "tti":
-        import asyncio
-        print(json.dumps(asyncio.run(child_tti(args.db))))
-        return
-    if args.child == "cpu":
-        import asyncio
-        print(json.dumps(asyncio.run(child_cpu(args.db, args.seconds))))
-        return
-    if args.child == "writer":
-        child_writer(args.db, 20.0, args.seconds)
+    if args.child:
+        run_child(args.child, {"tti": lambda: child_tti(args.db),
+                               "cpu": lambda: child_cpu(args.db, args.seconds),
+                               "writer": lambda: child_writer(args.db, 20.0, args.seconds)})
         return
 
     from tui.fixtures import build_store
@@ -212,8 +178,8 @@ def main() -> None:
         print(f"RSS after loading:   {full['rss_mb']:.0f} MB vs {base['rss_mb']:.0f} MB on an "
               f"empty store → ratio {full['rss_mb'] / base['rss_mb']:.2f}  (peak "
               f"{full['peak_mb']:.0f} MB; target < 300 MB)")
-        idle = cpu_run(big, args.seconds, write=False)
-        busy = cpu_run(big, args.seconds, write=True)
+        idle = _apptools.cpu_run(spawn, big, args.seconds, writer=None)
+        busy = _apptools.cpu_run(spawn, big, args.seconds, writer=[])
         ratio = busy["cpu_pct"] / max(idle["cpu_pct"], 0.1)
         print(f"CPU while 20 experiments/s land: {busy['cpu_pct']:.1f}% of one core vs "
               f"{idle['cpu_pct']:.1f}% watching the same store idle → ratio {ratio:.1f}  "

@@ -86,16 +86,30 @@ class Beam(Greedy):
 
 
 class Frontier(Beam):
-    """Parents drawn from the frontier by a pick policy (seeded: a run repeats its draws)."""
+    """Parents drawn from the frontier by a pick policy (seeded: a run repeats its draws).
+
+    Softmax weighs each member by its score and by how many children it has already had:
+    a member's weight halves with every `patience` children drawn from it, so a version
+    whose children keep failing to beat it (a local optimum, often the best) hands the
+    draws to members that have had fewer (a second basin's head): the reason to keep
+    them alive at all. A child that beats its parent joins the frontier with no tries.
+    (bench/search.py's `trap`: softmax over scores alone tied greedy search there.)"""
 
     name = "frontier"
 
     def __init__(self, versions: Versions, config: specs.Search) -> None:
         super().__init__(versions, config)
         self.rng = random.Random(config.seed)
+        #: Children drawn from each version so far (experiment id → count).
+        self.tries: dict[int, int] = {}
 
     def parents(self, n: int) -> list[Version]:
-        return [self.pick(self.ranked()) for _ in range(n)]
+        out = []
+        for _ in range(n):
+            parent = self.pick(self.ranked())
+            self.tries[parent.exp_id] = self.tries.get(parent.exp_id, 0) + 1
+            out.append(parent)
+        return out
 
     def pick(self, ranked: list[Version]) -> Version:
         cfg = self.config
@@ -103,13 +117,32 @@ class Frontier(Beam):
             return ranked[0]
         if cfg.pick == "epsilon":
             return self.rng.choice(ranked) if self.rng.random() < cfg.epsilon else ranked[0]
+        return self.rng.choices(ranked, weights=self.weights(ranked))[0]
+
+    def weights(self, ranked: list[Version]) -> list[float]:
+        """Softmax over scores at `temperature` × the frontier's score range, each weight
+        halved per `patience` children the member has had."""
         gains = [rank(v, self.versions.direction) for v in ranked]
         known = [g for g in gains if g > -math.inf]
         if not known:
-            return ranked[0]
-        spread = (max(known) - min(known)) or 1.0 if known else 1.0
-        weights = [math.exp((g - max(gains)) / (cfg.temperature * spread)) for g in gains]
-        return self.rng.choices(ranked, weights=weights)[0]
+            return [1.0] * len(ranked)
+        top, spread = max(known), (max(known) - min(known)) or 1.0
+        return [0.0 if g == -math.inf else
+                math.exp((g - top) / (self.config.temperature * spread))
+                * 0.5 ** (self.tries.get(v.exp_id, 0) / self.config.patience)
+                for g, v in zip(gains, ranked, strict=True)]
+
+    def resume(self, run_id: int) -> None:
+        """The frontier as Beam rebuilds it, and each version's children counted again
+        from the store (every candidate, whatever its verdict)."""
+        super().resume(run_id)
+        store = self.versions.store
+        if store is None:
+            return
+        rows = store.conn.execute(
+            "SELECT parent, COUNT(*) FROM experiments WHERE run_id = ? AND kind = "
+            "'candidate' AND parent IS NOT NULL GROUP BY parent", [run_id]).fetchall()
+        self.tries = {int(parent): int(count) for parent, count in rows}
 
 
 STRATEGIES: dict[str, type[Greedy]] = {"greedy": Greedy, "beam": Beam, "frontier": Frontier}

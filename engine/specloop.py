@@ -60,5 +60,8 @@ class Search(Strict):
     pick: Literal["best", "softmax", "epsilon"] = "softmax"
     epsilon: float = Field(default=0.2, ge=0, le=1)
     #: Softmax temperature, as a fraction of the frontier's score range.
-    temperature: float = Field(default=1.0, gt=0)
+    temperature: float = Field(default=0.3, gt=0)
+    #: Softmax: a member's weight halves with every `patience` children it has had (a
+    #: version whose children keep failing hands the draws to the others).
+    patience: float = Field(default=2.0, gt=0)
     seed: int | None = None

@@ -10,7 +10,7 @@ so the app (tui/tree_screen.py) shows what the engine keeps. No files and no git
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -45,20 +45,60 @@ def rank(version: Member, direction: str) -> float:
 
 
 def prune(frontier: dict[int, M], width: int, best: M | None, pinned: set[int],
-          direction: str) -> list[M]:
+          direction: str, lineage: Mapping[int, int | None] | None = None) -> list[M]:
     """Shrink `frontier` (in place) to `width`: first the versions a child of theirs in the
-    frontier already beat (superseded; lowest score first), then the lowest-scoring, so each
-    branch's head outlives the ancestors it climbed from. Never the best or a pinned one.
-    Returns the versions pruned. The engine's rule (engine/versions.py), and the app's."""
+    frontier already beat (superseded; lowest score first), then, of the branches' heads,
+    the one nearest in the tree to a better member (a sibling or cousin of a better version
+    before the head of a branch of its own; lowest score first among equals), so each
+    branch's head outlives the ancestors it climbed from and one branch's near-identical
+    heads do not crowd out another branch. Never the best or a pinned one. `lineage` maps
+    each version ever admitted to its parent (the tree between members); without it only
+    the members' own parent links are known. Returns the versions pruned. The engine's
+    rule (engine/versions.py), and the app's."""
     pruned: list[M] = []
     while len(frontier) > max(width, 1):
         parents = {v.parent for v in frontier.values()}
-        worst = min((v for v in frontier.values() if v is not best and v.exp_id not in pinned),
-                    key=lambda v: (v.exp_id not in parents, rank(v, direction)), default=None)
-        if worst is None:  # only the best and pinned versions: they stay
+        free = [v for v in frontier.values() if v is not best and v.exp_id not in pinned]
+        if not free:  # only the best and pinned versions: they stay
             break
+        stale = [v for v in free if v.exp_id in parents]
+        if stale:
+            worst = min(stale, key=lambda v: rank(v, direction))
+        else:
+            near = _crowding(list(frontier.values()), lineage or {}, direction)
+            worst = min(free, key=lambda v: (near[v.exp_id], rank(v, direction)))
         pruned.append(frontier.pop(worst.exp_id))
     return pruned
+
+
+def _crowding(members: list[M], lineage: Mapping[int, int | None], direction: str,
+              ) -> dict[int, float]:
+    """Each member's distance in the tree (edges through the nearest common ancestor) to
+    the nearest member that ranks above it (of equal scores, the newer: a plateau's walk
+    leaves its older ties behind); inf for the top one. Bounded walks: a parent loop
+    cannot hang it."""
+    limit = len(lineage) + len(members) + 1
+    ups: dict[int, dict[int, int]] = {}
+    for v in members:
+        steps, node, n = {v.exp_id: 0}, v.parent, 1
+        while node is not None and node not in steps and n <= limit:
+            steps[node] = n
+            node, n = lineage.get(node), n + 1
+        ups[v.exp_id] = steps
+
+    def apart(a: int, b: int) -> float:
+        mine, theirs = ups[a], ups[b]
+        common = [mine[k] + d for k, d in theirs.items() if k in mine]
+        return min(common) if common else float(len(mine) + len(theirs))
+
+    def key(v: M) -> tuple[float, int]:  # (of equal scores the newest ranks first)
+        return rank(v, direction), v.exp_id
+
+    out = {}
+    for v in members:
+        above = [w for w in members if key(w) > key(v)]
+        out[v.exp_id] = min((apart(v.exp_id, w.exp_id) for w in above), default=math.inf)
+    return out
 
 
 def search_width(spec: dict[str, Any]) -> int:
@@ -87,6 +127,7 @@ def replay_frontier(rows: Iterable[dict[str, Any]], width: int, direction: str,
         if row["kind"] == "reeval" and row["parent"] is not None:
             newest[row["parent"]] = row
     chain = [r for r in rows if r["verdict"] in ADVANCING and r["kind"] != "imported"]
+    lineage = {r["id"]: r["parent"] for r in chain}
     pinned = {r["id"] for r in chain if r["verdict"] == PINNED}
 
     def version(row: dict[str, Any]) -> Node:
@@ -107,11 +148,11 @@ def replay_frontier(rows: Iterable[dict[str, Any]], width: int, direction: str,
         if lead is None or rank(v, direction) > rank(lead, direction):
             lead = v
         frontier[v.exp_id] = v
-        prune(frontier, width, lead, pinned, direction)
+        prune(frontier, width, lead, pinned, direction, lineage)
     if best is None:
         return set(frontier)
     frontier[best.exp_id] = best
-    prune(frontier, width, best, pinned, direction)
+    prune(frontier, width, best, pinned, direction, lineage)
     return set(frontier)
 
 

@@ -54,6 +54,9 @@ class Versions:
         self.best: Version | None = None
         #: Experiment id → version, for every frontier member (the best is one).
         self.frontier: dict[int, Version] = {}
+        #: Every version admitted → its parent: the tree between frontier members, which
+        #: pruning reads to keep branches apart (engine/tree.py).
+        self.lineage: dict[int, int | None] = {}
         #: Pinned versions: never pruned from the frontier.
         self.pinned: set[int] = set()
         #: Frontier members' git refs (enabled for searches wider than one, in git).
@@ -84,6 +87,7 @@ class Versions:
     def admit(self, version: Version) -> list[Version]:
         """Add a version to the frontier; returns those pruned to keep it `width` long."""
         self.frontier[version.exp_id] = version
+        self.lineage[version.exp_id] = version.parent
         return self._prune()
 
     def rescored(self, exp_id: int, evals: list[Evaluation]) -> Version | None:
@@ -110,9 +114,11 @@ class Versions:
         self.best = None
         self.frontier = {}
         self.pinned = set()
+        self.lineage = {}
 
     def _prune(self) -> list[Version]:
-        return prune(self.frontier, self.width, self.best, self.pinned, self.direction)
+        return prune(self.frontier, self.width, self.best, self.pinned, self.direction,
+                     self.lineage)
 
     def load(self, row: dict[str, Any]) -> Version:
         """A version from its experiment's row: its files, and its evaluations — its newest

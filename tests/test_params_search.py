@@ -160,3 +160,25 @@ async def test_a_run_hands_the_mutator_each_candidate_s_score_and_margins(tmp_pa
     # candidates that mostly tie on the score (the newest does not win a tie).
     assert key[0] == max(k[0] for k in search.ranks._ranks)
     assert rank[1] != float("-inf")  # its margin arrived
+
+
+def test_a_step_from_a_frontier_member_starts_there_not_at_the_best_ranked():
+    """Beam and frontier hand the mutator a member that is not the best on purpose: its
+    steps start from that member, even when another version ranks higher (near misses);
+    from the run's best they may start at the better-ranked tie."""
+    from engine.mutators.paramsearch import Search
+
+    params = {n: specs.Param(type="float", min=0, max=10) for n in "abc"}
+    member, ranked = {n: 1.0 for n in "abc"}, {n: 9.0 for n in "abc"}
+
+    def steps(follow_ranks: bool) -> list[dict]:
+        search = Search(params, 4)
+        search.ranks.add(search.space.key(member), 0.5, -0.5)
+        search.ranks.add(search.space.key(ranked), 0.5, -0.01)  # a tie that came nearer
+        search._pick_move = lambda: "local"  # type: ignore[method-assign]
+        return [search.propose(member, best_score=0.5, follow_ranks=follow_ranks)[0]
+                for _ in range(10)]
+
+    near = lambda values, centre: all(abs(v - centre) < 4 for v in values.values())  # noqa: E731
+    assert all(near(v, 1.0) for v in steps(follow_ranks=False))
+    assert all(near(v, 9.0) for v in steps(follow_ranks=True))

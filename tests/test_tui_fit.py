@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.text import Text
+from textual.screen import ModalScreen
 
 from engine.host import take_lock
 from tests.test_tui_render import screen_text
@@ -141,3 +142,86 @@ async def test_the_status_line_is_one_line_and_keeps_the_last_command(db: Path,
         assert len(line.text) <= width - 2
         assert "applied: paused" in line.text or width < 60
         assert "demo-classifier" in line.text
+
+
+#: Every full screen and modal, by the keys that open it from the dashboard (the command's
+#: details: Enter on its ⚑ row, selected first).
+SCREENS = {"tree": ["t"], "experiment": ["enter"], "label": ["l"], "help": ["question_mark"],
+           "command": ["enter"], "export": ["e"], "filter": ["slash"]}
+OPENS = {"tree": "TreeScreen", "experiment": "ExperimentScreen", "label": "LabelScreen",
+         "help": "HelpScreen", "command": "CommandScreen", "export": "PromptScreen",
+         "filter": "Dashboard"}
+
+
+@pytest.fixture
+def demo_db(tmp_path: Path) -> Path:
+    """The recorded demo's store (tests/fixtures/demo.db, a long run name) with one guidance
+    command: its ⚑ row opens the command's details."""
+    from engine.store import Store
+    from tests.test_tui_snapshots import DEMO_STORE
+
+    db = tmp_path / "autoresearch.db"
+    db.write_bytes(DEMO_STORE.read_bytes())
+    store = Store(db)
+    run = next(r for r in store.runs() if r["name"] == "demo-classifier")
+    cid = store.add_command(run["id"], "guide", argument="prefer smaller hidden layers " * 6)
+    store.mark_applied(cid, "the params mutator does not read guidance")
+    store.close()
+    return db
+
+
+@pytest.mark.parametrize(("name", "size"), [(name, (80, 24)) for name in sorted(SCREENS)] + [
+    (name, (160, 48)) for name in ("experiment", "label", "tree")])  # the full screens
+async def test_every_screen_keeps_its_head_on_one_line_and_its_footer_whole(
+        demo_db: Path, name: str, size: tuple[int, int]) -> None:
+    width, height = size
+    app = make_app(demo_db, [], attach=True)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: app.board.detail is not None, 5, "a run")
+        run = next(r for r in app.board.runs.values() if r["name"] == "demo-classifier")
+        app.select_run(run["id"])
+        changelog = app.dash.query_one(Changelog)
+        await wait_until(pilot, lambda: str(run["best_experiment"]) in changelog.table.rows,
+                         5, "the classifier's changelog")
+        if name in ("command", "experiment"):  # the newest ⚑ row, or experiment row
+            key = next(k for k in changelog.table.keys() if k.startswith("c") == (
+                name == "command"))
+            changelog.table.following = False
+            changelog.table.move_cursor(changelog.table.row_index(key))
+        app.set_focus(changelog.table)
+        await pilot.press(*SCREENS[name])
+        await pilot.pause(0.5)
+        screen = app.screen
+        assert type(screen).__name__ == OPENS[name]
+        text = screen_text(app).splitlines()
+        assert len(text) == height
+        # A screen's head is one line: the run first, cut with … rather than wrapped.
+        for head in screen.query("#tree-head, #exp-head, #label-head"):
+            assert head.region.height == 1, (name, str(head.render()))
+            assert "demo-classifier" in text[head.region.y]
+        # A modal's box is inside the terminal, its heading one line.
+        for box in screen.query("VerticalScroll, Vertical").results():
+            if isinstance(screen, ModalScreen) and box.parent is screen:
+                assert box.region.right <= width and box.region.bottom <= height
+                first = box.children[0]
+                assert first.region.height == 1, (name, str(first.render()))
+        # The footer shows whole keys: each as "k Label" on the last line. (A modal has
+        # none: its box says how it closes; the dashboard's footer behind it is dimmed.)
+        if isinstance(screen, ModalScreen):
+            return
+        keys = list(screen.query("FooterKey"))
+        assert keys, name
+        for key in keys:
+            assert f"{key.key_display} {key.description}" in text[-1], (name, text[-1])
+            assert key.region.right <= width
+        if name == "tree":  # the detail: three lines, each cut rather than wrapped
+            detail = screen.query_one("#tree-detail").region
+            assert text[detail.bottom - 1].lstrip().startswith(("why:", "enter open")), \
+                text[detail.y:detail.bottom]
+
+
+def test_the_tree_head_counts_in_words_that_agree() -> None:
+    from tui.tree_screen import _count
+
+    assert _count(1, "version") == "1 version" and _count(3, "version") == "3 versions"
+    assert _count(0, "experiment") == "0 experiments"

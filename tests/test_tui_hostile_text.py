@@ -64,7 +64,9 @@ async def test_hostile_text_is_shown_not_obeyed_everywhere(tmp_path: Path) -> No
             await pilot.pause(0.1)
             text = screen_text(app)
             assert "\x1b" not in text and "\x07" not in text, (tab, repr(text))
-        assert_safe(str(screen.query_one("#exp-head").render()))
+        head = str(screen.query_one("#exp-head").render())  # one line: the worker's
+        assert "\x1b" not in head and "\x07" not in head, repr(head)
+        assert_safe(str(screen.query_one("#exp-about").render()))  # description, why
         evidence = screen.query_one("#evidence-table", DataTable)
         assert "[bold red]loud" in str(evidence.get_row_at(0)[4])
         await pilot.press("escape")

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import Static
 
 from engine.spec import Spec, load_spec
 from engine.store import Store
 from tests.conftest import metric_spec
+from tests.test_tui_render import screen_text
 from tui.app import AutoresearchApp, make_app
 from tui.board import Board
 from tui.changelog_pane import Changelog
@@ -175,7 +175,9 @@ async def test_g_sends_guidance_for_the_next_proposals_and_enter_on_its_row_show
         app.set_focus(changelog.table)
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, CommandScreen), 5, "the command")
-        shown = " ".join(str(w.render()) for w in app.screen.query(Static))
+        box = app.screen.query_one("VerticalScroll").region  # what the box shows, unwrapped
+        lines = screen_text(app).splitlines()[box.y:box.bottom]
+        shown = " ".join(" ".join(row[box.x + 1:box.right - 1] for row in lines).split())
         assert "guide" in shown and "try x=7" in shown and "asked" in shown
         assert "does not read guidance" in shown  # its outcome
         await pilot.press("escape")

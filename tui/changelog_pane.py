@@ -20,6 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Input
 
 from tui.changelog_view import ChangelogView, Column, Row
+from tui.filter_box import open_box, take_typed
 from tui.messages import ExperimentChosen, FilterChanged, OlderRowsWanted
 from tui.safe import line
 from tui.summary import fmt_cost, fmt_delta, fmt_duration, fmt_score
@@ -225,23 +226,11 @@ class Changelog(Vertical):
     # ------------------------------------------------------------ filter
 
     def open_filter(self) -> None:
-        box = self.query_one(Input)
-        box.add_class("-shown")
-        # Focused now, not after the queued events: keys typed right after `/` (a fast
-        # typist, a paste, an SSH link that bunches keys) must land in the box (issue 12).
-        self.screen.set_focus(box)
+        open_box(self.query_one(Input))
 
     def take_typed(self, event: events.Key) -> bool:
-        """Keys typed right after `/` in one burst (a fast typist, a paste, an SSH link that
-        bunches keys) were sent to the table before `/` opened the box, and reach the app
-        only after: they belong in the box (issue 12: "/kept" showed an empty box). The app
-        hands each unhandled key here. Enter and Escape need no help: bindings follow the
-        focus as it is when they are handled."""
-        box = self.query_one(Input)
-        if self.app.focused is box and event.is_printable and event.character:
-            box.insert_text_at_cursor(event.character)
-            return True
-        return False
+        """A key typed in the burst after `/` that reached the app (tui/filter_box.py)."""
+        return take_typed(self.query_one(Input), event)
 
     def action_close_filter(self) -> None:
         self.close_filter()

@@ -14,15 +14,12 @@ from typing import Any, ClassVar
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual import events
 from textual.binding import Binding, BindingType
-from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.guard import Guarded
+from tui.scroll_view import CursorView, cursor_bindings
 
 #: The gap between cells: a style of its own that looks like none, so each cell is its own
 #: segment whatever the colours. Adjacent plain cells merged into one, and a renderer that
@@ -53,22 +50,15 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False):
+class ChangelogView(CursorView):
     """Rows newest first under a fixed header, with a row cursor."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "choose", "Open", key_display="⏎"),
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home,ctrl+home", "jump(0)", "Newest", show=False),
-        Binding("end,ctrl+end", "jump(-1)", "Oldest", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = cursor_bindings(
+        Binding("enter", "choose", "Open", key_display="⏎"), "Newest", "Oldest")
+    CACHE_SIZE = 1024
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "changelog--header", "changelog--cursor", "changelog--cursor-blurred"}
     DEFAULT_CSS = """
-    ChangelogView { overflow-x: hidden; overflow-y: auto; height: 1fr; }
     ChangelogView > .changelog--header { text-style: bold; color: $text-accent; }
     ChangelogView > .changelog--cursor {
         background: $block-cursor-background; color: $block-cursor-foreground;
@@ -102,7 +92,6 @@ class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False)
         self.cursor_row = 0
         #: The cursor follows the newest row until the person moves it (home follows again).
         self.following = True
-        self._cache: LRUCache[tuple[Any, ...], Strip] = LRUCache(1024)
         #: How many row strips were rendered (the benchmark checks updates stay cheap).
         self.rendered = 0
 
@@ -217,26 +206,17 @@ class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False)
             return Strip.blank(width, self.rich_style)
         row = self.rows[self._order[index]]
         cursor = index == self.cursor_row
-        key = (row.key, row.version, width, cursor, cursor and self.has_focus)
-        strip = self._cache.get(key)
-        if strip is None:
-            strip = self._render_row(row, width, cursor)
-            self._cache[key] = strip
-        return strip
+        return self._cached((row.key, row.version, width, cursor, cursor and self.has_focus),
+                            lambda: self._render_row(row, width, cursor))
 
     def _widths(self, width: int) -> list[int]:
         fixed = sum(c.width or 0 for c in self.columns) + len(self.columns)
         return [c.width if c.width is not None else max(8, width - fixed) for c in self.columns]
 
     def _header(self, width: int) -> Strip:
-        key = ("header", width)
-        strip = self._cache.get(key)
-        if strip is None:
-            cells = {c.key: Text(c.label) for c in self.columns}
-            style = self.get_component_rich_style("changelog--header")
-            strip = self._strip(cells, width, style)
-            self._cache[key] = strip
-        return strip
+        return self._cached(("header", width), lambda: self._strip(
+            {c.key: Text(c.label) for c in self.columns}, width,
+            self.get_component_rich_style("changelog--header")))
 
     def _render_row(self, row: Row, width: int, cursor: bool) -> Strip:
         self.rendered += 1
@@ -271,43 +251,28 @@ class ChangelogView(Guarded, ScrollView, can_focus=True, inherit_bindings=False)
         elif self.cursor_row >= top + visible:
             self.scroll_to(y=self.cursor_row - visible + 1, animate=False)
 
-    def action_cursor(self, by: int) -> None:
-        self.following = False
-        self.move_cursor(self.cursor_row + by)
+    # The hooks of CursorView: a row a line, under the header line.
 
-    def action_page(self, by: int) -> None:
-        self.following = False
-        self.move_cursor(self.cursor_row + by * max(1, self.size.height - 2))
+    def _cursor_index(self) -> int:
+        return self.cursor_row
 
-    def action_jump(self, where: int) -> None:
-        self.following = where == 0  # home: follow the newest again
-        self.move_cursor(0 if where == 0 else len(self._order) - 1)
+    def _count(self) -> int:
+        return len(self._order)
+
+    def _page_size(self) -> int:
+        return self.size.height - 2
+
+    def _index_at(self, y: int) -> int | None:
+        return round(self.scroll_y) + y - 1 if y >= 1 else None
+
+    def _go(self, index: int, follow: bool) -> None:
+        self.following = follow  # home: follow the newest again; any other move stops it
+        self.move_cursor(index)
+
+    def _refresh_cursor(self) -> None:
+        self._refresh_index(self.cursor_row)
 
     def action_choose(self) -> None:
         key = self.selected_key()
         if key is not None:
             self.post_message(self.Chosen(key))
-
-    def on_click(self, event: events.Click) -> None:
-        if event.y >= 1:
-            self.following = False
-            self.move_cursor(round(self.scroll_y) + event.y - 1)
-            if event.chain == 2:
-                self.action_choose()
-
-    def on_resize(self) -> None:
-        self._resize()
-
-    def on_mount(self) -> None:
-        # Rows and the header are cached as drawn, colours included: a new theme redraws them.
-        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
-
-    def _restyle(self) -> None:
-        self._cache.clear()
-        self.refresh()
-
-    def on_focus(self) -> None:
-        self._refresh_index(self.cursor_row)
-
-    def on_blur(self) -> None:
-        self._refresh_index(self.cursor_row)

@@ -4,15 +4,14 @@ it was asked for and applied, and what the engine did with it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from rich.console import RenderableType
+from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Static
 
+from tui.page_screen import PageScreen, close_binding
 from tui.safe import line
 
 #: What each verb asks of the engine (a verb not listed is shown as it is).
@@ -29,9 +28,9 @@ def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
-def command_text(command: dict[str, Any]) -> Text:
-    """The command's fields, one a line; text that came from a person or the engine goes
-    through `line` (printable, one line) and is never read as markup."""
+def command_rows(command: dict[str, Any]) -> list[tuple[str, str]]:
+    """The command's fields, (label, value) a line; text that came from a person or the
+    engine goes through `line` (printable, one line)."""
     verb = line(command.get("verb") or "")
     rows = [("command", f"{verb} — {VERBS.get(verb, 'a steering command')}")]
     if command.get("target") is not None:
@@ -46,32 +45,32 @@ def command_text(command: dict[str, Any]) -> Text:
         waited = max(0.0, applied - (command.get("created") or applied))
         rows.append(("applied", f"{_when(applied)} ({waited:.1f} s later)"))
         rows.append(("outcome", line(command.get("result") or "—")))
-    text = Text()
-    for label, value in rows:
-        text.append(f"{label:<11}", style="bold")
-        text.append(value + "\n")
-    return text
+    return rows
 
 
-class CommandScreen(ModalScreen[None]):
+def command_table(command: dict[str, Any]) -> Table:
+    """The fields under each other, a long value wrapped under itself (not under the
+    labels: at 80 columns a guidance text ran back to the left edge); values are `Text`,
+    never read as markup."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="bold", no_wrap=True, min_width=10)
+    table.add_column()
+    for label, value in command_rows(command):
+        table.add_row(label, Text(value))
+    return table
+
+
+class CommandScreen(PageScreen):
     """One steering command, in full; escape, q or enter closes it."""
 
-    DEFAULT_CSS = """
-    CommandScreen { align: center middle; }
-    CommandScreen VerticalScroll {
-        width: 90; max-width: 95%; height: auto; max-height: 90%;
-        border: round $accent; background: $panel; padding: 0 1;
-    }
-    """
-    BINDINGS = [Binding("escape,q,enter", "app.pop_screen", "Close")]
+    BINDINGS = [close_binding("enter")]
 
     def __init__(self, command: dict[str, Any]) -> None:
         super().__init__()
         self.command = command
 
-    def compose(self) -> ComposeResult:
-        with VerticalScroll():
-            yield Static(Text(f"⚑ command {self.command.get('id', '')}",
-                              style="bold underline"))
-            yield Static(command_text(self.command))
-            yield Static(Text("esc closes this", style="dim"))
+    def heading(self) -> str:
+        return f"⚑ command {self.command.get('id', '')}"
+
+    def body(self) -> Iterable[RenderableType]:
+        yield command_table(self.command)

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from engine.store import Store
 from tui.changelog_pane import VERDICT_STYLES
 from tui.footer import LeanFooter
+from tui.heading import Heading
 from tui.safe import line, shown
 from tui.summary import fmt_cost, fmt_delta, fmt_duration, fmt_score
 
@@ -29,7 +30,7 @@ class ExperimentScreen(Screen[None]):
     """Full screen; Escape goes back to the dashboard."""
 
     DEFAULT_CSS = """
-    ExperimentScreen #exp-head { height: auto; padding: 0 1; background: $boost; }
+    ExperimentScreen #exp-about { height: auto; padding: 0 1; background: $boost; }
     ExperimentScreen TabbedContent { height: 1fr; }
     ExperimentScreen TabPane { padding: 0; }
     ExperimentScreen VerticalScroll { height: 1fr; }
@@ -61,7 +62,8 @@ class ExperimentScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         row = self.row
-        yield Static(self._head(), id="exp-head")
+        yield Heading(self._head(), id="exp-head")
+        yield Static(self._about(), id="exp-about")
         with TabbedContent(initial="diff"):
             with TabPane("Diff [1]", id="diff"), VerticalScroll():
                 diff = shown(row.get("diff"))  # a model's edit: shown, never obeyed
@@ -93,6 +95,7 @@ class ExperimentScreen(Screen[None]):
             table.add_row(Text("no item results", style="dim"), "", "", "", "", "")
 
     def _head(self) -> Text:
+        """One line (cut at the width): the experiment, its verdict and score first."""
         row = self.row
         if not row:
             return Text(f"#{self.exp_id}: no such experiment", style="bold red")
@@ -107,7 +110,15 @@ class ExperimentScreen(Screen[None]):
         if delta:
             text.append(f" ({delta})", style="green" if better else "red" if better is False else "")
         text.append(f" · {line(row['worker']) or 'no worker'} · {fmt_duration(row['duration'])}"
-                    f" · {fmt_cost(row['cost_usd'])}\n")
+                    f" · {fmt_cost(row['cost_usd'])}")
+        return text
+
+    def _about(self) -> Text:
+        """What was tried and why, wrapped under the head line."""
+        row = self.row
+        if not row:
+            return Text("")
+        text = Text()
         text.append(line(row["description"]), style="bold")
         if row.get("rationale"):  # the mutator's why, beside the verdict's why
             idea = line(row["rationale"])

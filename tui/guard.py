@@ -88,6 +88,26 @@ def _note_lines(text: str, crop: Region) -> list[Strip]:
     return lines
 
 
+class _Step:
+    """The guard around one drawing step: an exception marks the pane `selector` and is
+    swallowed (the step returns None); a step that ends well clears the mark."""
+
+    def __init__(self, app: Any, selector: str) -> None:
+        self.app, self.selector = app, selector
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            _clear(self.app, self.selector)
+            return False
+        if isinstance(exc, NoMatches) or not isinstance(exc, Exception):
+            return False  # NoMatches: the app is closing (its callers decide)
+        _mark(self.app, self.selector, exc)
+        return True
+
+
 def guarded(selector: str) -> Callable[[F], F]:
     """For the app's drawing steps (data → widget): an exception marks the pane `selector`
     with a note (or, if that pane cannot show one, notifies once) instead of ending the app."""
@@ -95,15 +115,9 @@ def guarded(selector: str) -> Callable[[F], F]:
     def wrap(method: F) -> F:
         @functools.wraps(method)
         def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                result = method(self, *args, **kwargs)
-            except NoMatches:
-                raise  # the app is closing (its callers decide)
-            except Exception as exc:  # noqa: BLE001 - any drawing error, by design
-                _mark(self, selector, exc)
-                return None
-            _clear(self, selector)
-            return result
+            with _Step(self, selector):
+                return method(self, *args, **kwargs)
+            return None  # the step raised and was marked
 
         return run  # type: ignore[return-value]
 
@@ -116,15 +130,9 @@ def guarded_async(selector: str) -> Callable[[F], F]:
     def wrap(method: F) -> F:
         @functools.wraps(method)
         async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                result = await method(self, *args, **kwargs)
-            except NoMatches:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any drawing error, by design
-                _mark(self, selector, exc)
-                return None
-            _clear(self, selector)
-            return result
+            with _Step(self, selector):
+                return await method(self, *args, **kwargs)
+            return None  # the step raised and was marked
 
         return run  # type: ignore[return-value]
 

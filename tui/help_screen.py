@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from rich.console import RenderableType
 from rich.table import Table
-from rich.text import Text
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Static
 
 from engine.actions import ACTIONS
+from tui.page_screen import PageScreen, close_binding
 
 #: Display names of the keys Textual spells out.
 _KEY_NAMES = {"slash": "/", "question_mark": "?"}
@@ -39,29 +37,23 @@ KEYS = [
 ]
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(PageScreen):
     """A modal list of keys; any of escape, q or ? closes it."""
 
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen VerticalScroll {
-        width: 90; max-width: 95%; height: auto; max-height: 90%;
-        border: round $accent; background: $panel; padding: 0 1;
-    }
-    """
-    BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
+    BINDINGS = [close_binding("question_mark")]
 
-    def compose(self) -> ComposeResult:
+    def heading(self) -> str:
+        return "Keys"
+
+    def body(self) -> Iterable[RenderableType]:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         for key, what in KEYS:
             table.add_row(key, what)
-        with VerticalScroll():
-            yield Static(Text("Keys", style="bold underline"))
-            yield Static(table)
-            yield Static(Text(
-                "\nEvery steering key writes a command row to the store; the engine (in this "
+        yield table
+
+    def closing(self) -> str:
+        return ("\nEvery steering key writes a command row to the store; the engine (in this "
                 "process or a headless one) applies it within a second and the result shows "
-                "in the changelog (⚑ rows) and the status line. esc closes this.",
-                style="dim"))
+                "in the changelog (⚑ rows) and the status line. esc closes this.")

@@ -16,10 +16,12 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from engine.labelling import Sample, find_run, questions_of, queue, write_label
 from engine.store import Store
+from tui.footer import LeanFooter
+from tui.heading import Heading
 from tui.safe import line, shown
 
 
@@ -27,7 +29,6 @@ class LabelScreen(Screen[None]):
     """Labels a run's judged answers, most informative first."""
 
     DEFAULT_CSS = """
-    LabelScreen #label-head { height: auto; padding: 0 1; background: $boost; }
     LabelScreen #label-question { height: auto; padding: 1 1 0 1; }
     LabelScreen VerticalScroll { height: 1fr; border: round $primary; }
     LabelScreen #label-output { padding: 0 1; width: 1fr; }
@@ -52,12 +53,12 @@ class LabelScreen(Screen[None]):
         self.note = ""
 
     def compose(self) -> ComposeResult:
-        yield Static(id="label-head")
+        yield Heading(id="label-head")
         yield Static(id="label-question")
         with VerticalScroll():
             yield Static(id="label-output")
         yield Input(placeholder="m: a note for this label (enter keeps it)", id="label-note")
-        yield Footer()
+        yield LeanFooter(compact=True, show_command_palette=False)  # keys never cut
 
     def on_mount(self) -> None:
         self.samples = queue(self.store, self.run)
@@ -75,7 +76,7 @@ class LabelScreen(Screen[None]):
         left = len(self.samples) - self.at
         head.append(f" · {self.done} labelled now · {left} to go · y yes · n no · s skip · "
                     "m note", style="dim")
-        self.query_one("#label-head", Static).update(head)
+        self.query_one("#label-head", Heading).update(head)
         question = Text()
         body = Text()
         if s is None and questions_of(self.run) == {}:

@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Label, Static
 
+from tui.filter_box import open_box, take_typed
 from tui.roster import SORTS, Ledger, Overview, order, overview
 from tui.runs_view import RunsView, status_text
 from tui.summary import fmt_cost
@@ -151,17 +152,11 @@ class RunsPane(Vertical):
     # ------------------------------------------------------------ filter
 
     def open_filter(self) -> None:
-        box = self.query_one("#runs-filter", Input)
-        box.add_class("-shown")
-        self.screen.set_focus(box)  # now: keys typed right after `/` belong in the box
+        open_box(self.query_one("#runs-filter", Input))
 
     def take_typed(self, event: events.Key) -> bool:
-        """Keys typed in the burst after `/` that reached the app (see Changelog.take_typed)."""
-        box = self.query_one("#runs-filter", Input)
-        if self.app.focused is box and event.is_printable and event.character:
-            box.insert_text_at_cursor(event.character)
-            return True
-        return False
+        """A key typed in the burst after `/` that reached the app (tui/filter_box.py)."""
+        return take_typed(self.query_one("#runs-filter", Input), event)
 
     def action_close_filter(self) -> None:
         box = self.query_one("#runs-filter", Input)

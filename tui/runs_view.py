@@ -24,19 +24,16 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual import events
 from textual.binding import Binding, BindingType
-from textual.cache import LRUCache
 from textual.color import Color
 from textual.geometry import Size
 from textual.renderables.sparkline import Sparkline
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.guard import Guarded
 from tui.messages import RunChosen, RunSelected
 from tui.roster import Ledger, resting
 from tui.safe import line
+from tui.scroll_view import CursorView, cursor_bindings
 from tui.summary import LIVE, fmt_cost, fmt_duration, fmt_num, fmt_score, live_elapsed
 
 #: Lines per card.
@@ -110,22 +107,15 @@ def card(run: dict[str, Any], alive: bool | None, spark: Sequence[float], now: f
                 tuple(values), scale)
 
 
-class RunsView(Guarded, ScrollView, can_focus=True, inherit_bindings=False):
+class RunsView(CursorView):
     """Run cards, three lines each, with a cursor; only what is on screen is drawn."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "choose", "Open", show=False),
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home,ctrl+home", "jump(0)", "First run", show=False),
-        Binding("end,ctrl+end", "jump(-1)", "Last run", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = cursor_bindings(
+        Binding("enter", "choose", "Open", show=False), "First run", "Last run")
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "runs--cursor", "runs--cursor-blurred", "runs--spark-max", "runs--spark-min"}
     DEFAULT_CSS = """
-    RunsView { overflow-x: hidden; overflow-y: auto; height: 1fr; background: transparent; }
+    RunsView { background: transparent; }
     RunsView > .runs--cursor {
         background: $block-cursor-background; color: $block-cursor-foreground;
     }
@@ -149,7 +139,6 @@ class RunsView(Guarded, ScrollView, can_focus=True, inherit_bindings=False):
         self.now = 0.0
         self.spark_of: Callable[[int], Sequence[float]] = lambda _run_id: ()
         self._cards: dict[int, Card] = {}
-        self._cache: LRUCache[tuple[Any, ...], list[Strip]] = LRUCache(256)
         self._announced: int | None = None
         self._announcing = False
         #: Cards rendered so far (tests and the benchmark: only what is on screen is drawn).
@@ -241,11 +230,8 @@ class RunsView(Guarded, ScrollView, can_focus=True, inherit_bindings=False):
         if shown is None:
             shown = self._cards[run_id] = self._card(run_id)
         cursor = run_id == self.selected
-        key = (shown, width, cursor, cursor and self.has_focus)
-        strips = self._cache.get(key)
-        if strips is None:
-            strips = self._render_card(shown, width, cursor)
-            self._cache[key] = strips
+        strips = self._cached((shown, width, cursor, cursor and self.has_focus),
+                              lambda: self._render_card(shown, width, cursor))
         return strips[row]
 
     def _render_card(self, shown: Card, width: int, cursor: bool) -> list[Strip]:
@@ -317,39 +303,27 @@ class RunsView(Guarded, ScrollView, can_focus=True, inherit_bindings=False):
         self._move(self.order[max(0, min(index, len(self.order) - 1))])
         self._announce()
 
-    def action_cursor(self, by: int) -> None:
-        self.move_to((self.index or 0) + by)
+    # The hooks of CursorView: its keys and the mouse move the cursor a card at a time.
 
-    def action_page(self, by: int) -> None:
-        self.move_to((self.index or 0) + by * max(1, self.size.height // CARD))
+    def _cursor_index(self) -> int:
+        return self.index or 0
 
-    def action_jump(self, where: int) -> None:
-        self.move_to(0 if where == 0 else len(self.order) - 1)
+    def _count(self) -> int:
+        return len(self.order)
+
+    def _page_size(self) -> int:
+        return self.size.height // CARD
+
+    def _index_at(self, y: int) -> int | None:
+        return (round(self.scroll_y) + y) // CARD
+
+    def _go(self, index: int, follow: bool) -> None:
+        self.move_to(index)
+
+    def _resized(self) -> None:
+        self._scroll_to_cursor()
 
     def action_choose(self) -> None:
         if self.selected is not None:
             self._send()
             self.post_message(RunChosen(self.selected))
-
-    def on_click(self, event: events.Click) -> None:
-        self.move_to((round(self.scroll_y) + event.y) // CARD)
-        if event.chain == 2:
-            self.action_choose()
-
-    def on_resize(self) -> None:
-        self._resize()
-        self._scroll_to_cursor()
-
-    def on_mount(self) -> None:
-        # Cards are cached as drawn, colours included: a new theme draws them again.
-        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
-
-    def _restyle(self) -> None:
-        self._cache.clear()
-        self.refresh()
-
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()

@@ -28,6 +28,7 @@ from engine.model import BASELINE, RUNNING
 from engine.tree import VersionTree, replay_frontier, search_width
 from tui.changelog_pane import VERDICT_STYLES
 from tui.footer import LeanFooter
+from tui.heading import Heading
 from tui.safe import line
 from tui.summary import fmt_delta, fmt_score
 
@@ -36,13 +37,20 @@ REFRESH_S = 0.5
 Node = TreeNode[int]
 
 
+def _count(n: int, word: str) -> str:
+    """`1 version`, `3 versions`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 class TreeScreen(Screen[None]):
     """Full screen over the dashboard; Escape (or `t`) goes back."""
 
     DEFAULT_CSS = """
-    TreeScreen #tree-head { height: auto; padding: 0 1; background: $boost; }
     TreeScreen Tree { height: 1fr; }
-    TreeScreen #tree-detail { height: 4; padding: 0 1; border-top: solid $primary 50%; }
+    TreeScreen #tree-detail {
+        height: 4; padding: 0 1; border-top: solid $primary 50%;
+        text-wrap: nowrap; text-overflow: ellipsis;  /* three lines: cut, never wrapped */
+    }
     """
     BINDINGS = [
         Binding("escape,q,t", "app.pop_screen", "Back"),
@@ -70,7 +78,7 @@ class TreeScreen(Screen[None]):
         self._rewrites = 0
 
     def compose(self) -> ComposeResult:
-        yield Static(id="tree-head")
+        yield Heading(id="tree-head")
         tree: Tree[int] = Tree("versions", id="version-tree")
         tree.show_root = False
         tree.auto_expand = False  # enter opens the experiment; space expands
@@ -244,13 +252,16 @@ class TreeScreen(Screen[None]):
         run = app.board.runs[self.run_id]
         spec = app.board.specs.get(self.run_id, {})
         strategy = (spec.get("search") or {}).get("strategy", "greedy")
-        text = Text(f"{line(run['name'])} ", style="bold")
         versions = sum(1 for r in model.rows.values() if r["verdict"] in ("baseline", "kept",
                                                                             "pinned"))
-        text.append(f"· {strategy} ×{self.width} · {len(model.rows)} experiments, "
-                    f"{versions} versions · frontier {len(model.frontier)} · best "
-                    f"#{model.best_id} {fmt_score(run['best_score'])}")
-        self.query_one("#tree-head", Static).update(text)
+        # One line, cut at the end (tui/heading.py): the best first, the search's shape last.
+        text = Text(f"{line(run['name'])} ", style="bold")
+        text.append(f"· best #{model.best_id} {fmt_score(run['best_score'])} · "
+                    f"{_count(len(model.rows), 'experiment')}, {_count(versions, 'version')} · ")
+        if self.width > 1:  # (one wide, the frontier is the best: nothing to count)
+            text.append(f"frontier {len(model.frontier)} · ")
+        text.append(f"{strategy} ×{self.width}")
+        self.query_one("#tree-head", Heading).update(text)
 
     def selected_id(self) -> int | None:
         try:

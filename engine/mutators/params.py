@@ -116,7 +116,8 @@ class ParamsMutator:
             self._read = (text, self._values(read_params(text, cfg.file, list(cfg.params))))
         best = self._read[1]
         try:
-            values, move = self.search.propose(best, best_score=proposal.best_score)
+            values, move = self.search.propose(best, best_score=proposal.best_score,
+                                               follow_ranks=proposal.parent_is_best)
         except LookupError as exc:
             size = self.search.space.size
             self.finished = f"{exc} ({size} in all)" if size else str(exc)
@@ -125,7 +126,7 @@ class ParamsMutator:
         parts = [f"{n} {_show(best[n])} → {_show(v)}" for n, v in changed.items()]
         description = ", ".join(parts[:SHOWN]) + (
             f" (+{len(parts) - SHOWN} more)" if len(parts) > SHOWN else "")
-        origin = self.search.origin(best)
+        origin = self.search.origin(best) if proposal.parent_is_best else best
         rationale = _RATIONALE[move].format(n=len(changed), step=self.search.state.sigma)
         if origin != best and move != "wide":
             moved = [f"{n} {_show(v)}" for n, v in origin.items() if v != best[n]]

@@ -134,16 +134,20 @@ class Search:
         return size is not None and size <= TRIED_MAX and len(self.tried) >= size
 
     def propose(self, best: dict[str, Any], attempts: int = 30,
-                best_score: float | None = None) -> tuple[dict[str, Any], str]:
+                best_score: float | None = None,
+                follow_ranks: bool = True) -> tuple[dict[str, Any], str]:
         """New values (never tried before, while remembered) and the move that made them;
-        raises LookupError when every value combination was tried."""
+        raises LookupError when every value combination was tried. `best` is the version
+        being edited; with `follow_ranks` (it is the run's best) a step may start from a
+        tie that came nearer its bars instead, without (beam and frontier search hand it
+        another member of the frontier on purpose) it starts from `best` itself."""
         best_key = self.space.key(best)
         if best_key not in self.tried:
             self.remember(best_key)
         known = self.ranks.get(best_key)
         self.best_rank = known[:2] if known else None if best_score is None else (
             self.ranks.rank_of(best_score, None))
-        origin = self.origin(best)
+        origin = self.origin(best) if follow_ranks else best
         move = self._pick_move()
         for attempt in range(attempts):
             values = self._make(move, origin, reach=1.0 + attempt / 6)
