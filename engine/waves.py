@@ -178,7 +178,7 @@ class WaveRunner:
             self.ctx.log(f"#{cand.exp_id}: its parent #{cand.parent} was replaced by "
                          f"#{best.exp_id} while it was scored; decided against #{best.exp_id}",
                          exp_id=cand.exp_id)
-            cand.details["proposed_from"] = cand.parent
+            cand.details.update(proposed_from=cand.parent, against=best.exp_id)
             cand.parent = best.exp_id
         return candidates
 

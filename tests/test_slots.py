@@ -110,6 +110,10 @@ async def test_a_keep_while_another_is_scored_decides_that_one_against_the_new_b
     run = loop.store.get_run(loop.run_id)
     assert (run["best_experiment"], run["best_score"]) == (slow["id"], 0)
     assert "slow: 1" in (params_workspace / "params.yaml").read_text()  # the best on disk
+    # A veto of it goes back to the best it replaced, not to the parent they share.
+    assert (await loop.veto(slow["id"])).startswith("reverted")
+    assert loop.store.get_run(loop.run_id)["best_experiment"] == fast["id"]
+    assert (params_workspace / "params.yaml").read_text() == "x: 6\ny: b\n"
 
 
 async def test_a_candidate_built_on_a_vetoed_best_is_not_decided_against_the_next(
