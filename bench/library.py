@@ -7,8 +7,12 @@ CPU per round at the largest N as a ratio against N=1 (target: ≤ 2 ms and flat
 
     python bench/library.py                 # 1, 50 and 200 runs, 20 s each
     python bench/library.py --runs 200 --seconds 60
+    python bench/library.py --playbook      # the library playbook only
 
-Then the store's bytes per round with reverted versions stored whole and as deltas.
+Then the store's bytes per round with reverted versions stored whole and as deltas, and the
+library playbook measured against the Messages-API stand-in (tests/library_standin.py: a
+model that reads its prompt): rounds to the target of the first runs of a library, and of
+runs started after the playbook exists (with it, and with `library: {playbook: false}`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from engine import retention  # noqa: E402
 from engine.cli import run_headless  # noqa: E402
@@ -41,7 +47,8 @@ EVAL = ("d=$(awk '/^delay:/{print $2}' {file}); sleep $d; "
         "awk '/^x:/{print \"METRIC loss=\" ($2-7)*($2-7)}' {file}")
 
 
-def make(root: Path, runs: int, seconds: float, body: str = "") -> Path:
+def make(root: Path, runs: int, seconds: float, body: str = "",
+         max_parallel: int | None = None) -> Path:
     rng = random.Random(runs)
     for i in range(runs):
         skill = root / "skills" / f"s{i:03d}"
@@ -62,32 +69,49 @@ def make(root: Path, runs: int, seconds: float, body: str = "") -> Path:
           metric: loss
           direction: minimize
         stop: {{max_minutes: {seconds / 60:.4f}}}
-    """))
+    """) + (f"library: {{max_parallel: {max_parallel}}}\n" if max_parallel else ""))
     return spec
 
 
-def sample(db: Path, start: float, out: list, done: threading.Event) -> None:
-    """Every half second: (seconds since start, this process's CPU, experiments finished)."""
+def sample(db: Path, start: float, out: list, done: threading.Event,
+           steer_at: float | None = None, steering: list | None = None) -> None:
+    """Every half second: (seconds since start, this process's CPU, experiments finished).
+    At `steer_at` seconds, a steering command (guidance for every run) is written as the
+    CLI writes it, and the seconds until the engine applied it go to `steering`."""
     store = None
-    while not done.wait(0.5):
+    command = None
+    while not done.wait(0.05 if command else 0.5):
         try:
             store = store or sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            if command is not None:
+                if store.execute("select applied from commands where id = ?",
+                                 [command[0]]).fetchone()[0] is not None:
+                    steering.append(time.monotonic() - command[1])
+                    command = None
+                continue
             n = store.execute("select count(*) from experiments where verdict != 'running' "
                               "and kind != 'baseline'").fetchone()[0]
         except sqlite3.Error:
             continue
         out.append((time.monotonic() - start, time.process_time(), n))
+        if steer_at is not None and out[-1][0] >= steer_at and steering is not None \
+                and not steering and command is None:
+            writer = Store(db)
+            command = (writer.add_command(None, "guide", argument="bench"), time.monotonic())
+            writer.close()
 
 
-def measure(runs: int, seconds: float, body: str = "") -> dict:
+def measure(runs: int, seconds: float, body: str = "", max_parallel: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-library-") as tmp:
         root = Path(tmp) / "library"
-        spec = make(root, runs, seconds, body)
+        spec = make(root, runs, seconds, body, max_parallel)
         db = Path(tmp) / "lib.db"  # outside the workspace: candidate copies leave it out
         wall = time.monotonic()
         samples: list[tuple[float, float, int]] = []
+        steering: list[float] = []
         done = threading.Event()
-        sampler = threading.Thread(target=sample, args=(db, wall, samples, done), daemon=True)
+        sampler = threading.Thread(target=sample, args=(db, wall, samples, done,
+                                                        seconds * 0.6, steering), daemon=True)
         sampler.start()
         err, sys.stderr = sys.stderr, io.StringIO()
         try:
@@ -115,24 +139,108 @@ def measure(runs: int, seconds: float, body: str = "") -> dict:
                 "min": min(counts), "median": statistics.median(counts), "max": max(counts),
                 "cpu_ms": 1000 * cpu / rounds, "rss_mb": after.ru_maxrss / 1024,
                 "bytes": size / rounds,
-                "asyncio_warnings": warnings.count("exit status already read")}
+                "asyncio_warnings": warnings.count("exit status already read"),
+                "steering_s": steering[0] if steering else None}
+
+
+def playbook_rounds(first: int, later: int, playbook: bool = True) -> tuple[list, list]:
+    """Rounds to the target of `first` runs, then of `later` runs added once they are done."""
+    import os
+
+    from fake_anthropic import FakeAnthropic
+    from library_standin import library_spec, write_skill
+
+    from engine import library
+    from engine.host import Host
+    from engine.spec import load_spec
+
+    async def host(db: Path, spec: Path) -> Store:
+        store = Store(db)
+        h = Host(store)
+        for one in library.expand_all([load_spec(spec)]):
+            h.add(one)
+        await h.run_until_done()
+        return store
+
+    def rounds(store: Store, names: list[str]) -> list[int]:
+        out = []
+        for name in names:
+            run = store.get_run(name)
+            hit = [e["round"] for e in store.experiments(run["id"])
+                   if e["verdict"] == "kept" and (e["score"] or 0) >= 1.0]
+            out.append(hit[0] if hit else 41)  # (never: counted as the round limit + 1)
+        return out
+
+    from library_standin import SkillModel
+
+    with FakeAnthropic(SkillModel(seed=7)) as api, \
+            tempfile.TemporaryDirectory(prefix="bench-playbook-") as tmp:
+        saved = {k: os.environ.get(k) for k in api.env()}
+        os.environ.update(api.env())
+        try:
+            ws = Path(tmp) / "ws"
+            names = [f"s{i:02d}" for i in range(first + later)]
+            for name in names[:first]:
+                write_skill(ws, name)
+            spec = library_spec(ws, stop="target: 1.0, streak: 1, max_rounds: 40",
+                                library="" if playbook else "library: {playbook: false}")
+            db = Path(tmp) / "lib.db"
+            store = asyncio.run(host(db, spec))
+            early = rounds(store, [f"lib-{n}" for n in names[:first]])
+            store.close()
+            for name in names[first:]:
+                write_skill(ws, name)
+            store = asyncio.run(host(db, spec))
+            late = rounds(store, [f"lib-{n}" for n in names[first:]])
+            store.close()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return early, late
+
+
+def print_playbook(first: int, later: int) -> None:
+    early, late = playbook_rounds(first, later)
+    _, control = playbook_rounds(first, later, playbook=False)
+    mean = statistics.mean
+    print(f"library playbook: rounds to target, first {first} runs mean {mean(early):.1f} "
+          f"(min {min(early)} / max {max(early)}); {later} runs started after the playbook "
+          f"exists {mean(late):.1f} (min {min(late)} / max {max(late)}): "
+          f"{mean(late) / mean(early):.2f}× the first runs' rounds; the same runs without "
+          f"the playbook {mean(control):.1f} ({mean(control) / mean(early):.2f}×)", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, nargs="*", default=[1, 50, 200])
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--max-parallel", type=int, default=None,
+                        help="library: {max_parallel: N} (the scheduler picks whose round)")
     parser.add_argument("--store-runs", type=int, default=50,
                         help="runs of the store comparison (0: skip it)")
+    parser.add_argument("--playbook", action="store_true",
+                        help="only the library playbook's rounds to target")
+    parser.add_argument("--playbook-runs", type=int, default=8,
+                        help="first runs, and as many later ones (0: skip it)")
     args = parser.parse_args()
+    if args.playbook:
+        print_playbook(args.playbook_runs, args.playbook_runs)
+        return
     results = []
     for n in args.runs:
-        r = measure(n, args.seconds)
+        r = measure(n, args.seconds, max_parallel=args.max_parallel)
         results.append(r)
+        ratio = r["cpu_ms"] / max(results[0]["cpu_ms"], 1e-9)
         print(f"{r['runs']:>4} runs: {r['rounds']:>6} rounds in {r['wall']:.0f}s · rounds per "
               f"run min {r['min']} / median {r['median']:g} / max {r['max']} · engine CPU "
-              f"{r['cpu_ms']:.2f} ms/round · RSS {r['rss_mb']:.0f} MB · store "
-              f"{r['bytes']:.0f} B/round · asyncio warnings {r['asyncio_warnings']}",
+              f"{r['cpu_ms']:.2f} ms/round ({ratio:.2f}× {results[0]['runs']} run"
+              f"{'s' if results[0]['runs'] != 1 else ''}) · RSS {r['rss_mb']:.0f} MB · store "
+              f"{r['bytes']:.0f} B/round · steering applied in "
+              + ("-" if r["steering_s"] is None else f"{r['steering_s']:.2f}s")
+              + f" · asyncio warnings {r['asyncio_warnings']}",
               flush=True)
     if len(results) > 1:
         first, last = results[0], results[-1]
@@ -149,6 +257,8 @@ def main() -> None:
         print(f"store bytes per round at {args.store_runs} runs: full copies "
               f"{whole['bytes']:.0f} B, deltas {delta['bytes']:.0f} B "
               f"({delta['bytes'] / whole['bytes']:.2f}×)")
+    if args.playbook_runs:
+        print_playbook(args.playbook_runs, args.playbook_runs)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,10 @@ def experiment_line(exp: dict[str, Any]) -> str:
                      f"{exp['description']}{why}", one_line=True)
 
 
+#: The columns an experiment's line shows (HeadlessView.report reads only these).
+_LINE_FIELDS = ("id", "run_id", "round", "verdict", "score", "delta", "description", "reason")
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -95,6 +99,7 @@ class HeadlessView:
         self.printed = {rid: _last_id(self.store, rid) for rid in host.loops}
         self.alerts: dict[int, str | None] = {}
         self.commands_seen = liveness.last_command_id(self.store)
+        self.applied_seen: int | None = None  # the host's count of applied commands, read
         self.live_said: dict[int, float] = {}
         self.seen: dict[int, int] = {}  # each run's change count at the last report
         self.scheduled = False
@@ -115,6 +120,7 @@ class HeadlessView:
         # Only the runs that changed since the last report are read (a library hosts
         # hundreds): reading every run on every change made a round's cost grow with them.
         self.scheduled = False
+        changed = []
         for run_id in self.host.changed_since(self.seen):
             run_loop = self.host.loops.get(run_id)
             if run_loop is None:
@@ -125,22 +131,43 @@ class HeadlessView:
                     self.err(f"[{run_loop.spec.name}] "
                              f"{printable(run_loop.alert, one_line=True)}")
             self.printed.setdefault(run_id, 0)  # joined while the host runs (a new file)
-            for exp in self.store.experiments(run_id, after_id=self.printed[run_id]):
-                if exp["verdict"] == "running":
-                    break
-                self.out(self._prefix(run_id) + experiment_line(exp))
-                self.printed[run_id] = exp["id"]
-                self.live_said.pop(exp["id"], None)
+            changed.append(run_id)
+        if not changed:
+            return
+        # One read for every run that changed (a pass of the event loop sees dozens at
+        # library size), oldest first; a run's lines stop at its first experiment in flight.
+        marks = ",".join("?" * len(changed))
+        rows = self.store.conn.execute(
+            "SELECT id, run_id, round, verdict, score, delta, description, reason FROM "
+            f"experiments WHERE id > ? AND run_id IN ({marks}) ORDER BY id",
+            [min(self.printed[r] for r in changed), *changed]).fetchall()
+        held: set[int] = set()
+        for row in rows:
+            exp = dict(zip(_LINE_FIELDS, row, strict=True))
+            run_id = exp["run_id"]
+            if run_id in held or exp["id"] <= self.printed[run_id]:
+                continue
+            if exp["verdict"] == "running":
+                held.add(run_id)
+                continue
+            self.out(self._prefix(run_id) + experiment_line(exp))
+            self.printed[run_id] = exp["id"]
+            self.live_said.pop(exp["id"], None)
 
     def tick(self, now: float | None = None) -> None:
         """Applied steering commands, then liveness of long evaluations."""
         now = time.time() if now is None else now
-        for command in liveness.applied_commands(self.store, self.commands_seen,
-                                                 set(self.host.loops)):
-            self.commands_seen = command["id"]
-            self.out(f"{self._prefix(command['run_id'])}steering: "
-                     f"{liveness.describe_command(command)}")
-        for item in liveness.running(self.store, now):
+        # Read the commands only when this engine applied one since (it reports only its
+        # own): the read of the newest 200 was half of a tick.
+        applied = getattr(self.host, "applied", None)
+        if applied is None or applied != self.applied_seen:
+            for command in liveness.applied_commands(self.store, self.commands_seen,
+                                                     set(self.host.loops)):
+                self.commands_seen = command["id"]
+                self.out(f"{self._prefix(command['run_id'])}steering: "
+                         f"{liveness.describe_command(command)}")
+            self.applied_seen = applied
+        for item in liveness.running(self.store, now, LIVE_AFTER_S):
             if item.run_id not in self.host.loops or item.elapsed_s < LIVE_AFTER_S:
                 continue
             if now - self.live_said.get(item.experiment_id, 0.0) < LIVE_EVERY_S:

@@ -83,12 +83,19 @@ class Host:
         self._locks: dict[int, IO[str]] = {}
         self._workspaces: dict[int, WorkspaceLock] = {}
         self._poller: asyncio.Task[None] | None = None
+        #: Runs started or ended so far, and (newest command id, that) when every pending
+        #: command was last applied.
+        self._hosting = 0
+        self.applied = 0  # commands applied (the headless printer reads them when it grows)
+        self._commands_seen: tuple[int | None, int] | None = None
         # What an engine killed on this store left (evaluations, scratch), and this one's record.
         for note in leftovers.claim(store.path):
             self._report(note, level="warning")
         #: How many times each run told the host something changed: a listener that keeps
         #: the counts it saw reads only the runs that changed since, not every run.
         self.changes: dict[int, int] = {}
+        self._recent: dict[int, int] = {}  # run → the sequence number of its last change
+        self._seq = 0
         self.notifications = Notifications(store)  # the specs' `notify:` hooks
         self.libraries = Libraries(store)  # whose round is next in a library (scheduler.py)
 
@@ -98,6 +105,9 @@ class Host:
 
     def _run_changed(self, run_id: int) -> None:
         self.changes[run_id] = self.changes.get(run_id, 0) + 1
+        self._seq += 1
+        self._recent.pop(run_id, None)  # (to the end: the dict is in order of change)
+        self._recent[run_id] = self._seq
         if run_id in self.notifications.watches:
             try:
                 self.notifications.changed(self.loops[run_id])
@@ -106,10 +116,19 @@ class Host:
         self.notify()
 
     def changed_since(self, seen: dict[int, int]) -> list[int]:
-        """The runs whose change count differs from `seen`, which is brought up to date."""
-        out = [rid for rid, n in self.changes.items() if seen.get(rid) != n]
-        for rid in out:
-            seen[rid] = self.changes[rid]
+        """The runs whose change count differs from `seen`, which is brought up to date.
+        Only the runs that changed since the last call are looked at (newest first, up to
+        the first one already seen), not every hosted run."""
+        mark = seen.get(-1, 0)
+        out = []
+        for rid, seq in reversed(self._recent.items()):
+            if seq <= mark:
+                break
+            if seen.get(rid) != self.changes[rid]:
+                seen[rid] = self.changes[rid]
+                out.append(rid)
+        seen[-1] = self._seq
+        out.reverse()
         return out
 
     # ------------------------------------------------------------ runs
@@ -162,6 +181,7 @@ class Host:
         freeze_imports()  # full collections would walk every imported module
         task = asyncio.create_task(self._drive(loop), name=f"run:{loop.spec.name}")
         self.tasks[loop.run_id] = task
+        self._hosting += 1
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll_commands(), name="commands")
             self.store.checkpoint_in_background()
@@ -186,6 +206,14 @@ class Host:
             if lock:
                 lock.close()
             self._run_changed(loop.run_id)
+            self._hosting += 1
+            close = getattr(loop.mutator, "close", None)  # (a model mutator's connections)
+            if close is not None:
+                try:
+                    await close()
+                except Exception as exc:  # noqa: BLE001 - the run is over; say so and go on
+                    self._report(f"[{loop.spec.name}] closing the mutator: {exc!r}",
+                                 level="warning")
         self.results[loop.run_id] = reason
         return reason
 
@@ -241,7 +269,8 @@ class Host:
                     self.prune()
                 await self.apply_commands()
                 for run_id, loop in self.loops.items():
-                    if run_id in self.tasks and not self.tasks[run_id].done():
+                    if loop.ledger.unwritten() and run_id in self.tasks \
+                            and not self.tasks[run_id].done():
                         loop.flush_events()
             except (sqlite3.Error, OSError) as exc:
                 if not storage_trouble(exc):
@@ -261,13 +290,22 @@ class Host:
             pass
 
     async def apply_commands(self) -> None:
+        # The pending commands are read when a command came or the hosted runs changed
+        # since they were last all applied (the newest id is one lookup; the read, five
+        # times a second, was most of the poller's cost).
+        newest = self.store.conn.execute("SELECT MAX(id) FROM commands").fetchone()[0]
+        key = (newest, self._hosting)
+        if key == self._commands_seen:
+            return
         active = [rid for rid, task in self.tasks.items() if not task.done()]
         for command in self.store.pending_commands(active):
             result = await self.apply(command)
             self.store.mark_applied(command["id"], result)
             self.store.add_event(command["run_id"], f"{command['verb']}: {result}",
                                  source="steering")
+            self.applied += 1
             self.notify()
+        self._commands_seen = key
 
     async def apply(self, command: dict) -> str:
         """Apply one steering command to its run; returns what happened, for the UI."""
@@ -294,6 +332,7 @@ class Host:
                 results.append("stopping")
             elif verb == "veto":
                 results.append(await loop.veto(command["target"]))
+                self.libraries.vetoed(loop)
             elif verb == "pin":
                 if command["target"] is None:
                     results.append("pin needs an experiment")

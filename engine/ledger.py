@@ -65,6 +65,12 @@ class Ledger:
             self.store.add_events(self.events)
             self.events = []
 
+    def unwritten(self) -> bool:
+        """Event lines waiting to be written: the host's poller flushes only those runs (a
+        library hosts hundreds, most with no line waiting at any moment; the records have
+        a timer of their own, engine/records.py)."""
+        return bool(self.events)
+
     def take_events(self) -> list[Event]:
         """The lines not yet written, to go in one transaction with an outcome."""
         events, self.events = self.events[-MAX_PENDING_EVENTS:], []

@@ -30,7 +30,8 @@ import yaml
 from pydantic import ValidationError
 
 from engine import spec as specs
-from engine.workspace import GIT_IDENTITY, Workspace, sync_tree
+from engine.libsync import PrunedCopies
+from engine.workspace import GIT_IDENTITY, Workspace
 
 #: How often the glob is read again for files added while the host runs.
 POLL_S = 3.0
@@ -224,6 +225,10 @@ class LibraryWorkspace(Workspace):
 
     pruned: frozenset[str] = frozenset()
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._copies = PrunedCopies(self)  # the library's folders read once (libsync.py)
+
     def prune(self, files: list[str]) -> None:
         """Leave the other runs' files (and their folders) out of this run's candidate
         copies: they are not this run's, and copying a whole library into every candidate
@@ -231,16 +236,17 @@ class LibraryWorkspace(Workspace):
         mine = self.targets[0]
         cut = {others(mine, rel) for rel in files if rel != mine}
         self.pruned = self.pruned | {f"{self.root}/{c}" for c in cut if c}
+        self._copies.listings.clear()
 
     def _sync(self, dest: Path, written_after) -> None:
         skip = {os.path.join(dest, rel) for rel in written_after}
         try:
-            sync_tree(self.root, dest, self._ignored, skip, self.pruned)
+            self._copies.sync(str(self.root), str(dest), skip)
         except FileNotFoundError:
             if os.path.isdir(dest):
                 raise
             os.makedirs(dest)
-            sync_tree(self.root, dest, self._ignored, skip, self.pruned)
+            self._copies.sync(str(self.root), str(dest), skip)
 
     def _ref(self) -> str:
         return f"refs/heads/{self.branch}"

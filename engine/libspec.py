@@ -28,6 +28,9 @@ class Library(BaseModel):
     rest_minutes: float = Field(default=60, gt=0)
     #: Weight of exploration against the expected gain per dollar (UCB's constant).
     explore: float = Field(default=0.5, ge=0, le=10)
+    #: One playbook of what helped across the library's runs, read by every run's model
+    #: mutator and updated as they learn (engine/libplaybook.py).
+    playbook: bool = True
 
 
 class Retention(BaseModel):

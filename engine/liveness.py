@@ -31,13 +31,20 @@ class Running:
     last_line: str
 
 
-def running(store: Store, now: float | None = None) -> list[Running]:
-    """Every experiment in flight in the store, with its elapsed time and last output line."""
+def running(store: Store, now: float | None = None, after_s: float = 0.0) -> list[Running]:
+    """Every experiment in flight in the store for `after_s` seconds or more, with its
+    elapsed time and last output line (looked up for those only: a library has hundreds in
+    flight, most for less than a second)."""
     now = time.time() if now is None else now
     out = []
-    for row in store.running_experiments():
-        out.append(Running(row["run_id"], row["id"], row["round"], row["kind"],
-                           max(0.0, now - (row["started"] or now)), last_output(store, row["id"])))
+    # (the partial index on running experiments serves it; those started within `after_s`,
+    # most of a library's, are not even read)
+    rows = store.conn.execute(
+        "SELECT run_id, id, round, kind, started FROM experiments WHERE verdict = 'running' "
+        "AND (? <= 0 OR started <= ?) ORDER BY id", [after_s, now - after_s]).fetchall()
+    for run_id, exp_id, round_no, kind, started in rows:
+        elapsed = max(0.0, now - (started or now))
+        out.append(Running(run_id, exp_id, round_no, kind, elapsed, last_output(store, exp_id)))
     return out
 
 

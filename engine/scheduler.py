@@ -9,7 +9,8 @@ size of its gains, relative to its baseline, per dollar a round costs), so a new
 rested one tried again, is tried first and no run is shut out for ever. A run that goes
 `rest_after` rounds without a keep rests (a plateau); it is tried again after
 `rest_minutes`, or at once when its file changes (a person edited it: a new baseline,
-engine/handedit.py).
+engine/handedit.py) or the library's playbook learned something (engine/libplaybook.py:
+the scheduler keeps it, told of every keep, and hands it to the runs' model mutators).
 
 Why each run waits is written to the store (`runs.waiting`, once a second, one
 transaction) for `status` and the app: "resting: plateau since 14:02", "waiting: library
@@ -20,110 +21,21 @@ event loop, so bench/scheduler.py simulates it against round-robin with the same
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from engine.handedit import HandEdits
+from engine.libplaybook import LibraryPlaybook, set_playbook
 from engine.libspec import Library
+from engine.ucb import DECAY, Arm, Policy  # noqa: F401 - (re-exported)
 
 #: How often waiting runs are looked at again (a rest over, a new day, a stop), and the
 #: waiting reasons written.
 TICK_S = 1.0
-#: How much each round's record weighs against the ones before (recent rounds count more).
-DECAY = 0.9
-
-
-@dataclass(eq=False)
-class Arm:
-    """One run's record, as the policy sees it."""
-
-    run_id: int
-    name: str = ""
-    rounds: int = 0  # rounds given since the run joined (or its file changed)
-    weight: float = 0.0  # discounted rounds
-    gain: float = 0.0  # discounted gain, relative to the best before it
-    cost: float = 0.0  # discounted money
-    since_keep: int = 0
-    resting_since: float | None = None
-    #: Rests in a row without a keep between them: each rest is twice as long, and the
-    #: visit after one is a short probe, not a new plateau's worth of rounds.
-    rests: int = 0
-    mark: Any = None  # what the run's file looked like when it went to rest
-
-    def wake(self) -> None:
-        """Tried again as if new: its old record says nothing of the file it has now."""
-        self.rounds, self.weight, self.gain, self.cost, self.since_keep = 0, 0.0, 0.0, 0.0, 0
-        self.resting_since, self.mark, self.rests = None, None, 0
-
-
-@dataclass
-class Policy:
-    """Expected gain per dollar with an exploration bonus (UCB1), and plateau rests."""
-
-    explore: float = 0.5
-    rest_after: int = 10
-    rest_s: float = 3600.0
-    decay: float = DECAY
-    total: int = 0  # rounds given to every arm
-    #: The longest rest, as a multiple of rest_s.
-    max_backoff: int = 16
-    #: Rounds every arm gets before its record counts.
-    tries: int = 3
-
-    def observe(self, arm: Arm, gain: float, cost: float, now: float) -> None:
-        """A round of `arm` ended: `gain` > 0 when it kept something (relative size)."""
-        self.total += 1
-        arm.rounds += 1
-        arm.weight = self.decay * arm.weight + 1
-        arm.gain = self.decay * arm.gain + max(gain, 0.0)
-        arm.cost = self.decay * arm.cost + max(cost, 0.0)
-        if gain > 0:
-            arm.since_keep, arm.rests = 0, 0
-        else:
-            arm.since_keep += 1
-        limit = self.rest_after if arm.rests == 0 else max(1, self.rest_after // 3)
-        if arm.since_keep >= limit:
-            arm.resting_since, arm.rests = now, arm.rests + 1
-
-    def rest_until(self, arm: Arm) -> float:
-        assert arm.resting_since is not None
-        return arm.resting_since + self.rest_s * min(2 ** (arm.rests - 1), self.max_backoff)
-
-    def ready(self, arm: Arm, now: float, changed: bool = False) -> bool:
-        """May `arm` have a round now? A resting one wakes when its rest is over (for a
-        probe) or at once when its file changed (as new)."""
-        if arm.resting_since is None:
-            return True
-        if changed:
-            arm.wake()
-            return True
-        if now >= self.rest_until(arm):
-            arm.resting_since, arm.since_keep = None, 0
-            return True
-        return False
-
-    def pick(self, arms: list[Arm]) -> Arm:
-        """The arm to give the next round: one tried fewer than `tries` times first (fewest
-        first, in the order given: one unlucky round says little), then the best UCB."""
-        fewest = min(arms, key=lambda a: a.rounds)
-        if fewest.rounds < self.tries:
-            return fewest
-        rates = [a.cost / a.weight for a in arms if a.cost > 0]
-        unit = sum(rates) / len(rates) if rates else 1.0  # unknown costs: the library's mean
-        values = [(a.gain / a.weight) / (a.cost / a.weight if a.cost > 0 else unit)
-                  for a in arms]
-        top = max(values) or 1.0
-        log_total = math.log(max(self.total, 2))
-        best, best_score = arms[0], -math.inf
-        for arm, value in zip(arms, values, strict=True):
-            score = value / top + self.explore * math.sqrt(log_total / arm.rounds)
-            if score > best_score:
-                best, best_score = arm, score
-        return best
 
 
 def clock(ts: float) -> str:
@@ -164,6 +76,9 @@ class LibraryScheduler:
     total: float = 0.0
     total_today: float = 0.0
     cost_of: dict[int, float] = field(default_factory=dict)
+    #: The library's shared playbook, once a run's mutator reads playbooks (None: none does).
+    playbook: LibraryPlaybook | None = None
+    name: str = ""
 
     def __post_init__(self) -> None:
         if self.limits is not None:
@@ -185,6 +100,32 @@ class LibraryScheduler:
         if rid not in self.cost_of and self.limits is not None:
             self.total_today += self.store.cost_since(rid, self.today)
         self.cost_of[rid] = cost
+        if self.limits is None or self.limits.playbook:
+            if self.playbook is None and isinstance(getattr(loop.mutator, "playbooks", None),
+                                                    list):
+                self.playbook = LibraryPlaybook(self.store, self.name or loop.spec.name,
+                                                str(loop.spec.path or ""))
+            if self.playbook is not None:
+                self.playbook.refresh()  # (read once, not at each of 200 joins)
+                set_playbook(loop.mutator, self.playbook.name, self.playbook.text)
+
+    def learned(self) -> None:
+        """The library's playbook read again if a keep made it due; on a new text every run
+        reads it from its next proposal, and the resting runs are tried again."""
+        book = self.playbook
+        if book is None or not book.dirty or not book.refresh():
+            return
+        for m in self.members.values():
+            set_playbook(m.loop.mutator, book.name, book.text)
+            m.loop.log(f"library playbook updated ({len(book.lessons[0])} kinds of change "
+                       f"helped, {len(book.lessons[1])} never did): {book.path}")
+        woken = False
+        for m in self.waiting.values():
+            if m.arm.resting_since is not None:
+                self.policy.revisit(m.arm)
+                woken = True
+        if woken:
+            self.dispatch()
 
     def leave(self, loop: Any) -> None:
         m = self.members.pop(loop.run_id, None)
@@ -217,6 +158,7 @@ class LibraryScheduler:
             return
         if m.holding:
             self._release(m)
+        self.learned()
         if self.limits is not None:
             if loop.stopping or self.stop_reason():
                 return
@@ -249,8 +191,6 @@ class LibraryScheduler:
         m.holding = False
         self.busy.discard(m.arm.run_id)
         self._count(m)
-        if self.limits is None:
-            return  # nothing is scheduled: no record to keep
         loop, arm = m.loop, m.arm
         best = loop.versions.best
         score, cost = m.before
@@ -259,6 +199,10 @@ class LibraryScheduler:
         if score is not None and now is not None and now != score:
             sign = -1.0 if loop.spec.direction == "minimize" else 1.0
             gain = sign * (now - score) / (abs(score) or 1.0)  # relative: runs compare
+        if gain > 0 and self.playbook is not None:
+            self.playbook.note_keep()
+        if self.limits is None:
+            return  # nothing is scheduled: no record to keep
         self.policy.observe(arm, gain, loop.ledger.cost - cost, time.time())
         if arm.resting_since is not None:
             arm.mark = self._mark(loop)
@@ -294,9 +238,11 @@ class LibraryScheduler:
             arm = m.arm
             if arm.resting_since is not None and not self.policy.ready(
                     arm, now, changed=look and self._mark(m.loop) != arm.mark):
-                self.reasons[arm.run_id] = (
-                    f"resting: plateau since {clock(arm.resting_since)}, until "
-                    f"{clock(self.policy.rest_until(arm))} or its file changes")
+                if look or not (self.reasons.get(arm.run_id) or "").startswith("resting"):
+                    self.reasons[arm.run_id] = (  # (formatted once a second, not a round)
+                        f"resting: plateau since {clock(arm.resting_since)}, until "
+                        f"{clock(self.policy.rest_until(arm))}, or its file"
+                        + (" or the library playbook changes" if self.playbook else " changes"))
                 continue
             if not m.loop.paused:
                 ready.append(m)
@@ -310,8 +256,10 @@ class LibraryScheduler:
             m.waiter.set_result(True)
             self.reasons[arm.run_id] = None
             free -= 1
+        why = f"waiting: max_parallel ({limits.max_parallel} busy)"
+        reasons = self.reasons
         for arm in arms:
-            self.reasons[arm.run_id] = f"waiting: max_parallel ({limits.max_parallel} busy)"
+            reasons[arm.run_id] = why
 
     @staticmethod
     def _mark(loop: Any) -> Any:
@@ -364,7 +312,8 @@ class Libraries:
         key = (str(spec.path), spec.target.each)
         sched = self.by_key.get(key)
         if sched is None or sched.limits != spec.library:
-            sched = self.by_key[key] = LibraryScheduler(self.store, spec.library)
+            sched = self.by_key[key] = LibraryScheduler(
+                self.store, spec.library, name=Path(spec.path).stem if spec.path else "")
         sched.join(loop)
         self.of_run[loop.run_id] = sched
         loop.ctx.turn = lambda: sched.turn(loop)
@@ -374,6 +323,12 @@ class Libraries:
         sched = self.of_run.pop(loop.run_id, None)
         if sched is not None:
             sched.leave(loop)
+
+    def vetoed(self, loop: Any) -> None:
+        """A person vetoed one of the run's experiments: its library's playbook learns it."""
+        sched = self.of_run.get(loop.run_id)
+        if sched is not None and sched.playbook is not None:
+            sched.playbook.note_veto()
 
     def wake(self, loop: Any) -> None:
         sched = self.of_run.get(loop.run_id)

@@ -105,6 +105,81 @@ async def test_per_job_evaluations_wait_in_the_queue_outside_their_timeout(
     assert cluster.left_behind() == []
 
 
+async def test_a_slots_next_step_is_made_while_its_command_runs(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each command lists its job's steps once there are two (bounded: 5 s): its own, and
+    # the slot's next one, made while it runs (made as the command came, there would be
+    # none). The command has lines, quotes and a `$` for the step's shell to take as they are.
+    monkeypatch.setattr("engine.workers.slurm.SPARE_AFTER_S", 0.0)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    steps = 'squeue -h -s -j "$SLURM_JOB_ID" -o %i'
+    command = (f"it='it'\\''s $HOME'\n"
+               f"i=0; while [ $i -lt 100 ] && [ \"$({steps} | grep -c '[.][0-9]')\" -lt 2 ]; "
+               f"do sleep 0.05; i=$((i+1)); done\n"
+               f"{steps} > {seen}/\"$SLURM_STEP_ID\"\n"
+               f"echo \"$it\" > {seen}/said; {PY} score.py")
+    spec = make_spec(params_workspace, "ahead", command=command,
+                     workers=[slurm_worker(lab, cluster)], stop={"max_rounds": 1})
+    loop = await run_loop(spec, tmp_path / "store.db")
+    rows = loop.store.experiments(loop.run_id)
+    assert len(rows) == 2 and all(r["score"] is not None for r in rows), rows
+    assert (seen / "said").read_text() == "it's $HOME\n"
+    for row in rows:
+        (step,) = job_ids(row["worker"])
+        job, number = step.split(".")
+        listed = (seen / number).read_text().split()
+        others = [s for s in listed if s.startswith(f"{job}.") and s.split(".")[1].isdigit()
+                  and s != step]
+        assert step in listed and others, (step, listed)  # the next one waits already
+    assert cluster.left_behind() == []
+
+
+async def test_warming_up_opens_every_slots_connections_and_makes_its_first_step(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path) -> None:
+    # Slots 5-8 have a connection of their own: opened only when slot 5 got its first
+    # evaluation, it cost the first wave of eight an SSH handshake and a job agent's start.
+    from engine import spec as specs
+    from engine.workers.pool import build_workers
+
+    config = specs.SlurmWorker(**slurm_worker(lab, cluster, slots=8))
+    workers = build_workers("warm", [config])
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.warm_up() for w in workers)), 60)
+        open_now = [c for c in workers[0].cluster.ssh._conns if c and not c.is_closed()]
+        assert len(open_now) == 4  # slots 1-4's and 5-8's, for the agents and for steps
+        spares = [await w.spare(workers[0].cluster.held) for w in workers]
+        assert len({s.step for s in spares}) == 8 and all(s.usable for s in spares)
+        for spare in spares:
+            spare.discard()
+    finally:
+        await workers[0].close()
+    assert cluster.left_behind() == []
+
+
+async def test_the_allocations_recheck_is_not_on_an_evaluations_way(
+        lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A busy cluster's squeue (2 s here), asked again before every evaluation (RECHECK_S
+    # 0): the evaluations do not wait for it (they waited 2 s each).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text('#!/bin/sh\nsleep 2\nexec /usr/bin/squeue "$@"\n')
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setattr("engine.workers.slurmcluster.RECHECK_S", 0.0)
+    worker = slurm_worker(lab, cluster)
+    worker["env"] = {**cluster.env, "PATH": f"{bin_dir}:$PATH"}
+    spec = make_spec(params_workspace, "recheck", command=f"{PY} score.py",
+                     workers=[worker], stop={"max_rounds": 3})
+    loop = await run_loop(spec, tmp_path / "store.db")
+    rows = [r for r in loop.store.experiments(loop.run_id) if r["kind"] == "candidate"]
+    assert len(rows) == 3 and all(r["score"] is not None for r in rows), rows
+    took = max(r["finished"] for r in rows) - min(r["started"] for r in rows)
+    assert took < 4.0, took  # three evaluations, one slot: 6 s and more if each waited
+    assert cluster.left_behind() == []
+
+
 @pytest.mark.parametrize("jobs", ["agent", "channels"])
 async def test_a_timeout_cancels_its_step_and_leaves_nothing_running(
         lab: SSHLab, cluster: SlurmCluster, params_workspace: Path, tmp_path: Path,
@@ -134,9 +209,10 @@ async def test_stopping_a_run_cancels_its_steps_and_jobs(
     async def during(loop: RunLoop) -> None:
         await until(lambda: loop.best_id is not None, what="the baseline")
         slow.touch()
-        if allocation == "hold":
-            await until(lambda: len(cluster.steps()) == 2, what="the candidates' steps")
-            assert len(cluster.squeue()) == 1  # the held allocation
+        if allocation == "hold":  # (besides the slots' next steps, made ahead)
+            await until(lambda: len(cluster.processes("sleep 318")) == 2,
+                        what="the candidates' steps")
+            assert len(cluster.squeue()) == 1 and len(cluster.steps()) >= 2  # one allocation
         else:
             await until(lambda: sorted(s for _, s, _ in cluster.squeue()) == [
                 "PENDING", "RUNNING"] and cluster.steps(), what="a job running, one queued")

@@ -222,3 +222,56 @@ def test_a_job_that_ran_and_is_queued_again_counts_as_ended() -> None:
         other = Job("10")
         other.update(state, "None", "0:00")
         assert SlurmCluster.ended(other)
+
+
+def test_a_steps_exit_line_is_found_and_taken_out_however_the_output_is_cut() -> None:
+    from engine.workers.slurmspare import ExitLine
+
+    done = "__autoresearch_exit_ab12__ "
+    for status, text in (("0", "METRIC loss=1\n"), ("3", "no newline at the end"), ("0", "")):
+        stream = f"{text}{done}{status}\nsrun: after\n"
+        for cut in range(len(stream) + 1):
+            for second in (cut, min(len(stream), cut + 5)):
+                line = ExitLine(done)
+                parts = [stream[:cut], stream[cut:second], stream[second:]]
+                out = "".join(line.feed(p) for p in parts) + line.feed("", final=True)
+                assert out == f"{text}srun: after\n" and line.said == int(status), (cut, out)
+    line = ExitLine(done)  # text that only looks like the line's start is not held forever
+    assert line.feed("__autoresearch_") == "" and line.feed("x\n") == "__autoresearch_x\n"
+    assert line.said is None
+    odd = ExitLine(done)
+    assert odd.feed(f"{done}oops\n") == "" and odd.said == -1  # (not a number: a failure)
+
+
+def test_a_spare_steps_shell_runs_the_script_it_is_sent_and_nothing_without_its_end(
+        tmp_path: Path) -> None:
+    # The step's shell itself, with an `srun` that only drops its options (the real one is
+    # in tests/test_slurm.py): the script's lines, quotes and `$` arrive as they were, the
+    # rest of stdin is the command's, and its status is printed as it exits.
+    import os
+    import subprocess
+
+    from engine.workers.slurmspare import spare_command, spare_script
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\n'
+                                  'SLURM_JOB_ID=7 SLURM_STEP_ID=3 exec "$@"\n')
+    (bin_dir / "srun").chmod(0o755)
+    (tmp_path / "ws").mkdir()
+    config = parse_spec(BASE + "    env: {FROM_SPEC: 'a b'}\n", "s.yaml").workers[0]
+    line = spare_command("7", "MARK ", "END", "DONE ", config, str(tmp_path))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    script = spare_script("x='it'\\''s $HOME'\necho \"$x\" \"$FROM_SPEC\" \"$PASSED\"; pwd\n"
+                          "read -r y; echo \"got $y\"; exit 4", str(tmp_path / "ws"),
+                          {"PASSED": "yes"})
+    assert script is not None
+    ran = subprocess.run(line, shell=True, input=f"{script}\nEND\nthe command's stdin\n",
+                         capture_output=True, text=True, env=env, timeout=10)
+    assert ran.stdout == (f"MARK 7.3\nit's $HOME a b yes\n{tmp_path / 'ws'}\n"
+                          "got the command's stdin\nDONE 4\n") and ran.returncode == 4
+    # stdin ending without END (a spare discarded, a connection lost): nothing runs.
+    ran = subprocess.run(line, shell=True, input=f"{script}\n", capture_output=True,
+                         text=True, env=env, timeout=10)
+    assert ran.stdout == "MARK 7.3\n" and ran.returncode == 0
+    assert spare_script("true", "/ws", {"BAD NAME": "x"}) is None

@@ -179,5 +179,10 @@ class LLMMutator:
         rationale = str(args.get("rationale") or "").strip()
         return Mutation(description, files, redact(rationale), usage=reply.usage)
 
+    async def close(self) -> None:
+        """The HTTP client's connections, closed on the loop that opened them (left to the
+        garbage collector, they were closed on a loop already closed: one warning each)."""
+        await self.client.close()
+
     def feedback(self, mutation: Mutation, verdict: str) -> None:
         """Nothing to learn here: the next prompt carries the changelog with every verdict."""

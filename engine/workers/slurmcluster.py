@@ -25,7 +25,7 @@ from engine.workers.slurmjobs import (
     sbatch_command,
     squeue_command,
 )
-from engine.workers.sshhost import CONTROL_TIMEOUT_S, SSHHost, describe
+from engine.workers.sshhost import CONTROL_TIMEOUT_S, SLOTS_PER_CONNECTION, SSHHost, describe
 
 #: Called with what a slot waits for ("queued 2m14s, reason Resources", or "") and the
 #: SLURM job (or step) id it is on ("" when none).
@@ -33,7 +33,7 @@ Report = Callable[[str, str], None]
 #: Hold: a successor is asked for when the allocation has this long left (or half its
 #: time limit, if shorter), unless the spec says `renew_before_s`.
 RENEW_BEFORE_S = 600.0
-#: Hold: seconds after which the allocation's state is asked again before a step.
+#: Hold: seconds after which the allocation's state is asked again (in the background).
 RECHECK_S = 30.0
 
 
@@ -43,7 +43,7 @@ def login_config(config: specs.SlurmWorker) -> specs.SSHWorker:
     return specs.SSHWorker(kind="ssh", workdir=config.workdir, **shared)
 
 
-def _retrieve(task: asyncio.Task) -> None:
+def retrieve(task: asyncio.Task) -> None:
     if not task.cancelled():
         task.exception()  # its waiters got it (or were cancelled): not "never retrieved"
 
@@ -53,7 +53,16 @@ class SlurmCluster:
 
     def __init__(self, config: specs.SlurmWorker, run_name: str) -> None:
         self.config = config
-        self.ssh = SSHHost(login_config(config))
+        # Twice the connections an SSH host of as many slots gets: the second half carries
+        # the slots' spare steps (slurmspare.py), a channel each, beside the job agents'
+        # (OpenSSH serves 10 sessions per connection).
+        login = login_config(config)
+        self.ssh = SSHHost(login.model_copy(update={
+            "slots": 2 * SLOTS_PER_CONNECTION * -(-config.slots // SLOTS_PER_CONNECTION)}))
+        #: Index of the first connection for spare steps.
+        self.spare_connections = -(-config.slots // SLOTS_PER_CONNECTION)
+        #: Spare steps being made (cancelled when the run stops).
+        self.spares: set[asyncio.Task] = set()
         self.label = self.ssh.label
         #: Things worth telling the user once (shared with the SSH host: a key learned).
         self.notes = self.ssh.notes
@@ -112,7 +121,7 @@ class SlurmCluster:
             self._sweep = asyncio.get_running_loop().create_task(self.control(
                 f"scancel --name={shlex.quote(self.job_name)} --user=\"$(id -un)\" "
                 "2>/dev/null"))
-            self._sweep.add_done_callback(_retrieve)
+            self._sweep.add_done_callback(retrieve)
         await asyncio.shield(self._sweep)
         status, out, err = await self.control(sbatch_command(self.config, self.job_name, tasks))
         job_id = parse_job_id(out) if status == 0 else None
@@ -125,10 +134,13 @@ class SlurmCluster:
 
     async def refresh(self) -> None:
         """One `squeue` for every live job of ours (callers at the same time share it)."""
+        await asyncio.shield(self._ask_squeue())
+
+    def _ask_squeue(self) -> asyncio.Task[None]:
         if self._query is None or self._query.done():
             self._query = asyncio.get_running_loop().create_task(self._poll())
-            self._query.add_done_callback(_retrieve)
-        await asyncio.shield(self._query)
+            self._query.add_done_callback(retrieve)
+        return self._query
 
     async def _poll(self) -> None:
         began = time.monotonic()
@@ -217,7 +229,10 @@ class SlurmCluster:
         while True:
             job = self.held
             if job is not None and time.monotonic() - self.polled > RECHECK_S:
-                await self.refresh()  # (it may have ended while no step ran in it)
+                # It may have ended while no step ran in it: asked in the background, not
+                # on this evaluation's way (squeue can take seconds on a busy cluster); a
+                # step in an allocation that has ended is a worker fault, tried again.
+                self._ask_squeue()
             if job is not None and self.ended(job):
                 self.held = None  # lost (a time limit, preemption, a node failure)
                 if job.gone:
@@ -236,7 +251,7 @@ class SlurmCluster:
     def _ask(self) -> asyncio.Task[Job]:
         if self._asking is None or self._asking.done():
             self._asking = asyncio.get_running_loop().create_task(self._hold())
-            self._asking.add_done_callback(_retrieve)
+            self._asking.add_done_callback(retrieve)
         return self._asking
 
     async def _hold(self) -> Job:
@@ -261,9 +276,10 @@ class SlurmCluster:
             await self.cancel(job)
 
     async def close(self) -> None:
-        if self._asking is not None and not self._asking.done():
-            self._asking.cancel()
-            await asyncio.gather(self._asking, return_exceptions=True)
+        pending = [t for t in (self._asking, *self.spares) if t is not None and not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         live = [j for j in self.jobs.values() if not j.gone]
         if live and not self.closed:
             await self.cancel(*live)

@@ -161,13 +161,18 @@ def parse_final_state(out: str) -> str:
     return text.splitlines()[0].strip() if text and "=" not in text else ""
 
 
-def step_command(job_id: str, command: str, marker: str, config: specs.SlurmWorker) -> str:
-    """Run `command` as one step of job `job_id`: one task on one node, sharing the
-    allocation with the other slots' steps (`--overlap`) but seeing only its own share of it
-    (`--exact`). The step first prints `MARKER JOB.STEP`, which the session takes out of
-    the output (to record it, and to cancel just this step)."""
-    argv = ["srun", f"--jobid={job_id}", "--overlap", "--exact", "--ntasks=1", "--nodes=1",
+def srun_argv(job_id: str, config: specs.SlurmWorker) -> list[str]:
+    """One task on one node, sharing the allocation with the other slots' steps
+    (`--overlap`) but seeing only its own share of it (`--exact`)."""
+    return ["srun", f"--jobid={job_id}", "--overlap", "--exact", "--ntasks=1", "--nodes=1",
             "--quiet", *config.srun_args]
+
+
+def step_command(job_id: str, command: str, marker: str, config: specs.SlurmWorker) -> str:
+    """Run `command` as one step of job `job_id` (srun_argv). The step first prints
+    `MARKER JOB.STEP`, which the session takes out of the output (to record it, and to
+    cancel just this step)."""
+    argv = srun_argv(job_id, config)
     inner = f'echo "{marker}$SLURM_JOB_ID.$SLURM_STEP_ID"; eval "$1"'
     return f"exec {shlex.join(argv)} sh -c {shlex.quote(inner)} sh {shlex.quote(command)}"
 
