@@ -115,6 +115,11 @@ class RunContext:
         return self.best()
 
     @property
+    def in_library(self) -> bool:
+        """Its rounds are turns a library's scheduler gives (engine/scheduler.py)."""
+        return self.turn is not _no_turn
+
+    @property
     def target(self) -> float | None:
         return self.spec.target_score
 

@@ -7,8 +7,8 @@
 small interface, built here and handed what it needs (docs/ARCHITECTURE.md):
 
     search      which versions the next candidates are proposed from (engine/search.py)
-    waves       propose → stage → score one wave over the worker slots, with tiers
-                (engine/waves.py, engine/proposer.py, engine/scoring.py)
+    waves       propose → stage → score, keeping the worker slots full; each candidate is
+                decided as it lands (engine/waves.py, engine/proposer.py, engine/scoring.py)
     settler     decide each candidate against its parent, record it (engine/settle.py)
     versions    the best version and the frontier, their files and git (engine/versions.py)
     ledger      every write to the store: outcomes, events, counters (engine/ledger.py)
@@ -83,7 +83,7 @@ class RunLoop:
         self.search = build_search(spec, self.versions)
         self.pool = WorkerPool(build_workers(spec.name, spec.workers))
         self.slot_folders = SlotFolders(self.workspace, spec.name)
-        self.best_lock = asyncio.Lock()  # held while a wave is decided, a veto or a pin
+        self.best_lock = asyncio.Lock()  # held while a round is decided, a veto or a pin
         self.proposer = Proposer(ctx, self.mutator, self.versions)
         self.scorer = Scorer(ctx, self.pool, self.slot_folders, self.proposer.think_ahead)
         cheap = screen_spec(spec)
@@ -156,38 +156,43 @@ class RunLoop:
         return self.stop_reason or "stopped"
 
     async def _rounds(self) -> str:
-        """Baseline, then rounds, until a stop rule applies; returns its reason."""
+        """Baseline, then rounds, until a stop rule applies; returns its reason. What is
+        in flight is decided first: a pause or a stop rule only stops new candidates."""
         while True:
-            while self.paused and not self.stopping:
+            while self.paused and not self.stopping and not self.waves.busy:
                 self.storage.quietly(self.ledger.records.write)
                 self._wake.clear()
                 await self._wake.wait()
-            await self.storage.wait()  # a write failed somewhere: paused until writes work
-            await self.ctx.turn()  # a library's scheduler: whose round is next (scheduler.py)
+            if not self.waves.busy:
+                await self.storage.wait()  # a write failed somewhere: paused until writes work
+                await self.ctx.turn()  # a library's scheduler: whose round is next
             reason = self.check_stop()
-            if reason:
+            if reason and not self.waves.busy:
                 if not self.stopping:  # the best on the held-out part, at the end
                     await self.holdout.final()
                 return self.holdout.stop_reason or reason
-            if self.versions.best is None:
+            if self.versions.best is None:  # (after a hand edit, what is in flight is stale)
+                await self.waves.close(reason="a hand edit replaced the version it was built on")
                 await self._baseline()
             else:
                 self._wave_no += 1
-                await self._round(self._wave_no)
+                await self._round(self._wave_no, fill=reason is None)
             await self.holdout.due()  # at the baseline, after every K keeps
 
-    async def _round(self, wave: int) -> None:
-        """One round: pick parents → propose → stage → score → decide → record → apply."""
-        while await self.reevals.maybe(wave):  # (again while confirming a target)
+    async def _round(self, wave: int, fill: bool = True) -> None:
+        """One round: pick parents → propose → stage → score → decide → record → apply;
+        the free slots get new candidates (not when `fill` is false), the ones that land are
+        decided while the others keep running."""
+        while fill and await self.reevals.maybe(wave):  # (again while confirming a target)
             if self.check_stop():
                 return
         # pick parents → propose → stage → score: each candidate comes from the proposal
-        # stream (a parent the search picks; proposed ahead while the last wave was scored)
+        # stream (a parent the search picks; proposed ahead while the slots were busy)
         candidates = await self.waves.run(
             wave, self.spec.parallel,
-            lambda: "storage" if self.storage.down else self.check_stop(mid_wave=True))
-        async with self.best_lock:
-            outcome = self.settler.decide(candidates)
+            lambda: "storage" if self.storage.down else self.check_stop(mid_wave=True), fill)
+        async with self.best_lock:  # (each against the best as it is now: waves.py)
+            outcome = self.settler.decide(self.waves.against_best(candidates))
             self.retests.offer(candidates, outcome.best)
             self.settler.record(candidates, outcome)
             if outcome.kept:
@@ -282,6 +287,7 @@ class RunLoop:
 
     async def _finish(self) -> None:
         try:
+            await self.waves.close()  # evaluations still in flight: interrupted
             await self.stream.close()  # proposals made ahead and never used are recorded
         except (sqlite3.Error, OSError) as exc:
             if not storage_trouble(exc):
@@ -311,6 +317,7 @@ class RunLoop:
         pick up where the store says we are once it writes again (nothing half-recorded is
         trusted)."""
         self.storage.trip(exc)
+        await self.waves.close(record=False)  # (resume marks them interrupted)
         while not self.stopping:
             await self.storage.wait()
             if self.stopping:
@@ -342,10 +349,12 @@ class RunLoop:
 
     def cancel_wave(self) -> None:
         """Abandon the evaluations and model calls in flight (recorded as interrupted)."""
-        # Only evaluations and model calls are abandoned: deciding and recording always run
-        # to the end.
-        if self.ctx.cancellable and self._wave_task is not None and not self._wave_task.done():
-            self._wave_task.cancel()
+        # Only evaluations and model calls are abandoned: deciding and recording (under the
+        # best's lock) always run to the end.
+        self.waves.cancel()  # the slots' evaluations, each in a task of its own
+        if self.ctx.cancellable and self._wave_task is not None and not self._wave_task.done() \
+                and not self.best_lock.locked():
+            self._wave_task.cancel()  # the loop's own: a proposal, an evaluation
 
     async def veto(self, exp_id: int | None) -> str:
         return await self.steering.veto(exp_id)
@@ -365,22 +374,13 @@ class RunLoop:
 
     def wake(self) -> None:
         self._wake.set()
+        self.waves.resumed.set()  # (a paused run's free slots are filled at once)
 
-    @property
-    def paused(self) -> bool:
-        return self.ctx.controls.paused
-
-    @paused.setter
-    def paused(self, value: bool) -> None:
-        self.ctx.controls.paused = value
-
-    @property
-    def stopping(self) -> bool:
-        return self.ctx.controls.stopping
-
-    @stopping.setter
-    def stopping(self, value: bool) -> None:
-        self.ctx.controls.stopping = value
+    # The steering switches the host sets (engine/context.py's Controls).
+    paused = property(lambda self: self.ctx.controls.paused,
+                      lambda self, value: setattr(self.ctx.controls, "paused", value))
+    stopping = property(lambda self: self.ctx.controls.stopping,
+                        lambda self, value: setattr(self.ctx.controls, "stopping", value))
 
     @property
     def alert(self) -> str | None:

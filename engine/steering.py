@@ -79,8 +79,9 @@ class Steering:
             survivors = sorted(versions.members(), key=lambda v: rank(v, versions.direction))
             if survivors:
                 new_best = ctx.store.experiment(survivors[-1].exp_id)
-            else:  # the nearest version it was built on that still stands
-                parent = row["parent"]
+            else:  # the best it replaced (engine/waves.py: a sibling), or the nearest
+                # version it was built on, that still stands
+                parent = json.loads(row["decision_json"] or "{}").get("against", row["parent"])
                 while parent in gone or (parent is not None and parent not in chain):
                     parent = (ctx.store.experiment(parent) or {}).get("parent")
                 new_best = chain[parent] if parent is not None else None

@@ -1,18 +1,28 @@
-"""Waves and tiers: how one round of candidates is proposed and spread over the worker pool.
+"""The slots' work: candidates proposed, staged and scored over the worker pool, handed to the
+loop to decide as each one lands.
 
-    plain wave    propose K; each starts evaluating the moment it exists (so proposing the
-                  next one overlaps with the slots' work) → the loop decides all K
-    tiered wave   propose K → screen each in the cheap tier, with the best version screened
-                  once for reference → the screened-out are recorded → the top_k that beat
-                  the reference go to the full tier → the loop decides those
+    plain runs    the slots are kept full: a slot that finishes hands its candidate to the
+                  loop, which decides it against the best as it is then (engine/settle.py),
+                  and gets a new candidate at once while the others keep running — no wave
+                  waits for its slowest candidate. Decisions come in the order candidates
+                  land; each is a normal keep or revert. A candidate whose parent a keep
+                  replaced while it was scored is decided against the new best, as that
+                  keep's sibling (greedy search; beam and frontier keep the parent alive)
+    library runs  the same, but the slots are refilled only once all have landed: a
+                  library's scheduler gives its runs turns of one wave (engine/scheduler.py)
+    tiered runs   a wave: propose K → screen each in the cheap tier, with the best version
+                  screened once for reference → the screened-out are recorded → the top_k
+                  that beat the reference go to the full tier → the loop decides those
+                  (promotion ranks a wave's screen scores, so the wave is the unit there)
 
-Scores are compared only within one tier and one worker group. A wave that is stopped while
-its evaluations run records every candidate it started as interrupted.
+Scores are compared only within one tier and one worker group. A stop records every
+candidate still being scored as interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from engine.context import Candidate, RunContext, usage_of
@@ -29,7 +39,7 @@ REFERENCE = "reference"
 
 
 class WaveRunner:
-    """Proposes and scores one wave of candidates; the loop decides and records them."""
+    """Keeps the slots busy with candidates; hands the loop each one as it lands."""
 
     def __init__(self, ctx: RunContext, stream: ProposalStream, scorer: Scorer,
                  versions: Versions, policy: GreaterPolicy, mutator: Mutator,
@@ -43,11 +53,139 @@ class WaveRunner:
         self.screen, self.full = tiers
         #: (best experiment id, its screen-tier score) once measured.
         self.reference: tuple[int, float | None] | None = None
+        #: Candidates being scored, each in a task of its own (one a slot).
+        self.running: dict[asyncio.Task[None], Candidate] = {}
+        #: The one candidate scored in the loop's own task (one slot: nothing to overlap).
+        self._inline: Candidate | None = None
+        #: Set when a paused run resumes: its free slots are filled without waiting for the
+        #: next candidate to land.
+        self.resumed = asyncio.Event()
+        #: A slot was left free in the last fill: no proposal made ahead was ready.
+        self._short = False
+
+    @property
+    def busy(self) -> bool:
+        """Candidates are being scored: the loop decides them before it pauses or stops."""
+        return bool(self.running)
 
     async def run(self, wave: int, n: int, stop_now: Callable[[], str | None],
-                  ) -> list[Candidate]:
-        """Pick parents, propose, stage and score (and screen) one wave of `n` candidates;
-        returns the candidates the loop decides (the finalists, in a tiered run)."""
+                  fill: bool = True) -> list[Candidate]:
+        """Start candidates until `n` are being scored (unless `fill` is false: a stop rule
+        applies, and what is in flight is drained), then wait for the next to land; returns
+        the candidates the loop decides now (the finalists of a wave, in a tiered run)."""
+        if self.screen is not None:
+            return await self._tiered(wave, n, stop_now)
+        self._short = False
+        try:
+            # (a library's run takes turns of a wave: it refills only once all have landed)
+            if fill and not (self.running and self.ctx.in_library):
+                cand = await self._fill(wave, n, stop_now)
+                if cand is not None:
+                    return [cand]
+            return await self._landed()
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+
+    async def _fill(self, wave: int, n: int, stop_now: Callable[[], str | None],
+                    ) -> Candidate | None:
+        """Start candidates on the free slots (at most `n` in flight). With one slot and
+        nothing to overlap, the one candidate is scored right here and returned (a task, a
+        yield and a wait per round add up when evaluations take milliseconds)."""
+        ctx, stream = self.ctx, self.stream
+        # (bounded: an invalid mutation or a model outage starts nothing)
+        for k in range(n - len(self.running)):
+            # (the loop has just checked the stop rules before the first)
+            if ctx.controls.stopping or ctx.controls.paused or k and stop_now():
+                break
+            if n > 1:
+                stream.prefetch()  # the free slots' proposals, made at once
+            # While others run, a slot takes only a proposal that is ready: what lands
+            # meanwhile is decided, and the slot is filled once one is (_landed).
+            if self.running and not stream.ready():
+                self._short = True
+                break
+            # From the stream: a retest, a proposal made ahead, or a fresh one from a
+            # parent the search picks (engine/stream.py).
+            cand = await stream.next(ctx.ledger.max_round + 1, wave, wait=not self.running)
+            if cand is None:
+                continue
+            if not stop_now():
+                stream.prefetch()  # the next ones, while this one is scored
+            if n == 1:
+                self._inline = cand
+                await self.evaluate(cand)
+                self._inline = None
+                return cand
+            self.running[asyncio.create_task(self.evaluate(cand))] = cand
+            await asyncio.sleep(0)  # let it start while the next one is proposed
+        return None
+
+    async def _landed(self) -> list[Candidate]:
+        """The candidates whose scoring has finished (at least one, when any runs)."""
+        if not self.running:
+            return []
+        waits: set[asyncio.Future] = set(self.running)
+        resumed = None
+        if self.ctx.controls.paused:  # (a resume fills the free slots at once)
+            self.resumed.clear()
+            waits.add(resumed := asyncio.ensure_future(self.resumed.wait()))
+        elif self._short:  # a free slot: filled once a proposal made ahead is ready
+            waits.update(a.task for a in self.stream.waiting if not a.task.done())
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if resumed is not None:
+            resumed.cancel()
+        done &= self.running.keys()
+        if any(task.cancelled() for task in done):  # a stop (cancel): all are interrupted
+            raise asyncio.CancelledError
+        landed = sorted((self.running.pop(task) for task in done), key=lambda c: c.exp_id)
+        for task in done:
+            task.result()  # (what went wrong in one: a write that failed...)
+        return landed
+
+    def cancel(self) -> None:
+        """A stop: the evaluations in flight are cancelled (recorded by close())."""
+        for task in self.running:
+            task.cancel()
+
+    async def close(self, record: bool = True,
+                    reason: str = "stopped before the evaluation finished") -> None:
+        """Cancel the evaluations still in flight and record them as interrupted (not when
+        writes fail: resuming marks their rows interrupted)."""
+        running, self.running = self.running, {}
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)  # remote jobs get killed
+        stopped = [*running.values(), *([self._inline] if self._inline else [])]
+        self._inline = None
+        if stopped and record:
+            self._interrupted(stopped, set(), reason)
+
+    def against_best(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Greedy search: a candidate whose parent was replaced while it was scored (by a
+        keep, a pin) is decided against the best as it is now, as a sibling of it (its row
+        keeps the parent it was proposed from). One built on a vetoed version is not: it is
+        reverted (engine/settle.py)."""
+        best = self.versions.best
+        if self.versions.width > 1 or best is None:
+            return candidates
+        for cand in candidates:
+            if cand.parent == best.exp_id:
+                continue
+            row = self.ctx.store.experiment(cand.parent)
+            if row is None or row["verdict"] == VETOED:
+                continue
+            self.ctx.log(f"#{cand.exp_id}: its parent #{cand.parent} was replaced by "
+                         f"#{best.exp_id} while it was scored; decided against #{best.exp_id}",
+                         exp_id=cand.exp_id)
+            cand.details.update(proposed_from=cand.parent, against=best.exp_id)
+            cand.parent = best.exp_id
+        return candidates
+
+    async def _tiered(self, wave: int, n: int, stop_now: Callable[[], str | None],
+                      ) -> list[Candidate]:
+        """Pick parents, propose, stage and screen one wave of `n` candidates; returns the
+        finalists, scored in the full tier."""
         ctx = self.ctx
         round_no = ctx.ledger.max_round
         best = self.versions.best
@@ -101,7 +239,8 @@ class WaveRunner:
             raise
         return finalists
 
-    def _interrupted(self, candidates: list[Candidate], recorded: set[int]) -> None:
+    def _interrupted(self, candidates: list[Candidate], recorded: set[int],
+                     reason: str = "stopped before the evaluation finished") -> None:
         ctx = self.ctx
         ctx.ledger.records.write()
         for cand in candidates:
@@ -109,8 +248,8 @@ class WaveRunner:
                 ctx.in_flight.pop(cand.exp_id, None)
                 spent = claim(ctx, cand.exp_id, cand.mutation.usage)  # engine/spend.py
                 ctx.store.finish_experiment(
-                    cand.exp_id, verdict=INTERRUPTED, reason="stopped before the evaluation "
-                    "finished", usage=spent, run_update=ctx.ledger.totals(spent))
+                    cand.exp_id, verdict=INTERRUPTED, reason=reason, usage=spent,
+                    run_update=ctx.ledger.totals(spent))
         for row in ctx.store.in_flight(ctx.run_id):  # an unfinished reference
             spent = claim(ctx, row["id"])
             ctx.store.finish_experiment(row["id"], verdict=INTERRUPTED,
@@ -123,9 +262,11 @@ class WaveRunner:
         parent = self.versions.get(cand.parent) or self.versions.best
         assert parent is not None
         direction = self.ctx.spec.direction
+        started = time.monotonic()
         cand.evals, cand.worker = await self.scorer.score(
             cand.exp_id, cand.files, self.policy.max_repeats, self.full,
             more=lambda got: self.policy.keep_going(got, parent.evals, direction))
+        self.stream.evaluated(time.monotonic() - started)  # (how many to propose ahead)
 
     async def _first_tier(self, cand: Candidate) -> None:
         if self.screen is None:

@@ -3,6 +3,7 @@ runs SSH slots): what is proposed, where it runs, what is compared with what, wh
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -73,24 +74,26 @@ async def test_screen_tier_promotes_top_k_and_compares_only_within_a_tier_and_gr
     assert run["best_score"] == min(r["score"] for r in rows if r["tier"] != "screen")
 
 
-async def test_parallel_wave_keeps_only_the_best_of_the_candidates_that_beat_the_incumbent(
+async def test_parallel_candidates_are_each_decided_against_the_best_as_they_land(
         params_workspace: Path, tmp_path: Path) -> None:
     spec = make_spec(params_workspace, "wave", command=f"{PY} score.py", parallel=4,
                      workers=[{"kind": "local", "slots": 4}], stop={"max_rounds": 12})
     loop = await run_loop(spec, tmp_path / "store.db")
     rows = [r for r in loop.store.experiments(loop.run_id) if r["kind"] == "candidate"]
-    waves: dict[int, list[dict]] = defaultdict(list)
-    for row in rows:
-        waves[row["wave"]].append(row)
-    assert len(waves) == 3 and all(len(w) == 4 for w in waves.values())
-    for wave_rows in waves.values():
-        assert len({r["parent"] for r in wave_rows}) == 1  # all from the same best
-        kept = [r for r in wave_rows if r["verdict"] == "kept"]
-        assert len(kept) <= 1
-        if kept:
-            better_losers = [r for r in wave_rows if "did better in this wave" in (r["reason"] or "")]
-            assert all(r["score"] >= kept[0]["score"] for r in better_losers)
-            assert all(r["score"] >= kept[0]["score"] for r in wave_rows if r["score"] is not None)
+    assert len(rows) == 12 and all(r["score"] is not None for r in rows)
+    # Each delta is against the best when the candidate landed: a keep beat it, a revert
+    # did not, and the keeps make one chain of ever better bests from the baseline's 9.
+    against = {r["id"]: r["score"] - r["delta"] for r in rows}
+    kept = sorted((r for r in rows if r["verdict"] == "kept"), key=lambda r: -r["score"])
+    assert kept and all(r["delta"] < 0 for r in kept)
+    assert all(r["delta"] >= 0 for r in rows if r["verdict"] == "reverted")
+    assert [against[r["id"]] for r in kept] == [9, *(r["score"] for r in kept[:-1])]
+    for row in rows:  # one whose parent was replaced while it ran says so
+        decided = loop.store.experiment(against_id := row["parent"])
+        if decided["score"] != against[row["id"]]:
+            assert json.loads(row["decision_json"])["proposed_from"] == against_id
+    run = loop.store.get_run(loop.run_id)
+    assert run["best_score"] == kept[-1]["score"] and run["rounds"] == 12
     assert {r["worker"] for r in rows} <= {"local:1", "local:2", "local:3", "local:4"}
 
 
