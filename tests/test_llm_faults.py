@@ -182,12 +182,16 @@ async def test_the_detail_header_shows_the_rationale_beside_the_verdicts_reason(
                       rationale="more is more"))
     store, run_id = await run_spec(tmp_path, page_spec(ws))
     second = [e for e in store.experiments(run_id) if e["kind"] == "candidate"][-1]
-    head = str(ExperimentScreen(store, second["id"], "maximize")._head())
+
+    def top(exp_id: int) -> str:  # the head line and, under it, what was tried and why
+        screen = ExperimentScreen(store, exp_id, "maximize")
+        return f"{screen._head()}\n{screen._about()}"
+
+    head = top(second["id"])
     assert "rationale: more is more" in head
     assert f"why: {second['reason']}" in head
     first = [e for e in store.experiments(run_id) if e["kind"] == "candidate"][0]
-    head = str(ExperimentScreen(store, first["id"], "maximize")._head())
-    assert "rationale: the number item fails␛[2J on every output" in head
+    assert "rationale: the number item fails␛[2J on every output" in top(first["id"])
 
 
 # ---------------------------------------------------------------- 2: siblings are cancelled
