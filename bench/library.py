@@ -148,19 +148,8 @@ def playbook_rounds(first: int, later: int, playbook: bool = True) -> tuple[list
     import os
 
     from fake_anthropic import FakeAnthropic
+    from library_standin import host_all as host
     from library_standin import library_spec, write_skill
-
-    from engine import library
-    from engine.host import Host
-    from engine.spec import load_spec
-
-    async def host(db: Path, spec: Path) -> Store:
-        store = Store(db)
-        h = Host(store)
-        for one in library.expand_all([load_spec(spec)]):
-            h.add(one)
-        await h.run_until_done()
-        return store
 
     def rounds(store: Store, names: list[str]) -> list[int]:
         out = []

@@ -127,3 +127,19 @@ def proposal(path: str, description: str) -> Any:
 def target_file(body: dict[str, Any]) -> str:
     system = "\n\n".join(b.get("text", "") for b in body.get("system") or [])
     return re.search(r'<file path="([^"]+)">', system)[1]
+
+
+async def host_all(db: Path, spec_path: Path) -> Any:
+    """Host every run of a spec (one per file of a library) in one host until all are done;
+    the store."""
+    from engine import library
+    from engine.host import Host
+    from engine.spec import load_spec
+    from engine.store import Store
+
+    store = Store(db)
+    host = Host(store)
+    for one in library.expand_all([load_spec(spec_path)]):
+        host.add(one)
+    await host.run_until_done()
+    return store

@@ -14,6 +14,7 @@ from engine.host import Host
 from engine.spec import SpecError, load_spec
 from engine.store import Store
 from tests.conftest import write
+from tests.library_standin import host_all
 
 
 def git(ws: Path, *args: str) -> str:
@@ -62,15 +63,6 @@ def as_checklist(spec_path: Path) -> None:
   items:
     - {name: has-x, contains: "x:"}
 """)
-
-
-async def host_all(db: Path, spec_path: Path) -> Store:
-    store = Store(db)
-    host = Host(store)
-    for one in library.expand_all([load_spec(spec_path)]):
-        host.add(one)
-    await host.run_until_done()
-    return store
 
 
 async def test_one_run_per_file_each_with_its_own_best_and_branch(tmp_path: Path):
