@@ -15,6 +15,7 @@ from engine.host import Host
 from engine.spec import SpecError, load_spec
 from engine.store import Store
 from tests.conftest import metric_spec, write
+from tests.test_loop import run_spec
 
 BODY = "".join(f"line {i}: a sentence of the skill that no mutation touches\n"
                for i in range(60))
@@ -30,14 +31,6 @@ def test_a_delta_rebuilds_the_text_exactly(old: list[str], new: list[str]):
     assert delta is None or (len(delta) < len(text) and retention.decode(parent, delta) == text)
 
 
-async def run(db: Path, spec: Path) -> Store:
-    store = Store(db)
-    host = Host(store)
-    host.add(load_spec(spec))
-    await host.run_until_done()
-    return store
-
-
 async def test_reverted_versions_are_deltas_and_read_back_whole(tmp_path: Path):
     ws = tmp_path / "ws"
     write(ws / "params.yaml", "x: 1\n" + BODY)
@@ -45,7 +38,7 @@ async def test_reverted_versions_are_deltas_and_read_back_whole(tmp_path: Path):
     spec = metric_spec(ws, command="sh score.sh", stop="max_rounds: 25")
     spec.write_text(spec.read_text().replace("    y: {type: choice, values: [a, b, c]}\n", "")
                     .replace("max: 20}", "max: 500}"))
-    store = await run(tmp_path / "a.db", spec)
+    store = await run_spec(tmp_path / "a.db", spec)
     rows = store.experiments(store.get_run("toy")["id"])
     reverted = [r for r in rows if r["verdict"] == "reverted"]
     assert reverted
@@ -66,7 +59,7 @@ async def test_reverted_versions_are_deltas_and_read_back_whole(tmp_path: Path):
     assert all(t["content"].endswith(BODY) for t in tried)
     # A resume (more rounds) climbs on from there, nothing lost.
     spec.write_text(spec.read_text().replace("max_rounds: 25", "max_rounds: 30"))
-    store = await run(tmp_path / "a.db", spec)
+    store = await run_spec(tmp_path / "a.db", spec)
     assert [r["round"] for r in store.experiments(store.get_run("toy")["id"])] == list(range(31))
 
 
