@@ -82,11 +82,8 @@ class Space:
         significant digits)."""
         lo, hi, log, origin, span = self._scales[name]
         u = min(max(u, 0.0), 1.0)
-        raw = min(max(math.exp(origin + u * span) if log else origin + u * span, lo), hi)
-        if name in self._ints:  # (round_value's rules, with the bounds worked out once)
-            return int(min(max(round(raw), math.ceil(lo)), math.floor(hi)))
-        rounded = _round_sig(raw)
-        return rounded if lo <= rounded <= hi else raw
+        raw = math.exp(origin + u * span) if log else origin + u * span
+        return _written(raw, lo, hi, name in self._ints)  # (bounds worked out once)
 
     def uniform(self, rng: random.Random) -> dict[str, Any]:
         return {n: rng.choice(self.params[n].values or []) if n not in self.numeric
@@ -105,12 +102,16 @@ def _key_getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]
 def round_value(param: specs.Param, value: float) -> Any:
     """A value in the parameter's range as it is written: ints rounded, floats to 4
     significant digits (a changelog reads `lr 0.02 → 0.0125`, not 17 digits)."""
-    lo, hi = float(param.min), float(param.max)  # type: ignore[arg-type]
+    return _written(float(value), float(param.min), float(param.max),  # type: ignore[arg-type]
+                    param.type == "int")
+
+
+def _written(value: float, lo: float, hi: float, is_int: bool) -> Any:
     value = min(max(value, lo), hi)
-    if param.type == "int":
+    if is_int:
         return int(min(max(round(value), math.ceil(lo)), math.floor(hi)))
     rounded = _round_sig(value)
-    return float(rounded if lo <= rounded <= hi else value)
+    return rounded if lo <= rounded <= hi else value
 
 
 def reflect(u: float) -> float:
