@@ -92,7 +92,7 @@ async def test_p_pauses_the_run_and_p_again_resumes_it(tmp_path: Path, toy: Spec
 async def test_v_vetoes_the_experiment_in_flight(tmp_path: Path, toy: Spec,
                                                  delay: Path) -> None:
     async with hosted(tmp_path, toy) as (app, pilot):
-        delay.write_text("3")
+        delay.write_text("8")  # in flight long enough for the veto to land first, under load too
         await wait_until(pilot, lambda: slow_in_flight(app), 10, "a slow experiment in flight")
         target = max(app.board.running)
         app.dash.query_one(Changelog).select_experiment(target)
