@@ -168,6 +168,42 @@ def test_migrations_are_named_in_the_order_they_run():
     assert numbers == list(range(1, len(names) + 1)), names
 
 
+def test_a_new_store_written_from_the_first_one_is_the_same_store(tmp_path, monkeypatch):
+    """The first new store of a process is migrated step by step; the next ones are written
+    from its content in one transaction: the same schema, records, log mode and keys."""
+    from engine import migrations as steps
+
+    monkeypatch.setattr(steps, "_fresh", None)
+    applied = []
+    real_apply = steps.migrations.apply
+    monkeypatch.setattr(steps.migrations, "apply", lambda db: applied.append(1) or real_apply(db))
+
+    def content(store: Store) -> tuple:
+        conn = store.conn
+        return (conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                             "ORDER BY type, name").fetchall(),
+                conn.execute("SELECT migration_set, name FROM _sqlite_migrations "
+                             "ORDER BY rowid").fetchall(),
+                conn.execute("PRAGMA journal_mode").fetchone(),
+                conn.execute("PRAGMA foreign_key_list(experiments)").fetchall())
+
+    first, second = Store(tmp_path / "first.db"), Store(tmp_path / "second.db")
+    assert applied == [1] and steps._fresh  # migrated once, written once
+    assert content(second) == content(first)
+    assert content(second)[2] == ("wal",) and len(content(second)[1]) == len(steps.migrations.steps)
+    run = second.create_run("r", spec_path="", spec_json="{}", workspace="", direction="maximize",
+                            target=None)
+    second.start_experiment(run, round=0, kind="baseline", parent=None)
+    Store(tmp_path / "second.db").close()  # opened again: nothing pending
+    # A file another process began first is not overwritten: it is migrated as usual.
+    other = sqlite3.connect(tmp_path / "third.db")
+    other.execute("CREATE TABLE mine (x)")
+    other.commit()
+    third = Store(tmp_path / "third.db")
+    assert applied == [1, 1] and third.conn.execute("SELECT count(*) FROM mine").fetchone() == (0,)
+    assert content(third)[1] == content(first)[1]
+
+
 @pytest.mark.parametrize("with_queue", [False, True])
 def test_a_store_migrated_under_the_old_names_opens_and_upgrades(tmp_path, with_queue):
     """A store made before the renames: its records say m040_decision, m030_workers,
