@@ -98,6 +98,10 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
             self.leftovers = _group_members(pid)
             _kill_group(pid)  # then the pipe closes and the read ends
 
+    def close_transport(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
     def done_reading(self) -> None:
         self.reading = False
         if self._grace is not None:
@@ -159,11 +163,16 @@ async def run_local(command: str, cwd: Path, *, timeout: float, stdin: str | Non
         protocol.done_reading()
         # Whatever happened (timeout, cancellation), nothing the command started survives it.
         _kill_group(proc.pid)
-        if proc.returncode is None:
-            try:
+        try:
+            if proc.returncode is None:
                 await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                pass
+        except TimeoutError:
+            pass
+        finally:
+            if proc.returncode is None:  # (cancelled again while waiting, as an app quits)
+                # Closed now, while the loop runs: left to the garbage collector, the
+                # transport would close on a closed loop ("Event loop is closed").
+                protocol.close_transport()
     if protocol.leftovers:
         n = protocol.leftovers
         tail.feed(f"\n[autoresearch] the command exited but left {n} process"
