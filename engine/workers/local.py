@@ -6,7 +6,7 @@ Each command runs in a new process group, so a timeout kills everything it start
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import os
 import signal
 import time
@@ -15,14 +15,7 @@ from typing import BinaryIO
 
 from engine.model import CommandResult, LineSink
 from engine.workers.output import OutputTail
-
-READ_CHUNK = 1 << 20  # also the pipe buffer limit: fewer, larger reads of a flood
-
-
-@functools.cache
-def _devnull() -> int:
-    """One /dev/null descriptor for every command's stdin (opening files is not free)."""
-    return os.open(os.devnull, os.O_RDONLY)
+from engine.workers.process import Running
 
 
 def _with_environment(env: dict[str, str]) -> dict[bytes, bytes]:
@@ -35,11 +28,6 @@ def _with_environment(env: dict[str, str]) -> dict[bytes, bytes]:
         os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
     base.update((os.fsencode(k), os.fsencode(v)) for k, v in env.items())
     return base
-
-
-#: After the command exits, how long its output may take to arrive before whatever it left
-#: running (holding the pipe open) is killed.
-EXIT_GRACE_S = 0.2
 
 
 def _group_members(pgid: int) -> int:
@@ -74,62 +62,11 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """asyncio's, plus: once the process has exited, whatever it left running that still
-    holds its output open is killed after EXIT_GRACE_S (asyncio waits for the pipe's end)."""
-
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=limit, loop=loop)
-        self._loop_ = loop
-        self._grace: asyncio.TimerHandle | None = None
-        #: Processes killed because they outlived the command holding its output.
-        self.leftovers = 0
-        self.reading = True
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        if self.reading:
-            self._grace = self._loop_.call_later(EXIT_GRACE_S, self._kill_leftovers)
-
-    def _kill_leftovers(self) -> None:
-        self._grace = None
-        pid = self._transport.get_pid() if self._transport is not None else None
-        if self.reading and pid is not None:
-            self.leftovers = _group_members(pid)
-            _kill_group(pid)  # then the pipe closes and the read ends
-
-    def close_transport(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def done_reading(self) -> None:
-        self.reading = False
-        if self._grace is not None:
-            self._grace.cancel()
-            self._grace = None
-
-
-async def _spawn(command: str, cwd: Path, env: dict[str, str] | None,
-                 stdin: str | None) -> tuple[asyncio.subprocess.Process, _Protocol]:
-    """Start the command; a cancellation that lands while it is being started still gets
-    the process, kills its group and then propagates (asyncio would leave it running)."""
-    loop = asyncio.get_running_loop()
-    spawn = asyncio.ensure_future(loop.subprocess_shell(
-        lambda: _Protocol(READ_CHUNK, loop), command, cwd=cwd,
-        env=_with_environment(env) if env else None, start_new_session=True,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else _devnull(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT))
-    try:
-        transport, protocol = await asyncio.shield(spawn)
-    except asyncio.CancelledError:
-        try:
-            transport, protocol = await spawn
-        except Exception:  # it did not start: nothing to kill
-            raise asyncio.CancelledError from None
-        _kill_group(transport.get_pid())
-        transport.close()
-        raise
-    return asyncio.subprocess.Process(transport, protocol, loop), protocol
+def _kill_leftovers(pgid: int) -> int:
+    """Kill what a command that exited left running in its group; how many there were."""
+    count = _group_members(pgid)
+    _kill_group(pgid)
+    return count
 
 
 async def run_local(command: str, cwd: Path, *, timeout: float, stdin: str | None = None,
@@ -138,48 +75,34 @@ async def run_local(command: str, cwd: Path, *, timeout: float, stdin: str | Non
     """Run a shell command with a timeout that kills its whole process group.
 
     The command is over when its process exits, even if processes it started still hold its
-    output open: those are killed (and the output says so).
+    output open: those are killed (and the output says so). It starts before the first await
+    (engine/workers/process.py), so a cancellation never leaves it running unseen.
     """
     started = time.monotonic()
-    proc, protocol = await _spawn(command, cwd, env, stdin)
     tail = OutputTail(on_line)
+    running = Running(command, cwd, _with_environment(env) if env else None, stdin, tail,
+                      _kill_leftovers)
     timed_out = False
     try:
         async with asyncio.timeout(timeout):
-            if stdin is not None:
-                try:
-                    proc.stdin.write(stdin.encode())
-                    await proc.stdin.drain()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                proc.stdin.close()
-            while chunk := await proc.stdout.read(READ_CHUNK):
-                tail.feed(chunk.decode("utf-8", errors="replace"))
-            protocol.done_reading()
-            await proc.wait()
+            await running.eof
+            await running.exited
     except TimeoutError:
         timed_out = True
     finally:
-        protocol.done_reading()
+        running.close()
         # Whatever happened (timeout, cancellation), nothing the command started survives it.
-        _kill_group(proc.pid)
-        try:
-            if proc.returncode is None:
-                await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
-            pass
-        finally:
-            if proc.returncode is None:  # (cancelled again while waiting, as an app quits)
-                # Closed now, while the loop runs: left to the garbage collector, the
-                # transport would close on a closed loop ("Event loop is closed").
-                protocol.close_transport()
-    if protocol.leftovers:
-        n = protocol.leftovers
+        _kill_group(running.pid)
+        if not running.exited.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(running.exited), 5)
+    if running.leftovers:
+        n = running.leftovers
         tail.feed(f"\n[autoresearch] the command exited but left {n} process"
                   f"{'es' if n > 1 else ''} running (holding its output): killed\n")
     tail.close()
     return CommandResult(
-        exit_code=None if timed_out else proc.returncode, output=tail.text(),
+        exit_code=None if timed_out else running.returncode, output=tail.text(),
         timed_out=timed_out, duration=time.monotonic() - started, truncated=tail.truncated)
 
 

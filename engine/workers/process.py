@@ -1,0 +1,183 @@
+"""One local command's process, watched from the running loop's selector.
+
+asyncio's subprocess transport builds, for each command, a transport, a protocol per pipe,
+a stream reader, a task to start it and several hops through the loop: on a command that
+takes a millisecond that was half a millisecond of the engine's CPU, more than the spawn
+itself (bench/engine_overhead.py). Here a command is a process, the read end of its
+output pipe and its exit (a pidfd where Linux has them, else a thread that waits, as
+asyncio's own ThreadedChildWatcher does), each a callback on the loop.
+
+The process starts in a new session (its own process group: a timeout or a stop kills
+everything it started), with stdout and stderr on one pipe and stdin from /dev/null or
+from a string written as the command reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import functools
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.workers.output import OutputTail
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1 << 20  # fewer, larger reads of a flood
+#: After the command exits, how long its output may take to arrive before whatever it left
+#: running (holding the pipe open) is killed.
+EXIT_GRACE_S = 0.2
+
+
+@functools.cache
+def _devnull() -> int:
+    """One /dev/null descriptor for every command's stdin (opening files is not free)."""
+    return os.open(os.devnull, os.O_RDONLY)
+
+
+def _reap(pid: int) -> int:
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped elsewhere
+        log.warning("child process pid %d exit status already read: will report 255", pid)
+        return 255
+    return os.waitstatus_to_exitcode(status)
+
+
+def watch_exit(loop: asyncio.AbstractEventLoop, pid: int,
+               callback: Callable[[int], object]) -> None:
+    """Call `callback(exit code)` on the loop once the child `pid` has exited (and reap it)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux 5.3+: a thread waits
+        def wait() -> None:
+            code = _reap(pid)
+            with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile)
+                loop.call_soon_threadsafe(callback, code)
+
+        threading.Thread(target=wait, name=f"wait-{pid}", daemon=True).start()
+        return
+
+    def exited() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        callback(_reap(pid))
+
+    loop.add_reader(pidfd, exited)
+
+
+class Running:
+    """A started command: `eof` is done when its output pipe closed, `exited` (its exit
+    code) when the process ended. Its output goes to `tail` as it arrives."""
+
+    def __init__(self, command: str, cwd: Path, env: dict[bytes, bytes] | None,
+                 stdin: str | None, tail: OutputTail,
+                 on_leftovers: Callable[[int], int]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.tail = tail
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._on_leftovers = on_leftovers
+        #: Processes killed because they outlived the command holding its output.
+        self.leftovers = 0
+        self.eof: asyncio.Future[None] = self.loop.create_future()
+        self.exited: asyncio.Future[int] = self.loop.create_future()
+        self._grace: asyncio.TimerHandle | None = None
+        out, out_w = os.pipe()
+        feed = feed_w = None
+        try:
+            if stdin is not None:
+                feed, feed_w = os.pipe()
+            self.proc = subprocess.Popen(
+                command, shell=True, cwd=cwd, env=env, start_new_session=True,
+                stdin=_devnull() if feed is None else feed, stdout=out_w, stderr=out_w)
+        except BaseException:
+            for fd in (out, feed_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, feed):  # (the child's ends: the child has them now)
+                if fd is not None:
+                    os.close(fd)
+        self.pid = self.proc.pid
+        os.set_blocking(out, False)
+        self._out: int | None = out
+        self.loop.add_reader(out, self._read)
+        self._feed: int | None = feed_w
+        self._pending = memoryview(stdin.encode()) if stdin is not None else None
+        if feed_w is not None:
+            os.set_blocking(feed_w, False)
+            self.loop.add_writer(feed_w, self._write)
+        watch_exit(self.loop, self.pid, self._ended)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.exited.result() if self.exited.done() else None
+
+    def stop_reading(self) -> None:
+        """Close the output pipe; what was read is kept."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        if self._out is not None:
+            self.loop.remove_reader(self._out)
+            os.close(self._out)
+            self._out = None
+            self.tail.feed(self._decoder.decode(b"", final=True))
+        if not self.eof.done():
+            self.eof.set_result(None)
+
+    def close(self) -> None:
+        """Close both pipes (the exit is still watched: the process is reaped when it ends)."""
+        self.stop_reading()
+        self._close_feed()
+
+    # ------------------------------------------------------------ callbacks
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self._out, READ_CHUNK)  # type: ignore[arg-type]
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.tail.feed(self._decoder.decode(data))
+        else:
+            self.stop_reading()
+
+    def _write(self) -> None:
+        assert self._feed is not None and self._pending is not None
+        try:
+            written = os.write(self._feed, self._pending)
+        except BlockingIOError:
+            return
+        except OSError:  # the command closed its input (or exited): the rest is not wanted
+            written = len(self._pending)
+        self._pending = self._pending[written:]
+        if not self._pending:
+            self._close_feed()
+
+    def _close_feed(self) -> None:
+        if self._feed is not None:
+            self.loop.remove_writer(self._feed)
+            os.close(self._feed)
+            self._feed = None
+
+    def _ended(self, code: int) -> None:
+        self.proc.returncode = code  # (reaped here: Popen must not wait for it again)
+        if not self.exited.done():
+            self.exited.set_result(code)
+        if self._out is not None:
+            self._grace = self.loop.call_later(EXIT_GRACE_S, self._kill_leftovers)
+
+    def _kill_leftovers(self) -> None:
+        self._grace = None
+        if self._out is not None:
+            self.leftovers = self._on_leftovers(self.pid)  # then the pipe closes, the read ends
