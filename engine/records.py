@@ -44,11 +44,11 @@ COMMIT_EVERY_S = 0.01
 
 
 def once_started(callback: Callable[..., object], *args: Any) -> None:
-    """Run `callback` once the evaluation about to start has started. A local worker starts
-    its process in a task of its own (engine/workers/local.py: a cancellation cannot leave
-    it running), whose first step — the fork — is queued behind whatever this step queues:
-    one hop more puts this work after the fork, while the process runs, and not between one
-    evaluation and the next (it was, for a while: 0.6 ms of a millisecond round)."""
+    """Run `callback` once the evaluation about to start has started: a local command's
+    process starts in this step, before its first await (engine/workers/process.py), and
+    callbacks queued now run after it, while the process runs, not between one evaluation
+    and the next (they were, for a while: 0.6 ms of a millisecond round). The second hop is
+    for an evaluator that yields once before it starts its command."""
     loop = asyncio.get_running_loop()
     loop.call_soon(loop.call_soon, callback, *args)
 
