@@ -4,6 +4,7 @@ runs SSH slots): what is proposed, where it runs, what is compared with what, wh
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -86,7 +87,12 @@ async def test_parallel_candidates_are_each_decided_against_the_best_as_they_lan
     against = {r["id"]: r["score"] - r["delta"] for r in rows}
     kept = sorted((r for r in rows if r["verdict"] == "kept"), key=lambda r: -r["score"])
     assert kept and all(r["delta"] < 0 for r in kept)
-    assert all(r["delta"] >= 0 for r in rows if r["verdict"] == "reverted")
+    by_id = {r["id"]: r for r in rows}
+    for row in rows:  # a revert did not beat the best when it landed, unless it landed in
+        if row["verdict"] == "reverted" and row["delta"] < 0:  # the same moment as a keep
+            winner = re.fullmatch(r"#(\d+) did better in this wave", row["reason"])
+            assert winner, row  # that beat it by more (settle.py: one keep per landing)
+            assert by_id[int(winner.group(1))]["delta"] <= row["delta"]
     assert [against[r["id"]] for r in kept] == [9, *(r["score"] for r in kept[:-1])]
     for row in rows:  # one whose parent was replaced while it ran says so
         decided = loop.store.experiment(against_id := row["parent"])
