@@ -59,6 +59,9 @@ class Ranks:
         self._ranks: OrderedDict[tuple[Any, ...], Rank] = OrderedDict()
         self._top: tuple[tuple[Any, ...], Rank] | None = None
         self._count = 0
+        #: How many of the ranks have a soft score (none on a metric run: the model then
+        #: skips ranking, engine/mutators/paramsearch.py).
+        self.with_margins = 0
 
     def __len__(self) -> int:
         return len(self._ranks)
@@ -70,15 +73,22 @@ class Ranks:
         """Record a candidate's score; the newest of equals ranks first (a plateau walk)."""
         self._count += 1
         rank = (*self.rank_of(score, soft), self._count)
+        self._count_margins(self._ranks.get(key), -1)
+        self._count_margins(rank, 1)
         self._ranks[key] = rank
         self._ranks.move_to_end(key)
         if self._top is None or rank > self._top[1]:
             self._top = (key, rank)
         while len(self._ranks) > self.limit:
-            old, _ = self._ranks.popitem(last=False)
+            old, forgotten = self._ranks.popitem(last=False)
+            self._count_margins(forgotten, -1)
             if self._top is not None and old == self._top[0]:
                 self._top = max(self._ranks.items(), key=lambda kv: kv[1])
         return rank
+
+    def _count_margins(self, rank: Rank | None, step: int) -> None:
+        if rank is not None and rank[1] != UNKNOWN_SOFT:
+            self.with_margins += step
 
     def get(self, key: tuple[Any, ...]) -> Rank | None:
         return self._ranks.get(key)
@@ -90,7 +100,8 @@ class Ranks:
     def ordered(self, keys: Iterable[tuple[Any, ...]],
                 margins_only: bool = False) -> list[tuple[Any, ...]]:
         """Those of `keys` that have a rank (`margins_only`: a soft score too), best first."""
-        known = [(self._ranks[k], k) for k in keys if k in self._ranks
-                 and not (margins_only and self._ranks[k][1] == UNKNOWN_SOFT)]
+        get = self._ranks.get
+        known = [(rank, k) for k in keys if (rank := get(k)) is not None
+                 and not (margins_only and rank[1] == UNKNOWN_SOFT)]
         known.sort(reverse=True)
         return [k for _, k in known]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,7 +250,7 @@ class Search:
         seen = self.state.observed[-OBSERVED_MAX:]
         space = self.space
         start = Observation(best, True, space.key(best), space.point(best))
-        by_key = {o.key: o for o in seen}
+        by_key = {o.key: o for o in seen} if self.ranks.with_margins >= MODEL_AFTER else {}
         ranked = self.ranks.ordered(by_key, margins_only=True)
         if len(ranked) >= MODEL_AFTER:
             cut = max(2, min(25, math.ceil(GAMMA * len(ranked))))
@@ -259,50 +260,61 @@ class Search:
                 [o for o in seen if not o.kept] or [start])
 
     def _model(self, best: dict[str, Any]) -> dict[str, Any]:
-        """TPE: draw near the good versions, propose the draw most likely good."""
+        """TPE: draw near the good versions, propose the draw most likely good. (The draws
+        are written out by hand, not with choices() and Space.value per value: this runs in
+        a quarter of the proposals, and was a tenth of a millisecond round; the random
+        numbers drawn, and so the proposals, are the same.)"""
         space, rng = self.space, self.rng
         good, bad = self._split(best)
         # Bandwidths shrink as evidence grows (Scott's rule on the unit interval).
         h_good = max(0.06, 0.4 * len(good) ** -0.2 * (self.state.sigma / SIGMA0) ** 0.5)
         h_bad = max(0.06, 0.4 * len(bad) ** -0.2)
-        # The best counts twice (cumulative weights: choices() would add them up per draw).
+        # The best counts twice (cumulative weights, drawn from as choices() would).
         cum_weights = [float(i) for i in range(1, len(good))] + [len(good) + 1.0]
-        draws = []
+        total, last = cum_weights[-1], len(good) - 1
+        prior = 1 / (len(good) + 1)  # the uniform prior's share
+        random_, gauss, value_at = rng.random, rng.gauss, space.value_at
+        numeric = [(name, space.column.get(name), space.params[name].values or [])
+                   for name in space.names]
+        draws, units = [], []
         for _ in range(MODEL_DRAWS):
-            centre = rng.choices(good, cum_weights=cum_weights)[0].values
-            values = {}
-            for name in space.names:
-                p = space.params[name]
-                if name not in space.numeric:
-                    values[name] = centre[name] if rng.random() < 0.7 else rng.choice(
-                        p.values or [])
-                elif rng.random() < 1 / (len(good) + 1):  # the uniform prior's share
-                    values[name] = space.value(name, rng.random())
+            centre = good[bisect(cum_weights, random_() * total, 0, last)]
+            values, at = {}, []
+            for name, column, choices in numeric:
+                if column is None:
+                    values[name] = centre.values[name] if random_() < 0.7 else rng.choice(
+                        choices)
+                    continue
+                if random_() < prior:
+                    values[name], u = value_at(name, random_())
                 else:
-                    u = space.unit(name, centre[name])
-                    values[name] = space.value(name, reflect(u + rng.gauss(0, h_good)))
+                    values[name], u = value_at(name, reflect(centre.point[column]
+                                                             + gauss(0, h_good)))
+                at.append(u)
             draws.append(values)
+            units.append(at)
 
         # Each draw's log density ratio, good against bad, summed over the parameters
         # (numeric ones as one array operation over all draws; choices by counts).
         ratio = np.zeros(len(draws))
         goods_at, bads_at = matrix([g.point for g in good]), matrix([b.point for b in bad])
-        for name in space.names:
-            if name in space.numeric:
-                column = space.column[name]
-                us = np.array([space.unit(name, d[name]) for d in draws])
-                ratio += [math.log(x) for x in
-                          parzen_many(us, goods_at[:, column], h_good)
-                          / parzen_many(us, bads_at[:, column], h_bad)]
+        units_at = matrix(units)
+        index = 0
+        for name, column, choices in numeric:
+            if column is not None:
+                us = units_at[:, index]
+                index += 1
+                ratio += np.log(parzen_many(us, goods_at[:, column], h_good)
+                                / parzen_many(us, bads_at[:, column], h_bad))
             else:
-                k = len(space.params[name].values or [])
+                k = len(choices)
                 goods_l = [g.values[name] for g in good]
                 bads_l = [b.values[name] for b in bad]
                 ratio += [math.log((goods_l.count(d[name]) + 1) / (len(goods_l) + k)
                                    * (len(bads_l) + k) / (bads_l.count(d[name]) + 1))
                           for d in draws]
-        fresh = [i for i, d in enumerate(draws) if space.key(d) not in self.tried] or range(
-            len(draws))
+        key, tried = space.key, self.tried
+        fresh = [i for i, d in enumerate(draws) if key(d) not in tried] or range(len(draws))
         return draws[max(fresh, key=lambda i: ratio[i])]
 
     def _untried(self, best: dict[str, Any]) -> dict[str, Any] | None:

@@ -86,6 +86,16 @@ class Space:
         raw = math.exp(origin + u * span) if log else origin + u * span
         return _written(raw, lo, hi, name in self._ints)  # (bounds worked out once)
 
+    def value_at(self, name: str, u: float) -> tuple[Any, float]:
+        """`value(name, u)` and that value's own unit coordinate, in one call (the model
+        converts two dozen draws a proposal both ways)."""
+        lo, hi, log, origin, span = self._scales[name]
+        u = min(max(u, 0.0), 1.0)
+        value = _written(math.exp(origin + u * span) if log else origin + u * span,
+                         lo, hi, name in self._ints)
+        at = min(max(float(value), lo), hi)
+        return value, (math.log(at) - origin) / span if log else (at - origin) / span
+
     def uniform(self, rng: random.Random) -> dict[str, Any]:
         return {n: rng.choice(self.params[n].values or []) if n not in self.numeric
                 else self.value(n, rng.random()) for n in self.names}
