@@ -38,6 +38,7 @@ import numpy as np
 from engine import spec as specs
 from engine.mutators.paramrank import UNKNOWN_SOFT, Ranks
 from engine.mutators.paramspace import Space, matrix, parzen_many, reflect, round_value
+from engine.mutators.paramwindow import Window
 
 __all__ = ["Search", "Space", "round_value"]
 
@@ -106,6 +107,8 @@ class Search:
         self.best_rank: tuple[float, float] | None = None
         #: Every value combination proposed (bounded: the oldest are forgotten).
         self.tried: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        #: The newest observations' points and verdicts, as arrays.
+        self.window = Window(OBSERVED_MAX)
 
     # ---------------------------------------------------------------- undo
 
@@ -225,10 +228,9 @@ class Search:
             fresh = space.uniform(rng)
             return {n: fresh[n] if n in chosen else best[n] for n in space.names}
         draws = [space.uniform(rng) for _ in range(WIDE_DRAWS)]
-        observed = self.state.observed[-OBSERVED_MAX:]
-        if not observed:
+        seen = self.window.points(self.state.observed)
+        if seen is None:
             return draws[0]
-        seen = matrix([o.point for o in observed])
         points = matrix([space.point(d) for d in draws])
         # Each draw's squared distance to its nearest observation; the first farthest wins.
         room = ((seen[None, :, :] - points[:, None, :]) ** 2).sum(axis=2).min(axis=1)
@@ -244,20 +246,27 @@ class Search:
                 total += 0.25
         return total
 
-    def _split(self, best: dict[str, Any]) -> tuple[list[Observation], list[Observation]]:
-        """The model's good and bad versions: the top of the ranking against the rest, or
-        (without scores) kept against reverted; the start (`best`) is the last good one."""
-        seen = self.state.observed[-OBSERVED_MAX:]
+    def _split(self, best: dict[str, Any]) -> tuple[list[Observation], list[Observation],
+                                                    np.ndarray, np.ndarray]:
+        """The model's good and bad versions, with their points: the top of the ranking
+        against the rest, or (without scores) kept against reverted; the start (`best`) is
+        the last good one."""
         space = self.space
         start = Observation(best, True, space.key(best), space.point(best))
-        by_key = {o.key: o for o in seen} if self.ranks.with_margins >= MODEL_AFTER else {}
-        ranked = self.ranks.ordered(by_key, margins_only=True)
-        if len(ranked) >= MODEL_AFTER:
-            cut = max(2, min(25, math.ceil(GAMMA * len(ranked))))
-            good = [by_key[k] for k in ranked[:cut] if k != start.key]
-            return good + [start], [by_key[k] for k in ranked[cut:]] or [start]
-        return ([o for o in seen if o.kept] + [start],
-                [o for o in seen if not o.kept] or [start])
+        if self.ranks.with_margins >= MODEL_AFTER:
+            by_key = {o.key: o for o in self.state.observed[-OBSERVED_MAX:]}
+            ranked = self.ranks.ordered(by_key, margins_only=True)
+            if len(ranked) >= MODEL_AFTER:
+                cut = max(2, min(25, math.ceil(GAMMA * len(ranked))))
+                good = [by_key[k] for k in ranked[:cut] if k != start.key] + [start]
+                bad = [by_key[k] for k in ranked[cut:]] or [start]
+                return good, bad, matrix([g.point for g in good]), matrix([b.point for b in bad])
+        kept, kept_at, reverted, reverted_at = self.window.by_verdict(self.state.observed)
+        start_at = matrix([start.point])
+        return (kept + [start],
+                reverted or [start],
+                start_at if kept_at is None else np.concatenate([kept_at, start_at]),
+                start_at if reverted_at is None else reverted_at)
 
     def _model(self, best: dict[str, Any]) -> dict[str, Any]:
         """TPE: draw near the good versions, propose the draw most likely good. (The draws
@@ -265,7 +274,7 @@ class Search:
         a quarter of the proposals, and was a tenth of a millisecond round; the random
         numbers drawn, and so the proposals, are the same.)"""
         space, rng = self.space, self.rng
-        good, bad = self._split(best)
+        good, bad, goods_at, bads_at = self._split(best)
         # Bandwidths shrink as evidence grows (Scott's rule on the unit interval).
         h_good = max(0.06, 0.4 * len(good) ** -0.2 * (self.state.sigma / SIGMA0) ** 0.5)
         h_bad = max(0.06, 0.4 * len(bad) ** -0.2)
@@ -297,7 +306,6 @@ class Search:
         # Each draw's log density ratio, good against bad, summed over the parameters
         # (numeric ones as one array operation over all draws; choices by counts).
         ratio = np.zeros(len(draws))
-        goods_at, bads_at = matrix([g.point for g in good]), matrix([b.point for b in bad])
         units_at = matrix(units)
         index = 0
         for name, column, choices in numeric:
@@ -313,9 +321,9 @@ class Search:
                 ratio += [math.log((goods_l.count(d[name]) + 1) / (len(goods_l) + k)
                                    * (len(bads_l) + k) / (bads_l.count(d[name]) + 1))
                           for d in draws]
-        key, tried = space.key, self.tried
+        key, tried, ratios = space.key, self.tried, ratio.tolist()
         fresh = [i for i, d in enumerate(draws) if key(d) not in tried] or range(len(draws))
-        return draws[max(fresh, key=lambda i: ratio[i])]
+        return draws[max(fresh, key=ratios.__getitem__)]
 
     def _untried(self, best: dict[str, Any]) -> dict[str, Any] | None:
         """On a small discrete space: the untried combination nearest the best."""

@@ -88,13 +88,24 @@ class Space:
 
     def value_at(self, name: str, u: float) -> tuple[Any, float]:
         """`value(name, u)` and that value's own unit coordinate, in one call (the model
-        converts two dozen draws a proposal both ways)."""
+        converts two dozen draws a proposal both ways; comparisons, not min/max calls)."""
         lo, hi, log, origin, span = self._scales[name]
-        u = min(max(u, 0.0), 1.0)
-        value = _written(math.exp(origin + u * span) if log else origin + u * span,
-                         lo, hi, name in self._ints)
-        at = min(max(float(value), lo), hi)
-        return value, (math.log(at) - origin) / span if log else (at - origin) / span
+        if u < 0.0:
+            u = 0.0
+        elif u > 1.0:
+            u = 1.0
+        raw = math.exp(origin + u * span) if log else origin + u * span
+        if name in self._ints:
+            value = _written(raw, lo, hi, True)
+        else:
+            if raw < lo:
+                raw = lo
+            elif raw > hi:
+                raw = hi
+            rounded = _round_sig(raw)
+            value = rounded if lo <= rounded <= hi else raw
+        # (within [lo, hi] already: the unit coordinate needs no clamp)
+        return value, (math.log(value) - origin) / span if log else (value - origin) / span
 
     def uniform(self, rng: random.Random) -> dict[str, Any]:
         return {n: rng.choice(self.params[n].values or []) if n not in self.numeric
