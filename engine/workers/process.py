@@ -5,7 +5,10 @@ a stream reader, a task to start it and several hops through the loop: on a comm
 takes a millisecond that was half a millisecond of the engine's CPU, more than the spawn
 itself (bench/engine_overhead.py). Here a command is a process, the read end of its
 output pipe and its exit (a pidfd where Linux has them, else a thread that waits, as
-asyncio's own ThreadedChildWatcher does), each a callback on the loop.
+asyncio's own ThreadedChildWatcher does), each a callback on the loop. On Linux those
+descriptors go into one epoll of the loop's commands (`Readers`), itself registered with the
+loop once: asyncio's add_reader and remove_reader, twice a command, were a twentieth of a
+millisecond round's interpreter work.
 
 The process starts in a new session (its own process group: a timeout or a stop kills
 everything it started), with stdout and stderr on one pipe and stdin from /dev/null or
@@ -20,8 +23,10 @@ import contextlib
 import functools
 import logging
 import os
+import select
 import subprocess
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +55,61 @@ def _reap(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+class Readers:
+    """Descriptors watched for reading on behalf of one loop, in an epoll of their own that
+    the loop watches (level-triggered, as add_reader is). Where there is no epoll, the
+    loop's own add_reader and remove_reader."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._callbacks: dict[int, Callable[[], object]] = {}
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        if self._epoll is not None:
+            loop.add_reader(self._epoll.fileno(), self._ready)
+
+    def add(self, fd: int, callback: Callable[[], object]) -> None:
+        if self._epoll is None:
+            self.loop.add_reader(fd, callback)
+            return
+        self._epoll.register(fd, select.EPOLLIN)
+        self._callbacks[fd] = callback
+
+    def remove(self, fd: int) -> None:
+        """Stop watching `fd` (before it is closed)."""
+        if self._epoll is None:
+            self.loop.remove_reader(fd)
+        elif self._callbacks.pop(fd, None) is not None:
+            self._epoll.unregister(fd)
+
+    def _ready(self) -> None:
+        events = self._epoll.poll(0)  # type: ignore[union-attr]
+        # Each callback as registered when polled: one that a callback before it removed
+        # (or whose number a new descriptor took meanwhile) is not called.
+        due = [(fd, self._callbacks.get(fd)) for fd, _ in events]
+        for fd, callback in due:
+            if callback is not None and self._callbacks.get(fd) is callback:
+                callback()
+
+
+def readers(loop: asyncio.AbstractEventLoop) -> Readers:
+    """The loop's Readers. The loop keeps only a weak reference: the strong one is the
+    loop's own registration of the epoll, so closing the loop frees it and closes the epoll
+    (even while the loop object itself lives on, kept by a traceback)."""
+    ref = getattr(loop, "_autoresearch_readers", None) or _elsewhere.get(loop)
+    found = ref() if ref is not None else None
+    if found is None:
+        found = Readers(loop)
+        try:
+            loop._autoresearch_readers = weakref.ref(found)  # type: ignore[attr-defined]
+        except AttributeError:  # (a loop type without attributes of its own)
+            _elsewhere[loop] = weakref.ref(found)
+    return found
+
+
+_elsewhere: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[Readers]] = (
+    weakref.WeakKeyDictionary())
+
+
 def watch_exit(loop: asyncio.AbstractEventLoop, pid: int,
                callback: Callable[[int], object]) -> None:
     """Call `callback(exit code)` on the loop once the child `pid` has exited (and reap it)."""
@@ -65,11 +125,11 @@ def watch_exit(loop: asyncio.AbstractEventLoop, pid: int,
         return
 
     def exited() -> None:
-        loop.remove_reader(pidfd)
+        readers(loop).remove(pidfd)
         os.close(pidfd)
         callback(_reap(pid))
 
-    loop.add_reader(pidfd, exited)
+    readers(loop).add(pidfd, exited)
 
 
 class Running:
@@ -108,7 +168,7 @@ class Running:
         self.pid = self.proc.pid
         os.set_blocking(out, False)
         self._out: int | None = out
-        self.loop.add_reader(out, self._read)
+        readers(self.loop).add(out, self._read)
         self._feed: int | None = feed_w
         self._pending = memoryview(stdin.encode()) if stdin is not None else None
         if feed_w is not None:
@@ -126,7 +186,7 @@ class Running:
             self._grace.cancel()
             self._grace = None
         if self._out is not None:
-            self.loop.remove_reader(self._out)
+            readers(self.loop).remove(self._out)
             os.close(self._out)
             self._out = None
             self.tail.feed(self._decoder.decode(b"", final=True))
