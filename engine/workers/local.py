@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engine.model import CommandResult, LineSink
+from engine.workers.deadline import within
 from engine.workers.output import OutputTail
 from engine.workers.process import Running
 
@@ -84,7 +85,7 @@ async def run_local(command: str, cwd: Path, *, timeout: float, stdin: str | Non
                       _kill_leftovers)
     timed_out = False
     try:
-        async with asyncio.timeout(timeout):
+        with within(timeout):  # (asyncio.timeout, without a timer handle a command)
             await running.eof
             await running.exited
     except TimeoutError:
