@@ -27,7 +27,8 @@ def aggregate(evals: Sequence[Evaluation], how: str = "mean") -> float | None:
     values = scores(evals)
     if not values:
         return None
-    return statistics.median(values) if how == "median" else statistics.fmean(values)
+    # (fmean's own arithmetic, without its checks: called a few times a round)
+    return statistics.median(values) if how == "median" else math.fsum(values) / len(values)
 
 
 def improvement(candidate: float, best: float, direction: str) -> float:

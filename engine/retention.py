@@ -25,6 +25,8 @@ from typing import Any
 
 from engine.model import ADVANCING
 
+#: JSON without spaces (one encoder: json.dumps with separators makes one a call).
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 #: Deltas for reverted versions (a switch so bench/library.py measures both ways).
 DELTAS = True
 #: Reverted experiments per run that always keep their item results and files.
@@ -59,7 +61,7 @@ def encode(parent: str, text: str) -> str | None:
                 ops.append("".join(new_mid[j1:j2]))
     if tail:
         ops.append([len(old) - tail, len(old)])
-    out = json.dumps(ops, separators=(",", ":"))
+    out = _compact(ops)
     return out if len(out) < len(text) else None
 
 

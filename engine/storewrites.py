@@ -5,6 +5,7 @@ A mixin of engine/store.py's Store (finish_experiment calls its keep_log_bounded
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -15,6 +16,14 @@ from engine import retention
 from engine.calls import link as link_calls
 from engine.model import RUNNING
 from engine.storerows import StoreRows
+
+
+@functools.cache
+def _finish_sql(columns: tuple[str, ...]) -> str:
+    """finish_experiment's UPDATE for these columns (a handful of combinations: made once).
+    Duration defaults to the time since the experiment started (in SQL: no extra read)."""
+    sets = ", ".join(f"{k} = ?" for k in columns)
+    return f"UPDATE experiments SET {sets}, duration = COALESCE(?, ? - started) WHERE id = ?"
 
 
 class StoreWrites(StoreRows):
@@ -120,10 +129,7 @@ class StoreWrites(StoreRows):
                             tokens_cache_write=usage.tokens_cache_write,
                             tokens_cache_read=usage.tokens_cache_read, cost_usd=usage.cost_usd)
                 link_calls(conn, exp_id, usage)  # its model calls are counted (engine/calls.py)
-            cols = ", ".join(f"{k} = ?" for k in sets)
-            # Duration defaults to the time since the experiment started (in SQL: no extra read).
-            conn.execute(f"UPDATE experiments SET {cols}, duration = COALESCE(?, ? - started) "
-                         "WHERE id = ?", [*sets.values(), duration, now, exp_id])
+            conn.execute(_finish_sql(tuple(sets)), [*sets.values(), duration, now, exp_id])
             if not fresh:
                 conn.execute("DELETE FROM item_results WHERE experiment_id = ?", [exp_id])
             item_rows = [(exp_id, r.item, self._text(r.input, 2000), r.sample,

@@ -370,9 +370,11 @@ class Search:
 
     def feedback(self, values: dict[str, Any], move: str, kept: bool) -> None:
         st = self.state
+        wins, tries = st.wins, st.tries
         for m in MOVES:  # older evidence counts less
-            st.wins[m] = PRIOR[m][0] + (st.wins[m] - PRIOR[m][0]) * DECAY
-            st.tries[m] = PRIOR[m][1] + (st.tries[m] - PRIOR[m][1]) * DECAY
+            won, tried = PRIOR[m]
+            wins[m] = won + (wins[m] - won) * DECAY
+            tries[m] = tried + (tries[m] - tried) * DECAY
         if move in st.tries:
             st.tries[move] += 1
             st.wins[move] += kept
