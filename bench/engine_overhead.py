@@ -64,7 +64,7 @@ def main() -> None:
     # would start a thread per child; 3.12 does the same by default), so the ratio is the
     # engine's own work and not a difference in how processes are awaited.
     watch_children_with_pidfds()
-    trials = 3  # the machine is noisy: each loop runs three times, interleaved, the best counts
+    trials = 5  # the machine is noisy: each loop runs five times, interleaved, the best counts
     bare_s, engine_s = [], []
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
           "(the engine overlaps its writes with the evaluation: other load skews the ratio)")
