@@ -81,29 +81,15 @@ class Space:
     def value(self, name: str, u: float) -> Any:
         """The value at unit coordinate u, as it is written (ints rounded, floats to 4
         significant digits)."""
-        lo, hi, log, origin, span = self._scales[name]
-        u = min(max(u, 0.0), 1.0)
-        raw = math.exp(origin + u * span) if log else origin + u * span
-        return _written(raw, lo, hi, name in self._ints)  # (bounds worked out once)
+        return self.value_at(name, u)[0]
 
     def value_at(self, name: str, u: float) -> tuple[Any, float]:
         """`value(name, u)` and that value's own unit coordinate, in one call (the model
-        converts two dozen draws a proposal both ways; comparisons, not min/max calls)."""
+        converts two dozen draws a proposal both ways)."""
         lo, hi, log, origin, span = self._scales[name]
-        if u < 0.0:
-            u = 0.0
-        elif u > 1.0:
-            u = 1.0
-        raw = math.exp(origin + u * span) if log else origin + u * span
-        if name in self._ints:
-            value = _written(raw, lo, hi, True)
-        else:
-            if raw < lo:
-                raw = lo
-            elif raw > hi:
-                raw = hi
-            rounded = _round_sig(raw)
-            value = rounded if lo <= rounded <= hi else raw
+        u = 0.0 if u < 0.0 else 1.0 if u > 1.0 else u
+        value = _written(math.exp(origin + u * span) if log else origin + u * span,
+                         lo, hi, name in self._ints)  # (bounds worked out once)
         # (within [lo, hi] already: the unit coordinate needs no clamp)
         return value, (math.log(value) - origin) / span if log else (value - origin) / span
 
@@ -129,7 +115,7 @@ def round_value(param: specs.Param, value: float) -> Any:
 
 
 def _written(value: float, lo: float, hi: float, is_int: bool) -> Any:
-    value = min(max(value, lo), hi)
+    value = lo if value < lo else hi if value > hi else value  # (comparisons: a hot path)
     if is_int:
         return int(min(max(round(value), math.ceil(lo)), math.floor(hi)))
     rounded = _round_sig(value)

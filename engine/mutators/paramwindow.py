@@ -10,6 +10,7 @@ are built afresh when the list was trimmed or replaced (an undone proposal puts 
 
 from __future__ import annotations
 
+import operator
 from itertools import compress
 from typing import Any
 
@@ -28,25 +29,18 @@ class Window:
         self._last: object = None
         self._points: np.ndarray | None = None
         self._kept: list[bool] = []
-        self._reverted: list[bool] = []
-        self._kept_at: np.ndarray = np.zeros(0, bool)
 
     def _update(self, observed: list[Any]) -> None:
         count = self._count
         if not (self._of is observed and count <= len(observed)
                 and (count == 0 or observed[count - 1] is self._last)):
-            self._of, count, self._points, self._kept, self._reverted = (
-                observed, 0, None, [], [])
-            self._kept_at = np.zeros(0, bool)
+            self._of, count, self._points, self._kept = observed, 0, None, []
         new = observed[count:]
-        if new:
+        if new:  # (the arrays hold the newest `size` rows and the new ones)
             rows = matrix([o.point for o in new])
             self._points = rows if self._points is None else np.concatenate(
                 [self._points[-self.size:], rows])
-            flags = [o.kept for o in new]
-            self._kept = self._kept[-self.size:] + flags
-            self._reverted = self._reverted[-self.size:] + [not f for f in flags]
-            self._kept_at = np.concatenate([self._kept_at[-self.size:], np.array(flags, bool)])
+            self._kept = self._kept[-self.size:] + [o.kept for o in new]
             self._count, self._last = len(observed), observed[-1]
 
     def points(self, observed: list[Any]) -> np.ndarray | None:
@@ -58,11 +52,11 @@ class Window:
                                                        list[Any], np.ndarray | None]:
         """The newest observations kept, with their points, and the others, with theirs
         (each oldest first; a side with none has an empty list and None)."""
-        self._update(observed)
-        if self._points is None:
+        points = self.points(observed)
+        if points is None:
             return [], None, [], None
         seen, kept = observed[-self.size:], self._kept[-self.size:]
-        points, at = self._points[-self.size:], self._kept_at[-self.size:]
+        at = np.array(kept, bool)
         good = list(compress(seen, kept))
-        bad = list(compress(seen, self._reverted[-self.size:]))
+        bad = list(compress(seen, map(operator.not_, kept)))
         return (good, points[at] if good else None, bad, points[~at] if bad else None)

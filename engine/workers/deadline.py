@@ -38,6 +38,10 @@ class _Deadlines:
                 self._timer.cancel()
             self._at, self._timer = when, loop.call_at(when, self._fire)
 
+    def remove(self, block: within) -> None:
+        """The block ended (the timer stays where it is: it finds nothing due)."""
+        self.due.pop(block, None)
+
     def _fire(self) -> None:
         loop = asyncio.get_running_loop()
         self._timer, self._at = None, math.inf
@@ -85,7 +89,7 @@ class within:  # noqa: N801 - used like asyncio.timeout, a function's name
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         if self.seconds is not None:
-            self._deadlines.due.pop(self, None)
+            self._deadlines.remove(self)
         if (self._expired and exc_type is asyncio.CancelledError
                 and self._task.uncancel() <= self._cancelling):
             raise TimeoutError from exc

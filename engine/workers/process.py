@@ -92,21 +92,18 @@ class Readers:
 
 
 def readers(loop: asyncio.AbstractEventLoop) -> Readers:
-    """The loop's Readers. The loop keeps only a weak reference: the strong one is the
-    loop's own registration of the epoll, so closing the loop frees it and closes the epoll
-    (even while the loop object itself lives on, kept by a traceback)."""
-    ref = getattr(loop, "_autoresearch_readers", None) or _elsewhere.get(loop)
+    """The loop's Readers. Only the loop's own registration of the epoll holds it (the
+    mapping keeps a weak reference), so closing the loop frees it and closes the epoll, even
+    while the loop object itself lives on (kept by a traceback)."""
+    ref = _of_loop.get(loop)
     found = ref() if ref is not None else None
     if found is None:
         found = Readers(loop)
-        try:
-            loop._autoresearch_readers = weakref.ref(found)  # type: ignore[attr-defined]
-        except AttributeError:  # (a loop type without attributes of its own)
-            _elsewhere[loop] = weakref.ref(found)
+        _of_loop[loop] = weakref.ref(found)
     return found
 
 
-_elsewhere: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[Readers]] = (
+_of_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[Readers]] = (
     weakref.WeakKeyDictionary())
 
 
