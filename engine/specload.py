@@ -90,6 +90,8 @@ def _parse(text: str, filename: str) -> tuple[Spec, dict[str, Any], dict[tuple, 
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
         explained = " ".join(_explain(err, errors).split())  # one line, whatever pydantic said
+        if err["type"] == "union_tag_not_found":
+            explained += _kinds_at(data, tuple(err["loc"]))
         raise SpecError(f"{filename}:{line}: {field}: {explained}{suffix}") from None
 
 
@@ -99,6 +101,8 @@ def _explain(err: dict, errors: list[dict]) -> str:
         return "required field is missing"
     if kind == "extra_forbidden":
         guess = _closest_key(err, errors)
+        if guess == str(err["loc"][-1]):  # spelled right, in the wrong block
+            return f"`{guess}` is not a key of this block (it is one of another: check its indentation)"
         return f"unknown key; did you mean `{guess}`?" if guess else (
             "unknown key (check the spelling)")
     if kind == "union_tag_invalid":
@@ -108,6 +112,28 @@ def _explain(err: dict, errors: list[dict]) -> str:
         return "needs a `kind`"
     msg = err["msg"]
     return msg.removeprefix("Value error, ")
+
+
+def _kinds_at(data: dict[str, Any], loc: tuple) -> str:
+    """` (one of ...)`: the kinds a block without one may have, found by validating it once
+    with a kind that is none of them (pydantic names the valid ones then); "" if not found."""
+    import copy
+
+    probe = copy.deepcopy(data)
+    block: Any = probe
+    try:
+        for key in loc:  # (a tagged block's errors name its tag: `evaluate.checklist...`)
+            if not (isinstance(block, dict) and key not in block and block.get("kind") == key):
+                block = block[key]
+        block["kind"] = "\x00"
+        Spec.model_validate(probe)
+    except ValidationError as exc:
+        for e in exc.errors():
+            if e["type"] == "union_tag_invalid" and tuple(e["loc"]) == loc:
+                return f" (one of {e.get('ctx', {}).get('expected_tags', '')})"
+    except (KeyError, IndexError, TypeError):
+        pass
+    return ""
 
 
 def _closest_key(err: dict, errors: list[dict]) -> str | None:

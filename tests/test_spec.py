@@ -63,6 +63,39 @@ def test_unknown_key_is_an_error_not_ignored():
     assert error_for(text) == "s.yaml:14: evaluate.timeuot_s: unknown key; did you mean `timeout_s`?"
 
 
+CHECKLIST = GOOD.replace("""evaluate:
+  kind: metric
+  command: python score.py
+  metric: loss
+""", """evaluate:
+  kind: checklist
+  produce:
+    command: python make.py {input}
+  inputs: [a, b]
+  items:
+    - {name: short, words: {max: 9}}
+""")
+
+
+def test_a_block_without_its_kind_is_told_the_kinds_it_may_have():
+    assert error_for(CHECKLIST) == ("s.yaml:12: evaluate.produce.kind: needs a `kind` "
+                                    "(one of 'command', 'llm')")
+    no_mutator_kind = GOOD.replace("  kind: params\n", "")
+    assert error_for(no_mutator_kind) == ("s.yaml:5: mutator.kind: needs a `kind` "
+                                          "(one of 'params', 'llm', 'agent')")
+
+
+def test_a_key_in_the_wrong_block_is_told_so_not_offered_its_own_name():
+    nested = CHECKLIST.replace("    command: python make.py {input}\n  inputs: [a, b]\n",
+                               "    kind: command\n    command: python make.py {input}\n"
+                               "    inputs: [a, b]\n")
+    message = error_for(nested)
+    assert message.startswith("s.yaml:15: evaluate.produce.inputs: `inputs` is not a key of "
+                              "this block (it is one of another: check its indentation)")
+    fixed = CHECKLIST.replace("  produce:\n", "  produce:\n    kind: command\n")
+    assert parse_spec(fixed).evaluate.inputs == ["a", "b"]
+
+
 def test_wrong_type_names_the_line():
     text = GOOD.replace("max: 20}", "max: lots}")
     message = error_for(text)
