@@ -12,6 +12,7 @@ What other modules import from here (Store, migrations, clip, ...) is still impo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import threading
@@ -181,6 +182,11 @@ class Store(StoreWrites, StoreReads, UiReads):
         gap). wait=False tries once and returns None if the lock is taken: for a caller on
         the event loop of an engine in the same process, which cannot let go while it waits.
         """
+        if wait and asyncio._get_running_loop() is not None:
+            # Waiting here would stop the loop, and an engine on it holds its open
+            # transaction until the loop runs again: the wait could only time out.
+            raise RuntimeError("add_command(wait=True) on a running event loop: "
+                               "await send_command() instead")
         sql = ("INSERT INTO commands (run_id, verb, target, argument, created) "
                "VALUES (?, ?, ?, ?, ?)")
         params = [run_id, verb, target, argument, time.time()]
@@ -198,6 +204,18 @@ class Store(StoreWrites, StoreReads, UiReads):
                 time.sleep(COMMAND_RETRY_S)
         finally:
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+
+    async def send_command(self, run_id: int | None, verb: str, *, target: int | None = None,
+                           argument: str | None = None) -> int:
+        """add_command for a caller on an event loop (a test beside an in-process engine, a
+        script): between tries the loop runs, so an engine on it can commit and let go."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while (cid := self.add_command(run_id, verb, target=target, argument=argument,
+                                       wait=False)) is None:
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked")
+            await asyncio.sleep(COMMAND_RETRY_S)
+        return cid
 
     def pending_commands(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
         ids = list(run_ids)

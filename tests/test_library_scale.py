@@ -141,7 +141,7 @@ async def test_the_poller_reads_pending_commands_only_when_there_may_be_new_ones
     for _ in range(5):
         await host.apply_commands()
     assert len(reads) == 1  # five polls, nothing new: one read (was one a poll)
-    store.add_command(None, "guide", argument="shorter")
+    await store.send_command(None, "guide", argument="shorter")
     await host.apply_commands()
     await host.apply_commands()
     assert len(reads) == 2

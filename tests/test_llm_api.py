@@ -139,7 +139,7 @@ async def test_a_person_can_resume_a_run_paused_by_an_outage(api: FakeAnthropic,
         await wait_for(lambda: store.get_run(loop.run_id)["status"] == "paused")
         api.responder = None
         api.script(change("Put a number in the headline", [HEADLINE]))
-        store.add_command(loop.run_id, "resume")
+        await store.send_command(loop.run_id, "resume")
         await asyncio.wait_for(task, 20)
     finally:
         host.stop_all()

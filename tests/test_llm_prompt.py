@@ -55,7 +55,7 @@ async def test_guidance_from_the_person_reaches_the_next_prompt(api: FakeAnthrop
     api.script(change("Put a number in the headline", [HEADLINE]))
     store, _, run_id = await run_rounds(tmp_path, ws, 1)
     for note in ("Keep the tone calm", "Mention the 14-day trial"):
-        command = store.add_command(run_id, "guide", argument=note)
+        command = await store.send_command(run_id, "guide", argument=note)
         store.mark_applied(command, "guidance noted")
 
     api.script(change("Add the free-trial call to action", [CTA]))

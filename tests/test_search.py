@@ -99,7 +99,7 @@ async def test_veto_of_a_frontier_member_beside_the_best_removes_it_and_its_ref(
     loop = host.add(load_spec(spec))
     loop.paused = True
     task = asyncio.create_task(host.run_until_done())
-    veto = store.add_command(run_id, "veto", target=beside[0])
+    veto = await store.send_command(run_id, "veto", target=beside[0])
     for _ in range(200):
         if store.command(veto)["applied"]:
             break
@@ -107,7 +107,7 @@ async def test_veto_of_a_frontier_member_beside_the_best_removes_it_and_its_ref(
     assert "out of the frontier" in store.command(veto)["result"]
     assert beside[0] not in refs(params_workspace)
     assert store.get_run(run_id)["best_experiment"] == run["best_experiment"]
-    store.add_command(run_id, "stop")
+    await store.send_command(run_id, "stop")
     await asyncio.wait_for(task, 20)
 
 

@@ -48,7 +48,7 @@ async def test_pause_resume_and_stop_are_applied_within_a_second(tmp_path, param
     host, _, ui, task = await start(tmp_path, metric_spec(params_workspace, stop="max_rounds: 500"))
     run_id = ui.get_run("toy")["id"]
     sent = time.monotonic()
-    cmd = ui.add_command(run_id, "pause")
+    cmd = await ui.send_command(run_id, "pause")
     await wait_for(lambda: ui.command(cmd)["applied"], timeout=1.0)
     assert time.monotonic() - sent < 1.0
     assert ui.get_run("toy")["status"] == "paused"
@@ -56,9 +56,9 @@ async def test_pause_resume_and_stop_are_applied_within_a_second(tmp_path, param
     count = len(ui.experiments(run_id))
     await asyncio.sleep(0.8)
     assert len(ui.experiments(run_id)) == count
-    ui.add_command(run_id, "resume")
+    await ui.send_command(run_id, "resume")
     await wait_for(lambda: len(ui.experiments(run_id)) > count)
-    stop = ui.add_command(run_id, "stop")
+    stop = await ui.send_command(run_id, "stop")
     await asyncio.wait_for(task, 10)
     assert ui.command(stop)["result"] == "stopping"
     run = ui.get_run("toy")
@@ -77,7 +77,7 @@ async def test_stop_abandons_the_evaluation_in_flight_and_records_it(tmp_path, p
     # The running candidate was staged before the rewrite, so wait for one that hangs.
     await wait_for(lambda: any(e["verdict"] == "running" and e["started"] < time.time() - 0.5
                                for e in ui.experiments(run_id)))
-    ui.add_command(run_id, "stop")
+    await ui.send_command(run_id, "stop")
     await asyncio.wait_for(task, 5)
     last = ui.experiments(run_id)[-1]
     assert last["verdict"] == "interrupted"
@@ -99,7 +99,7 @@ async def test_veto_of_a_kept_experiment_reverts_it_and_what_was_built_on_it(tmp
     loop.paused = True
     task = asyncio.create_task(host.run_until_done())
     await asyncio.sleep(0.3)
-    cmd = store.add_command(loop.run_id, "veto", target=kept[0]["id"])
+    cmd = await store.send_command(loop.run_id, "veto", target=kept[0]["id"])
     await wait_for(lambda: store.command(cmd)["applied"])
     assert store.command(cmd)["result"] == f"reverted #{kept[0]['id']} and {len(kept) - 1} built on it"
     verdicts = {e["id"]: e["verdict"] for e in store.experiments(loop.run_id)}
@@ -114,7 +114,7 @@ async def test_veto_of_a_kept_experiment_reverts_it_and_what_was_built_on_it(tmp
     proposal = loop.proposer.proposal(loop.versions.best)
     assert any(e["verdict"] == "vetoed" and e["description"] == kept[0]["description"]
                for e in proposal.changelog)
-    store.add_command(loop.run_id, "stop")
+    await store.send_command(loop.run_id, "stop")
     await asyncio.wait_for(task, 10)
 
 
@@ -131,7 +131,7 @@ async def test_pin_makes_a_reverted_experiment_the_protected_best(tmp_path, para
     loop = host.add(load_spec(spec))
     loop.paused = True
     task = asyncio.create_task(host.run_until_done())
-    pin = store.add_command(loop.run_id, "pin", target=reverted["id"])
+    pin = await store.send_command(loop.run_id, "pin", target=reverted["id"])
     await wait_for(lambda: store.command(pin)["applied"])
     assert "made the best version" in store.command(pin)["result"]
     run = store.get_run("toy")
@@ -139,12 +139,12 @@ async def test_pin_makes_a_reverted_experiment_the_protected_best(tmp_path, para
     assert store.experiment(reverted["id"])["verdict"] == "pinned"
     expected = store.version_files(reverted["id"])["params.yaml"]
     assert (params_workspace / "params.yaml").read_text() == expected
-    veto = store.add_command(loop.run_id, "veto", target=reverted["id"])
+    veto = await store.send_command(loop.run_id, "veto", target=reverted["id"])
     await wait_for(lambda: store.command(veto)["applied"])
     assert store.command(veto)["result"] == f"#{reverted['id']} is pinned"
-    guide = store.add_command(loop.run_id, "guide", argument="try smaller x")
+    guide = await store.send_command(loop.run_id, "guide", argument="try smaller x")
     await wait_for(lambda: store.command(guide)["applied"])
     loop.mutator.reads_history = True  # guidance reaches mutators that read it
     assert loop.proposer.proposal(loop.versions.best).guidance == ["try smaller x"]
-    store.add_command(loop.run_id, "stop")
+    await store.send_command(loop.run_id, "stop")
     await asyncio.wait_for(task, 10)

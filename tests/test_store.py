@@ -3,6 +3,7 @@ that stays bounded while the engine writes without pause."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -128,6 +129,23 @@ def test_a_command_that_must_not_wait_returns_none_while_the_lock_is_taken(tmp_p
     assert time.monotonic() - started < 0.5
     engine.commit()
     assert steering.add_command(run_id, "pause", wait=False) is not None
+
+
+async def test_a_command_on_the_engines_event_loop_waits_without_stopping_the_loop(tmp_path):
+    """An engine leaves its transaction open between rounds and commits it from the loop;
+    a waiting add_command there would stop the loop and so never get the lock (CI saw
+    that). On a running loop it refuses to wait; send_command waits letting the loop run."""
+    engine = Store(tmp_path / "a.db")
+    run_id = _new_run(engine, tmp_path)
+    engine.start_experiment(run_id, round=1, kind="candidate", parent=None, commit=False)
+    asyncio.get_running_loop().call_later(0.2, engine.commit)  # as records.py's timer does
+    steering = Store(tmp_path / "a.db")
+    with pytest.raises(RuntimeError, match="send_command"):
+        steering.add_command(run_id, "pause")
+    started = time.monotonic()
+    cid = await steering.send_command(run_id, "pause")
+    assert 0.15 < time.monotonic() - started < 2
+    assert steering.command(cid)["verb"] == "pause"
 
 
 def test_the_store_writes_without_importing_pandas_or_numpy(tmp_path):

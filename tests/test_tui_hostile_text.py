@@ -73,7 +73,7 @@ async def test_hostile_text_is_shown_not_obeyed_everywhere(tmp_path: Path) -> No
 
         # A notification made of an engine's result (markup in it is not applied).
         store = Store(db)
-        cid = store.add_command(app.selected_run, "guide", argument=HOSTILE)
+        cid = await store.send_command(app.selected_run, "guide", argument=HOSTILE)
         app.board.mine.add(cid)
         app.board.pending.add(cid)
         store.mark_applied(cid, HOSTILE)
