@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,20 +190,33 @@ class Store(StoreWrites, StoreReads, UiReads):
         sql = ("INSERT INTO commands (run_id, verb, target, argument, created) "
                "VALUES (?, ?, ?, ?, ?)")
         params = [run_id, verb, target, argument, time.time()]
+        written: list[int] = []
         deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while not self.try_write(lambda: written.append(self._write(sql, params))):
+            if not wait:
+                return None
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked")
+            time.sleep(COMMAND_RETRY_S)
+        return written[0]
+
+    def try_write(self, write: Callable[[], object]) -> bool:
+        """Run `write` (statements that commit) once, without waiting for the write lock:
+        False, with nothing written, when another connection holds it. For a writer on the
+        event loop of an engine in the same process (the app), which could not let go of
+        its open transaction while this waited."""
         self.conn.execute("PRAGMA busy_timeout=0")
         try:
-            while True:
-                try:
-                    return self._write(sql, params)
-                except sqlite3.OperationalError as exc:
-                    if not is_locked(exc) or time.monotonic() > deadline:
-                        raise
-                    if not wait:
-                        return None
-                time.sleep(COMMAND_RETRY_S)
+            write()
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            if self.conn.in_transaction:
+                self.conn.rollback()
+            return False
         finally:
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+        return True
 
     async def send_command(self, run_id: int | None, verb: str, *, target: int | None = None,
                            argument: str | None = None) -> int:

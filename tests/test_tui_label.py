@@ -163,6 +163,61 @@ async def test_evidence_tab_y_and_n_label_the_selected_answer(db: Path) -> None:
         assert app.is_running
 
 
+async def test_labels_in_the_app_never_wait_on_the_loop_for_an_engine_holding_the_lock(
+        db: Path) -> None:
+    """An engine on the app's event loop keeps its transaction open between rounds and
+    commits it from that loop: a label written there with SQLite's busy wait froze the app
+    (and then failed) — the engine could not commit while the loop waited. Both label keys
+    (the Evidence tab, the labelling screen) go through the app's queue of the person's
+    writes; they land when the lock is free, in the order pressed."""
+    import asyncio
+    import time
+
+    app = make_app(db, [], attach=True)
+    engine = Store(db)  # as an in-process engine: another connection, this loop
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.selected_run is not None, 5, "a run selected")
+        store = app.board.store
+        run_id = store.get_run("judged")["id"]
+        app.open_experiment(store.get_run("judged")["best_experiment"])
+        screen = await wait_until(pilot, lambda: isinstance(app.screen, ExperimentScreen)
+                                  and app.screen, 5, "the experiment screen")
+        await pilot.press("2")
+        await pilot.pause()
+        engine.add_event(run_id, "the engine's open transaction", experiment_id=None)
+        engine.conn.execute("BEGIN IMMEDIATE")
+        engine.conn.execute("UPDATE runs SET rounds = rounds + 1")
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.5, engine.commit)  # as records.py's timer would
+        ticks = [time.monotonic()]
+
+        def tick() -> None:  # the loop's pulse: a key that waited for the lock stops it
+            ticks.append(time.monotonic())
+            loop.call_later(0.01, tick)
+
+        tick()
+        await pilot.press("y", "n")
+        await pilot.press("escape", "l")
+        label = await wait_until(pilot, lambda: isinstance(app.screen, LabelScreen)
+                                 and app.screen, 5, "the labelling screen")
+        first = label.current
+        await pilot.press("y")
+        if ticks[-1] - ticks[0] < 0.45:  # (a slow machine may take longer to get here)
+            assert store.labels(run_id) == []  # not yet: the engine holds the lock
+        await wait_until(pilot, lambda: len(store.labels(run_id)) == 3, 5, "the labels")
+        assert not app.board.unsent
+        rows = screen.answers[:2]
+        labels = {(r["experiment_id"], r["item"], r["input"], r["sample"]): r["label"]
+                  for r in store.labels(run_id)}
+        assert labels[(screen.exp_id, rows[0]["item"], rows[0]["input"], rows[0]["sample"])] == 1
+        assert labels[(screen.exp_id, rows[1]["item"], rows[1]["input"], rows[1]["sample"])] == 0
+        assert labels[first.key] == 1
+        assert engine.get_run("judged")["rounds"] == 1  # the engine's commit went through
+        gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+        assert max(gaps) < 0.4, max(gaps)  # busy waits were 30 s; a screen's mount ~0.1 s
+    engine.close()
+
+
 def test_commands_print_to_the_stdout_of_the_call_not_of_their_import(db: Path) -> None:
     """A command's `out` defaulted to the sys.stdout of the moment its module was imported:
     imported under one capture (a test's, a redirect), it wrote to that closed stream ever

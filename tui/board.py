@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +85,9 @@ class Board:
         #: Commands this app wrote, and those of them not yet seen applied.
         self.mine: set[int] = set()
         self.pending: set[int] = set()
-        #: Commands waiting for the store's write lock: (run, verb, target, argument).
-        self.unsent: list[tuple[int | None, str, int | None, str | None]] = []
+        #: The person's writes (commands, labels) waiting for the store's write lock, oldest
+        #: first: each tries once and says whether it was written.
+        self.unsent: list[Callable[[], bool]] = []
         self.detail: RunDetail | None = None
         self.last_id = 0
         self.watermark = 0.0
@@ -241,21 +243,42 @@ class Board:
         Never waits for the store's lock: an engine on this app's event loop may hold it
         and could not let go (engine/records.py); what cannot be written now waits in
         `unsent` (None) for send_unsent()."""
-        self.unsent.append((run_id, verb, target, argument))
-        return max(self.mine) if self.send_unsent() else None
-
-    def send_unsent(self) -> bool:
-        """Write the commands not written yet, oldest first; True when none is left."""
-        while self.unsent:
-            run_id, verb, target, argument = self.unsent[0]
+        def write() -> bool:
             cid = self.store.add_command(run_id, verb, target=target, argument=argument,
                                          wait=False)
             if cid is None:
                 return False
-            self.unsent.pop(0)
             self.pending.add(cid)
             self.mine.add(cid)
+            return True
+
+        self.unsent.append(write)
+        return max(self.mine) if self.send_unsent() else None
+
+    def write(self, write: Callable[[], object]) -> bool:
+        """Another write of the person's (a label), on the same terms as `send`: written now
+        (True), or waiting in `unsent`, behind any earlier one, for send_unsent()."""
+        self.unsent.append(lambda: self.store.try_write(write))
+        return self.send_unsent()
+
+    def send_unsent(self) -> bool:
+        """Write what is waiting, oldest first; True when nothing is left."""
+        while self.unsent:
+            if not self.unsent[0]():
+                return False
+            self.unsent.pop(0)
         return True
+
+
+def written_soon(app: object, write: Callable[[], object]) -> None:
+    """A screen's write of the person's (a label): through the app's queue in the main app,
+    whose event loop may carry an engine (SteeringActions.write_soon), else at once
+    (`autoresearch-tui label` hosts no engine)."""
+    soon = getattr(app, "write_soon", None)
+    if soon is None:
+        write()
+    else:
+        soon(write)
 
 
 def _parse(spec_json: str | None) -> dict[str, Any]:

@@ -185,6 +185,7 @@ class ExperimentScreen(Screen[None]):
     def action_label(self, yes: bool) -> None:
         """The person's own yes/no to the selected answer's question (replaces an earlier)."""
         from engine.labelling import Sample, event_input, outputs_of, write_label
+        from tui.board import written_soon
 
         table = self.query_one(DataTable)
         if not self.answers or not 0 <= table.cursor_row < len(self.answers):
@@ -196,7 +197,7 @@ class ExperimentScreen(Screen[None]):
         sample = Sample(self.exp_id, r["item"], inp, r["sample"],
                         None if r["passed"] is None else bool(r["passed"]), r["evidence"] or "",
                         "", self._outputs.get((event_input(inp), r["sample"])))
-        write_label(self.store, sample, yes)
+        written_soon(self.app, lambda: write_label(self.store, sample, yes))
         table.update_cell_at((table.cursor_row, 5), _label_mark(int(yes)))
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1)  # on to the next answer

@@ -20,6 +20,7 @@ from textual.widgets import Input, Static
 
 from engine.labelling import Sample, find_run, questions_of, queue, write_label
 from engine.store import Store
+from tui.board import written_soon
 from tui.footer import LeanFooter
 from tui.heading import Heading
 from tui.safe import line, shown
@@ -114,7 +115,8 @@ class LabelScreen(Screen[None]):
         s = self.current
         if s is None:
             return
-        write_label(self.store, s, yes, self.note)
+        note = self.note
+        written_soon(self.app, lambda: write_label(self.store, s, yes, note))
         judge = {True: "yes", False: "no", None: "no clear answer"}[s.passed]
         self.notify(f"{line(s.item)}: you said {'yes' if yes else 'no'}, the judge said {judge}",
                     timeout=3)

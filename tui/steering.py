@@ -10,7 +10,7 @@ poll shows in the changelog (⚑ rows), the status line and a notification.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,15 +142,22 @@ class SteeringActions:
         app._show_status()
         app.call_later(app.poll)
 
+    def write_soon(self, write: Callable[[], object]) -> None:
+        """A write of the person's other than a command (a label): now, or as soon as the
+        store's lock is free, never blocking this loop (see Board.write)."""
+        app = self._app()
+        if not app.board.write(write):
+            self._send_later(time.monotonic())
+
     def _send_later(self, since: float) -> None:
-        """Commands the store's lock held back: an engine in this process lets go of it
+        """Writes the store's lock held back: an engine in this process lets go of it
         between rounds, so try again every few milliseconds (without blocking this loop)."""
         app = self._app()
         if app.board.send_unsent():
             app.call_later(app.poll)
         elif time.monotonic() - since > UNSENT_GIVE_UP_S:
             app.board.unsent.clear()
-            app.notify("The store stayed locked: the command was not sent. Try again.",
+            app.notify("The store stayed locked: what you sent was not written. Try again.",
                        severity="error")
         else:
             app.set_timer(UNSENT_RETRY_S, lambda: self._send_later(since))
