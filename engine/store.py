@@ -95,6 +95,7 @@ class Store(StoreWrites, StoreReads, UiReads):
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self._checkpointer: Checkpointer | None = None
+        self._trying = False  # inside try_write (see only_writes_that_never_wait)
         self._commits = 0
         try:
             if readonly:
@@ -200,12 +201,26 @@ class Store(StoreWrites, StoreReads, UiReads):
             time.sleep(COMMAND_RETRY_S)
         return written[0]
 
+    def only_writes_that_never_wait(self) -> None:
+        """For the app's connection, on the loop that may carry an engine: a write outside
+        `try_write` is refused (sqlite3.DatabaseError "not authorized") instead of waiting
+        for the lock there, which would freeze the app (see try_write)."""
+        writes = (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE)
+
+        def authorize(action: int, *_: object) -> int:
+            if action in writes and not self._trying:
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
+
+        self.conn.set_authorizer(authorize)
+
     def try_write(self, write: Callable[[], object]) -> bool:
         """Run `write` (statements that commit) once, without waiting for the write lock:
         False, with nothing written, when another connection holds it. For a writer on the
         event loop of an engine in the same process (the app), which could not let go of
         its open transaction while this waited."""
         self.conn.execute("PRAGMA busy_timeout=0")
+        self._trying = True
         try:
             write()
         except sqlite3.OperationalError as exc:
@@ -215,6 +230,7 @@ class Store(StoreWrites, StoreReads, UiReads):
                 self.conn.rollback()
             return False
         finally:
+            self._trying = False
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
         return True
 

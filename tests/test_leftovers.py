@@ -104,6 +104,19 @@ def _wait_for(what, timeout: float = 20.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _evaluation_running(length: str) -> list[int]:
+    """The evaluation's processes once its `sleep` runs: the shell shows the length in its
+    command line before it forks the sleep, so the shell alone is not all of it yet."""
+    pids = processes_with(length)
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\0"):
+                return pids
+        except OSError:
+            continue  # (gone since)
+    return []
+
+
 def _scratch(pid: int) -> list[Path]:
     return list(Path(tempfile.gettempdir()).glob(f"autoresearch-{pid}-*"))
 
@@ -117,7 +130,7 @@ def test_sigkill_of_the_engine_kills_its_evaluation_and_removes_its_scratch(
     # 1. The watchdog: the evaluation dies with the engine.
     engine = _engine(db, spec)
     try:
-        evaluation = _wait_for(lambda: processes_with(length))
+        evaluation = _wait_for(lambda: _evaluation_running(length))
         assert _scratch(engine.pid)
     finally:
         engine.kill()
@@ -128,7 +141,7 @@ def test_sigkill_of_the_engine_kills_its_evaluation_and_removes_its_scratch(
     # 2. The watchdog killed too: the next engine on the store cleans up after both.
     engine = _engine(db, spec)
     try:
-        evaluation = _wait_for(lambda: processes_with(length))
+        evaluation = _wait_for(lambda: _evaluation_running(length))
         watchdogs = [p for p in processes_with("engine.watchdog")
                      if f"autoresearch-{engine.pid}-".encode() in
                      Path(f"/proc/{p}/cmdline").read_bytes()]

@@ -4,8 +4,11 @@ against a real SQLite store: what a poll finds, and the rules behind the status 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
+
+import pytest
 
 from engine.model import ItemResult
 from engine.store import Store
@@ -196,3 +199,26 @@ def test_a_command_the_lock_holds_back_waits_without_blocking_and_is_sent_later(
     rows = sorted(store.commands(run), key=lambda c: c["id"])
     assert [(c["verb"], c["target"]) for c in rows] == [("pause", None), ("veto", 7)]
     assert board.mine == {c["id"] for c in rows} == board.pending
+
+
+def test_the_apps_connection_refuses_any_write_that_could_wait_for_the_lock(
+        tmp_path: Path) -> None:
+    """The class guard: a write on the app's connection outside try_write (one that would
+    wait for the lock on the engine's loop) fails at once, reads still work, and the
+    person's writes through the board still land."""
+    store = Store(tmp_path / "s.db")
+    run = new_run(store)
+    mine = Store(tmp_path / "s.db")
+    mine.only_writes_that_never_wait()  # as the app opens its connection (tui/app.py)
+    board = Board(mine)
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        board.store.add_event(run, "a write that could wait")
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        board.store.conn.execute("DELETE FROM commands")
+    assert board.store.get_run("r")["id"] == run  # reads are not writes
+    exp_id = store.start_experiment(run, round=0, kind="baseline", parent=None)
+    assert board.send(run, "pause") is not None
+    assert board.write(lambda: board.store.add_label(exp_id, "clear", "", 0, True))
+    assert [c["verb"] for c in store.commands(run)] == ["pause"]
+    assert [(r["item"], r["label"]) for r in store.labels(run)] == [("clear", 1)]
+    assert store.events(run) == []

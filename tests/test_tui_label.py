@@ -214,7 +214,7 @@ async def test_labels_in_the_app_never_wait_on_the_loop_for_an_engine_holding_th
         assert labels[first.key] == 1
         assert engine.get_run("judged")["rounds"] == 1  # the engine's commit went through
         gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-        assert max(gaps) < 0.4, max(gaps)  # busy waits were 30 s; a screen's mount ~0.1 s
+        assert max(gaps) < 2, max(gaps)  # a busy wait stalled it 30 s (a slow CI box: ~0.5)
     engine.close()
 
 

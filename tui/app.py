@@ -111,7 +111,9 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self.db = db
         self.specs = specs
         self.attach = attach
-        self.board = Board(Store(db))
+        store = Store(db)
+        store.only_writes_that_never_wait()  # this loop may carry an engine (see try_write)
+        self.board = Board(store)
         self.dash = Dashboard()
         self.engine: EngineHost | None = None
         self.selected_run: int | None = None
