@@ -12,9 +12,9 @@ What other modules import from here (Store, migrations, clip, ...) is still impo
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -50,6 +50,19 @@ def is_locked(exc: sqlite3.Error) -> bool:
     """Another connection holds the lock this statement needs."""
     code = getattr(exc, "sqlite_errorcode", None)  # an extended code: the low byte is the kind
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _on_running_loop() -> bool:
+    """Is this thread running an asyncio event loop? (Not imported: no; a store opened by
+    a command must not pay for importing asyncio.)"""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class Checkpointer:
@@ -183,7 +196,7 @@ class Store(StoreWrites, StoreReads, UiReads):
         gap). wait=False tries once and returns None if the lock is taken: for a caller on
         the event loop of an engine in the same process, which cannot let go while it waits.
         """
-        if wait and asyncio._get_running_loop() is not None:
+        if wait and _on_running_loop():
             # Waiting here would stop the loop, and an engine on it holds its open
             # transaction until the loop runs again: the wait could only time out.
             raise RuntimeError("add_command(wait=True) on a running event loop: "
@@ -238,6 +251,8 @@ class Store(StoreWrites, StoreReads, UiReads):
                            argument: str | None = None) -> int:
         """add_command for a caller on an event loop (a test beside an in-process engine, a
         script): between tries the loop runs, so an engine on it can commit and let go."""
+        import asyncio
+
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         while (cid := self.add_command(run_id, verb, target=target, argument=argument,
                                        wait=False)) is None:
