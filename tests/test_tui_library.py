@@ -172,6 +172,26 @@ def test_today_counts_keeps_and_cost_from_one_query_then_from_polls(tmp_path: Pa
     assert fresh.of(1).keeps == after.keeps  # the query agrees with the polls
 
 
+@pytest.mark.parametrize("past_midnight_s", [30, 3 * 3600, 23 * 3600])
+def test_the_library_fixture_has_keeps_today_at_any_hour(tmp_path: Path,
+                                                         past_midnight_s: int) -> None:
+    """CI ran the sorted runs pane at 00:03 and every short run's rounds were yesterday's
+    ("gain today" all zero): the fixture puts a run's last rounds in today at any hour."""
+    import time
+
+    from tui.roster import midnight
+
+    today = midnight(time.time())
+    now = today + past_midnight_s
+    store = build_library(tmp_path / "l.db", runs=20, per_run=4, now=now)
+    ledger = Ledger()
+    ledger.load(store, {r["id"]: r for r in store.runs()}, now)
+    assert ledger.since == today
+    assert sum(ledger.of(r["id"]).keeps for r in store.runs()) > 0
+    assert max(ledger.of(r["id"]).gain for r in store.runs()) > 0
+    assert store.conn.execute("SELECT MAX(finished) FROM experiments").fetchone()[0] <= now
+
+
 def test_the_budget_is_read_defensively() -> None:
     runs = {1: {"id": 1, "spec_path": "lib.yaml", "cost_usd": 2.0, "status": "running"},
             2: {"id": 2, "spec_path": "lib.yaml", "cost_usd": 1.0, "status": "paused",

@@ -182,6 +182,20 @@ EDITS = ("tighten the opening line", "add a worked example", "name the output fo
          "define the audience")
 
 
+def _starts(first: float, step: float, count: int, now: float) -> list[float]:
+    """Start times `step` apart from `first`, the last third of them (at least one) moved
+    into today if they fell before local midnight: "today" has keeps at any hour (just
+    after midnight, every round of a short run was yesterday's)."""
+    from tui.roster import midnight
+
+    starts = [first + n * step for n in range(count)]
+    today, late = midnight(now), max(1, count // 3)
+    if starts[count - late] < today:  # (all of them, so the rounds stay in order)
+        for k, n in enumerate(range(count - late, count)):
+            starts[n] = today + (now - today) * (k + 1) / (late + 1)
+    return starts
+
+
 def build_library(path: Path, *, runs: int = 200, per_run: int = 60, seed: int = 11,
                   now: float | None = None, budget: dict[str, float] | None = None) -> Store:
     """A library store: `runs` checklist runs from one `each:` spec (`lib-<skill>`), each with
@@ -207,7 +221,9 @@ def build_library(path: Path, *, runs: int = 200, per_run: int = 60, seed: int =
         # Spread over the day before `now`: a run's later rounds land today.
         t = now - rng.uniform(6, 30) * 3600
         step = (now - 60 - t) / per_run
+        starts = _starts(t, step, per_run, now)
         for n in range(per_run):
+            t = starts[n]
             exp_id = next_id
             next_id += 1
             cost = round(rng.uniform(0.002, 0.012), 4)
@@ -224,13 +240,14 @@ def build_library(path: Path, *, runs: int = 200, per_run: int = 60, seed: int =
             rows.append({"id": exp_id, "run_id": run_id, "round": n, "parent": best_id,
                          "kind": "baseline" if n == 0 else "candidate", "verdict": verdict,
                          "reason": "", "description": desc, "score": score, "delta": delta,
-                         "worker": "local:1", "started": t, "finished": t + duration,
+                         "worker": "local:1", "started": t,
+                         "finished": min(t + duration, now),
                          "duration": duration, "cost_usd": cost, "metrics_json": None,
                          "diff": f"--- a/SKILL.md\n+++ b/SKILL.md\n@@ -1 +1 @@\n-x\n+{desc}\n"})
             if verdict in ("baseline", "kept"):
                 items += [(exp_id, item, s, int(rng.random() < score))
                           for item in ITEMS for s in range(3)]
-            t += step
+        t = min(starts[-1] + step, now)
         store.bulk_add_experiments(rows, items)
         status = "done" if r % 5 == 4 else "paused" if r % 5 == 3 else "running"
         store.update_run(run_id, status=status, best_experiment=best_id, best_score=best,
