@@ -217,7 +217,10 @@ class Store(StoreWrites, StoreReads, UiReads):
     def only_writes_that_never_wait(self) -> None:
         """For the app's connection, on the loop that may carry an engine: a write outside
         `try_write` is refused (sqlite3.DatabaseError "not authorized") instead of waiting
-        for the lock there, which would freeze the app (see try_write)."""
+        for the lock there, which would freeze the app (see try_write). An authorizer
+        refuses while the statement is prepared, before sqlite3's implicit BEGIN; `PRAGMA
+        query_only` would fail the step instead and leave that BEGIN open, the app's reads
+        stuck on its snapshot."""
         writes = (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE)
 
         def authorize(action: int, *_: object) -> int:

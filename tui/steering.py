@@ -69,6 +69,9 @@ RUN_ACTIONS = {a.name for a in ACTIONS if a.needs_run}
 class SteeringActions:
     """Mixed into the app: actions, their enabled state, and the command palette entries."""
 
+    #: A retry of the person's queued writes is under way (see _retry_unsent).
+    _retrying = False
+
     def _app(self) -> AutoresearchApp:
         return self  # type: ignore[return-value]
 
@@ -131,7 +134,7 @@ class SteeringActions:
             return
         app.board.send(run_id, verb, target, argument)
         if app.board.unsent:
-            self._send_later(time.monotonic())
+            self._retry_unsent()
         what = verb + (f" #{target}" if target is not None else
                        " (the experiment in flight)" if verb == "veto" else "")
         app.last_command = Text(f"{what}: sent, waiting for the engine…", style="italic")
@@ -147,6 +150,13 @@ class SteeringActions:
         store's lock is free, never blocking this loop (see Board.write)."""
         app = self._app()
         if not app.board.write(write):
+            self._retry_unsent()
+
+    def _retry_unsent(self) -> None:
+        """Start retrying what waits in the board's queue, unless a retry is under way (it
+        writes everything queued, oldest first)."""
+        if not self._retrying:
+            self._retrying = True
             self._send_later(time.monotonic())
 
     def _send_later(self, since: float) -> None:
@@ -154,8 +164,10 @@ class SteeringActions:
         between rounds, so try again every few milliseconds (without blocking this loop)."""
         app = self._app()
         if app.board.send_unsent():
+            self._retrying = False
             app.call_later(app.poll)
         elif time.monotonic() - since > UNSENT_GIVE_UP_S:
+            self._retrying = False
             app.board.unsent.clear()
             app.notify("The store stayed locked: what you sent was not written. Try again.",
                        severity="error")
