@@ -82,28 +82,48 @@ def unified_diff(before: dict[str, str], after: dict[str, str]) -> str:
         old, new = before.get(path, ""), after.get(path, "")
         if old != new:
             a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
-            chunks.extend(_one_line_changed(a, b, path) or difflib.unified_diff(
+            chunks.extend(_changed_in_place(a, b, path) or difflib.unified_diff(
                 a, b, fromfile=f"a/{path}", tofile=f"b/{path}"))
     text = "".join(chunks)
     return text if text.endswith("\n") or not text else text + "\n"
 
 
-def _one_line_changed(a: list[str], b: list[str], path: str) -> list[str] | None:
-    """The diff of a file where one line changed (a parameter's value), written directly:
-    difflib's matcher is most of the cost of a fast round's diff. The same lines difflib
-    writes (when the changed line does not also occur elsewhere, difflib may align the
-    repeats otherwise; this hunk is as valid). None when more than one line changed."""
+def _changed_in_place(a: list[str], b: list[str], path: str) -> list[str] | None:
+    """The diff of a file whose lines changed in place (parameters' values), written
+    directly: difflib's matcher is most of the cost of a fast round's diff. The same hunks
+    difflib writes (changes at most 2 × DIFF_CONTEXT lines apart share one), when the changed
+    lines do not also occur elsewhere; otherwise difflib may align the repeats differently,
+    and these hunks are as valid. None when lines were added or removed."""
     if len(a) != len(b):
         return None
-    changed = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-    if len(changed) != 1:
+    runs: list[list[int]] = []  # [start, stop) of consecutive changed lines
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if x != y:
+            if runs and runs[-1][1] == i:
+                runs[-1][1] = i + 1
+            else:
+                runs.append([i, i + 1])
+    if not runs:
         return None
-    k = changed[0]
-    lo, hi = max(0, k - DIFF_CONTEXT), min(len(a), k + DIFF_CONTEXT + 1)
-    span = f"{lo + 1}" if hi - lo == 1 else f"{lo + 1},{hi - lo}"
-    return [f"--- a/{path}\n", f"+++ b/{path}\n", f"@@ -{span} +{span} @@\n",
-            *(" " + line for line in a[lo:k]), "-" + a[k], "+" + b[k],
-            *(" " + line for line in a[k + 1:hi])]
+    hunks = [[runs[0]]]
+    for run in runs[1:]:
+        if run[0] - hunks[-1][-1][1] <= 2 * DIFF_CONTEXT:
+            hunks[-1].append(run)
+        else:
+            hunks.append([run])
+    out = [f"--- a/{path}\n", f"+++ b/{path}\n"]
+    for hunk in hunks:
+        lo, hi = max(0, hunk[0][0] - DIFF_CONTEXT), min(len(a), hunk[-1][1] + DIFF_CONTEXT)
+        span = f"{lo + 1}" if hi - lo == 1 else f"{lo + 1},{hi - lo}"
+        out.append(f"@@ -{span} +{span} @@\n")
+        at = lo
+        for begin, stop in hunk:
+            out += [" " + line for line in a[at:begin]]
+            out += ["-" + line for line in a[begin:stop]]
+            out += ["+" + line for line in b[begin:stop]]
+            at = stop
+        out += [" " + line for line in a[at:hi]]
+    return out
 
 
 def sync_tree(src: Path, dest: Path, ignored: Callable[[str], bool],

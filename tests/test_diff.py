@@ -1,4 +1,4 @@
-"""Diffs of candidates: one changed line is written directly, the rest by difflib."""
+"""Diffs of candidates: lines changed in place are written directly, the rest by difflib."""
 
 from __future__ import annotations
 
@@ -52,3 +52,44 @@ def test_other_changes_are_difflibs():
     assert unified_diff({"p": old}, {"p": new}) == difflib_diff(old, new)
     assert unified_diff({"p": "x: 5\n"}, {"p": "x: 6\n"}) == (
         "--- a/p\n+++ b/p\n@@ -1 +1 @@\n-x: 5\n+x: 6\n")
+
+
+def apply_all(diff: str, old: str) -> str:
+    """Apply a unified diff of one or more hunks (in order, as patch does)."""
+    old_lines = old.splitlines(keepends=True)
+    out, at, lines = [], 0, diff.splitlines(keepends=True)[2:]
+    i = 0
+    while i < len(lines):
+        start = int(lines[i].split()[1][1:].split(",")[0]) - 1
+        out += old_lines[at:start]
+        at = start
+        i += 1
+        while i < len(lines) and not lines[i].startswith("@@"):
+            tag, text = lines[i][0], lines[i][1:]
+            if tag in " -":
+                assert old_lines[at] == text, "context or removed lines differ"
+                at += 1
+            if tag in " +":
+                out.append(text)
+            i += 1
+    return "".join(out + old_lines[at:])
+
+
+@given(st.integers(1, 60), st.sets(st.integers(0, 59), min_size=1, max_size=8))
+def test_lines_changed_in_place_make_difflibs_diff(size, where):
+    old_lines = [f"p{i}: {i}" for i in range(size)]
+    new_lines = [f"p{i}: {i + 100}" if i in where else line for i, line in enumerate(old_lines)]
+    old, new = "\n".join(old_lines) + "\n", "\n".join(new_lines) + "\n"
+    diff = unified_diff({"p": old}, {"p": new})
+    assert diff == difflib_diff(old, new)  # unique lines: difflib's very text, hunks and all
+    assert (apply_all(diff, old) == new) if diff else old == new
+
+
+@given(lines, st.data())
+def test_repeated_lines_changed_in_place_make_a_diff_that_applies(file_lines, data):
+    old = "\n".join(file_lines) + "\n"
+    changed = [data.draw(st.sampled_from(["x: 6", "a: 1", "", "}"])) if data.draw(st.booleans())
+               else line for line in file_lines]
+    new = "\n".join(changed) + "\n"
+    diff = unified_diff({"p": old}, {"p": new})
+    assert (apply_all(diff, old) == new) if old != new else diff == ""

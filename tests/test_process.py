@@ -101,3 +101,40 @@ def test_a_missing_folder_is_an_error_with_nothing_left_open(tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         asyncio.run(run_local("true", tmp_path / "gone", timeout=10, stdin="x"))
     assert open_fds() == before
+
+
+def test_a_command_gets_only_its_own_descriptors_default_signals_and_no_arguments(
+        tmp_path: Path):
+    """Started with posix_spawn (not Popen, which closed every other descriptor in the
+    child): a descriptor this process inherited is not passed on, SIGPIPE is back at its
+    default (Python ignores it), the command's own lines are numbered from 1 and it has no
+    positional parameters, in the folder asked for."""
+    inherited, other_end = os.pipe()
+    os.set_inheritable(inherited, True)  # as a terminal's or a harness's descriptor is
+    process._inherited_made_private.cache_clear()
+    try:
+        script = ('ls /proc/$$/fd; awk \'/SigIgn/{print $2}\' /proc/self/status; '
+                  'echo "$0 $# $(pwd)"\nnosuchcommand_q')
+        result = asyncio.run(run_local(script, tmp_path, timeout=10))
+    finally:
+        os.close(inherited)
+        os.close(other_end)
+    *fds, ignored, last, error = result.output.split("\n")
+    assert sorted(fds) == ["0", "1", "2"]
+    assert int(ignored, 16) & (1 << (13 - 1)) == 0  # SIGPIPE (13) not ignored
+    assert last == f"sh 0 {tmp_path.resolve()}"
+    assert "2: nosuchcommand_q" in error  # (dash: "sh: 2: …", bash: "sh: line 2: …")
+    assert result.exit_code == 127
+
+
+def test_with_a_standard_descriptor_closed_popen_starts_the_command(tmp_path: Path):
+    """A pipe given number 0, 1 or 2 (this process started with one closed) would not be
+    passed on right by posix_spawn's dup2: Popen starts such a command, reaped as usual."""
+    read, write = os.pipe()
+    try:
+        pid = process.spawn("echo popen", tmp_path, None, 0, write)
+        os.close(write)
+        assert os.read(read, 100) == b"popen\n"
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    finally:
+        os.close(read)
