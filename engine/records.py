@@ -156,9 +156,9 @@ class WaitingRecords:
         if self.waiting or self.open:
             once_started(self.write_quietly, False)
 
-    def outcome(self, exp_id: int) -> dict[str, Any] | None:
-        """The waiting record of this experiment, if it is still waiting."""
-        return next((fields for e, fields in self.waiting if e == exp_id), None)
+    def decided(self) -> list[tuple[int, str]]:
+        """(experiment, verdict) of the waiting records, oldest first."""
+        return [(exp_id, fields["verdict"]) for exp_id, fields in self.waiting]
 
     # ------------------------------------------------------------ internals
 

@@ -24,13 +24,6 @@ class StopRules:
             return "stopped"
         stop, target = ctx.spec.stop, ctx.spec.target_score
         records = ctx.ledger.records
-        needs_rows = not mid_wave and (target is not None or stop.plateau or stop.max_failures)
-        rows = ctx.store.recent_outcomes(  # (room for interrupted rows, which are skipped)
-            ctx.run_id, 2 * max(stop.streak, stop.plateau or 0, stop.max_failures or 0, 1) + 8
-        ) if needs_rows else []
-        if records.waiting:  # outcomes decided but not yet written
-            rows = [{**r, **{k: waiting[k] for k in ("verdict", "score")}}
-                    if (waiting := records.outcome(r["id"])) else r for r in rows]
         if target is not None and not mid_wave and (reached := target_reached(ctx)):
             return reached  # engine/target.py: the best, confirmed by re-evaluations
         if stop.max_rounds is not None and ctx.ledger.max_round >= stop.max_rounds:
@@ -40,15 +33,22 @@ class StopRules:
         if stop.max_cost_usd is not None and (
                 ctx.ledger.cost + self.in_flight_cost() >= stop.max_cost_usd):
             return f"max cost (${stop.max_cost_usd:g}) reached"
-        # (a proposal abandoned unevaluated is no round of the search)
-        # A round a stop or kill interrupted is no round without a keep, nor a failure.
-        candidates = [r for r in rows if r["kind"] == "candidate"
-                      and r["verdict"] not in (ABANDONED, INTERRUPTED)]
-        if stop.plateau is not None and len(candidates) >= stop.plateau and not any(
-                r["verdict"] in ADVANCING for r in candidates[: stop.plateau]):
+        verdicts: list[str] = []  # of the newest candidates, newest first
+        if not mid_wave and (stop.plateau or stop.max_failures):
+            decided = dict(records.decided()) if records.waiting else {}  # not yet written
+            for exp_id, kind, verdict in ctx.store.recent_verdicts(  # (room for skipped rows)
+                    ctx.run_id, 2 * max(stop.streak, stop.plateau or 0,
+                                        stop.max_failures or 0, 1) + 8):
+                verdict = decided.get(exp_id, verdict)
+                # (a proposal abandoned unevaluated is no round of the search; a round a
+                # stop or kill interrupted is no round without a keep, nor a failure)
+                if kind == "candidate" and verdict not in (ABANDONED, INTERRUPTED):
+                    verdicts.append(verdict)
+        if stop.plateau is not None and len(verdicts) >= stop.plateau and not any(
+                v in ADVANCING for v in verdicts[: stop.plateau]):
             return f"plateau: {stop.plateau} rounds without a keep"
-        if stop.max_failures is not None and len(candidates) >= stop.max_failures and all(
-                r["verdict"] in FAILURES for r in candidates[: stop.max_failures]):
+        if stop.max_failures is not None and len(verdicts) >= stop.max_failures and all(
+                v in FAILURES for v in verdicts[: stop.max_failures]):
             return f"{stop.max_failures} failures in a row"
         return None
 

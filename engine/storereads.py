@@ -95,12 +95,12 @@ class StoreReads(StoreRows):
             "WHERE e.run_id = ? ORDER BY experiment_id DESC LIMIT ?) ORDER BY r.id",
             [run_id, experiments])
 
-    def recent_outcomes(self, run_id: int, limit: int) -> list[dict[str, Any]]:
-        """The newest experiments' kind, verdict and score, newest first (for stop rules,
-        which count only the run's own: not an imported history)."""
-        return self._rows(
-            "SELECT id, kind, verdict, score, tier FROM experiments WHERE run_id = ? "
-            "AND kind != 'imported' ORDER BY id DESC LIMIT ?", [run_id, limit])
+    def recent_verdicts(self, run_id: int, limit: int) -> list[tuple[int, str, str]]:
+        """The newest experiments' (id, kind, verdict), newest first (for stop rules, which
+        count only the run's own: not an imported history). Tuples: asked every round."""
+        return self.conn.execute(
+            "SELECT id, kind, verdict FROM experiments WHERE run_id = ? "
+            "AND kind != 'imported' ORDER BY id DESC LIMIT ?", [run_id, limit]).fetchall()
 
     def in_flight(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows(
