@@ -52,6 +52,18 @@ def encode(parent: str, text: str) -> str | None:
     if len(old_mid) <= 1 or len(new_mid) <= 1:  # one place changed: nothing to match
         if new_mid:
             ops.append("".join(new_mid))
+    elif len(old_mid) == len(new_mid):  # lines changed in place (parameters): no matcher
+        for i, (was, now) in enumerate(zip(old_mid, new_mid, strict=True), start=head):
+            last = ops[-1] if ops else None
+            if was == now:
+                if isinstance(last, list) and last[1] == i:
+                    last[1] = i + 1
+                else:
+                    ops.append([i, i + 1])
+            elif isinstance(last, str):
+                ops[-1] = last + now
+            else:
+                ops.append(now)
     else:
         matcher = difflib.SequenceMatcher(None, old_mid, new_mid, autojunk=False)
         for tag, i1, i2, j1, j2 in matcher.get_opcodes():

@@ -4,6 +4,7 @@ on a real host, subprocesses and SQLite."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,20 @@ def test_a_one_place_change_is_a_small_delta() -> None:
     delta = retention.encode(parent, text)
     assert delta == '[[0,120],"line 120 changed\\n",[121,200]]'
     assert retention.decode(parent, delta) == text
+
+
+@given(st.integers(2, 80), st.sets(st.integers(0, 79), min_size=2, max_size=10))
+@settings(max_examples=80, deadline=None)
+def test_lines_changed_in_place_are_a_delta_of_ranges_and_the_new_lines(size, where):
+    """Several parameters changed (each its own line, the file's length unchanged): the
+    delta is read off line by line, keeps every unchanged line as a range, and rebuilds."""
+    old = [f"p{i}: {i}\n" for i in range(size)]
+    new = [f"p{i}: {i + 1000}\n" if i in where else line for i, line in enumerate(old)]
+    parent, text = "".join(old), "".join(new)
+    delta = retention.encode(parent, text)
+    if delta is None:  # not smaller than the text (a short file, most lines changed)
+        return
+    assert retention.decode(parent, delta) == text
+    ops = json.loads(delta)
+    assert sum(j - i for i, j in (op for op in ops if isinstance(op, list))) == size - len(
+        [i for i in where if i < size])  # every unchanged line is one of the parent's
