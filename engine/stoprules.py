@@ -34,16 +34,18 @@ class StopRules:
                 ctx.ledger.cost + self.in_flight_cost() >= stop.max_cost_usd):
             return f"max cost (${stop.max_cost_usd:g}) reached"
         verdicts: list[str] = []  # of the newest candidates, newest first
-        if not mid_wave and (stop.plateau or stop.max_failures):
+        need = max(stop.plateau or 0, stop.max_failures or 0)
+        if not mid_wave and need:
             decided = dict(records.decided()) if records.waiting else {}  # not yet written
             for exp_id, kind, verdict in ctx.store.recent_verdicts(  # (room for skipped rows)
-                    ctx.run_id, 2 * max(stop.streak, stop.plateau or 0,
-                                        stop.max_failures or 0, 1) + 8):
+                    ctx.run_id, 2 * max(stop.streak, need) + 8):
                 verdict = decided.get(exp_id, verdict)
                 # (a proposal abandoned unevaluated is no round of the search; a round a
                 # stop or kill interrupted is no round without a keep, nor a failure)
                 if kind == "candidate" and verdict not in (ABANDONED, INTERRUPTED):
                     verdicts.append(verdict)
+                    if len(verdicts) == need:
+                        break
         if stop.plateau is not None and len(verdicts) >= stop.plateau and not any(
                 v in ADVANCING for v in verdicts[: stop.plateau]):
             return f"plateau: {stop.plateau} rounds without a keep"
