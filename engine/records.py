@@ -20,9 +20,14 @@ waiting records first, and nothing waits longer than MAX_WAIT_S. A crash can los
 not committed (the last few rounds of a fast run), as it can lose an outcome whose
 evaluation has just ended; resuming marks those experiments interrupted.
 
-Other writes share the connection (other runs, the host): one may commit the open
-transaction early (harmless) or, failing, roll it back. Each write checks for that, cheaply
-(the connection's change count), and puts back what a rollback lost.
+The runs of one host share the connection, and so the open transaction: their records
+are one batch (`_Batch`). A commit, whichever run's pause it comes at, completes every run's
+started rows and writes every run's counters first, and is the batch's: at library size
+(hundreds of runs, each round a few hundred milliseconds apart) the commits are shared as
+a fast run's rounds share them, instead of one a round. Other writes on the connection (the
+host's) may commit the open transaction early (harmless) or, failing, roll it back. Each
+write checks for that, cheaply (the connection's change count, which only the batch's own
+statements are expected to move), and puts back what a rollback lost, for every run.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +55,27 @@ def once_started(callback: Callable[..., object], *args: Any) -> None:
     callbacks queued now run after it, while the process runs, not between one evaluation
     and the next (they were, for a while: 0.6 ms of a millisecond round)."""
     asyncio.get_running_loop().call_soon(callback, *args)
+
+
+class _Batch:
+    """The records of every run writing on one store's connection."""
+
+    def __init__(self) -> None:
+        #: The runs with rows or outcomes in the open transaction, or counters to write.
+        self.pending: set[WaitingRecords] = set()
+        #: The connection's change count after the batch's last statement.
+        self.changes = -1
+        self.last_commit = 0.0
+
+
+_batches: weakref.WeakKeyDictionary[Store, _Batch] = weakref.WeakKeyDictionary()
+
+
+def _batch_of(store: Store) -> _Batch:
+    batch = _batches.get(store)
+    if batch is None:
+        batch = _batches[store] = _Batch()
+    return batch
 
 
 @dataclass
@@ -78,9 +105,8 @@ class WaitingRecords:
         #: Rows start() inserted whose outcome is not written yet (Store.finish_experiment's
         #: `fresh`: nothing else writes to them meanwhile).
         self._fresh: set[int] = set()
-        #: The connection's change count after this object's last statement.
-        self._changes = -1
-        self._last_commit = 0.0
+        #: Shared with the other runs on this connection (their open transaction is ours).
+        self._batch = _batch_of(store)
         self._timer: asyncio.TimerHandle | None = None
         #: Told of a write that failed in a callback or in add() (engine/storage.py).
         self.on_trouble: Callable[[BaseException], None] = lambda exc: None
@@ -89,18 +115,20 @@ class WaitingRecords:
               complete: Callable[[], object] | None = None) -> int:
         """Insert an experiment's row in the open transaction (`insert(None)` returns its id;
         `insert(id)` puts it back after a rollback); `complete` runs before the commit."""
-        intact = self._intact()
+        intact = self._batch_intact()
         exp_id = insert(None)
         self.open[exp_id] = _Started(lambda: insert(exp_id), complete)
+        self._batch.pending.add(self)
         self._fresh.add(exp_id)
         if intact:  # our own insert moved the change count
-            self._changes = self.store.total_changes()
+            self._batch.changes = self.store.total_changes()
         self._arm()
         return exp_id
 
     def add(self, exp_id: int, fields: dict[str, Any]) -> None:
-        """Queue a record; write() or the timer writes it."""
+        """Queue a record; write() or the timer writes it (or another run's commit)."""
         self.waiting.append((exp_id, fields))
+        self._batch.pending.add(self)
         if len(self.waiting) > 1:  # an earlier one failed to write: retry now
             self.write_quietly()
         else:
@@ -110,37 +138,32 @@ class WaitingRecords:
         """Write every waiting record now, oldest first, and commit; with commit=False the
         commit waits for COMMIT_EVERY_S since the last one. A storage error propagates (the
         run pauses for it) and leaves what was not committed to be written again."""
-        if not self._intact():
-            self._put_back()
-        for started in self.open.values():
-            if not started.completed and started.complete is not None:
-                started.complete()
-            started.completed = True
-        due = commit or time.monotonic() - self._last_commit >= COMMIT_EVERY_S
-        run_update = None
-        while self.waiting:
-            exp_id, fields = self.waiting[0]
-            # The run's counters are totals: only the newest before a commit is written.
-            self._run_state.update(fields.get("run_update") or {})
-            run_update = self._run_state if due and len(self.waiting) == 1 else None
-            self.store.finish_experiment(exp_id, commit=False, fresh=exp_id in self._fresh,
-                                         **{**fields, "run_update": run_update})
-            self._written[exp_id] = fields
-            self._fresh.discard(exp_id)
-            self.waiting.pop(0)
-        self._changes = self.store.total_changes()
+        batch = self._batch
+        if not self._batch_intact():
+            for member in list(batch.pending):
+                member._put_back()
+        self._complete()
+        due = commit or time.monotonic() - batch.last_commit >= COMMIT_EVERY_S
+        self._write_waiting(due)
         if due:
-            if self._run_state and run_update is None:  # none written with an outcome
-                self.store.set_run_fields(self.run_id, self._run_state)
-            self._run_state = {}
+            self._write_counters()
+            members = [m for m in batch.pending if m is not self]
+            for member in members:  # the others' part of the commit, made whole
+                member._write_waiting(True)
+                member._complete()
+                member._write_counters()
             if self.store.in_transaction():
                 self.store.commit()
                 self.store.keep_log_bounded()
-            self.open.clear()
-            self._written.clear()
-            self._last_commit = time.monotonic()
+            for member in [self, *members]:
+                member.open.clear()
+                member._written.clear()
+            batch.pending.clear()
+            batch.last_commit = time.monotonic()
         else:
+            batch.pending.add(self)
             self._arm()
+        batch.changes = self.store.total_changes()
 
     def write_quietly(self, commit: bool = True) -> None:
         """write() from a callback, which has no caller to report to: a failure stays waiting
@@ -162,12 +185,42 @@ class WaitingRecords:
 
     # ------------------------------------------------------------ internals
 
-    def _intact(self) -> bool:
-        """Is everything written since the last commit still in the open transaction? Yes
-        when nothing else wrote on the connection since (its change count did not move)."""
-        if not self.open and not self._written:
+    def _batch_intact(self) -> bool:
+        """Is everything the batch wrote since the last commit still in the open transaction?
+        Yes when nothing else wrote on the connection since (its change count did not move)."""
+        if not self._batch.pending:
             return True
-        return self.store.in_transaction() and self.store.total_changes() == self._changes
+        return (self.store.in_transaction()
+                and self.store.total_changes() == self._batch.changes)
+
+    def _complete(self) -> None:
+        """What completes the started rows (their files), before they are committed."""
+        for started in self.open.values():
+            if not started.completed and started.complete is not None:
+                started.complete()
+            started.completed = True
+
+    def _write_waiting(self, due: bool) -> None:
+        """The waiting outcomes, oldest first, into the open transaction; with `due` (a
+        commit comes) the run's newest counters with the last of them."""
+        while self.waiting:
+            exp_id, fields = self.waiting[0]
+            # The run's counters are totals: only the newest before a commit is written.
+            self._run_state.update(fields.get("run_update") or {})
+            run_update = self._run_state if due and len(self.waiting) == 1 else None
+            self.store.finish_experiment(exp_id, commit=False, fresh=exp_id in self._fresh,
+                                         **{**fields, "run_update": run_update})
+            if run_update is not None:
+                self._run_state = {}
+            self._written[exp_id] = fields
+            self._fresh.discard(exp_id)
+            self.waiting.pop(0)
+
+    def _write_counters(self) -> None:
+        """The run's newest counters, into the open transaction (a commit comes)."""
+        if self._run_state:
+            self.store.set_run_fields(self.run_id, self._run_state)
+            self._run_state = {}
 
     def _put_back(self) -> None:
         """Another write on the connection committed the open transaction (then these rows

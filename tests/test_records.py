@@ -207,3 +207,36 @@ async def test_work_for_while_an_evaluation_runs_comes_after_its_process_started
     result = await run_local("sleep 0.2", tmp_path, timeout=10)
     assert result.exit_code == 0
     assert seen and seen[0], "the callback ran before the process was started"
+
+
+async def test_runs_on_one_connection_share_a_commit_and_a_rollback_loses_neither(
+        tmp_path, monkeypatch):
+    """A library's runs write on one connection: a commit at one run's pause holds the
+    others' started rows whole (their files) and their counters, and a failing write that
+    rolls the shared transaction back is put right for every run, not only the next one to
+    write."""
+    monkeypatch.setattr("engine.records.COMMIT_EVERY_S", 60)
+    monkeypatch.setattr("engine.records.MAX_WAIT_S", 60)  # no timer: only the writes below
+    store = Store(tmp_path / "a.db")
+    first_run, second_run = _run(store, tmp_path), store.create_run(
+        "s", spec_path="", spec_json="{}", workspace=str(tmp_path), direction="minimize",
+        target=None)
+    first, second = WaitingRecords(store, first_run), WaitingRecords(store, second_run)
+    other = Store(tmp_path / "a.db", readonly=True)
+    first.write()
+    a = _start(first, store, first_run, 1)
+    b = _start(second, store, second_run, 2)
+    second.add(b, dict(verdict="reverted", score=2.0, reason="worse",
+                       run_update={"rounds": 1}))
+    second.write(commit=False)  # too soon after the last commit: waits in the transaction
+    assert other.experiments(second_run) == []
+
+    store.conn.rollback()  # a failing write elsewhere on the connection
+    first.write()  # the first run's pause commits, for both runs
+    assert other.experiment(a)["verdict"] == "running"
+    assert other.version_files(a) == {"params.yaml": "x: 1\n"}
+    got = other.experiment(b)
+    assert (got["verdict"], got["score"]) == ("reverted", 2.0)  # put back, then committed
+    assert other.version_files(b) == {"params.yaml": "x: 2\n"}
+    assert other.get_run("s")["rounds"] == 1  # its counters went with the commit
+    assert not first.open and not second.open and not second.waiting
