@@ -95,12 +95,14 @@ class StoreReads(StoreRows):
             "WHERE e.run_id = ? ORDER BY experiment_id DESC LIMIT ?) ORDER BY r.id",
             [run_id, experiments])
 
-    def recent_verdicts(self, run_id: int, limit: int) -> list[tuple[int, str, str]]:
+    def recent_verdicts(self, run_id: int, limit: int) -> Iterator[tuple[int, str, str]]:
         """The newest experiments' (id, kind, verdict), newest first (for stop rules, which
-        count only the run's own: not an imported history). Tuples: asked every round."""
-        return self.conn.execute(
+        count only the run's own: not an imported history). Read as they are asked for: the
+        stop rules, asked every round, stop at the few they need (each row of a library's
+        run lies on a page of its own)."""
+        yield from self.conn.execute(
             "SELECT id, kind, verdict FROM experiments WHERE run_id = ? "
-            "AND kind != 'imported' ORDER BY id DESC LIMIT ?", [run_id, limit]).fetchall()
+            "AND kind != 'imported' ORDER BY id DESC LIMIT ?", [run_id, limit])
 
     def in_flight(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows(

@@ -71,7 +71,7 @@ def traced(tmp_path_factory) -> dict:
         lambda: store.experiment(exp), lambda: store.experiments(rid, after_id=1, limit=5),
         lambda: store.experiments(rid, newest_first=True, limit=1),
         lambda: store.changed_since(exp - 2, 0.0), lambda: store.changelog(rid, 20),
-        lambda: store.recent_verdicts(rid, 5), lambda: store.in_flight(rid),
+        lambda: list(store.recent_verdicts(rid, 5)), lambda: store.in_flight(rid),
         lambda: store.last_round(rid), lambda: list(store.iter_experiments(rid)),
         lambda: store.item_results(exp), lambda: store.item_summary(exp),
         lambda: store.version_files(exp), lambda: store.advancing_chain(rid),
