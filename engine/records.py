@@ -115,13 +115,15 @@ class WaitingRecords:
               complete: Callable[[], object] | None = None) -> int:
         """Insert an experiment's row in the open transaction (`insert(None)` returns its id;
         `insert(id)` puts it back after a rollback); `complete` runs before the commit."""
-        intact = self._batch_intact()
+        batch = self._batch
+        if not self._batch_intact():  # first, or the new row could take a lost row's id
+            for member in list(batch.pending):
+                member._put_back()
         exp_id = insert(None)
         self.open[exp_id] = _Started(lambda: insert(exp_id), complete)
-        self._batch.pending.add(self)
+        batch.pending.add(self)
         self._fresh.add(exp_id)
-        if intact:  # our own insert moved the change count
-            self._batch.changes = self.store.total_changes()
+        batch.changes = self.store.total_changes()  # (what moved it is in the batch now)
         self._arm()
         return exp_id
 
@@ -235,6 +237,8 @@ class WaitingRecords:
         self._fresh.update(exp_id for exp_id, _ in lost if exp_id in self.open)
         self.waiting[:0] = lost
         self._written.clear()
+        if lost:  # (put back from another run's write: written within MAX_WAIT_S still)
+            self._arm()
 
     def _arm(self) -> None:
         """Make sure a write comes within MAX_WAIT_S. The timer is left to run out rather

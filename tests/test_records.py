@@ -240,3 +240,33 @@ async def test_runs_on_one_connection_share_a_commit_and_a_rollback_loses_neithe
     assert other.version_files(b) == {"params.yaml": "x: 2\n"}
     assert other.get_run("s")["rounds"] == 1  # its counters went with the commit
     assert not first.open and not second.open and not second.waiting
+
+
+async def test_a_row_another_run_put_back_keeps_its_id_and_lands_within_max_wait(
+        tmp_path, monkeypatch):
+    """A rollback noticed when another run starts its next row: the lost row is inserted
+    again first (the new row would otherwise take its id: a UNIQUE failure, then nothing
+    written at all), its outcome is queued again, and its own run's timer writes it."""
+    monkeypatch.setattr("engine.records.COMMIT_EVERY_S", 60)
+    monkeypatch.setattr("engine.records.MAX_WAIT_S", 0.05)
+    store = Store(tmp_path / "a.db")
+    first_run, second_run = _run(store, tmp_path), store.create_run(
+        "s", spec_path="", spec_json="{}", workspace=str(tmp_path), direction="minimize",
+        target=None)
+    first, second = WaitingRecords(store, first_run), WaitingRecords(store, second_run)
+    first.write()
+    b = _start(second, store, second_run, 2)
+    second.add(b, dict(verdict="reverted", score=2.0, reason="worse"))
+    second.write(commit=False)
+    await asyncio.sleep(0.2)  # its timer came and went: the outcome is committed
+    c = _start(second, store, second_run, 3)
+    second.add(c, dict(verdict="reverted", score=3.0, reason="worse"))
+    second.write(commit=False)  # in the open transaction only
+    await asyncio.sleep(0)
+    store.conn.rollback()  # lost: the row and its outcome
+    _start(first, store, first_run, 1)  # the first run notices, puts back both, no commit
+    other = Store(tmp_path / "a.db", readonly=True)
+    assert other.experiment(c) is None
+    await asyncio.sleep(0.3)
+    assert (other.experiment(c) or {}).get("verdict") == "reverted"
+    assert other.experiment(b)["verdict"] == "reverted"
