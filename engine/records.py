@@ -116,9 +116,7 @@ class WaitingRecords:
         """Insert an experiment's row in the open transaction (`insert(None)` returns its id;
         `insert(id)` puts it back after a rollback); `complete` runs before the commit."""
         batch = self._batch
-        if not self._batch_intact():  # first, or the new row could take a lost row's id
-            for member in list(batch.pending):
-                member._put_back()
+        self._ensure_intact()  # first, or the new row could take a lost row's id
         exp_id = insert(None)
         self.open[exp_id] = _Started(lambda: insert(exp_id), complete)
         batch.pending.add(self)
@@ -141,9 +139,7 @@ class WaitingRecords:
         commit waits for COMMIT_EVERY_S since the last one. A storage error propagates (the
         run pauses for it) and leaves what was not committed to be written again."""
         batch = self._batch
-        if not self._batch_intact():
-            for member in list(batch.pending):
-                member._put_back()
+        self._ensure_intact()
         self._complete()
         due = commit or time.monotonic() - batch.last_commit >= COMMIT_EVERY_S
         self._write_waiting(due)
@@ -187,13 +183,15 @@ class WaitingRecords:
 
     # ------------------------------------------------------------ internals
 
-    def _batch_intact(self) -> bool:
-        """Is everything the batch wrote since the last commit still in the open transaction?
-        Yes when nothing else wrote on the connection since (its change count did not move)."""
-        if not self._batch.pending:
-            return True
-        return (self.store.in_transaction()
-                and self.store.total_changes() == self._batch.changes)
+    def _ensure_intact(self) -> None:
+        """Everything the batch wrote since the last commit, back in the open transaction:
+        when something else wrote on the connection since (its change count moved), what a
+        rollback lost is put back, for every run of the batch."""
+        batch = self._batch
+        if batch.pending and not (self.store.in_transaction()
+                                  and self.store.total_changes() == batch.changes):
+            for member in list(batch.pending):
+                member._put_back()
 
     def _complete(self) -> None:
         """What completes the started rows (their files), before they are committed."""

@@ -23,6 +23,7 @@ import sqlite3
 import time
 from typing import Any
 
+from engine.linediff import changed_runs
 from engine.model import ADVANCING
 
 #: JSON without spaces (one encoder: json.dumps with separators makes one a call).
@@ -52,18 +53,13 @@ def encode(parent: str, text: str) -> str | None:
     if len(old_mid) <= 1 or len(new_mid) <= 1:  # one place changed: nothing to match
         if new_mid:
             ops.append("".join(new_mid))
-    elif len(old_mid) == len(new_mid):  # lines changed in place (parameters): no matcher
-        for i, (was, now) in enumerate(zip(old_mid, new_mid, strict=True), start=head):
-            last = ops[-1] if ops else None
-            if was == now:
-                if isinstance(last, list) and last[1] == i:
-                    last[1] = i + 1
-                else:
-                    ops.append([i, i + 1])
-            elif isinstance(last, str):
-                ops[-1] = last + now
-            else:
-                ops.append(now)
+    elif (runs := changed_runs(old_mid, new_mid)) is not None:  # in place: no matcher
+        at = 0  # (the middle's first and last lines differ: it starts and ends with a run)
+        for begin, stop in runs:
+            if begin > at:
+                ops.append([head + at, head + begin])
+            ops.append("".join(new_mid[begin:stop]))
+            at = stop
     else:
         matcher = difflib.SequenceMatcher(None, old_mid, new_mid, autojunk=False)
         for tag, i1, i2, j1, j2 in matcher.get_opcodes():

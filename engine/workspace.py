@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from engine.leftovers import scratch_dir
+from engine.linediff import changed_runs
 from engine.model import UserError
 
 #: Lines of context around a change in a diff (difflib's default).
@@ -94,15 +95,7 @@ def _changed_in_place(a: list[str], b: list[str], path: str) -> list[str] | None
     difflib writes (changes at most 2 × DIFF_CONTEXT lines apart share one), when the changed
     lines do not also occur elsewhere; otherwise difflib may align the repeats differently,
     and these hunks are as valid. None when lines were added or removed."""
-    if len(a) != len(b):
-        return None
-    runs: list[list[int]] = []  # [start, stop) of consecutive changed lines
-    for i, (x, y) in enumerate(zip(a, b, strict=True)):
-        if x != y:
-            if runs and runs[-1][1] == i:
-                runs[-1][1] = i + 1
-            else:
-                runs.append([i, i + 1])
+    runs = changed_runs(a, b)
     if not runs:
         return None
     hunks = [[runs[0]]]
