@@ -4,6 +4,7 @@ and the README's screenshots written into `screenshots/`."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,3 +124,5 @@ async def test_readme_screenshot(name: str, tmp_path: Path) -> None:
         saved = Path(app.save_screenshot(filename=name, path=str(SCREENSHOTS)))
     text = saved.read_text()
     assert text.startswith("<svg") and "demo-classifier" in text
+    if name == "dashboard-160x48.svg":  # "today" is the recorded demo's day (the app's clock)
+        assert re.search(r">[1-9][0-9]*&#160;kept&#160;today<", text), "no keeps today shown"

@@ -113,7 +113,7 @@ class AutoresearchApp(SteeringActions, Drawing, App[int]):
         self.attach = attach
         store = Store(db)
         store.only_writes_that_never_wait()  # this loop may carry an engine (see try_write)
-        self.board = Board(store)
+        self.board = Board(store, clock=lambda: self.clock())
         self.dash = Dashboard()
         self.engine: EngineHost | None = None
         self.selected_run: int | None = None

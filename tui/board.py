@@ -70,8 +70,11 @@ class RunDetail:
 class Board:
     """The UI's model of the store. One per app, used from the app's thread only."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        #: What "today" is read against (the app's clock: a screenshot of a recorded store
+        #: shows that day's figures, not today's zeros).
+        self.clock = clock
         self.runs: dict[int, dict[str, Any]] = {}
         self.specs: dict[int, dict[str, Any]] = {}
         #: Scores per run for its sparkline, read when its card is first drawn (`spark`): the
@@ -101,7 +104,7 @@ class Board:
         self.last_id = self.store.max_experiment_id()
         self.watermark = now
         self._poll_runs(Changes())
-        self.ledger.load(self.store, self.runs, now)
+        self.ledger.load(self.store, self.runs, self.clock())
         for row in self.store.running_experiments():
             self.running[row["id"]] = row
             self._seen[row["id"]] = (row["verdict"], row["finished"])
@@ -135,9 +138,9 @@ class Board:
         self._poll_runs(changes)
         self._poll_experiments(changes)
         self._poll_commands(changes)
-        now = time.time()
-        if self.ledger.due(now):  # a new day, or a verdict rewritten in place (a veto)
-            self.ledger.load(self.store, self.runs, now)
+        today = self.clock()
+        if self.ledger.due(today):  # a new day, or a verdict rewritten in place (a veto)
+            self.ledger.load(self.store, self.runs, today)
         return changes
 
     def _poll_runs(self, changes: Changes) -> None:
