@@ -66,6 +66,9 @@ class _Batch:
         #: The connection's change count after the batch's last statement.
         self.changes = -1
         self.last_commit = 0.0
+        #: Writes that wait for the batch's next commit and go in with it, or for their own
+        #: timer (worker rows): in order, once each.
+        self.riders: dict[Callable[[], object], None] = {}
 
 
 _batches: weakref.WeakKeyDictionary[Store, _Batch] = weakref.WeakKeyDictionary()
@@ -150,12 +153,16 @@ class WaitingRecords:
                 member._write_waiting(True)
                 member._complete()
                 member._write_counters()
+            riders, batch.riders = batch.riders, {}
+            for ride in riders:
+                ride()
             if self.store.in_transaction():
                 self.store.commit()
                 self.store.keep_log_bounded()
             for member in [self, *members]:
                 member.open.clear()
                 member._written.clear()
+                member._disarm()
             batch.pending.clear()
             batch.last_commit = time.monotonic()
         else:
@@ -176,6 +183,13 @@ class WaitingRecords:
         command, once the process is running: see `once_started`)."""
         if self.waiting or self.open:
             once_started(self.write_quietly, False)
+
+    def ride(self, write: Callable[[], object]) -> None:
+        """`write` (statements that do not commit) goes in with the batch's next commit, if
+        one comes before the writer's own timer: a write of its own is a commit (and, on
+        its own timer, a wake) more a round, which at one run of 200 ms rounds was a tenth
+        of the engine's CPU (bench/library.py)."""
+        self._batch.riders[write] = None
 
     def decided(self) -> list[tuple[int, str]]:
         """(experiment, verdict) of the waiting records, oldest first."""
@@ -239,10 +253,17 @@ class WaitingRecords:
             self._arm()
 
     def _arm(self) -> None:
-        """Make sure a write comes within MAX_WAIT_S. The timer is left to run out rather
-        than cancelled by each write (a fast run would make and cancel one a round)."""
+        """Make sure a write comes within MAX_WAIT_S."""
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(MAX_WAIT_S, self._time_is_up)
+
+    def _disarm(self) -> None:
+        """Committed, nothing waits: no timer. One left to run out would wake an idle
+        process once a round for nothing (a wake costs more CPU than cancelling and making
+        a timer: a tenth to a quarter of a millisecond on these machines)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _time_is_up(self) -> None:
         self._timer = None

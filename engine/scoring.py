@@ -95,6 +95,9 @@ class Scorer:
         elif self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(
                 WORKER_FLUSH_S, self.quietly, self.flush_workers)
+            # (a slot goes busy as an evaluation starts, whose first pause commits: the
+            # row goes in with that commit, and the timer is not needed)
+            ctx.ledger.records.ride(self._ride)
 
     @staticmethod
     def _row(state: WorkerState, change: str) -> dict:
@@ -104,7 +107,7 @@ class Scorer:
                 "retry_at": None if state.up else time.time() + state.retry_in,
                 "queue": state.queue, "job_id": state.job_id}
 
-    def flush_workers(self, replace: bool = False) -> None:
+    def flush_workers(self, replace: bool = False, commit: bool = True) -> None:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -112,10 +115,15 @@ class Scorer:
             rows = [self._row(state, change) for state, change in self._dirty.values()]
             dirty, self._dirty = self._dirty, {}
             try:
-                self.ctx.store.set_workers(self.ctx.run_id, rows, replace=replace)
+                self.ctx.store.set_workers(self.ctx.run_id, rows, replace=replace,
+                                           commit=commit)
             except BaseException:
                 self._dirty = {**dirty, **self._dirty}  # written again once writes work
                 raise
+
+    def _ride(self) -> None:
+        """The waiting rows, into the records' commit that is about to come."""
+        self.flush_workers(commit=False)
 
     # ------------------------------------------------------------ scoring
 

@@ -5,6 +5,7 @@ A mixin of engine/store.py's Store (finish_experiment calls its keep_log_bounded
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
@@ -227,13 +228,14 @@ class StoreWrites(StoreRows):
         self._write("UPDATE experiments SET tier = ? WHERE id = ?", [tier, exp_id])
 
     def set_workers(self, run_id: int, rows: list[dict[str, Any]], *,
-                    replace: bool = False) -> None:
+                    replace: bool = False, commit: bool = True) -> None:
         """Record worker slots' states in one transaction: dicts with name, group, status,
         job, reason, failures, retry_at (wall-clock), and for batch-system slots queue (what
         it waits for: "queued 2m14s, reason Resources") and job_id (SLURM's job or step). Rows keep their first order;
-        `replace` forgets the run's other slots (its workers changed)."""
+        `replace` forgets the run's other slots (its workers changed); commit=False leaves
+        them in the open transaction (engine/records.py: a commit is about to come)."""
         now = time.time()
-        with self.conn:
+        with self.conn if commit else contextlib.nullcontext():
             if replace:
                 self.conn.execute("DELETE FROM workers WHERE run_id = ?", [run_id])
             self.conn.executemany(
