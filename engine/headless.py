@@ -22,15 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine import liveness, signals
+from engine import cadence, liveness, signals
 from engine.text import printable
 
 #: An evaluation running this long gets liveness lines...
 LIVE_AFTER_S = 5.0
 #: ...at most this often.
 LIVE_EVERY_S = 5.0
-#: How often steering and liveness are looked for.
-TICK_S = 0.5
+#: How often liveness (and steering another engine applied) is looked for; this engine's
+#: own steering is printed as it is applied.
+TICK_S = 5 * cadence.BEAT_S
 #: A second stop signal within this many seconds forces the stop.
 FORCE_WITHIN_S = 2.0
 
@@ -120,6 +121,7 @@ class HeadlessView:
         # Only the runs that changed since the last report are read (a library hosts
         # hundreds): reading every run on every change made a round's cost grow with them.
         self.scheduled = False
+        self.steering()
         changed = []
         for run_id in self.host.changed_since(self.seen):
             run_loop = self.host.loops.get(run_id)
@@ -154,9 +156,8 @@ class HeadlessView:
             self.printed[run_id] = exp["id"]
             self.live_said.pop(exp["id"], None)
 
-    def tick(self, now: float | None = None) -> None:
-        """Applied steering commands, then liveness of long evaluations."""
-        now = time.time() if now is None else now
+    def steering(self) -> None:
+        """The steering commands applied since the last look."""
         # Read the commands only when this engine applied one since (it reports only its
         # own): the read of the newest 200 was half of a tick.
         applied = getattr(self.host, "applied", None)
@@ -167,6 +168,11 @@ class HeadlessView:
                 self.out(f"{self._prefix(command['run_id'])}steering: "
                          f"{liveness.describe_command(command)}")
             self.applied_seen = applied
+
+    def tick(self, now: float | None = None) -> None:
+        """Applied steering commands, then liveness of long evaluations."""
+        now = time.time() if now is None else now
+        self.steering()
         for item in liveness.running(self.store, now, LIVE_AFTER_S):
             if item.run_id not in self.host.loops or item.elapsed_s < LIVE_AFTER_S:
                 continue
@@ -180,7 +186,7 @@ class HeadlessView:
 
     async def ticking(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            await cadence.beat(TICK_S)
             try:
                 self.tick()
             except (sqlite3.Error, OSError):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from engine import leftovers, redact, retention
+from engine import bell, cadence, leftovers, redact, retention
 from engine import spec as specs
 from engine.gcfreeze import freeze_imports
 from engine.locks import WorkspaceLock, sidecar_dir, take_workspace
@@ -29,8 +29,11 @@ from engine.storage import storage_trouble
 from engine.store import Store
 from engine.workers.childwatch import watch_children_with_pidfds
 
-#: How often the command table is read; steering applies within this (plus a store write).
-COMMAND_POLL_S = 0.2
+#: How often the command table is read besides when rung (engine/bell.py: a command's
+#: writer rings, and steering applies at once); a writer that does not ring waits this long.
+COMMAND_POLL_S = 5 * cadence.BEAT_S
+#: ...and where there is no bell.
+UNRUNG_POLL_S = cadence.BEAT_S
 VERBS = ("pause", "resume", "stop", "veto", "pin", "guide")
 
 
@@ -88,6 +91,9 @@ class Host:
         self._hosting = 0
         self.applied = 0  # commands applied (the headless printer reads them when it grows)
         self._commands_seen: tuple[int | None, int] | None = None
+        #: Rung since the poller last looked, and what its wait for a ring is.
+        self._rang = False
+        self._ringing: asyncio.Future[None] | None = None
         # What an engine killed on this store left (evaluations, scratch), and this one's record.
         for note in leftovers.claim(store.path):
             self._report(note, level="warning")
@@ -261,6 +267,35 @@ class Host:
                 retention.prune(self.store.conn, run_id, kept.keep_days, kept.max_reverted)
 
     async def _poll_commands(self) -> None:
+        unlisten = bell.listen(self._rung)
+        try:
+            await self._poll_commands_until_cancelled(
+                COMMAND_POLL_S if unlisten is not None else UNRUNG_POLL_S)
+        finally:
+            if unlisten is not None:
+                unlisten()
+
+    def _rung(self) -> None:
+        self._rang = True
+        if self._ringing is not None and not self._ringing.done():
+            self._ringing.set_result(None)
+
+    async def _ring_or_beat(self, period: float) -> None:
+        """Until this engine is rung (at once if it was since the last wait), or the next
+        multiple of `period` (engine/cadence.py)."""
+        if not self._rang:
+            loop = asyncio.get_running_loop()
+            ringing = self._ringing = loop.create_future()
+            timer = loop.call_later(cadence.until_beat(period),
+                                    lambda: ringing.done() or ringing.set_result(None))
+            try:
+                await ringing
+            finally:
+                timer.cancel()
+                self._ringing = None
+        self._rang = False
+
+    async def _poll_commands_until_cancelled(self, period: float) -> None:
         pruned = time.monotonic()
         while True:
             try:
@@ -281,7 +316,7 @@ class Host:
                             loop.storage.trip(exc)
             except Exception as exc:  # the poller must outlive one bad command
                 self._report(f"command poller: {exc!r}")
-            await asyncio.sleep(COMMAND_POLL_S)
+            await self._ring_or_beat(period)
 
     def _report(self, line: str, level: str = "error") -> None:
         try:

@@ -15,7 +15,6 @@ branch is left alone.
 
 from __future__ import annotations
 
-import asyncio
 import glob as globs
 import hashlib
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from engine import cadence
 from engine import spec as specs
 from engine.libsync import PrunedCopies
 from engine.workspace import GIT_IDENTITY, Workspace
@@ -355,7 +355,7 @@ class LibraryWatcher:
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.poll_s)
+            await cadence.beat(self.poll_s)
             try:
                 self.poll()
             except OSError as exc:  # a folder gone for a moment: try again next time

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine import cadence
 from engine.handedit import HandEdits
 from engine.libplaybook import LibraryPlaybook, set_playbook
 from engine.libspec import Library
@@ -272,7 +273,7 @@ class LibraryScheduler:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            await cadence.beat(TICK_S)
             try:
                 midnight = _midnight(time.time())
                 if midnight != self.today:  # a new day: its budget starts from nothing

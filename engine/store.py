@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import sqlitelib
+from engine import bell, sqlitelib
 from engine.migrations import LazyMigrations, Step, _apply_migrations, migrations  # noqa: F401
 from engine.model import UserError
 from engine.redact import KeyBlockLines, make_redactor
@@ -212,6 +212,7 @@ class Store(StoreWrites, StoreReads, UiReads):
             if time.monotonic() > deadline:
                 raise sqlite3.OperationalError("database is locked")
             time.sleep(COMMAND_RETRY_S)
+        bell.ring(self.path)  # the engines hosting this store read it now (engine/bell.py)
         return written[0]
 
     def only_writes_that_never_wait(self) -> None:

@@ -148,3 +148,40 @@ async def test_pin_makes_a_reverted_experiment_the_protected_best(tmp_path, para
     assert loop.proposer.proposal(loop.versions.best).guidance == ["try smaller x"]
     await store.send_command(loop.run_id, "stop")
     await asyncio.wait_for(task, 10)
+
+
+async def test_a_command_rings_the_engine_and_is_applied_at_once(tmp_path, params_workspace,
+                                                                 monkeypatch):
+    """The writer rings (engine/bell.py): applied long before the poller's next look."""
+    import engine.host as hosting
+
+    monkeypatch.setattr(hosting, "COMMAND_POLL_S", 30.0)
+    slow_workspace(params_workspace, 0.2)
+    host, _, ui, task = await start(tmp_path, metric_spec(params_workspace, stop="max_rounds: 500"))
+    run_id = ui.get_run("toy")["id"]
+    await asyncio.sleep(0.3)  # the poller is waiting now, for 30 s or a ring
+    sent = time.monotonic()
+    cmd = await ui.send_command(run_id, "pause")
+    await wait_for(lambda: ui.command(cmd)["applied"], timeout=5.0)
+    assert time.monotonic() - sent < 1.0
+    await ui.send_command(run_id, "stop")
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_command_written_without_ringing_is_applied_within_the_poll(
+        tmp_path, params_workspace):
+    """A writer that does not ring (a hand-written INSERT, Datasette) is read once a second."""
+    import sqlite3
+
+    slow_workspace(params_workspace, 0.2)
+    host, _, ui, task = await start(tmp_path, metric_spec(params_workspace, stop="max_rounds: 500"))
+    run_id = ui.get_run("toy")["id"]
+    with sqlite3.connect(tmp_path / "a.db", timeout=10) as raw:
+        cmd = raw.execute("INSERT INTO commands (run_id, verb, created) VALUES (?, 'pause', ?)",
+                          [run_id, time.time()]).lastrowid
+    sent = time.monotonic()
+    await wait_for(lambda: ui.command(cmd)["applied"], timeout=5.0)
+    assert time.monotonic() - sent < 2.0
+    assert ui.get_run("toy")["status"] == "paused"
+    await ui.send_command(run_id, "stop")
+    await asyncio.wait_for(task, 10)
