@@ -75,7 +75,7 @@ def make(root: Path, runs: int, seconds: float, body: str = "",
 
 def sample(db: Path, start: float, out: list, done: threading.Event,
            steer_at: float | None = None, steering: list | None = None) -> None:
-    """Every half second: (seconds since start, this process's CPU, experiments finished).
+    """Every half second: (seconds since start, the engine's CPU, experiments finished).
     At `steer_at` seconds, a steering command (guidance for every run) is written as the
     CLI writes it, and the seconds until the engine applied it go to `steering`."""
     store = None
@@ -93,7 +93,8 @@ def sample(db: Path, start: float, out: list, done: threading.Event,
                               "and kind != 'baseline'").fetchone()[0]
         except sqlite3.Error:
             continue
-        out.append((time.monotonic() - start, time.process_time(), n))
+        # The process's CPU less this thread's own (the sampler's queries are not the engine's).
+        out.append((time.monotonic() - start, time.process_time() - time.thread_time(), n))
         if steer_at is not None and out[-1][0] >= steer_at and steering is not None \
                 and not steering and command is None:
             writer = Store(db)
