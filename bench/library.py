@@ -3,7 +3,9 @@
 
 Prints, for each N: rounds per run (min/median/max: no run starved), the engine's own CPU per
 round (this process, not the evaluations' children), RSS, and store bytes per round; then the
-CPU per round at the largest N as a ratio against N=1 (target: ≤ 2 ms and flat).
+CPU per round at the largest N as a ratio against N=1 (target: ≤ 2 ms and flat). First, the
+baseline, measured in the same run: the CPU per round of a bare asyncio loop that runs the
+same evaluation commands one at a time (each figure is also printed as a ratio to it).
 
     python bench/library.py                 # 1, 50 and 200 runs, 20 s each
     python bench/library.py --runs 200 --seconds 60
@@ -144,6 +146,30 @@ def measure(runs: int, seconds: float, body: str = "", max_parallel: int | None 
                 "steering_s": steering[0] if steering else None}
 
 
+def bare_loop(seconds: float) -> float:
+    """CPU per round of the least a host could do: one asyncio loop that runs the library's
+    evaluation command on one skill file, again and again, and reads its output (a baseline
+    measured in the same run: on these VMs a process's wake alone costs 0.1-0.25 ms)."""
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as tmp:
+        skill = Path(tmp) / "SKILL.md"
+        rng = random.Random(1)
+        command = EVAL.replace("{file}", str(skill))
+
+        async def rounds() -> tuple[int, float]:
+            began, cpu, n = time.monotonic(), time.process_time(), 0
+            while time.monotonic() - began < seconds:
+                skill.write_text(f"x: {rng.randint(0, 20)}\ny: 500\n"
+                                 f"delay: {rng.uniform(0.05, 0.3):.3f}\n")
+                child = await asyncio.create_subprocess_shell(
+                    command, stdout=asyncio.subprocess.PIPE)
+                await child.communicate()
+                n += 1
+            return n, time.process_time() - cpu
+
+        n, cpu = asyncio.run(rounds())
+    return 1000 * cpu / max(n, 1)
+
+
 def playbook_rounds(first: int, later: int, playbook: bool = True) -> tuple[list, list]:
     """Rounds to the target of `first` runs, then of `later` runs added once they are done."""
     import os
@@ -219,6 +245,10 @@ def main() -> None:
     if args.playbook:
         print_playbook(args.playbook_runs, args.playbook_runs)
         return
+    bare = bare_loop(min(args.seconds, 10))
+    print(f"a bare asyncio loop running the same evaluations, one at a time: {bare:.2f} ms "
+          "of CPU per round (the baseline: what starting and reading a command costs here)",
+          flush=True)
     results = []
     for n in args.runs:
         r = measure(n, args.seconds, max_parallel=args.max_parallel)
@@ -227,7 +257,8 @@ def main() -> None:
         print(f"{r['runs']:>4} runs: {r['rounds']:>6} rounds in {r['wall']:.0f}s · rounds per "
               f"run min {r['min']} / median {r['median']:g} / max {r['max']} · engine CPU "
               f"{r['cpu_ms']:.2f} ms/round ({ratio:.2f}× {results[0]['runs']} run"
-              f"{'s' if results[0]['runs'] != 1 else ''}) · RSS {r['rss_mb']:.0f} MB · store "
+              f"{'s' if results[0]['runs'] != 1 else ''}, {r['cpu_ms'] / bare:.2f}× the bare "
+              f"loop) · RSS {r['rss_mb']:.0f} MB · store "
               f"{r['bytes']:.0f} B/round · steering applied in "
               + ("-" if r["steering_s"] is None else f"{r['steering_s']:.2f}s")
               + f" · asyncio warnings {r['asyncio_warnings']}",
