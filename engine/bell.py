@@ -106,7 +106,11 @@ def ring(db: Path) -> int:
         return 0
     if not records:
         return 0
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:  # (out of descriptors, say)
+        return 0
+    with sock:
         sock.setblocking(False)
         for path in records:
             try:

@@ -1,8 +1,8 @@
 """What a person watching a run needs between two verdicts: which evaluations are running,
 for how long, and the last line each printed; and which steering commands were applied.
 
-Both read the store only (worker output reaches it as events, flushed by the host every
-COMMAND_POLL_S), so the headless printer and an attached app can use them alike.
+Both read the store only (worker output reaches it as events, flushed by the host's poller
+within COMMAND_POLL_S, a second), so the headless printer and an attached app can use them alike.
 """
 
 from __future__ import annotations
