@@ -146,7 +146,7 @@ def measure(runs: int, seconds: float, body: str = "", max_parallel: int | None 
                 "steering_s": steering[0] if steering else None}
 
 
-def bare_loop(seconds: float) -> float:
+def bare_loop(seconds: float, delays: tuple[float, float] = (0.05, 0.3)) -> float:
     """CPU per round of the least a host could do: one asyncio loop that runs the library's
     evaluation command on one skill file, again and again, and reads its output (a baseline
     measured in the same run: on these VMs a process's wake alone costs 0.1-0.25 ms)."""
@@ -159,7 +159,7 @@ def bare_loop(seconds: float) -> float:
             began, cpu, n = time.monotonic(), time.process_time(), 0
             while time.monotonic() - began < seconds:
                 skill.write_text(f"x: {rng.randint(0, 20)}\ny: 500\n"
-                                 f"delay: {rng.uniform(0.05, 0.3):.3f}\n")
+                                 f"delay: {rng.uniform(*delays):.3f}\n")
                 child = await asyncio.create_subprocess_shell(
                     command, stdout=asyncio.subprocess.PIPE)
                 await child.communicate()
@@ -246,9 +246,11 @@ def main() -> None:
         print_playbook(args.playbook_runs, args.playbook_runs)
         return
     bare = bare_loop(min(args.seconds, 10))
+    awake = bare_loop(min(args.seconds, 10) / 2, (0.0, 0.0))
     print(f"a bare asyncio loop running the same evaluations, one at a time: {bare:.2f} ms "
-          "of CPU per round (the baseline: what starting and reading a command costs here)",
-          flush=True)
+          "of CPU per round (the baseline: what starting and reading a command costs here); "
+          f"with no wait in them {awake:.2f} ms (what sleeping between rounds costs by "
+          f"itself: {bare / awake:.2f}×)", flush=True)
     results = []
     for n in args.runs:
         r = measure(n, args.seconds, max_parallel=args.max_parallel)
