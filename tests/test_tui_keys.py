@@ -138,6 +138,9 @@ async def test_i_pins_a_reverted_experiment_and_makes_it_the_best(tmp_path: Path
         loser = await wait_until(pilot, lambda: first(app, "reverted"), 30, "a reverted one")
         await pilot.press("p")  # hold still, so nothing better replaces the pinned one
         await wait_until(pilot, lambda: run(app)["status"] == "paused")
+        # The pause is applied at once (the command rings the engine): the experiment in
+        # flight lands after it, and would be kept over a pinned loser.
+        await wait_until(pilot, lambda: not app.board.running, 10, "the one in flight")
         app.dash.query_one(Changelog).select_experiment(loser)
         await pilot.press("i")
         await wait_until(pilot, lambda: f"#{loser} pinned and made the best version"
