@@ -3,8 +3,8 @@
 The commands table is the one way in (any process can write it: the CLI, an attached app,
 Datasette), and an engine used to read it five times a second to apply steering within
 0.2 s. Each read woke the process, and a wake costs a tenth to a quarter of a millisecond
-of CPU on the machines we run on: for one run of 200 ms rounds, a fifth of the engine's
-CPU per round (bench/library.py). Now Store.add_command rings, after its commit, every
+of CPU on the machines we run on: with the shared beat (engine/cadence.py), a sixth of the
+engine's CPU per round at one run of 200 ms rounds (bench/library.py). Now Store.add_command rings, after its commit, every
 engine recorded beside the store (engine/leftovers.py: `.<store>.locks/engines/*.json`);
 an engine reads the table when rung, and once a second besides, for a writer that does not
 ring (an older CLI, a hand-written INSERT, a platform without the bell).

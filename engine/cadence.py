@@ -4,8 +4,9 @@ A process's wake from sleep costs a tenth to a quarter of a millisecond of CPU o
 machines we run on (the kernel's part and the event loop's), more than most periodic work
 itself: the command poller's check is a single lookup. Each periodic task sleeping its own
 period from whenever it last ran wakes the process on its own; an idle host of one run woke
-about eight times a second, and that, at a round every 200 ms, was a fifth of the engine's
-CPU per round (bench/library.py at 1 run).
+about eight times a second; with steering rung for instead (engine/bell.py), the two
+together took a sixth off the engine's CPU per round at one run of 200 ms rounds
+(bench/library.py, interleaved with the code before).
 
 So periodic tasks sleep to the next multiple of their period on the event loop's clock, and
 every period is a multiple of BEAT_S: at any moment, the tasks that are due are due at the

@@ -266,15 +266,6 @@ class Host:
             if kept is not None:
                 retention.prune(self.store.conn, run_id, kept.keep_days, kept.max_reverted)
 
-    async def _poll_commands(self) -> None:
-        unlisten = bell.listen(self._rung)
-        try:
-            await self._poll_commands_until_cancelled(
-                COMMAND_POLL_S if unlisten is not None else UNRUNG_POLL_S)
-        finally:
-            if unlisten is not None:
-                unlisten()
-
     def _rung(self) -> None:
         self._rang = True
         if self._ringing is not None and not self._ringing.done():
@@ -295,28 +286,34 @@ class Host:
                 self._ringing = None
         self._rang = False
 
-    async def _poll_commands_until_cancelled(self, period: float) -> None:
-        pruned = time.monotonic()
-        while True:
-            try:
-                if time.monotonic() - pruned >= retention.PRUNE_EVERY_S:
-                    pruned = time.monotonic()
-                    self.prune()
-                await self.apply_commands()
-                for run_id, loop in self.loops.items():
-                    if loop.ledger.unwritten() and run_id in self.tasks \
-                            and not self.tasks[run_id].done():
-                        loop.flush_events()
-            except (sqlite3.Error, OSError) as exc:
-                if not storage_trouble(exc):
-                    self._report(f"command poller: {exc!r}")
-                else:  # a full disk or read-only store: the runs pause and say so
+    async def _poll_commands(self) -> None:
+        unlisten = bell.listen(self._rung)
+        period = COMMAND_POLL_S if unlisten is not None else UNRUNG_POLL_S
+        try:
+            pruned = time.monotonic()
+            while True:
+                try:
+                    if time.monotonic() - pruned >= retention.PRUNE_EVERY_S:
+                        pruned = time.monotonic()
+                        self.prune()
+                    await self.apply_commands()
                     for run_id, loop in self.loops.items():
-                        if run_id in self.tasks and not self.tasks[run_id].done():
-                            loop.storage.trip(exc)
-            except Exception as exc:  # the poller must outlive one bad command
-                self._report(f"command poller: {exc!r}")
-            await self._ring_or_beat(period)
+                        if loop.ledger.unwritten() and run_id in self.tasks \
+                                and not self.tasks[run_id].done():
+                            loop.flush_events()
+                except (sqlite3.Error, OSError) as exc:
+                    if not storage_trouble(exc):
+                        self._report(f"command poller: {exc!r}")
+                    else:  # a full disk or read-only store: the runs pause and say so
+                        for run_id, loop in self.loops.items():
+                            if run_id in self.tasks and not self.tasks[run_id].done():
+                                loop.storage.trip(exc)
+                except Exception as exc:  # the poller must outlive one bad command
+                    self._report(f"command poller: {exc!r}")
+                await self._ring_or_beat(period)
+        finally:
+            if unlisten is not None:
+                unlisten()
 
     def _report(self, line: str, level: str = "error") -> None:
         try:

@@ -187,8 +187,7 @@ class WaitingRecords:
     def ride(self, write: Callable[[], object]) -> None:
         """`write` (statements that do not commit) goes in with the batch's next commit, if
         one comes before the writer's own timer: a write of its own is a commit (and, on
-        its own timer, a wake) more a round, which at one run of 200 ms rounds was a tenth
-        of the engine's CPU (bench/library.py)."""
+        its own timer, a wake) more a round (tests/test_wakes.py counts them)."""
         self._batch.riders[write] = None
 
     def decided(self) -> list[tuple[int, str]]:

@@ -2,7 +2,7 @@
 rings instead of being polled for (engine/bell.py), and a round's records, worker rows
 included, go in one commit (engine/records.py). A wake costs a tenth to a quarter of a
 millisecond of CPU here; at one run of 200 ms rounds, the timers' own wakes and commits were
-a third of the engine's CPU per round (bench/library.py)."""
+a tenth to a quarter of the engine's CPU per round (bench/library.py, interleaved runs)."""
 
 from __future__ import annotations
 
